@@ -1,0 +1,352 @@
+// Package cli implements curfew's command line: one binary, subcommands,
+// spf13/pflag flags, a readable default output and --json everywhere.
+//
+// Run takes its arguments and output streams as parameters and returns the
+// exit status, so that tests drive it exactly as a shell would.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"curfew/pkg/config"
+	"curfew/pkg/plan"
+	"curfew/pkg/services"
+	"curfew/pkg/tz"
+	"curfew/pkg/uci"
+)
+
+// Version is stamped at build time with -ldflags "-X curfew/pkg/cli.Version=...".
+var Version = "dev"
+
+// Defaults from SPEC.md.
+const (
+	DefaultConfig   = "/etc/config/curfew"
+	DefaultSystem   = "/etc/config/system"
+	DefaultStateDir = "/etc/curfew"
+	DefaultSocket   = "/var/run/curfew.sock"
+)
+
+// Exit statuses.
+const (
+	ExitOK        = 0
+	ExitFailure   = 1 // the command ran and found a problem (e.g. a bad config)
+	ExitNoDaemon  = 2 // the daemon is not running
+	ExitUsage     = 64
+	exitUnhandled = 70
+)
+
+// Env is what a command needs from the outside world.
+type Env struct {
+	Stdout, Stderr io.Writer
+	// Now reads the clock; tests replace it.
+	Now func() time.Time
+	// Daemon runs `curfew daemon` (wired by cmd/curfew, so that this
+	// package does not pull in the kernel backends for tests of the rest).
+	Daemon func(ctx context.Context, args []string, env *Env) int
+	// Log receives diagnostics of long-running commands.
+	Log *slog.Logger
+}
+
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string, env *Env) int
+}
+
+func commands() []command {
+	return []command{
+		{"daemon", "run the enforcing daemon", func(ctx context.Context, args []string, env *Env) int {
+			if env.Daemon == nil {
+				fmt.Fprintln(env.Stderr, "curfew: daemon not available in this build")
+				return ExitFailure
+			}
+			return env.Daemon(ctx, args, env)
+		}},
+		{"check", "validate the config; exit 1 with every error", runCheck},
+		{"plan", "show what would be enforced at a given time", runPlan},
+		{"services", "list the services block_service can name", runServices},
+		{"version", "print the version", runVersion},
+	}
+}
+
+// Run executes the command line args (without the program name).
+func Run(ctx context.Context, args []string, env *Env) int {
+	if env.Now == nil {
+		env.Now = time.Now
+	}
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(env.Stdout)
+		if len(args) == 0 {
+			return ExitUsage
+		}
+		return ExitOK
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(ctx, args[1:], env)
+		}
+	}
+	fmt.Fprintf(env.Stderr, "curfew: unknown command %q\n\n", args[0])
+	usage(env.Stderr)
+	return ExitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "curfew: parental controls in the router\n\nUsage: curfew COMMAND [flags]\n\nCommands:")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, c := range commands() {
+		fmt.Fprintf(tw, "  %s\t%s\n", c.name, c.summary)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "\nEvery command takes --json and --help.")
+}
+
+// flags makes a flag set that reports errors instead of exiting.
+func flags(name string, env *Env) *pflag.FlagSet {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.SortFlags = false
+	return fs
+}
+
+// parse parses flags; it returns false (and the exit status) on failure.
+func parse(fs *pflag.FlagSet, args []string) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return ExitOK, false
+		}
+		return ExitUsage, false
+	}
+	return 0, true
+}
+
+func writeJSON(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v) //nolint:errcheck // a broken stdout has nowhere to be reported
+}
+
+func runVersion(_ context.Context, args []string, env *Env) int {
+	fs := flags("version", env)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if *asJSON {
+		writeJSON(env.Stdout, map[string]string{"version": Version})
+	} else {
+		fmt.Fprintln(env.Stdout, "curfew", Version)
+	}
+	return ExitOK
+}
+
+// checkResult is `curfew check --json`.
+type checkResult struct {
+	OK       bool     `json:"ok"`
+	File     string   `json:"file"`
+	Errors   []string `json:"errors"`
+	Warnings []string `json:"warnings"`
+}
+
+// LoadConfig loads and validates a config with the built-in service
+// catalogue; on failure it returns the problems as lines for people.
+func LoadConfig(path string) (*config.Config, []string, []string) {
+	c, warns, err := config.Load(path, services.Builtin())
+	var ws []string
+	for _, w := range warns {
+		ws = append(ws, "warning: "+w.String())
+	}
+	if err == nil {
+		return c, nil, ws
+	}
+	var errs config.Errors
+	var syn *uci.Error
+	switch {
+	case errors.As(err, &errs):
+		var lines []string
+		for _, d := range errs {
+			lines = append(lines, d.String())
+		}
+		return nil, lines, ws
+	case errors.As(err, &syn):
+		return nil, []string{syn.Error()}, ws
+	}
+	return nil, []string{err.Error()}, ws
+}
+
+func runCheck(_ context.Context, args []string, env *Env) int {
+	fs := flags("check", env)
+	path := fs.String("config", DefaultConfig, "config file")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	_, errs, warns := LoadConfig(*path)
+	if *asJSON {
+		writeJSON(env.Stdout, checkResult{OK: len(errs) == 0, File: *path, Errors: nonNil(errs), Warnings: nonNil(warns)})
+	} else {
+		for _, w := range warns {
+			fmt.Fprintln(env.Stderr, w)
+		}
+		for _, e := range errs {
+			fmt.Fprintln(env.Stderr, e)
+		}
+		if len(errs) == 0 {
+			fmt.Fprintf(env.Stdout, "%s: ok\n", *path)
+		} else {
+			fmt.Fprintf(env.Stderr, "%s: %d error(s); nothing applied\n", *path, len(errs))
+		}
+	}
+	if len(errs) > 0 {
+		return ExitFailure
+	}
+	return ExitOK
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func runPlan(_ context.Context, args []string, env *Env) int {
+	fs := flags("plan", env)
+	path := fs.String("config", DefaultConfig, "config file")
+	system := fs.String("system", DefaultSystem, "OpenWrt system config (time zone)")
+	at := fs.String("at", "", "instant to plan for, RFC 3339 (default now)")
+	seen := fs.StringSlice("seen", nil, "MACs present on the network, comma-separated")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	c, errs, warns := LoadConfig(*path)
+	for _, w := range warns {
+		fmt.Fprintln(env.Stderr, w)
+	}
+	if len(errs) > 0 {
+		for _, e := range errs {
+			fmt.Fprintln(env.Stderr, e)
+		}
+		return ExitFailure
+	}
+	zone, err := tz.FromSystemFile(*system)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "curfew:", err)
+		return ExitFailure
+	}
+	when := env.Now()
+	if *at != "" {
+		when, err = time.Parse(time.RFC3339, *at)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "curfew: --at %q: want RFC 3339, e.g. 2026-03-29T06:30:00+01:00\n", *at)
+			return ExitUsage
+		}
+	}
+	var macs []net.HardwareAddr
+	for _, s := range *seen {
+		m, err := config.ParseMAC(strings.TrimSpace(s))
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "curfew: --seen: %v\n", err)
+			return ExitUsage
+		}
+		macs = append(macs, m)
+	}
+	p := plan.Compute(plan.Input{Config: c, Loc: zone.Loc, At: when, Seen: macs, ClockTrusted: true})
+	if *asJSON {
+		writeJSON(env.Stdout, p)
+		return ExitOK
+	}
+	PrintPlan(env.Stdout, p, zone.Loc)
+	return ExitOK
+}
+
+// PrintPlan writes a plan as a table for people.
+func PrintPlan(w io.Writer, p *plan.Plan, loc *time.Location) {
+	fmt.Fprintf(w, "at %s", p.At.In(loc).Format("Mon 2006-01-02 15:04 MST"))
+	if p.NextChange != nil {
+		fmt.Fprintf(w, "; next change %s", when(*p.NextChange, p.At, loc))
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "DEVICE\tMAC\tPROFILE\tSTATE\tUNTIL\tREASON")
+	for _, d := range p.Devices {
+		name := d.Name
+		if d.Unknown {
+			name = "(unknown)"
+		}
+		until := "-"
+		if d.Until != nil {
+			until = when(*d.Until, p.At, loc)
+		}
+		prof := d.Profile
+		if prof == "" {
+			prof = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", name, d.MAC, prof, d.State, until, d.Reason)
+	}
+	tw.Flush()
+	var blocked []string
+	for _, d := range p.Devices {
+		if len(d.Blocked) > 0 {
+			blocked = append(blocked, fmt.Sprintf("  %s: %s", label(d), strings.Join(d.Blocked, ", ")))
+		}
+	}
+	if len(blocked) > 0 {
+		fmt.Fprintln(w, "blocked destinations:")
+		fmt.Fprintln(w, strings.Join(blocked, "\n"))
+	}
+}
+
+func label(d plan.Device) string {
+	if d.Name != "" {
+		return d.Name
+	}
+	return d.MAC
+}
+
+// when prints t relative to at: "07:00" the same day, "Sat 07:00" otherwise.
+func when(t, at time.Time, loc *time.Location) string {
+	t, at = t.In(loc), at.In(loc)
+	if t.YearDay() == at.YearDay() && t.Year() == at.Year() {
+		return t.Format("15:04")
+	}
+	if t.Sub(at) < 6*24*time.Hour {
+		return t.Format("Mon 15:04")
+	}
+	return t.Format("2006-01-02 15:04")
+}
+
+func runServices(_ context.Context, args []string, env *Env) int {
+	fs := flags("services", env)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	all := services.Builtin().All()
+	if *asJSON {
+		writeJSON(env.Stdout, all)
+		return ExitOK
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tNAME\tDOMAINS")
+	for _, s := range all {
+		d := append([]string(nil), s.Domains...)
+		sort.Strings(d)
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Name, s.Title, strings.Join(d, " "))
+	}
+	tw.Flush()
+	return ExitOK
+}

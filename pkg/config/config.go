@@ -1,0 +1,594 @@
+// Package config is the typed model of /etc/config/curfew and its
+// validation.
+//
+// Validation reports every problem at once, each naming file:line, section
+// and option, so that a parent fixing a file by hand sees the whole list in
+// one `curfew check`. Unknown options are warnings, not errors: a config
+// written for a newer curfew must still load on an older one.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"curfew/pkg/schedule"
+	"curfew/pkg/uci"
+)
+
+// Config is a validated curfew configuration.
+type Config struct {
+	// File is the path it was read from.
+	File    string
+	Enabled bool
+	// LAN lists the interfaces whose clients are managed.
+	LAN []string
+	// UnknownProfile is the profile for MACs not listed; empty means
+	// unknown devices are unrestricted.
+	UnknownProfile string
+	// ClockUnsyncedOffline is true when managed devices stay offline until
+	// the clock is trusted (clock_unsynced 'offline', the default).
+	ClockUnsyncedOffline bool
+	// Backend is auto, nftables or iptables.
+	Backend   string
+	Profiles  []*Profile
+	Devices   []*Device
+	Schedules []*Schedule
+}
+
+// Profile is a named set of rules shared by a child's devices.
+type Profile struct {
+	ID   string
+	Name string
+	// DailyLimit is the screen-time budget per local day; 0 means none.
+	DailyLimit time.Duration
+	// Block holds always-blocked destinations.
+	Block        []Destination
+	BlockService []string
+	Blocklists   []string
+	SafeSearch   bool
+	Allowlist    bool
+	Allow        []Destination
+	Line         int
+}
+
+// Destination is a blocked or allowed domain, address or prefix.
+type Destination struct {
+	// Domain is set for names (lower-case, no trailing dot) ...
+	Domain string
+	// ... and Prefix for addresses (a single address is a /32 or /128).
+	Prefix netip.Prefix
+}
+
+func (d Destination) String() string {
+	if d.Domain != "" {
+		return d.Domain
+	}
+	if d.Prefix.IsSingleIP() {
+		return d.Prefix.Addr().String()
+	}
+	return d.Prefix.String()
+}
+
+// Device is a child's device, known by its MAC.
+type Device struct {
+	MAC     net.HardwareAddr
+	Name    string
+	Profile string
+	Line    int
+}
+
+// Action is what a schedule window does.
+type Action string
+
+const (
+	// ActionOffline cuts the internet for the window's profiles.
+	ActionOffline Action = "offline"
+	// ActionBlock blocks only the section's own destinations in the window.
+	ActionBlock Action = "block"
+)
+
+// Schedule is a named weekly window for one or more profiles.
+type Schedule struct {
+	ID           string
+	Profiles     []string
+	Window       schedule.Window
+	Action       Action
+	Block        []Destination
+	BlockService []string
+	Line         int
+}
+
+// Label names the schedule for people: its section name, or its line.
+func (s *Schedule) Label() string {
+	if s.ID != "" {
+		return s.ID
+	}
+	return fmt.Sprintf("@line%d", s.Line)
+}
+
+// Profile returns the profile with the given id, or nil.
+func (c *Config) Profile(id string) *Profile {
+	for _, p := range c.Profiles {
+		if p.ID == id {
+			return p
+		}
+	}
+	return nil
+}
+
+// Diag is one problem found in the config.
+type Diag struct {
+	File    string
+	Line    int
+	Section string
+	Option  string
+	Msg     string
+}
+
+func (d Diag) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s:%d:", d.File, d.Line)
+	if d.Section != "" {
+		fmt.Fprintf(&b, " section %s", d.Section)
+	}
+	if d.Option != "" {
+		fmt.Fprintf(&b, " option '%s'", d.Option)
+	}
+	if d.Section != "" || d.Option != "" {
+		b.WriteString(":")
+	}
+	b.WriteString(" " + d.Msg)
+	return b.String()
+}
+
+// Errors is every error found in a config.
+type Errors []Diag
+
+func (e Errors) Error() string {
+	lines := make([]string, len(e))
+	for i, d := range e {
+		lines[i] = d.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Load reads and validates a config file. On failure the error is a
+// *uci.Error (syntax) or Errors (every semantic problem); warnings are
+// returned in both cases.
+func Load(path string, services ServiceCatalogue) (*Config, []Diag, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, src, services)
+}
+
+// ServiceCatalogue reports whether a block_service name is known.
+type ServiceCatalogue interface {
+	Has(name string) bool
+}
+
+// Parse validates src as the curfew config named path.
+func Parse(path string, src []byte, services ServiceCatalogue) (*Config, []Diag, error) {
+	f, err := uci.Parse(path, src)
+	if err != nil {
+		return nil, nil, err
+	}
+	v := &validator{file: path, services: services}
+	c := v.build(f)
+	if len(v.errs) > 0 {
+		return nil, v.warns, v.errs
+	}
+	return c, v.warns, nil
+}
+
+type validator struct {
+	file     string
+	services ServiceCatalogue
+	errs     Errors
+	warns    []Diag
+}
+
+func sectionLabel(s *uci.Section) string {
+	if s.Name != "" {
+		return "'" + s.Name + "'"
+	}
+	return fmt.Sprintf("@%s (line %d)", s.Type, s.Line)
+}
+
+func (v *validator) errorf(s *uci.Section, o *uci.Option, format string, args ...any) {
+	d := Diag{File: v.file, Line: s.Line, Section: sectionLabel(s), Msg: fmt.Sprintf(format, args...)}
+	if o != nil {
+		d.Line, d.Option = o.Line, o.Name
+	}
+	v.errs = append(v.errs, d)
+}
+
+func (v *validator) warnf(s *uci.Section, o *uci.Option, format string, args ...any) {
+	d := Diag{File: v.file, Line: s.Line, Section: sectionLabel(s), Msg: fmt.Sprintf(format, args...)}
+	if o != nil {
+		d.Line, d.Option = o.Line, o.Name
+	}
+	v.warns = append(v.warns, d)
+}
+
+// known lists the options each section type understands and whether each
+// is a list. Values given with the other keyword are accepted, as libuci
+// does, except that a repeated `option` keeps only its last value.
+var known = map[string]map[string]bool{
+	"curfew":   {"enabled": false, "lan": true, "unknown_profile": false, "clock_unsynced": false, "backend": false},
+	"profile":  {"name": false, "daily_limit": false, "block": true, "block_service": true, "blocklist": true, "safesearch": false, "allowlist": false, "allow": true},
+	"device":   {"mac": false, "name": false, "profile": false},
+	"schedule": {"profile": true, "days": true, "start": false, "stop": false, "action": false, "block": true, "block_service": true},
+}
+
+// values returns every value of name in s: all list entries, or the last
+// option (libuci semantics).
+func values(s *uci.Section, name string) []*uci.Option {
+	var out []*uci.Option
+	for _, o := range s.Options {
+		if o.Name != name {
+			continue
+		}
+		if !o.List {
+			out = out[:0]
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+func (v *validator) bool(s *uci.Section, name string, def bool) bool {
+	o, ok := s.Get(name)
+	if !ok {
+		return def
+	}
+	switch o.Value {
+	case "1", "on", "true", "yes", "enabled":
+		return true
+	case "0", "off", "false", "no", "disabled":
+		return false
+	}
+	v.errorf(s, o, "invalid boolean %q (want 1 or 0)", o.Value)
+	return def
+}
+
+func (v *validator) build(f *uci.File) *Config {
+	c := &Config{File: v.file, Enabled: true, ClockUnsyncedOffline: true, Backend: "auto"}
+	var mains int
+	for _, s := range f.Sections {
+		opts, ok := known[s.Type]
+		if !ok {
+			v.warnf(s, nil, "unknown section type %q ignored", s.Type)
+			continue
+		}
+		for _, o := range s.Options {
+			if _, ok := opts[o.Name]; !ok {
+				v.warnf(s, o, "unknown option ignored")
+			}
+		}
+		switch s.Type {
+		case "curfew":
+			mains++
+			if mains > 1 {
+				v.errorf(s, nil, "a second 'curfew' section; merge it into the first")
+				continue
+			}
+			v.main(c, s)
+		case "profile":
+			if p := v.profile(s); p != nil {
+				if c.Profile(p.ID) != nil {
+					v.errorf(s, nil, "profile %q defined twice", p.ID)
+					continue
+				}
+				c.Profiles = append(c.Profiles, p)
+			}
+		case "device":
+			c.Devices = append(c.Devices, v.device(s))
+		case "schedule":
+			c.Schedules = append(c.Schedules, v.schedule(s))
+		}
+	}
+	v.crossCheck(c, f)
+	return c
+}
+
+func (v *validator) main(c *Config, s *uci.Section) {
+	c.Enabled = v.bool(s, "enabled", true)
+	for _, o := range values(s, "lan") {
+		if o.Value == "" || strings.ContainsAny(o.Value, " /") || len(o.Value) > 15 {
+			v.errorf(s, o, "invalid interface name %q", o.Value)
+			continue
+		}
+		c.LAN = append(c.LAN, o.Value)
+	}
+	if len(c.LAN) == 0 {
+		c.LAN = []string{"br-lan"}
+	}
+	if o, ok := s.Get("unknown_profile"); ok {
+		c.UnknownProfile = o.Value
+	}
+	if o, ok := s.Get("clock_unsynced"); ok {
+		switch o.Value {
+		case "offline":
+		case "online":
+			c.ClockUnsyncedOffline = false
+		default:
+			v.errorf(s, o, "invalid value %q (want offline or online)", o.Value)
+		}
+	}
+	if o, ok := s.Get("backend"); ok {
+		switch o.Value {
+		case "auto", "nftables", "iptables":
+			c.Backend = o.Value
+		default:
+			v.errorf(s, o, "invalid backend %q (want auto, nftables or iptables)", o.Value)
+		}
+	}
+}
+
+func (v *validator) profile(s *uci.Section) *Profile {
+	if s.Name == "" {
+		v.errorf(s, nil, "a profile must be named: write config profile 'alice'")
+		return nil
+	}
+	p := &Profile{ID: s.Name, Name: s.Name, Line: s.Line}
+	if o, ok := s.Get("name"); ok && o.Value != "" {
+		p.Name = o.Value
+	}
+	if o, ok := s.Get("daily_limit"); ok {
+		d, err := ParseDuration(o.Value)
+		if err != nil || d <= 0 || d > 24*time.Hour {
+			v.errorf(s, o, "invalid duration %q (want e.g. 90m, 1h30m, at most 24h)", o.Value)
+		}
+		p.DailyLimit = d
+	}
+	p.Block = v.destinations(s, "block")
+	p.Allow = v.destinations(s, "allow")
+	p.BlockService = v.serviceNames(s)
+	for _, o := range values(s, "blocklist") {
+		if !strings.HasPrefix(o.Value, "/") && !strings.HasPrefix(o.Value, "https://") && !strings.HasPrefix(o.Value, "http://") {
+			v.errorf(s, o, "invalid blocklist %q (want an absolute file path or an https URL)", o.Value)
+			continue
+		}
+		p.Blocklists = append(p.Blocklists, o.Value)
+	}
+	p.SafeSearch = v.bool(s, "safesearch", false)
+	p.Allowlist = v.bool(s, "allowlist", false)
+	if p.Allowlist && len(p.Allow) == 0 {
+		v.warnf(s, nil, "allowlist is on but nothing is allowed: every destination is blocked")
+	}
+	return p
+}
+
+func (v *validator) serviceNames(s *uci.Section) []string {
+	var out []string
+	for _, o := range values(s, "block_service") {
+		name := strings.ToLower(o.Value)
+		if v.services != nil && !v.services.Has(name) {
+			v.errorf(s, o, "unknown service %q (see curfew services)", o.Value)
+			continue
+		}
+		out = append(out, name)
+	}
+	return out
+}
+
+func (v *validator) destinations(s *uci.Section, name string) []Destination {
+	var out []Destination
+	for _, o := range values(s, name) {
+		d, err := ParseDestination(o.Value)
+		if err != nil {
+			v.errorf(s, o, "%v", err)
+			continue
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+func (v *validator) device(s *uci.Section) *Device {
+	d := &Device{Line: s.Line}
+	if o, ok := s.Get("mac"); !ok {
+		v.errorf(s, nil, "missing option 'mac'")
+	} else if mac, err := ParseMAC(o.Value); err != nil {
+		v.errorf(s, o, "%v", err)
+	} else {
+		d.MAC = mac
+	}
+	if o, ok := s.Get("name"); ok {
+		d.Name = o.Value
+	}
+	if o, ok := s.Get("profile"); ok {
+		d.Profile = o.Value
+	} else {
+		v.errorf(s, nil, "missing option 'profile'")
+	}
+	return d
+}
+
+func (v *validator) schedule(s *uci.Section) *Schedule {
+	sc := &Schedule{ID: s.Name, Line: s.Line, Action: ActionOffline}
+	for _, o := range values(s, "profile") {
+		sc.Profiles = append(sc.Profiles, strings.Fields(o.Value)...)
+	}
+	if len(sc.Profiles) == 0 {
+		v.errorf(s, nil, "missing option 'profile'")
+	}
+	days := values(s, "days")
+	if len(days) == 0 {
+		sc.Window.Days = schedule.AllDays
+	}
+	for _, o := range days {
+		d, err := schedule.ParseDays(o.Value)
+		if err != nil {
+			v.errorf(s, o, "%v", err)
+		}
+		sc.Window.Days |= d
+	}
+	start, okStart := v.clock(s, "start")
+	stop, okStop := v.clock(s, "stop")
+	sc.Window.Start, sc.Window.Stop = start, stop
+	if okStart && okStop && start == stop {
+		o, _ := s.Get("stop")
+		v.errorf(s, o, "start and stop are both %s: a window needs a length", start)
+	}
+	if okStart && start == 24*60 {
+		o, _ := s.Get("start")
+		v.errorf(s, o, "start 24:00 is not a time of day (use 00:00 on the next day)")
+	}
+	if o, ok := s.Get("action"); ok {
+		switch Action(o.Value) {
+		case ActionOffline, ActionBlock:
+			sc.Action = Action(o.Value)
+		default:
+			v.errorf(s, o, "unknown action %q (want offline or block)", o.Value)
+		}
+	}
+	sc.Block = v.destinations(s, "block")
+	sc.BlockService = v.serviceNames(s)
+	if sc.Action == ActionBlock && len(sc.Block) == 0 && len(sc.BlockService) == 0 {
+		v.warnf(s, nil, "action 'block' without block or block_service entries does nothing")
+	}
+	return sc
+}
+
+func (v *validator) clock(s *uci.Section, name string) (schedule.Clock, bool) {
+	o, ok := s.Get(name)
+	if !ok {
+		v.errorf(s, nil, "missing option '%s'", name)
+		return 0, false
+	}
+	c, err := schedule.ParseClock(o.Value)
+	if err != nil {
+		v.errorf(s, o, "%v", err)
+		return 0, false
+	}
+	return c, true
+}
+
+// crossCheck validates references between sections.
+func (v *validator) crossCheck(c *Config, f *uci.File) {
+	byLine := map[int]*uci.Section{}
+	for _, s := range f.Sections {
+		byLine[s.Line] = s
+	}
+	opt := func(line int, name string) *uci.Option {
+		o, _ := byLine[line].Get(name)
+		return o
+	}
+	if c.UnknownProfile != "" && c.Profile(c.UnknownProfile) == nil {
+		for _, s := range f.Sections {
+			if s.Type == "curfew" {
+				v.errorf(s, opt(s.Line, "unknown_profile"), "unknown profile %q", c.UnknownProfile)
+				break
+			}
+		}
+	}
+	seen := map[string]int{}
+	for _, d := range c.Devices {
+		s := byLine[d.Line]
+		if d.Profile != "" && c.Profile(d.Profile) == nil {
+			v.errorf(s, opt(d.Line, "profile"), "unknown profile %q", d.Profile)
+		}
+		if d.MAC == nil {
+			continue
+		}
+		key := d.MAC.String()
+		if first, dup := seen[key]; dup {
+			v.errorf(s, opt(d.Line, "mac"), "MAC %s is already used by the device at line %d", key, first)
+			continue
+		}
+		seen[key] = d.Line
+	}
+	for _, sc := range c.Schedules {
+		s := byLine[sc.Line]
+		for _, p := range sc.Profiles {
+			if c.Profile(p) == nil {
+				o := values(s, "profile")
+				var po *uci.Option
+				if len(o) > 0 {
+					po = o[0]
+				}
+				v.errorf(s, po, "unknown profile %q", p)
+			}
+		}
+	}
+	sort.SliceStable(v.errs, func(i, j int) bool { return v.errs[i].Line < v.errs[j].Line })
+}
+
+// ParseMAC parses a 48-bit MAC address written with colons or dashes.
+func ParseMAC(s string) (net.HardwareAddr, error) {
+	mac, err := net.ParseMAC(s)
+	if err != nil || len(mac) != 6 || strings.Contains(s, ".") {
+		return nil, fmt.Errorf("invalid MAC address %q (want aa:bb:cc:dd:ee:ff)", s)
+	}
+	return mac, nil
+}
+
+// ParseDuration parses durations as parents write them: 90m, 1h30m, 2h, 45s.
+// A bare number means minutes.
+func ParseDuration(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, errors.New("empty duration")
+	}
+	if strings.Trim(s, "0123456789") == "" {
+		s += "m"
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || strings.ContainsAny(s, "-+") {
+		return 0, fmt.Errorf("invalid duration %q (want e.g. 30m or 1h30m)", s)
+	}
+	return d, nil
+}
+
+// ParseDestination parses a domain, an IPv4/IPv6 address or a prefix.
+func ParseDestination(s string) (Destination, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return Destination{}, fmt.Errorf("invalid prefix %q (want e.g. 203.0.113.0/24 or 2001:db8::/32)", s)
+		}
+		if p.Masked() != p {
+			return Destination{}, fmt.Errorf("invalid prefix %q: host bits set (did you mean %s?)", s, p.Masked())
+		}
+		return Destination{Prefix: p}, nil
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		a = a.Unmap()
+		return Destination{Prefix: netip.PrefixFrom(a, a.BitLen())}, nil
+	}
+	d, err := NormalizeDomain(s)
+	if err != nil {
+		return Destination{}, err
+	}
+	return Destination{Domain: d}, nil
+}
+
+// NormalizeDomain lower-cases a domain name, drops a trailing dot and checks
+// that it is a valid host name (labels of letters, digits, '-' and '_').
+func NormalizeDomain(s string) (string, error) {
+	d := strings.TrimSuffix(strings.ToLower(s), ".")
+	bad := fmt.Errorf("invalid domain %q (want e.g. example.com)", s)
+	if d == "" || len(d) > 253 || !strings.Contains(d, ".") {
+		return "", bad
+	}
+	for _, label := range strings.Split(d, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return "", bad
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return "", bad
+			}
+		}
+	}
+	return d, nil
+}

@@ -1,0 +1,170 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"curfew/pkg/services"
+)
+
+const good = `config curfew 'main'
+	list lan 'br-lan'
+	option unknown_profile 'guest'
+
+config profile 'alice'
+	option daily_limit '1h30m'
+	list block 'TikTok.com.'
+	list block '203.0.113.0/24'
+	list block '2001:db8::1'
+	list block_service 'roblox'
+
+config profile 'guest'
+
+config device
+	option mac 'AA-BB-CC-DD-EE-FF'
+	option name 'Alice iPhone'
+	option profile 'alice'
+
+config schedule 'bedtime'
+	option profile 'alice guest'
+	list days 'sun mon'
+	list days 'tue'
+	option start '21:00'
+	option stop '07:00'
+`
+
+func TestParseGoodConfig(t *testing.T) {
+	c, warns, err := Parse("curfew", []byte(good), services.Builtin())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warns) != 0 {
+		t.Errorf("warnings: %v", warns)
+	}
+	a := c.Profile("alice")
+	if a.DailyLimit != 90*time.Minute {
+		t.Errorf("daily_limit = %v", a.DailyLimit)
+	}
+	var blocks []string
+	for _, b := range a.Block {
+		blocks = append(blocks, b.String())
+	}
+	if got := strings.Join(blocks, ","); got != "tiktok.com,203.0.113.0/24,2001:db8::1" {
+		t.Errorf("block = %s", got)
+	}
+	if c.Devices[0].MAC.String() != "aa:bb:cc:dd:ee:ff" {
+		t.Errorf("mac = %s", c.Devices[0].MAC)
+	}
+	s := c.Schedules[0]
+	if strings.Join(s.Profiles, ",") != "alice,guest" || s.Window.Days.String() != "mon tue sun" {
+		t.Errorf("schedule = %+v days %s", s, s.Window.Days)
+	}
+	if !c.Enabled || c.Backend != "auto" || !c.ClockUnsyncedOffline {
+		t.Errorf("defaults wrong: %+v", c)
+	}
+}
+
+// TestEveryErrorNamesLineAndOption feeds one broken line at a time and
+// checks that the message names the file, the line, the section, the option
+// and what is wrong.
+func TestEveryErrorNamesLineAndOption(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want string
+	}{
+		{"invalid MAC", "config profile 'p'\nconfig device\n\toption mac 'aa:bb:cc:dd:ee'\n\toption profile 'p'\n",
+			`f:3: section @device (line 2) option 'mac': invalid MAC address "aa:bb:cc:dd:ee"`},
+		{"invalid time", "config profile 'p'\nconfig schedule 's'\n\toption profile 'p'\n\toption start '25:00'\n\toption stop '07:00'\n",
+			`f:4: section 's' option 'start': invalid time "25:00"`},
+		{"invalid day", "config profile 'p'\nconfig schedule 's'\n\toption profile 'p'\n\toption days 'mon funday'\n\toption start '21:00'\n\toption stop '07:00'\n",
+			`f:4: section 's' option 'days': unknown day "funday"`},
+		{"invalid duration", "config profile 'p'\n\toption daily_limit '2 hours'\n",
+			`f:2: section 'p' option 'daily_limit': invalid duration "2 hours"`},
+		{"invalid CIDR", "config profile 'p'\n\tlist block '203.0.113.0/33'\n",
+			`f:2: section 'p' option 'block': invalid prefix "203.0.113.0/33"`},
+		{"prefix with host bits", "config profile 'p'\n\tlist block '203.0.113.7/24'\n",
+			`f:2: section 'p' option 'block': invalid prefix "203.0.113.7/24": host bits set (did you mean 203.0.113.0/24?)`},
+		{"invalid domain", "config profile 'p'\n\tlist block 'tik tok.com'\n",
+			`f:2: section 'p' option 'block': invalid domain "tik tok.com"`},
+		{"unknown profile reference", "config device\n\toption mac 'aa:bb:cc:dd:ee:ff'\n\toption profile 'nobody'\n",
+			`f:3: section @device (line 1) option 'profile': unknown profile "nobody"`},
+		{"same MAC twice", "config profile 'p'\nconfig device\n\toption mac 'aa:bb:cc:dd:ee:ff'\n\toption profile 'p'\nconfig device\n\toption mac 'AA:BB:CC:DD:EE:FF'\n\toption profile 'p'\n",
+			`f:6: section @device (line 5) option 'mac': MAC aa:bb:cc:dd:ee:ff is already used by the device at line 2`},
+		{"anonymous profile", "config profile\n\toption name 'x'\n",
+			`f:1: section @profile (line 1): a profile must be named`},
+		{"start equals stop", "config profile 'p'\nconfig schedule 's'\n\toption profile 'p'\n\toption start '21:00'\n\toption stop '21:00'\n",
+			`f:5: section 's' option 'stop': start and stop are both 21:00`},
+		{"unknown action", "config profile 'p'\nconfig schedule 's'\n\toption profile 'p'\n\toption start '21:00'\n\toption stop '07:00'\n\toption action 'sleep'\n",
+			`f:6: section 's' option 'action': unknown action "sleep"`},
+		{"unknown service", "config profile 'p'\n\tlist block_service 'myspace'\n",
+			`f:2: section 'p' option 'block_service': unknown service "myspace"`},
+		{"schedule for unknown profile", "config schedule 's'\n\toption profile 'ghost'\n\toption start '21:00'\n\toption stop '07:00'\n",
+			`f:2: section 's' option 'profile': unknown profile "ghost"`},
+		{"unknown_profile names a missing profile", "config curfew 'main'\n\toption unknown_profile 'guest'\n",
+			`f:2: section 'main' option 'unknown_profile': unknown profile "guest"`},
+		{"bad boolean", "config profile 'p'\n\toption safesearch 'maybe'\n",
+			`f:2: section 'p' option 'safesearch': invalid boolean "maybe"`},
+		{"bad backend", "config curfew 'main'\n\toption backend 'pf'\n",
+			`f:2: section 'main' option 'backend': invalid backend "pf"`},
+		{"bad clock_unsynced", "config curfew 'main'\n\toption clock_unsynced 'maybe'\n",
+			`f:2: section 'main' option 'clock_unsynced': invalid value "maybe"`},
+		{"missing start", "config profile 'p'\nconfig schedule 's'\n\toption profile 'p'\n\toption stop '07:00'\n",
+			`f:2: section 's': missing option 'start'`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := Parse("f", []byte(tt.src), services.Builtin())
+			var errs Errors
+			if !errors.As(err, &errs) {
+				t.Fatalf("err = %v, want Errors", err)
+			}
+			if len(errs) != 1 {
+				t.Fatalf("got %d errors, want 1:\n%v", len(errs), err)
+			}
+			if !strings.HasPrefix(errs[0].String(), tt.want) {
+				t.Errorf("got  %s\nwant %s", errs[0], tt.want)
+			}
+		})
+	}
+}
+
+func TestAllErrorsAreReportedAtOnce(t *testing.T) {
+	src := "config profile 'p'\n\toption daily_limit 'x'\n\tlist block 'a b'\nconfig device\n\toption mac 'zz'\n\toption profile 'q'\n"
+	_, _, err := Parse("f", []byte(src), services.Builtin())
+	var errs Errors
+	if !errors.As(err, &errs) || len(errs) != 4 {
+		t.Fatalf("want 4 errors, got %v", err)
+	}
+	for i := 1; i < len(errs); i++ {
+		if errs[i].Line < errs[i-1].Line {
+			t.Errorf("errors not in line order: %v", err)
+		}
+	}
+}
+
+func TestUnknownOptionsAreWarnings(t *testing.T) {
+	src := "config profile 'p'\n\toption colour 'blue'\nconfig gadget 'g'\n"
+	c, warns, err := Parse("f", []byte(src), services.Builtin())
+	if err != nil || c == nil {
+		t.Fatalf("err = %v", err)
+	}
+	if len(warns) != 2 || !strings.Contains(warns[0].String(), "f:2: section 'p' option 'colour': unknown option ignored") {
+		t.Errorf("warnings = %v", warns)
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for in, want := range map[string]time.Duration{"90m": 90 * time.Minute, "1h30m": 90 * time.Minute, "2h": 2 * time.Hour, "45": 45 * time.Minute} {
+		if got, err := ParseDuration(in); err != nil || got != want {
+			t.Errorf("ParseDuration(%q) = %v, %v", in, got, err)
+		}
+	}
+	for _, bad := range []string{"", "-5m", "soon", "1d"} {
+		if _, err := ParseDuration(bad); err == nil {
+			t.Errorf("ParseDuration(%q) accepted", bad)
+		}
+	}
+}

@@ -1,0 +1,420 @@
+// Package plan is curfew's policy core: a pure function from configuration,
+// parent overrides, devices seen, screen time used and an instant to the
+// desired state of every device.
+//
+// Nothing here reads a clock, a file or the network: the instant and the
+// location are parameters, which is what makes DST days and midnight
+// crossings testable as plain table tests.
+//
+// Besides the state at the instant, the plan predicts each device's offline
+// intervals for the coming days (schedules, timed pauses, allow overrides,
+// an exhausted budget until its reset). The kernel backends program those
+// intervals ahead as absolute instants, so enforcement goes on — and ends on
+// time — while the daemon is down.
+package plan
+
+import (
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"time"
+
+	"curfew/pkg/config"
+	"curfew/pkg/schedule"
+	"curfew/pkg/services"
+)
+
+// Forever stands for "no end": an indefinite pause, or an untrusted clock.
+// It is far enough away to never be reached and small enough for the
+// kernel's 64-bit nanosecond time keys.
+var Forever = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// Dawn stands for "since always", for the same reasons.
+var Dawn = time.Unix(0, 0).UTC()
+
+// DefaultHorizon is how far ahead offline intervals are predicted: a week
+// plus a day, so that the kernel holds at least the next seven days.
+const DefaultHorizon = 8 * 24 * time.Hour
+
+// Override kinds (SPEC.md "Runtime overrides").
+const (
+	Pause = "pause"
+	Allow = "allow"
+	Grant = "grant"
+)
+
+// Override is a parent's action, kept across restarts by the daemon.
+type Override struct {
+	Kind string `json:"kind"`
+	// Target is a profile id, a device name or a MAC.
+	Target string `json:"target"`
+	// From is when the parent acted.
+	From time.Time `json:"from"`
+	// Until ends a pause or an allow; zero means until resumed (pause only).
+	Until time.Time `json:"until,omitzero"`
+	// Amount is the extra screen time of a grant ...
+	Amount time.Duration `json:"amount,omitempty"`
+	// ... and Day the local date (YYYY-MM-DD) it adds to.
+	Day string `json:"day,omitempty"`
+}
+
+// Input is everything the plan depends on.
+type Input struct {
+	Config *config.Config
+	Loc    *time.Location
+	At     time.Time
+	// Seen lists MACs present on the network; those not in the config get
+	// the unknown profile.
+	Seen      []net.HardwareAddr
+	Overrides []Override
+	// Used is the screen time each profile used on At's local day.
+	Used map[string]time.Duration
+	// ClockTrusted is false until NTP has synchronised the clock.
+	ClockTrusted bool
+	// Horizon bounds the predicted intervals; zero means DefaultHorizon.
+	Horizon time.Duration
+}
+
+// State of a device.
+const (
+	Online  = "online"
+	Offline = "offline"
+)
+
+// Plan is the desired state at an instant.
+type Plan struct {
+	At         time.Time  `json:"at"`
+	Devices    []Device   `json:"devices"`
+	NextChange *time.Time `json:"next_change"`
+}
+
+// Device is one device's desired state.
+type Device struct {
+	MAC     string `json:"mac"`
+	Name    string `json:"name"`
+	Profile string `json:"profile"`
+	State   string `json:"state"`
+	// Reason says why, for a person.
+	Reason string `json:"reason"`
+	// Until is the next change of State, or nil when none is foreseen.
+	Until   *time.Time `json:"until"`
+	Blocked []string   `json:"blocked"`
+	// Unknown is true for a MAC that the config does not list.
+	Unknown bool `json:"unknown,omitempty"`
+	// Managed is false for devices curfew leaves alone.
+	Managed bool `json:"managed"`
+	// BudgetLeft is the screen time left today, for profiles with a limit.
+	BudgetLeft *Duration `json:"budget_left,omitempty"`
+	// Offline lists the predicted offline intervals from now on.
+	Offline []Span `json:"offline_windows,omitempty"`
+	// BlockDest and BlockServices are Blocked in structured form, for the
+	// backends and the DNS filter.
+	BlockDest     []config.Destination `json:"-"`
+	BlockServices []string             `json:"-"`
+	// Reasons lists every cause that applies now, the first being Reason's.
+	Reasons []string `json:"-"`
+}
+
+// Span is an interval in JSON form.
+type Span struct {
+	From time.Time `json:"from"`
+	To   time.Time `json:"to"`
+}
+
+// Duration marshals as a Go duration string ("1h20m0s") for people and
+// tools alike.
+type Duration time.Duration
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return []byte(`"` + time.Duration(d).String() + `"`), nil
+}
+
+// source is one reason for being offline, with its intervals.
+type source struct {
+	label string
+	ivs   []schedule.Interval
+}
+
+// Compute returns the plan for in.
+func Compute(in Input) *Plan {
+	loc := in.Loc
+	if loc == nil {
+		loc = time.UTC
+	}
+	at := in.At.Truncate(time.Second).In(loc)
+	horizon := in.Horizon
+	if horizon <= 0 {
+		horizon = DefaultHorizon
+	}
+	c := in.Config
+	p := &Plan{At: at, Devices: []Device{}}
+	cat := services.Builtin()
+
+	type entry struct {
+		mac     net.HardwareAddr
+		name    string
+		profile string
+		unknown bool
+	}
+	var entries []entry
+	configured := map[string]bool{}
+	for _, d := range c.Devices {
+		entries = append(entries, entry{mac: d.MAC, name: d.Name, profile: d.Profile})
+		configured[d.MAC.String()] = true
+	}
+	var unknown []string
+	for _, m := range in.Seen {
+		k := m.String()
+		if !configured[k] {
+			configured[k] = true
+			unknown = append(unknown, k)
+		}
+	}
+	sort.Strings(unknown)
+	for _, k := range unknown {
+		mac, _ := net.ParseMAC(k)
+		entries = append(entries, entry{mac: mac, profile: c.UnknownProfile, unknown: true})
+	}
+
+	var changes []time.Time
+	for _, e := range entries {
+		d := Device{MAC: e.mac.String(), Name: e.name, Profile: e.profile, Unknown: e.unknown, Blocked: []string{}}
+		prof := c.Profile(e.profile)
+		switch {
+		case !c.Enabled:
+			d.State, d.Reason = Online, "curfew is disabled"
+		case prof == nil:
+			d.State, d.Reason = Online, "unknown device, not managed (unknown_profile is empty)"
+		default:
+			d.Managed = true
+			changes = append(changes, evaluate(&d, in, prof, at, loc, horizon, cat)...)
+		}
+		if d.Until != nil {
+			changes = append(changes, *d.Until)
+		}
+		p.Devices = append(p.Devices, d)
+	}
+	for _, t := range changes {
+		if t.After(at) && t.Before(Forever) && (p.NextChange == nil || t.Before(*p.NextChange)) {
+			t := t.In(loc)
+			p.NextChange = &t
+		}
+	}
+	return p
+}
+
+// targets reports whether an override's target names this device.
+func targets(o Override, d *Device) bool {
+	t := strings.TrimSpace(o.Target)
+	if t == "" {
+		return false
+	}
+	if t == d.Profile || (d.Name != "" && strings.EqualFold(t, d.Name)) {
+		return true
+	}
+	if mac, err := net.ParseMAC(t); err == nil && mac.String() == d.MAC {
+		return true
+	}
+	return false
+}
+
+// evaluate fills a managed device's state; it returns extra instants at
+// which the plan changes without the device's state changing (block
+// windows starting or ending).
+func evaluate(d *Device, in Input, prof *config.Profile, at time.Time, loc *time.Location, horizon time.Duration, cat services.Catalogue) []time.Time {
+	c := in.Config
+	end := at.Add(horizon)
+	var extra []time.Time
+
+	var sources []source
+	if !in.ClockTrusted && c.ClockUnsyncedOffline {
+		sources = append(sources, source{"clock not synchronised yet (clock_unsynced 'offline')",
+			[]schedule.Interval{{From: Dawn, To: Forever}}})
+	}
+	d.BlockDest = append(d.BlockDest, prof.Block...)
+	d.BlockServices = append(d.BlockServices, prof.BlockService...)
+	for _, sc := range c.Schedules {
+		if !contains(sc.Profiles, prof.ID) {
+			continue
+		}
+		occ := sc.Window.Occurrences(loc, at.Add(-24*time.Hour), end)
+		label := fmt.Sprintf("schedule %s %s", sc.Label(), sc.Window)
+		if sc.Action == config.ActionOffline {
+			sources = append(sources, source{label, occ})
+			continue
+		}
+		for _, iv := range occ {
+			if iv.Contains(at) {
+				d.BlockDest = append(d.BlockDest, sc.Block...)
+				d.BlockServices = append(d.BlockServices, sc.BlockService...)
+			}
+			extra = append(extra, iv.From, iv.To)
+		}
+	}
+
+	var allows []schedule.Interval
+	var allowUntil time.Time
+	for _, o := range in.Overrides {
+		if !targets(o, d) {
+			continue
+		}
+		until := o.Until
+		if until.IsZero() {
+			until = Forever
+		}
+		if !until.After(at) {
+			continue // expired
+		}
+		switch o.Kind {
+		case Pause:
+			label := "paused by parent"
+			if until.Before(Forever) {
+				label += " until " + clockLabel(until, at, loc)
+			}
+			sources = append(sources, source{label, []schedule.Interval{{From: o.From, To: until}}})
+		case Allow:
+			allows = append(allows, schedule.Interval{From: o.From, To: until})
+			if !o.From.After(at) && until.After(allowUntil) {
+				allowUntil = until
+			}
+		}
+	}
+
+	// Screen-time budget: limit plus today's grants, minus what was used.
+	var countingLeft time.Duration = -1
+	if prof.DailyLimit > 0 {
+		limit := prof.DailyLimit
+		today := at.Format("2006-01-02")
+		for _, o := range in.Overrides {
+			if o.Kind == Grant && o.Day == today && targets(o, d) {
+				limit += o.Amount
+			}
+		}
+		left := limit - in.Used[prof.ID]
+		if left < 0 {
+			left = 0
+		}
+		bl := Duration(left)
+		d.BudgetLeft = &bl
+		y, m, dd := at.Date()
+		reset := schedule.Resolve(loc, y, m, dd+1, 0)
+		if left == 0 {
+			sources = append(sources, source{fmt.Sprintf("daily limit %s used up", short(limit)),
+				[]schedule.Interval{{From: at, To: reset}}})
+		} else {
+			countingLeft = left
+		}
+		extra = append(extra, reset)
+	}
+
+	var all []schedule.Interval
+	for _, s := range sources {
+		all = append(all, s.ivs...)
+	}
+	allows = schedule.Merge(allows)
+	offline := schedule.Subtract(schedule.Merge(all), allows)
+	for _, iv := range offline {
+		if iv.To.After(at) && iv.From.Before(end) {
+			d.Offline = append(d.Offline, Span{From: iv.From.In(loc), To: iv.To.In(loc)})
+		}
+	}
+
+	var active []string
+	for _, s := range sources {
+		for _, iv := range s.ivs {
+			if iv.Contains(at) {
+				active = append(active, s.label)
+				break
+			}
+		}
+	}
+	d.Reasons = active
+
+	var current *schedule.Interval
+	for i := range offline {
+		if offline[i].Contains(at) {
+			current = &offline[i]
+		}
+	}
+	if current != nil {
+		d.State = Offline
+		d.Reason = strings.Join(active, "; ")
+		if current.To.Before(Forever) {
+			u := current.To.In(loc)
+			d.Until = &u
+		}
+	} else {
+		d.State = Online
+		var next *time.Time
+		for _, iv := range offline {
+			if iv.From.After(at) {
+				t := iv.From.In(loc)
+				next = &t
+				break
+			}
+		}
+		// A budget running out is not foreseen here: it depends on use.
+		// The daemon recomputes the plan as minutes are counted.
+		d.Until = next
+		switch {
+		case len(active) > 0:
+			d.Reason = fmt.Sprintf("allowed by parent until %s (overrides %s)", clockLabel(allowUntil, at, loc), strings.Join(active, "; "))
+		case countingLeft > 0:
+			d.Reason = fmt.Sprintf("online; %s of screen time left today", short(countingLeft))
+		default:
+			d.Reason = "online"
+		}
+	}
+
+	for _, dst := range d.BlockDest {
+		d.Blocked = append(d.Blocked, dst.String())
+	}
+	for _, s := range d.BlockServices {
+		if cat.Has(s) {
+			d.Blocked = append(d.Blocked, "service "+s)
+		}
+	}
+	return extra
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// clockLabel prints an instant as a parent reads it: "07:00" today,
+// "Sat 07:00" within a week, a date beyond, "further notice" for Forever.
+func clockLabel(t, at time.Time, loc *time.Location) string {
+	if !t.Before(Forever) {
+		return "further notice"
+	}
+	t = t.In(loc)
+	ay, am, ad := at.In(loc).Date()
+	ty, tm, td := t.Date()
+	switch {
+	case ay == ty && am == tm && ad == td:
+		return t.Format("15:04")
+	case t.Sub(at) < 6*24*time.Hour:
+		return t.Format("Mon 15:04")
+	}
+	return t.Format("2006-01-02 15:04")
+}
+
+// short prints a duration without zero units: 2h, 1h30m, 45m.
+func short(d time.Duration) string {
+	d = d.Round(time.Minute)
+	h, m := int(d.Hours()), int(d.Minutes())%60
+	switch {
+	case h == 0:
+		return fmt.Sprintf("%dm", m)
+	case m == 0:
+		return fmt.Sprintf("%dh", h)
+	}
+	return fmt.Sprintf("%dh%dm", h, m)
+}

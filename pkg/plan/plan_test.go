@@ -1,0 +1,314 @@
+package plan
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"curfew/pkg/config"
+	"curfew/pkg/services"
+	"curfew/pkg/tz"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+const testConfig = `config curfew 'main'
+	option unknown_profile 'guest'
+
+config profile 'alice'
+	option daily_limit '2h'
+	list block 'tiktok.com'
+	list block '203.0.113.0/24'
+
+config profile 'bob'
+
+config profile 'guest'
+
+config device
+	option mac 'aa:bb:cc:dd:ee:01'
+	option name 'Alice iPhone'
+	option profile 'alice'
+
+config device
+	option mac 'aa:bb:cc:dd:ee:02'
+	option name 'Alice laptop'
+	option profile 'alice'
+
+config device
+	option mac 'aa:bb:cc:dd:ee:03'
+	option name 'Bob tablet'
+	option profile 'bob'
+
+config schedule 'bedtime'
+	option profile 'alice bob'
+	option days 'sun mon tue wed thu'
+	option start '21:00'
+	option stop '07:00'
+
+config schedule 'friday'
+	option profile 'alice'
+	option days 'fri'
+	option start '22:00'
+	option stop '08:00'
+
+config schedule 'dinner'
+	option profile 'alice'
+	option days 'daily'
+	option start '18:00'
+	option stop '19:00'
+
+config schedule 'late_dinner'
+	option profile 'alice'
+	option days 'daily'
+	option start '18:30'
+	option stop '19:30'
+
+config schedule 'homework'
+	option profile 'bob'
+	option days 'weekdays'
+	option start '16:00'
+	option stop '18:00'
+	option action 'block'
+	list block_service 'roblox'
+	list block 'minecraft.net'
+`
+
+func load(t *testing.T, src string) *config.Config {
+	t.Helper()
+	c, _, err := config.Parse("curfew", []byte(src), services.Builtin())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func london(t *testing.T) *time.Location {
+	loc, err := tz.POSIX("GMT0BST,M3.5.0/1,M10.5.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loc
+}
+
+func at(t *testing.T, loc *time.Location, s string) time.Time {
+	t.Helper()
+	v, err := time.ParseInLocation("2006-01-02 15:04", s, loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func device(p *Plan, mac string) Device {
+	for _, d := range p.Devices {
+		if d.MAC == mac {
+			return d
+		}
+	}
+	return Device{}
+}
+
+const (
+	alice  = "aa:bb:cc:dd:ee:01"
+	alice2 = "aa:bb:cc:dd:ee:02"
+	bob    = "aa:bb:cc:dd:ee:03"
+)
+
+func TestPlanSituations(t *testing.T) {
+	loc := london(t)
+	c := load(t, testConfig)
+	// 2026-01-05 is a Monday.
+	tests := []struct {
+		name       string
+		at         string
+		overrides  []Override
+		used       map[string]time.Duration
+		untrusted  bool
+		seen       []string
+		mac        string
+		wantState  string
+		wantReason string
+		wantUntil  string // "15:04" on its day, "-" for nil
+	}{
+		{"school night bedtime", "2026-01-05 22:00", nil, nil, false, nil, alice, Offline, "schedule bedtime 21:00-07:00", "2026-01-06 07:00"},
+		{"morning after bedtime", "2026-01-06 07:00", nil, nil, false, nil, alice, Online, "online; 2h of screen time left today", "2026-01-06 18:00"},
+		{"Friday night runs into Saturday", "2026-01-10 07:30", nil, nil, false, nil, alice, Offline, "schedule friday 22:00-08:00", "2026-01-10 08:00"},
+		{"no bedtime for Bob on Friday", "2026-01-09 23:00", nil, nil, false, nil, bob, Online, "online", "2026-01-11 21:00"},
+		{"overlapping windows merge", "2026-01-06 18:45", nil, nil, false, nil, alice, Offline, "schedule dinner 18:00-19:00; schedule late_dinner 18:30-19:30", "2026-01-06 19:30"},
+		{"pause until resumed", "2026-01-06 12:00",
+			[]Override{{Kind: Pause, Target: "alice", From: at(t, loc, "2026-01-06 11:00")}}, nil, false, nil,
+			alice2, Offline, "paused by parent", "-"},
+		{"pause for a device name only", "2026-01-06 12:00",
+			[]Override{{Kind: Pause, Target: "alice iphone", From: at(t, loc, "2026-01-06 11:00"), Until: at(t, loc, "2026-01-06 13:00")}}, nil, false, nil,
+			alice, Offline, "paused by parent until 13:00", "2026-01-06 13:00"},
+		{"pause by device name leaves the sibling device online", "2026-01-06 12:00",
+			[]Override{{Kind: Pause, Target: "Alice iPhone", From: at(t, loc, "2026-01-06 11:00")}}, nil, false, nil,
+			alice2, Online, "online; 2h of screen time left today", "2026-01-06 18:00"},
+		{"expired pause no longer applies", "2026-01-06 14:00",
+			[]Override{{Kind: Pause, Target: "alice", From: at(t, loc, "2026-01-06 11:00"), Until: at(t, loc, "2026-01-06 13:00")}}, nil, false, nil,
+			alice, Online, "online; 2h of screen time left today", "2026-01-06 18:00"},
+		{"pause running into bedtime ends with bedtime", "2026-01-05 20:30",
+			[]Override{{Kind: Pause, Target: "bob", From: at(t, loc, "2026-01-05 20:00"), Until: at(t, loc, "2026-01-05 21:30")}}, nil, false, nil,
+			bob, Offline, "paused by parent until 21:30", "2026-01-06 07:00"},
+		{"allow overrides bedtime", "2026-01-05 21:30",
+			[]Override{{Kind: Allow, Target: "bob", From: at(t, loc, "2026-01-05 21:00"), Until: at(t, loc, "2026-01-05 22:00")}}, nil, false, nil,
+			bob, Online, "allowed by parent until 22:00 (overrides schedule bedtime 21:00-07:00)", "2026-01-05 22:00"},
+		{"allow overrides a pause too", "2026-01-05 12:00",
+			[]Override{
+				{Kind: Pause, Target: "bob", From: at(t, loc, "2026-01-05 11:00")},
+				{Kind: Allow, Target: "aa:bb:cc:dd:ee:03", From: at(t, loc, "2026-01-05 11:30"), Until: at(t, loc, "2026-01-05 12:30")},
+			}, nil, false, nil,
+			bob, Online, "allowed by parent until 12:30 (overrides paused by parent)", "2026-01-05 12:30"},
+		{"budget used up: offline until midnight", "2026-01-06 15:00", nil,
+			map[string]time.Duration{"alice": 2 * time.Hour}, false, nil,
+			alice, Offline, "daily limit 2h used up", "2026-01-07 07:00"}, // midnight reset runs into bedtime
+		{"grant adds to today's budget", "2026-01-06 15:00",
+			[]Override{{Kind: Grant, Target: "alice", Amount: 30 * time.Minute, Day: "2026-01-06"}},
+			map[string]time.Duration{"alice": 2 * time.Hour}, false, nil,
+			alice, Online, "online; 30m of screen time left today", "2026-01-06 18:00"},
+		{"yesterday's grant does not count", "2026-01-06 15:00",
+			[]Override{{Kind: Grant, Target: "alice", Amount: 30 * time.Minute, Day: "2026-01-05"}},
+			map[string]time.Duration{"alice": 2 * time.Hour}, false, nil,
+			alice, Offline, "daily limit 2h used up", "2026-01-07 07:00"}, // midnight reset runs into bedtime
+		{"allow overrides an exhausted budget", "2026-01-06 15:00",
+			[]Override{{Kind: Allow, Target: "alice", From: at(t, loc, "2026-01-06 14:50"), Until: at(t, loc, "2026-01-06 15:30")}},
+			map[string]time.Duration{"alice": 3 * time.Hour}, false, nil,
+			alice, Online, "allowed by parent until 15:30 (overrides daily limit 2h used up)", "2026-01-06 15:30"},
+		{"clock not trusted keeps children offline", "2026-01-06 12:00", nil, nil, true, nil,
+			bob, Offline, "clock not synchronised yet (clock_unsynced 'offline')", "-"},
+		{"unknown MAC gets the unknown profile", "2026-01-06 12:00", nil, nil, false, []string{"5a:11:22:33:44:55"},
+			"5a:11:22:33:44:55", Online, "online", "-"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var seen []net.HardwareAddr
+			for _, s := range tt.seen {
+				m, _ := net.ParseMAC(s)
+				seen = append(seen, m)
+			}
+			p := Compute(Input{Config: c, Loc: loc, At: at(t, loc, tt.at), Overrides: tt.overrides, Used: tt.used,
+				ClockTrusted: !tt.untrusted, Seen: seen})
+			d := device(p, tt.mac)
+			if d.State != tt.wantState || d.Reason != tt.wantReason {
+				t.Errorf("state %q reason %q\nwant  %q reason %q", d.State, d.Reason, tt.wantState, tt.wantReason)
+			}
+			until := "-"
+			if d.Until != nil {
+				until = d.Until.In(loc).Format("2006-01-02 15:04")
+			}
+			if until != tt.wantUntil {
+				t.Errorf("until = %s, want %s", until, tt.wantUntil)
+			}
+			if p.NextChange != nil && d.Until != nil && d.Until.Before(*p.NextChange) {
+				t.Errorf("next_change %v after device until %v", p.NextChange, d.Until)
+			}
+		})
+	}
+}
+
+func TestUnknownDevicesWithoutUnknownProfileAreUnmanaged(t *testing.T) {
+	c := load(t, strings.Replace(testConfig, "option unknown_profile 'guest'", "", 1))
+	m, _ := net.ParseMAC("5a:11:22:33:44:55")
+	p := Compute(Input{Config: c, Loc: time.UTC, At: time.Date(2026, 1, 5, 22, 0, 0, 0, time.UTC), Seen: []net.HardwareAddr{m}, ClockTrusted: false})
+	d := device(p, m.String())
+	if d.Managed || d.State != Online || !d.Unknown || d.Profile != "" {
+		t.Errorf("unknown device = %+v", d)
+	}
+}
+
+func TestBlockWindowAddsDestinationsOnlyInside(t *testing.T) {
+	loc := london(t)
+	c := load(t, testConfig)
+	inside := device(Compute(Input{Config: c, Loc: loc, At: at(t, loc, "2026-01-06 16:30"), ClockTrusted: true}), bob)
+	if got := strings.Join(inside.Blocked, ","); got != "minecraft.net,service roblox" {
+		t.Errorf("inside homework blocked = %s", got)
+	}
+	if inside.State != Online {
+		t.Errorf("a block window must not take the device offline")
+	}
+	p := Compute(Input{Config: c, Loc: loc, At: at(t, loc, "2026-01-06 16:30"), ClockTrusted: true})
+	if p.NextChange == nil || !p.NextChange.Equal(at(t, loc, "2026-01-06 18:00")) {
+		t.Errorf("next change = %v, want the end of the block window", p.NextChange)
+	}
+	outside := device(Compute(Input{Config: c, Loc: loc, At: at(t, loc, "2026-01-06 18:30"), ClockTrusted: true}), bob)
+	if len(outside.Blocked) != 0 {
+		t.Errorf("outside homework blocked = %v", outside.Blocked)
+	}
+}
+
+func TestOfflineWindowsCoverTheNextWeek(t *testing.T) {
+	loc := london(t)
+	c := load(t, testConfig)
+	now := at(t, loc, "2026-03-25 12:00") // spans the spring-forward weekend
+	d := device(Compute(Input{Config: c, Loc: loc, At: now, ClockTrusted: true}), bob)
+	if len(d.Offline) < 5 {
+		t.Fatalf("only %d windows: %v", len(d.Offline), d.Offline)
+	}
+	last := d.Offline[len(d.Offline)-1]
+	if last.To.Sub(now) < 7*24*time.Hour {
+		t.Errorf("windows end %v, less than 7 days ahead", last.To)
+	}
+	for _, w := range d.Offline {
+		if h := w.From.In(loc).Format("15:04"); h != "21:00" {
+			t.Errorf("window starts at %s local, want 21:00 (DST drift?)", h)
+		}
+		if h := w.To.In(loc).Format("15:04"); h != "07:00" {
+			t.Errorf("window ends at %s local, want 07:00", h)
+		}
+	}
+}
+
+// TestGoldenPlans renders whole plans as JSON at instants around DST and
+// midnight; run with -update to rewrite testdata/*.json after a deliberate
+// change, and review the diff.
+func TestGoldenPlans(t *testing.T) {
+	c := load(t, testConfig)
+	zones := map[string]string{
+		"london":  "GMT0BST,M3.5.0/1,M10.5.0",
+		"newyork": "EST5EDT,M3.2.0,M11.1.0",
+		"sydney":  "AEST-10AEDT,M10.1.0,M4.1.0/3",
+	}
+	cases := []struct{ name, zone, at string }{
+		{"london-spring-forward-morning", "london", "2026-03-29 06:30"},
+		{"london-fall-back-evening", "london", "2026-10-25 21:30"},
+		{"newyork-spring-forward-bedtime", "newyork", "2026-03-08 06:59"},
+		{"sydney-dst-ends-night", "sydney", "2026-04-05 02:30"},
+		{"london-friday-midnight", "london", "2026-01-10 00:00"},
+	}
+	mac, _ := net.ParseMAC("5a:00:00:00:00:09")
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			loc, err := tz.POSIX(zones[tc.zone])
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := Compute(Input{Config: c, Loc: loc, At: at(t, loc, tc.at), ClockTrusted: true, Seen: []net.HardwareAddr{mac},
+				Used: map[string]time.Duration{"alice": 30 * time.Minute}})
+			got, err := json.MarshalIndent(p, "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, '\n')
+			path := filepath.Join("testdata", tc.name+".json")
+			if *update {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test -update)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("plan differs from %s (run go test -update and review the diff)\n%s", path, got)
+			}
+		})
+	}
+}

@@ -1,0 +1,67 @@
+// Package services is the built-in catalogue behind `block_service`: each
+// service a parent can name, with the domains it is served from.
+//
+// The lists name the apex domains and the content/CDN domains a service
+// cannot work without; a blocked domain also blocks its subdomains, so the
+// lists stay short. They ship inside the binary so that blocking "roblox"
+// needs no download on the router.
+package services
+
+import "sort"
+
+// Service is one entry of the catalogue.
+type Service struct {
+	Name    string   `json:"name"`
+	Title   string   `json:"title"`
+	Domains []string `json:"domains"`
+}
+
+var catalogue = []Service{
+	{"youtube", "YouTube", []string{"youtube.com", "youtu.be", "ytimg.com", "googlevideo.com", "youtube-nocookie.com", "youtubei.googleapis.com", "yt.be"}},
+	{"tiktok", "TikTok", []string{"tiktok.com", "tiktokv.com", "tiktokcdn.com", "tiktokcdn-us.com", "byteoversea.com", "ibytedtos.com", "musical.ly", "tiktokw.us"}},
+	{"instagram", "Instagram", []string{"instagram.com", "cdninstagram.com", "ig.me", "instagr.am"}},
+	{"snapchat", "Snapchat", []string{"snapchat.com", "snap.com", "snapads.com", "sc-cdn.net", "snapkit.com", "feelinsonice-hrd.appspot.com"}},
+	{"facebook", "Facebook", []string{"facebook.com", "fb.com", "fbcdn.net", "facebook.net", "fb.me", "messenger.com"}},
+	{"whatsapp", "WhatsApp", []string{"whatsapp.com", "whatsapp.net", "wa.me"}},
+	{"discord", "Discord", []string{"discord.com", "discord.gg", "discordapp.com", "discordapp.net", "discord.media", "discordcdn.com"}},
+	{"roblox", "Roblox", []string{"roblox.com", "rbxcdn.com", "rbx.com", "robloxlabs.com", "roblox.qq.com"}},
+	{"fortnite", "Fortnite", []string{"fortnite.com", "epicgames.com", "epicgames.dev", "unrealengine.com", "epicgamescdn.com"}},
+	{"minecraft", "Minecraft", []string{"minecraft.net", "mojang.com", "minecraftservices.com", "minecraft-services.net", "playfabapi.com"}},
+	{"twitch", "Twitch", []string{"twitch.tv", "ttvnw.net", "jtvnw.net", "twitchcdn.net", "twitchsvc.net", "ext-twitch.tv"}},
+	{"netflix", "Netflix", []string{"netflix.com", "nflxvideo.net", "nflximg.net", "nflxext.com", "nflxso.net"}},
+	{"reddit", "Reddit", []string{"reddit.com", "redd.it", "redditmedia.com", "redditstatic.com"}},
+	{"steam", "Steam", []string{"steampowered.com", "steamcommunity.com", "steamstatic.com", "steamcontent.com", "steamserver.net", "steamgames.com"}},
+	{"telegram", "Telegram", []string{"telegram.org", "telegram.me", "t.me", "telegra.ph", "telesco.pe"}},
+	{"x", "X (Twitter)", []string{"x.com", "twitter.com", "twimg.com", "t.co"}},
+	{"twitter", "Twitter (X)", []string{"x.com", "twitter.com", "twimg.com", "t.co"}},
+	{"pinterest", "Pinterest", []string{"pinterest.com", "pinimg.com", "pin.it"}},
+	{"spotify", "Spotify", []string{"spotify.com", "scdn.co", "spotifycdn.com", "spoti.fi", "audio-ak-spotify-com.akamaized.net"}},
+}
+
+// Catalogue is the built-in set of services.
+type Catalogue struct{ byName map[string]*Service }
+
+// Builtin returns the catalogue shipped in the binary.
+func Builtin() Catalogue {
+	c := Catalogue{byName: make(map[string]*Service, len(catalogue))}
+	for i := range catalogue {
+		c.byName[catalogue[i].Name] = &catalogue[i]
+	}
+	return c
+}
+
+// Has reports whether name is in the catalogue.
+func (c Catalogue) Has(name string) bool { _, ok := c.byName[name]; return ok }
+
+// Get returns a service by name, or nil.
+func (c Catalogue) Get(name string) *Service { return c.byName[name] }
+
+// All returns the services sorted by name.
+func (c Catalogue) All() []*Service {
+	out := make([]*Service, 0, len(c.byName))
+	for _, s := range c.byName {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
