@@ -9,11 +9,12 @@ import (
 	"syscall"
 
 	"curfew/pkg/cli"
+	"curfew/pkg/daemon"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Run(ctx, os.Args[1:], &cli.Env{Stdout: os.Stdout, Stderr: os.Stderr})
+	code := cli.Run(ctx, os.Args[1:], &cli.Env{Stdout: os.Stdout, Stderr: os.Stderr, Daemon: daemon.Command})
 	stop()
 	os.Exit(code)
 }

@@ -24,7 +24,6 @@ import (
 	"curfew/pkg/plan"
 	"curfew/pkg/services"
 	"curfew/pkg/tz"
-	"curfew/pkg/uci"
 )
 
 // Version is stamped at build time with -ldflags "-X curfew/pkg/cli.Version=...".
@@ -54,7 +53,7 @@ type Env struct {
 	Now func() time.Time
 	// Daemon runs `curfew daemon` (wired by cmd/curfew, so that this
 	// package does not pull in the kernel backends for tests of the rest).
-	Daemon func(ctx context.Context, args []string, env *Env) int
+	Daemon func(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	// Log receives diagnostics of long-running commands.
 	Log *slog.Logger
 }
@@ -72,7 +71,7 @@ func commands() []command {
 				fmt.Fprintln(env.Stderr, "curfew: daemon not available in this build")
 				return ExitFailure
 			}
-			return env.Daemon(ctx, args, env)
+			return env.Daemon(ctx, args, env.Stdout, env.Stderr)
 		}},
 		{"check", "validate the config; exit 1 with every error", runCheck},
 		{"plan", "show what would be enforced at a given time", runPlan},
@@ -168,22 +167,10 @@ func LoadConfig(path string) (*config.Config, []string, []string) {
 	for _, w := range warns {
 		ws = append(ws, "warning: "+w.String())
 	}
-	if err == nil {
-		return c, nil, ws
+	if err != nil {
+		return nil, config.Problems(err), ws
 	}
-	var errs config.Errors
-	var syn *uci.Error
-	switch {
-	case errors.As(err, &errs):
-		var lines []string
-		for _, d := range errs {
-			lines = append(lines, d.String())
-		}
-		return nil, lines, ws
-	case errors.As(err, &syn):
-		return nil, []string{syn.Error()}, ws
-	}
-	return nil, []string{err.Error()}, ws
+	return c, nil, ws
 }
 
 func runCheck(_ context.Context, args []string, env *Env) int {

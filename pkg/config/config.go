@@ -169,6 +169,20 @@ func Load(path string, services ServiceCatalogue) (*Config, []Diag, error) {
 	return Parse(path, src, services)
 }
 
+// Problems lists the problems behind a Load or Parse error, one line each,
+// in the form `file:line: section 'x' option 'y': what is wrong`.
+func Problems(err error) []string {
+	var errs Errors
+	if errors.As(err, &errs) {
+		lines := make([]string, len(errs))
+		for i, d := range errs {
+			lines[i] = d.String()
+		}
+		return lines
+	}
+	return []string{err.Error()}
+}
+
 // ServiceCatalogue reports whether a block_service name is known.
 type ServiceCatalogue interface {
 	Has(name string) bool

@@ -87,6 +87,10 @@ type Plan struct {
 	At         time.Time  `json:"at"`
 	Devices    []Device   `json:"devices"`
 	NextChange *time.Time `json:"next_change"`
+	// UnknownDevices is the state any MAC not yet seen would get from the
+	// unknown profile; nil when unknown devices are unrestricted. Backends
+	// enforce it for new MACs before the daemon has seen them.
+	UnknownDevices *Device `json:"unknown_devices,omitempty"`
 }
 
 // Device is one device's desired state.
@@ -195,6 +199,11 @@ func Compute(in Input) *Plan {
 			changes = append(changes, *d.Until)
 		}
 		p.Devices = append(p.Devices, d)
+	}
+	if prof := c.Profile(c.UnknownProfile); prof != nil && c.Enabled {
+		d := Device{Profile: prof.ID, Unknown: true, Managed: true, Blocked: []string{}}
+		changes = append(changes, evaluate(&d, in, prof, at, loc, horizon, cat)...)
+		p.UnknownDevices = &d
 	}
 	for _, t := range changes {
 		if t.After(at) && t.Before(Forever) && (p.NextChange == nil || t.Before(*p.NextChange)) {

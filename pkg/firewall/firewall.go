@@ -1,0 +1,129 @@
+// Package firewall is the contract between the policy core and the kernel
+// backends: a Ruleset is the complete desired kernel state, rendered from a
+// Plan, and a Backend makes the kernel match it.
+//
+// Backends do no bookkeeping of their own beyond "what did I apply last":
+// the daemon renders the whole desired state every time and the backend
+// applies it in one transaction (the kube-proxy nftables model), so there is
+// no Add/Del state to drift.
+package firewall
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sort"
+	"time"
+
+	"curfew/pkg/config"
+	"curfew/pkg/plan"
+)
+
+// Interval is an absolute offline span [From, To).
+type Interval struct {
+	From, To time.Time
+}
+
+// Ruleset is the desired kernel state.
+type Ruleset struct {
+	// LAN lists the interfaces whose clients are managed.
+	LAN []string
+	// Profiles hold per-profile destination blocks, sorted by ID.
+	Profiles []Profile
+	// Devices are the MACs with a profile, sorted by MAC.
+	Devices []Device
+	// Unknown, when set, applies to every MAC not in Devices.
+	Unknown *Unknown
+	// DNSPort is the router port that managed devices' DNS is redirected to.
+	DNSPort uint16
+}
+
+// Profile is a profile's kernel-level rules.
+type Profile struct {
+	ID   string
+	Name string
+	// Block lists blocked prefixes (IPv4 and IPv6).
+	Block []netip.Prefix
+}
+
+// Device maps a MAC to its profile and its offline intervals.
+type Device struct {
+	MAC     net.HardwareAddr
+	Name    string
+	Profile string
+	Offline []Interval
+}
+
+// Unknown is the treatment of MACs the config does not list.
+type Unknown struct {
+	Profile string
+	Offline []Interval
+}
+
+// Backend programs a Ruleset into the kernel.
+type Backend interface {
+	// Name is "nftables" or "iptables", for status output.
+	Name() string
+	// Apply makes the kernel match rs. Applying the same ruleset twice
+	// changes nothing; a change to one device touches only its elements.
+	Apply(ctx context.Context, rs *Ruleset) error
+	// Remove deletes everything the backend created.
+	Remove(ctx context.Context) error
+	// Cutoff deletes the conntrack entries of the devices with these MACs
+	// (all their IPv4 and IPv6 addresses), so that open connections and
+	// offloaded flows stop at once. It returns how many were deleted.
+	Cutoff(ctx context.Context, macs []net.HardwareAddr) (int, error)
+}
+
+// Render turns a plan into the desired kernel state.
+func Render(p *plan.Plan, c *config.Config, dnsPort uint16) *Ruleset {
+	rs := &Ruleset{LAN: append([]string(nil), c.LAN...), DNSPort: dnsPort}
+	if !c.Enabled {
+		return rs
+	}
+	blocks := map[string][]config.Destination{}
+	add := func(d *plan.Device) {
+		if _, ok := blocks[d.Profile]; !ok {
+			blocks[d.Profile] = d.BlockDest
+		}
+	}
+	for i := range p.Devices {
+		d := &p.Devices[i]
+		if !d.Managed {
+			continue
+		}
+		add(d)
+		mac, err := net.ParseMAC(d.MAC)
+		if err != nil {
+			continue
+		}
+		rs.Devices = append(rs.Devices, Device{MAC: mac, Name: d.Name, Profile: d.Profile, Offline: intervals(d.Offline)})
+	}
+	if u := p.UnknownDevices; u != nil {
+		add(u)
+		rs.Unknown = &Unknown{Profile: u.Profile, Offline: intervals(u.Offline)}
+	}
+	for id, dests := range blocks {
+		pr := Profile{ID: id}
+		if cp := c.Profile(id); cp != nil {
+			pr.Name = cp.Name
+		}
+		for _, d := range dests {
+			if d.Domain == "" {
+				pr.Block = append(pr.Block, d.Prefix)
+			}
+		}
+		rs.Profiles = append(rs.Profiles, pr)
+	}
+	sort.Slice(rs.Profiles, func(i, j int) bool { return rs.Profiles[i].ID < rs.Profiles[j].ID })
+	sort.Slice(rs.Devices, func(i, j int) bool { return rs.Devices[i].MAC.String() < rs.Devices[j].MAC.String() })
+	return rs
+}
+
+func intervals(spans []plan.Span) []Interval {
+	out := make([]Interval, 0, len(spans))
+	for _, s := range spans {
+		out = append(out, Interval{From: s.From, To: s.To})
+	}
+	return out
+}

@@ -1,0 +1,355 @@
+package nft
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+
+	"curfew/pkg/firewall"
+	"curfew/pkg/lab"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// setup builds a lab and a backend working in its router namespace.
+func setup(t *testing.T, name string) (*lab.Lab, *Backend, int) {
+	t.Helper()
+	lab.Require(t)
+	ctx := context.Background()
+	l, err := lab.New(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	fd, err := lab.Fd(l.Router)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fd.Close() })
+	h, err := netlink.NewHandleAt(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	sctx, cancel := context.WithCancel(ctx)
+	t.Cleanup(cancel)
+	if err := l.Serve(sctx); err != nil {
+		t.Fatal(err)
+	}
+	return l, New(Options{NetNSFd: int(fd), Netlink: h}), int(fd)
+}
+
+func mac(t *testing.T, s string) net.HardwareAddr {
+	m, err := net.ParseMAC(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func ruleset(child net.HardwareAddr, offline ...firewall.Interval) *firewall.Ruleset {
+	return &firewall.Ruleset{
+		LAN:     []string{"br-lan"},
+		DNSPort: 53,
+		Profiles: []firewall.Profile{{ID: "kid", Name: "Kid", Block: []netip.Prefix{
+			netip.MustParsePrefix(lab.BlockedNet4), netip.MustParsePrefix(lab.BlockedNet6),
+			netip.MustParsePrefix("203.0.113.128/25"), // inside the /24: must merge
+		}}},
+		Devices: []firewall.Device{{MAC: child, Name: "Kid phone", Profile: "kid", Offline: offline}},
+	}
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestKernelStartsAndEndsWindowsOnItsOwn(t *testing.T) {
+	l, b, _ := setup(t, "cfnk")
+	ctx := context.Background()
+	start := time.Now().Add(1500 * time.Millisecond)
+	if err := b.Apply(ctx, ruleset(mac(t, l.Child.MAC), firewall.Interval{From: start, To: start.Add(2 * time.Second)})); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(time.Second, func() bool { return l.TCP(l.Child.NS, lab.InternetV4) == nil }) {
+		t.Fatal("child offline before its window")
+	}
+	time.Sleep(time.Until(start) + 100*time.Millisecond)
+	for _, target := range []string{lab.InternetV4, lab.InternetV6} {
+		if err := l.TCP(l.Child.NS, target); err == nil || !strings.Contains(err.Error(), "refused") {
+			t.Errorf("child TCP to %s inside the window: %v, want connection refused (reset)", target, err)
+		}
+	}
+	if err := l.UDP(l.Child.NS, lab.InternetV4); err == nil {
+		t.Error("child UDP inside the window got through")
+	}
+	if err := l.TCP(l.Parent.NS, lab.InternetV4); err != nil {
+		t.Errorf("parent inside the child's window: %v", err)
+	}
+	time.Sleep(time.Until(start.Add(2*time.Second)) + 100*time.Millisecond)
+	if err := l.TCP(l.Child.NS, lab.InternetV4); err != nil {
+		t.Errorf("child after its window (no daemon involved): %v", err)
+	}
+}
+
+func TestBlockedPrefixesAndDoTForTheChildOnly(t *testing.T) {
+	l, b, _ := setup(t, "cfnb")
+	if err := b.Apply(context.Background(), ruleset(mac(t, l.Child.MAC))); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		ns, addr, port string
+		want           bool
+	}{
+		{l.Child.NS, lab.BlockedV4, lab.EchoPort, false},
+		{l.Child.NS, lab.BlockedV6, lab.EchoPort, false},
+		{l.Child.NS, lab.InternetV4, lab.DoTPort, false},
+		{l.Child.NS, lab.InternetV6, lab.DoTPort, false},
+		{l.Child.NS, lab.InternetV4, lab.EchoPort, true},
+		{l.Parent.NS, lab.BlockedV4, lab.EchoPort, true},
+		{l.Parent.NS, lab.BlockedV6, lab.EchoPort, true},
+		{l.Parent.NS, lab.InternetV4, lab.DoTPort, true},
+	} {
+		var err error
+		waitFor(2*time.Second, func() bool { err = l.TCPPort(tc.ns, tc.addr, tc.port); return (err == nil) == tc.want })
+		if (err == nil) != tc.want {
+			t.Errorf("%s → %s:%s: err %v, want reachable=%v", tc.ns, tc.addr, tc.port, err, tc.want)
+		}
+	}
+}
+
+func TestDNSToAnyResolverIsRedirectedToTheRouter(t *testing.T) {
+	l, b, _ := setup(t, "cfnd")
+	ctx := context.Background()
+	if err := b.Apply(ctx, ruleset(mac(t, l.Child.MAC))); err != nil {
+		t.Fatal(err)
+	}
+	for _, tcp := range []bool{false, true} {
+		for _, resolver := range []string{lab.InternetV4, lab.InternetV6} {
+			got, err := l.Dig(ctx, l.Child.NS, resolver, tcp)
+			if err != nil || got != lab.RouterAnswer {
+				t.Errorf("child asks %s (tcp=%v): %q %v, want the router's answer %s", resolver, tcp, got, err, lab.RouterAnswer)
+			}
+		}
+	}
+	if got, err := l.Dig(ctx, l.Parent.NS, lab.InternetV4, false); err != nil || got != lab.OutsideAnswer {
+		t.Errorf("parent asks outside: %q %v, want %s (parents are not redirected)", got, err, lab.OutsideAnswer)
+	}
+}
+
+// TestSameRulesetTwiceChangesNothing watches the kernel's nftables events:
+// re-applying the same ruleset must send nothing, and pausing one device
+// must change set elements only.
+func TestSameRulesetTwiceChangesNothing(t *testing.T) {
+	l, b, fd := setup(t, "cfni")
+	ctx := context.Background()
+	child := mac(t, l.Child.MAC)
+	now := time.Now()
+	rs := ruleset(child, firewall.Interval{From: now.Add(time.Hour), To: now.Add(2 * time.Hour)})
+	if err := b.Apply(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	c, err := nftables.New(nftables.WithNetNSFd(fd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mon := nftables.NewMonitor()
+	events, err := c.AddMonitor(mon)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mon.Close()
+	collect := func() []nftables.MonitorEventType {
+		var got []nftables.MonitorEventType
+		timeout := time.After(300 * time.Millisecond)
+		for {
+			select {
+			case ev := <-events:
+				got = append(got, ev.Type)
+			case <-timeout:
+				return got
+			}
+		}
+	}
+	if err := b.Apply(ctx, ruleset(child, firewall.Interval{From: now.Add(time.Hour), To: now.Add(2 * time.Hour)})); err != nil {
+		t.Fatal(err)
+	}
+	if got := collect(); len(got) != 0 {
+		t.Errorf("same ruleset again caused %d kernel events: %v", len(got), got)
+	}
+	paused := ruleset(child, firewall.Interval{From: now, To: now.Add(2 * time.Hour)})
+	if err := b.Apply(ctx, paused); err != nil {
+		t.Fatal(err)
+	}
+	got := collect()
+	if len(got) == 0 {
+		t.Fatal("pause caused no kernel change")
+	}
+	for _, ev := range got {
+		if ev != nftables.MonitorEventTypeNewSetElem && ev != nftables.MonitorEventTypeDelSetElem {
+			t.Errorf("pause caused event %d, want only set element changes", ev)
+		}
+	}
+	if err := l.TCP(l.Child.NS, lab.InternetV4); err == nil {
+		t.Error("child online after the incremental pause")
+	}
+}
+
+func TestResyncRestoresAFlushedTable(t *testing.T) {
+	l, b, _ := setup(t, "cfnr")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := b.Apply(ctx, ruleset(mac(t, l.Child.MAC), firewall.Interval{From: time.Now(), To: time.Now().Add(time.Hour)})); err != nil {
+		t.Fatal(err)
+	}
+	changed := make(chan struct{}, 10)
+	go b.Watch(ctx, func() { changed <- struct{}{} })
+	time.Sleep(100 * time.Millisecond)
+	if out, err := l.Exec(ctx, l.Router, "nft", "flush", "ruleset"); err != nil {
+		t.Fatalf("nft flush ruleset: %v %s", err, out)
+	}
+	select {
+	case <-changed:
+	case <-time.After(2 * time.Second):
+		t.Fatal("monitor did not report the flush")
+	}
+	fixed, err := b.Resync(ctx)
+	if err != nil || !fixed {
+		t.Fatalf("resync = %v, %v; want a restore", fixed, err)
+	}
+	if out, err := l.Exec(ctx, l.Router, "nft", "list", "table", "inet", TableName); err != nil {
+		t.Fatalf("table not restored: %v %s", err, out)
+	}
+	if err := l.TCP(l.Child.NS, lab.InternetV6); err == nil {
+		t.Error("child online after the restore")
+	}
+	if fixed, err := b.Resync(ctx); err != nil || fixed {
+		t.Errorf("second resync = %v, %v; want nothing to do", fixed, err)
+	}
+}
+
+func TestCutoffDeletesTheDevicesConntrackEntries(t *testing.T) {
+	lab.Require(t, "conntrack")
+	l, b, _ := setup(t, "cfnc")
+	ctx := context.Background()
+	if err := b.Apply(ctx, ruleset(mac(t, l.Child.MAC))); err != nil {
+		t.Fatal(err)
+	}
+	for _, addr := range []string{lab.InternetV4, lab.InternetV6} {
+		if err := l.UDP(l.Child.NS, addr); err != nil {
+			t.Fatalf("warm-up UDP to %s: %v", addr, err)
+		}
+	}
+	if err := l.UDP(l.Parent.NS, lab.InternetV4); err != nil {
+		t.Fatal(err)
+	}
+	count := func(src string) int {
+		out, _ := l.Exec(ctx, l.Router, "conntrack", "-L", "-s", src)
+		return strings.Count(out, "src="+src)
+	}
+	if count(l.Child.IPv4) == 0 || count(l.Child.IPv6) == 0 {
+		t.Fatal("no conntrack entries for the child to begin with")
+	}
+	n, err := b.Cutoff(ctx, []net.HardwareAddr{mac(t, l.Child.MAC)})
+	if err != nil || n < 2 {
+		t.Fatalf("cutoff = %d, %v; want at least the IPv4 and IPv6 flows", n, err)
+	}
+	if c4, c6 := count(l.Child.IPv4), count(l.Child.IPv6); c4 != 0 || c6 != 0 {
+		t.Errorf("child entries left: %d IPv4, %d IPv6", c4, c6)
+	}
+	if count(l.Parent.IPv4) == 0 {
+		t.Error("cutoff removed the parent's entries too")
+	}
+}
+
+// TestListingIsReadable compares `nft list table inet curfew` with a golden
+// file: the nft CLI is what a parent debugging over SSH will use.
+func TestListingIsReadable(t *testing.T) {
+	l, b, _ := setup(t, "cfnl")
+	ctx := context.Background()
+	from := time.Date(2030, 1, 7, 21, 0, 0, 0, time.UTC)
+	rs := ruleset(mac(t, l.Child.MAC), firewall.Interval{From: from, To: from.Add(10 * time.Hour)})
+	rs.Unknown = &firewall.Unknown{Profile: "kid", Offline: []firewall.Interval{{From: from, To: from.Add(time.Hour)}}}
+	if err := b.Apply(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	out, err := l.Exec(ctx, l.Router, "nft", "list", "table", "inet", TableName)
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	got := regexp.MustCompile(`counter packets \d+ bytes \d+`).ReplaceAllString(out, "counter packets N bytes N")
+	path := filepath.Join("testdata", "listing.nft")
+	if *update {
+		os.MkdirAll("testdata", 0o755)
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update)", err)
+	}
+	if !bytes.Equal([]byte(got), want) {
+		t.Errorf("listing differs from %s (run go test -update and review):\n%s", path, got)
+	}
+}
+
+func TestRemoveLeavesOtherTablesAlone(t *testing.T) {
+	l, b, _ := setup(t, "cfnx")
+	ctx := context.Background()
+	if err := b.Apply(ctx, ruleset(mac(t, l.Child.MAC))); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Remove(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := exec.Command("ip", "netns", "exec", l.Router, "nft", "list", "tables").CombinedOutput()
+	if strings.Contains(string(out), TableName) || !strings.Contains(string(out), "fw4") {
+		t.Errorf("tables after remove: %s", out)
+	}
+	if err := b.Remove(ctx); err != nil {
+		t.Errorf("removing twice: %v", err)
+	}
+}
+
+func TestPrefixMerging(t *testing.T) {
+	v4, v6 := prefixElems([]netip.Prefix{
+		netip.MustParsePrefix("203.0.113.0/25"), netip.MustParsePrefix("203.0.113.128/25"),
+		netip.MustParsePrefix("203.0.113.7/32"), netip.MustParsePrefix("255.255.255.0/24"),
+		netip.MustParsePrefix("2001:db8::/32"),
+	})
+	var got []string
+	for _, e := range v4 {
+		a, _ := netip.AddrFromSlice(e.Key)
+		got = append(got, fmt.Sprintf("%s%s", a, map[bool]string{true: ")", false: "["}[e.IntervalEnd]))
+	}
+	if s := strings.Join(got, " "); s != "203.0.113.0[ 203.0.114.0) 255.255.255.0[" {
+		t.Errorf("v4 elements = %s", s)
+	}
+	if len(v6) != 2 {
+		t.Errorf("v6 elements = %d", len(v6))
+	}
+}

@@ -1,0 +1,346 @@
+// Package lab builds curfew's virtual home network out of Linux network
+// namespaces, for the end-to-end tests and `make demo`:
+//
+//	child  (02:c0:00:00:00:0a, 192.0.2.10, 2001:db8:1::10) ─┐
+//	parent (02:c0:00:00:00:14, 192.0.2.20, 2001:db8:1::20) ─┼─ br-lan ── router ── wan ── internet
+//	guest  (02:c0:00:00:00:1e, 192.0.2.30, 2001:db8:1::30) ─┘  192.0.2.1            198.51.100.1
+//	                                                           2001:db8:1::1        2001:db8:100::1
+//	                                                                                 203.0.113.10, 2001:db8:bad::10
+//
+// The router namespace gets forwarding, NAT on the WAN side and a
+// `table inet fw4` that, like OpenWrt's fw4, accepts established traffic
+// first and offloads flows to a software flowtable where the kernel allows.
+// Only documentation address ranges are used, and nothing outside the
+// namespaces is touched. Close removes everything, also after a failure.
+package lab
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netns"
+)
+
+// Host is a namespace on the lab's LAN.
+type Host struct {
+	NS   string
+	MAC  string
+	IPv4 string
+	IPv6 string
+}
+
+// Addresses of the lab.
+const (
+	RouterV4    = "192.0.2.1"
+	RouterV6    = "2001:db8:1::1"
+	InternetV4  = "198.51.100.1"
+	InternetV6  = "2001:db8:100::1"
+	BlockedV4   = "203.0.113.10"
+	BlockedNet4 = "203.0.113.0/24"
+	BlockedV6   = "2001:db8:bad::10"
+	BlockedNet6 = "2001:db8:bad::/48"
+	// ProbeName is answered differently by the router's resolver
+	// (RouterAnswer) and the "outside" resolver (OutsideAnswer), so a test
+	// can tell which one answered.
+	ProbeName     = "probe.test"
+	RouterAnswer  = "192.0.2.53"
+	OutsideAnswer = "198.51.100.53"
+)
+
+// Lab is a running virtual network.
+type Lab struct {
+	Prefix   string
+	Router   string
+	Internet string
+	Child    Host
+	Parent   Host
+	Guest    Host
+	// Offload is true when the fw4 table got a working flowtable.
+	Offload bool
+	dir     string
+	procs   []*exec.Cmd
+}
+
+// New builds a lab whose namespaces are named prefix-*. Call Close when
+// done, whatever happens.
+func New(ctx context.Context, prefix string) (l *Lab, err error) {
+	l = &Lab{
+		Prefix:   prefix,
+		Router:   prefix + "-router",
+		Internet: prefix + "-inet",
+		Child:    Host{prefix + "-child", "02:c0:00:00:00:0a", "192.0.2.10", "2001:db8:1::10"},
+		Parent:   Host{prefix + "-parent", "02:c0:00:00:00:14", "192.0.2.20", "2001:db8:1::20"},
+		Guest:    Host{prefix + "-guest", "02:c0:00:00:00:1e", "192.0.2.30", "2001:db8:1::30"},
+	}
+	defer func() {
+		if err != nil {
+			l.Close()
+			l = nil
+		}
+	}()
+	l.Close() // leftovers of an earlier run that was killed
+	if l.dir, err = os.MkdirTemp("", "curfew-lab-"); err != nil {
+		return nil, err
+	}
+	for _, ns := range []string{l.Router, l.Internet, l.Child.NS, l.Parent.NS, l.Guest.NS} {
+		if err := run(ctx, "ip", "netns", "add", ns); err != nil {
+			return nil, err
+		}
+		if err := l.ip(ctx, ns, "link set lo up"); err != nil {
+			return nil, err
+		}
+		// No duplicate address detection: link-local addresses would stay
+		// tentative for a second or two, and IPv6 with them.
+		if err := run(ctx, "ip", "netns", "exec", ns, "sysctl", "-qw",
+			"net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"); err != nil {
+			return nil, err
+		}
+	}
+	r, i := l.Router, l.Internet
+	steps := []struct{ ns, cmd string }{
+		{r, "link add br-lan type bridge"},
+		{r, "link set br-lan up"},
+		{r, "addr add 192.0.2.1/24 dev br-lan"},
+		{r, "addr add 2001:db8:1::1/64 dev br-lan nodad"},
+		{r, "link add wan type veth peer name wan0 netns " + i},
+		{r, "addr add 198.51.100.2/24 dev wan"},
+		{r, "addr add 2001:db8:100::2/64 dev wan nodad"},
+		{r, "link set wan up"},
+		{i, "addr add 198.51.100.1/24 dev wan0"},
+		{i, "addr add 2001:db8:100::1/64 dev wan0 nodad"},
+		{i, "link set wan0 up"},
+		{i, "addr add 203.0.113.10/32 dev lo"},
+		{i, "addr add 198.51.100.53/32 dev lo"},
+		{i, "addr add 2001:db8:bad::10/128 dev lo"},
+		{i, "route add 2001:db8:1::/64 via 2001:db8:100::2"},
+		{r, "route add default via 198.51.100.1"},
+		{r, "route add 203.0.113.0/24 via 198.51.100.1"},
+		{r, "-6 route add default via 2001:db8:100::1"},
+	}
+	for _, s := range steps {
+		if err := l.ip(ctx, s.ns, s.cmd); err != nil {
+			return nil, err
+		}
+	}
+	for n, h := range []Host{l.Child, l.Parent, l.Guest} {
+		port := fmt.Sprintf("lan%d", n)
+		hs := []struct{ ns, cmd string }{
+			{r, fmt.Sprintf("link add %s type veth peer name eth0 netns %s", port, h.NS)},
+			{r, fmt.Sprintf("link set %s master br-lan up", port)},
+			{h.NS, "link set eth0 address " + h.MAC},
+			{h.NS, "addr add " + h.IPv4 + "/24 dev eth0"},
+			{h.NS, "addr add " + h.IPv6 + "/64 dev eth0 nodad"},
+			{h.NS, "link set eth0 up"},
+			{h.NS, "route add default via " + RouterV4},
+			{h.NS, "-6 route add default via " + RouterV6},
+		}
+		for _, s := range hs {
+			if err := l.ip(ctx, s.ns, s.cmd); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, kv := range []string{"net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"} {
+		if err := run(ctx, "ip", "netns", "exec", r, "sysctl", "-qw", kv); err != nil {
+			return nil, err
+		}
+	}
+	if err := l.fw4(ctx); err != nil {
+		return nil, err
+	}
+	if err := l.resolvers(ctx); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// fw4 loads a table shaped like OpenWrt's: established first (offloaded to
+// a flowtable when the kernel has one), LAN to WAN allowed, NAT on WAN.
+func (l *Lab) fw4(ctx context.Context) error {
+	base := `
+table inet fw4 {
+	%s
+	chain forward {
+		type filter hook forward priority filter; policy drop;
+		%s
+		ct state established,related accept
+		iifname "br-lan" accept
+	}
+	chain srcnat {
+		type nat hook postrouting priority srcnat; policy accept;
+		oifname "wan" meta nfproto ipv4 masquerade
+	}
+}
+`
+	withOffload := fmt.Sprintf(base,
+		"flowtable ft {\n\t\thook ingress priority filter\n\t\tdevices = { \"br-lan\", \"wan\" }\n\t}",
+		`meta l4proto { tcp, udp } ct state established flow add @ft`)
+	if err := l.nft(ctx, withOffload); err == nil {
+		l.Offload = true
+		return nil
+	}
+	return l.nft(ctx, fmt.Sprintf(base, "", ""))
+}
+
+func (l *Lab) nft(ctx context.Context, ruleset string) error {
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", l.Router, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(ruleset)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("nft -f in %s: %v: %s", l.Router, err, out)
+	}
+	return nil
+}
+
+// resolvers starts dnsmasq as the router's resolver and another one as an
+// "outside" public resolver on the internet side.
+func (l *Lab) resolvers(ctx context.Context) error {
+	start := func(ns, name string, args ...string) error {
+		pid := filepath.Join(l.dir, name+".pid")
+		base := []string{"netns", "exec", ns, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
+			"--no-resolv", "--no-hosts", "--bind-interfaces", "--user=root", "--group=root", "--pid-file=" + pid,
+			"--log-facility=" + filepath.Join(l.dir, name+".log")}
+		cmd := exec.Command("ip", append(base, args...)...)
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("start dnsmasq (%s): %w", name, err)
+		}
+		l.procs = append(l.procs, cmd)
+		return nil
+	}
+	if err := start(l.Router, "router-dns",
+		"--listen-address="+RouterV4, "--listen-address="+RouterV6, "--listen-address=127.0.0.1",
+		"--address=/"+ProbeName+"/"+RouterAnswer,
+		"--interface=br-lan", "--dhcp-range=192.0.2.100,192.0.2.150,1h", "--dhcp-leasefile="+filepath.Join(l.dir, "leases"),
+	); err != nil {
+		return err
+	}
+	if err := start(l.Internet, "outside-dns",
+		"--listen-address="+InternetV4, "--listen-address="+InternetV6,
+		"--address=/"+ProbeName+"/"+OutsideAnswer,
+	); err != nil {
+		return err
+	}
+	// Wait until both answer.
+	deadline := time.Now().Add(5 * time.Second)
+	for _, probe := range []struct{ ns, addr string }{{l.Router, RouterV4}, {l.Internet, InternetV4}} {
+		for {
+			if err := l.In(probe.ns, func() error {
+				c, err := net.DialTimeout("tcp", net.JoinHostPort(probe.addr, "53"), 200*time.Millisecond)
+				if err == nil {
+					c.Close()
+				}
+				return err
+			}); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("dnsmasq in %s did not start", probe.ns)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// Close stops the lab's processes and deletes its namespaces.
+func (l *Lab) Close() {
+	for _, p := range l.procs {
+		if p.Process != nil {
+			p.Process.Kill()
+			p.Wait()
+		}
+	}
+	l.procs = nil
+	for _, ns := range []string{l.Child.NS, l.Parent.NS, l.Guest.NS, l.Internet, l.Router} {
+		if _, err := os.Stat("/run/netns/" + ns); err == nil {
+			exec.Command("ip", "netns", "del", ns).Run()
+		}
+	}
+	if l.dir != "" {
+		os.RemoveAll(l.dir)
+	}
+}
+
+func (l *Lab) ip(ctx context.Context, ns, args string) error {
+	return run(ctx, "ip", append([]string{"-n", ns}, strings.Fields(args)...)...)
+}
+
+// Exec runs a command inside a namespace and returns its combined output.
+func (l *Lab) Exec(ctx context.Context, ns string, name string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, name}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// In runs f on an OS thread switched into namespace ns. Sockets that f
+// opens stay in that namespace after it returns, so a server started here
+// keeps serving there.
+func (l *Lab) In(ns string, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		// The thread is left locked and so discarded when this goroutine
+		// ends: it must never run other goroutines in the lab namespace.
+		runtime.LockOSThread()
+		target, err := netns.GetFromName(ns)
+		if err != nil {
+			errc <- fmt.Errorf("namespace %s: %w", ns, err)
+			return
+		}
+		defer target.Close()
+		if err := netns.Set(target); err != nil {
+			errc <- fmt.Errorf("enter %s: %w", ns, err)
+			return
+		}
+		errc <- f()
+	}()
+	return <-errc
+}
+
+// Fd opens a namespace and returns its handle; close it when done.
+func Fd(ns string) (netns.NsHandle, error) { return netns.GetFromName(ns) }
+
+func run(ctx context.Context, name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, name, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(out.String()))
+	}
+	return nil
+}
+
+// Require skips a test that needs root and the ip/nft tools when they are
+// missing, except under CI (CI=true), where it fails loudly instead: the
+// kernel tests must run there.
+func Require(t interface {
+	Helper()
+	Skip(...any)
+	Fatal(...any)
+}, tools ...string) {
+	t.Helper()
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root")
+	}
+	for _, tool := range append([]string{"ip", "nft"}, tools...) {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	msg := "kernel test needs " + strings.Join(missing, ", ")
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg + " (CI=true: these tests must run)")
+	}
+	t.Skip(msg)
+}

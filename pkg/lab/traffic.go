@@ -1,0 +1,152 @@
+package lab
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+)
+
+// EchoPort is where the internet namespace echoes TCP lines and UDP
+// datagrams back.
+const EchoPort = "8080"
+
+// DoTPort is DNS over TLS; the internet namespace echoes on it too, so that
+// a refused connection can only come from curfew.
+const DoTPort = "853"
+
+// Serve starts TCP and UDP echo servers on every internet-side address.
+// They stop when ctx ends.
+func (l *Lab) Serve(ctx context.Context) error {
+	for _, addr := range []string{
+		net.JoinHostPort(InternetV4, EchoPort), net.JoinHostPort(InternetV6, EchoPort),
+		net.JoinHostPort(BlockedV4, EchoPort), net.JoinHostPort(BlockedV6, EchoPort),
+		net.JoinHostPort(InternetV4, DoTPort), net.JoinHostPort(InternetV6, DoTPort),
+	} {
+		var ln net.Listener
+		var pc net.PacketConn
+		err := l.In(l.Internet, func() error {
+			var err error
+			if ln, err = net.Listen("tcp", addr); err != nil {
+				return err
+			}
+			pc, err = net.ListenPacket("udp", addr)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("serve %s: %w", addr, err)
+		}
+		go func() { <-ctx.Done(); ln.Close(); pc.Close() }()
+		go acceptLoop(ln)
+		go udpEcho(pc)
+	}
+	return nil
+}
+
+func acceptLoop(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			io.Copy(c, c)
+		}()
+	}
+}
+
+func udpEcho(pc net.PacketConn) {
+	buf := make([]byte, 2048)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		pc.WriteTo(buf[:n], from)
+	}
+}
+
+// Dial opens a connection from inside namespace ns.
+func (l *Lab) Dial(ns, network, addr string, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	err := l.In(ns, func() error {
+		var err error
+		c, err = net.DialTimeout(network, addr, timeout)
+		return err
+	})
+	return c, err
+}
+
+// TCP reports whether host ns can open a TCP connection to addr's echo
+// server and get a line back within a second.
+func (l *Lab) TCP(ns, addr string) error { return l.TCPPort(ns, addr, EchoPort) }
+
+// TCPPort is TCP on another port.
+func (l *Lab) TCPPort(ns, addr, port string) error {
+	c, err := l.Dial(ns, "tcp", net.JoinHostPort(addr, port), time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return Echo(c, "hello")
+}
+
+// UDP reports whether a datagram from ns to addr's echo server comes back.
+func (l *Lab) UDP(ns, addr string) error {
+	c, err := l.Dial(ns, "udp", net.JoinHostPort(addr, EchoPort), time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("ping")); err != nil {
+		return err
+	}
+	buf := make([]byte, 16)
+	n, err := c.Read(buf)
+	if err != nil {
+		return err
+	}
+	if string(buf[:n]) != "ping" {
+		return fmt.Errorf("udp echo returned %q", buf[:n])
+	}
+	return nil
+}
+
+// Echo sends one line on an open connection and waits a second for it to
+// come back.
+func Echo(c net.Conn, line string) error {
+	c.SetDeadline(time.Now().Add(time.Second))
+	defer c.SetDeadline(time.Time{})
+	if _, err := fmt.Fprintln(c, line); err != nil {
+		return err
+	}
+	got, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(got) != line {
+		return errors.New("echo mismatch")
+	}
+	return nil
+}
+
+// Dig asks resolver for ProbeName from namespace ns with dig (over UDP, or
+// TCP with tcp set) and returns the first answer.
+func (l *Lab) Dig(ctx context.Context, ns, resolver string, tcp bool) (string, error) {
+	args := []string{"+short", "+time=1", "+tries=1", "@" + resolver, ProbeName, "A"}
+	if tcp {
+		args = append(args, "+tcp")
+	}
+	out, err := l.Exec(ctx, ns, "dig", args...)
+	if err != nil {
+		return "", fmt.Errorf("dig @%s: %v: %s", resolver, err, strings.TrimSpace(out))
+	}
+	first, _, _ := strings.Cut(strings.TrimSpace(out), "\n")
+	return first, nil
+}
