@@ -52,7 +52,7 @@ cross:
 	done
 
 demo: build
-	./scripts/demo.sh bin/curfew
+	$(GO) run ./scripts/demo --curfew bin/curfew
 
 clean:
 	rm -rf bin dist

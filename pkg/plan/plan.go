@@ -350,7 +350,9 @@ func evaluate(d *Device, in Input, prof *config.Profile, at time.Time, loc *time
 	if current != nil {
 		d.State = Offline
 		d.Reason = strings.Join(active, "; ")
-		if current.To.Before(Forever) {
+		// An end beyond the horizon is no foreseen end (an all-day window
+		// every day, an indefinite pause).
+		if current.To.Before(end) {
 			u := current.To.In(loc)
 			d.Until = &u
 		}

@@ -1,0 +1,333 @@
+// Package e2e runs the real curfew binary as a daemon in the namespace lab's
+// router and checks what a parent would check: real TCP, UDP and DNS from
+// the child's, the parent's and a guest's namespace, against the real kernel.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"curfew/pkg/lab"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "curfew-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "curfew")
+	out, err := exec.Command("go", "build", "-o", binary, "../cmd/curfew").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build curfew: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const system = "config system\n\toption hostname 'lab'\n\toption timezone 'GMT0BST,M3.5.0/1,M10.5.0'\n"
+
+var london = func() *time.Location {
+	loc, err := time.LoadLocation("Europe/London")
+	if err != nil {
+		return time.UTC // only used to print HH:MM: any whole-hour zone gives the same minute boundaries
+	}
+	return loc
+}()
+
+// config returns a curfew config for the lab with the child's bedtime from
+// start to stop (HH:MM) every day.
+func config(l *lab.Lab, start, stop string, extra string) string {
+	return fmt.Sprintf(`config curfew 'main'
+	list lan 'br-lan'
+	option unknown_profile 'guest'
+%s
+config profile 'kid'
+	option name 'Kid'
+	list block '%s'
+	list block '%s'
+
+config profile 'grownup'
+	option name 'Parent'
+
+config profile 'guest'
+	option name 'Guests'
+	list block '%s'
+
+config device
+	option mac '%s'
+	option name 'Kid phone'
+	option profile 'kid'
+
+config device
+	option mac '%s'
+	option name 'Parent laptop'
+	option profile 'grownup'
+
+config schedule 'bedtime'
+	option profile 'kid'
+	option days 'daily'
+	option start '%s'
+	option stop '%s'
+`, extra, lab.BlockedNet4, lab.BlockedNet6, lab.BlockedNet4, l.Child.MAC, l.Parent.MAC, start, stop)
+}
+
+// daemon is a curfew daemon running in the lab's router namespace.
+type daemon struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	logs bytes.Buffer
+	dir  string
+}
+
+func (d *daemon) Write(p []byte) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.logs.Write(p)
+}
+
+func (d *daemon) Logs() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.logs.String()
+}
+
+// waitLog waits until the log contains s.
+func (d *daemon) waitLog(t *testing.T, s string, timeout time.Duration) {
+	t.Helper()
+	if !waitFor(timeout, func() bool { return strings.Contains(d.Logs(), s) }) {
+		t.Fatalf("daemon log lacks %q:\n%s", s, d.Logs())
+	}
+}
+
+func start(t *testing.T, l *lab.Lab, cfg string) *daemon {
+	t.Helper()
+	d := &daemon{dir: t.TempDir()}
+	if err := os.WriteFile(filepath.Join(d.dir, "curfew"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d.dir, "system"), []byte(system), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.cmd = exec.Command("ip", "netns", "exec", l.Router, binary, "daemon",
+		"--config", filepath.Join(d.dir, "curfew"), "--system", filepath.Join(d.dir, "system"),
+		"--state-dir", d.dir, "--socket", filepath.Join(d.dir, "sock"), "--trust-clock", "-v")
+	d.cmd.Stdout, d.cmd.Stderr = d, d
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if d.cmd.ProcessState == nil {
+			d.cmd.Process.Kill()
+			d.cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", d.Logs())
+		}
+	})
+	if !waitFor(5*time.Second, func() bool { return tablePresent(l) }) {
+		t.Fatalf("daemon did not create its table:\n%s", d.Logs())
+	}
+	return d
+}
+
+func (d *daemon) rewrite(t *testing.T, cfg string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(d.dir, "curfew"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.cmd.Process.Signal(syscall.SIGHUP)
+}
+
+func tablePresent(l *lab.Lab) bool {
+	_, err := l.Exec(context.Background(), l.Router, "nft", "list", "table", "inet", "curfew")
+	return err == nil
+}
+
+func waitFor(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func newLab(t *testing.T, name string) *lab.Lab {
+	t.Helper()
+	lab.Require(t, "dig", "dnsmasq", "conntrack")
+	l, err := lab.New(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := l.Serve(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// reach checks reachability from ns, retrying briefly so that a first
+// neighbour lookup does not count as blocked.
+func reach(t *testing.T, l *lab.Lab, what, ns string, want bool, probe func() error) {
+	t.Helper()
+	var err error
+	waitFor(2*time.Second, func() bool { err = probe(); return (err == nil) == want })
+	if (err == nil) != want {
+		t.Errorf("%s from %s: err=%v, want reachable=%v", what, ns, err, want)
+	}
+}
+
+// online asserts the whole internet-facing picture of a host.
+func online(t *testing.T, l *lab.Lab, h lab.Host, want bool) {
+	t.Helper()
+	reach(t, l, "TCP/IPv4", h.NS, want, func() error { return l.TCP(h.NS, lab.InternetV4) })
+	reach(t, l, "TCP/IPv6", h.NS, want, func() error { return l.TCP(h.NS, lab.InternetV6) })
+	reach(t, l, "UDP/IPv4", h.NS, want, func() error { return l.UDP(h.NS, lab.InternetV4) })
+	reach(t, l, "UDP/IPv6", h.NS, want, func() error { return l.UDP(h.NS, lab.InternetV6) })
+}
+
+// nextMinute returns the next minute boundary at least lead away.
+func nextMinute(lead time.Duration) time.Time {
+	return time.Now().Add(lead).Truncate(time.Minute).Add(time.Minute)
+}
+
+// TestBedtime walks one real bedtime: before it, at its start (an open
+// connection is cut), during it with the daemon killed, and at its end with
+// no daemon at all.
+func TestBedtime(t *testing.T) {
+	l := newLab(t, "cfe1")
+	ctx := context.Background()
+	bed := nextMinute(15 * time.Second)
+	wake := bed.Add(time.Minute)
+	d := start(t, l, config(l, bed.In(london).Format("15:04"), wake.In(london).Format("15:04"), ""))
+
+	t.Log("before bedtime: everyone online; blocks and DNS rules in force")
+	online(t, l, l.Child, true)
+	online(t, l, l.Parent, true)
+	reach(t, l, "blocked IPv4 prefix", l.Child.NS, false, func() error { return l.TCP(l.Child.NS, lab.BlockedV4) })
+	reach(t, l, "blocked IPv6 prefix", l.Child.NS, false, func() error { return l.TCP(l.Child.NS, lab.BlockedV6) })
+	reach(t, l, "the child's blocked prefix", l.Parent.NS, true, func() error { return l.TCP(l.Parent.NS, lab.BlockedV4) })
+	reach(t, l, "unknown device, guest profile's block", l.Guest.NS, false, func() error { return l.TCP(l.Guest.NS, lab.BlockedV4) })
+	reach(t, l, "unknown device, elsewhere", l.Guest.NS, true, func() error { return l.TCP(l.Guest.NS, lab.InternetV4) })
+	reach(t, l, "DNS over TLS", l.Child.NS, false, func() error { return l.TCPPort(l.Child.NS, lab.InternetV4, lab.DoTPort) })
+	if got, err := l.Dig(ctx, l.Child.NS, lab.InternetV4, false); err != nil || got != lab.RouterAnswer {
+		t.Errorf("child's query to an outside resolver: %q %v, want the router's answer %s", got, err, lab.RouterAnswer)
+	}
+
+	conn, err := l.Dial(l.Child.NS, "tcp", net.JoinHostPort(lab.InternetV4, lab.EchoPort), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := lab.Echo(conn, "before"); err != nil {
+		t.Fatal(err)
+	}
+
+	time.Sleep(time.Until(bed))
+	var stopped time.Time
+	for i := 0; time.Since(bed) < 5*time.Second; i++ {
+		if err := lab.Echo(conn, fmt.Sprint("line", i)); err != nil {
+			stopped = time.Now()
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if stopped.IsZero() {
+		t.Fatal("the connection opened before bedtime still carries data 5 s after it")
+	}
+	lag := stopped.Sub(bed)
+	t.Logf("open connection stopped %v after bedtime", lag.Round(time.Millisecond))
+	if lag > 2*time.Second {
+		t.Errorf("open connection stopped %v after bedtime, want within 2 s", lag)
+	}
+
+	t.Log("bedtime: the child is offline, the parent is not, the router still answers the child")
+	online(t, l, l.Child, false)
+	online(t, l, l.Parent, true)
+	if got, err := l.Dig(ctx, l.Child.NS, lab.RouterV4, false); err != nil || got != lab.RouterAnswer {
+		t.Errorf("child's DNS to the router at bedtime: %q %v", got, err)
+	}
+	d.waitLog(t, "Kid phone offline: schedule bedtime", 2*time.Second)
+	if out, _ := l.Exec(ctx, l.Router, "conntrack", "-L", "-s", l.Child.IPv4); strings.Contains(out, "dport="+lab.EchoPort+" ") && strings.Contains(out, "ESTABLISHED") {
+		t.Errorf("child's established connection still in conntrack:\n%s", out)
+	}
+
+	t.Log("SIGKILL the daemon: the kernel keeps enforcing")
+	d.cmd.Process.Kill()
+	d.cmd.Wait()
+	time.Sleep(500 * time.Millisecond)
+	online(t, l, l.Child, false)
+	if !tablePresent(l) {
+		t.Fatal("table gone after SIGKILL")
+	}
+
+	time.Sleep(time.Until(wake) + 300*time.Millisecond)
+	t.Log("wake-up time, no daemon running: the child is back online")
+	online(t, l, l.Child, true)
+}
+
+// TestDaemonKeepsItsRulesInForce covers the daemon's upkeep: a flushed
+// ruleset comes back, a bad config changes nothing, a clean stop and
+// `enabled '0'` remove the rules.
+func TestDaemonKeepsItsRulesInForce(t *testing.T) {
+	l := newLab(t, "cfe2")
+	ctx := context.Background()
+	always := config(l, "00:00", "24:00", "")
+	d := start(t, l, always)
+	reach(t, l, "TCP/IPv6 in an all-day window", l.Child.NS, false, func() error { return l.TCP(l.Child.NS, lab.InternetV6) })
+
+	flushed := time.Now()
+	if out, err := l.Exec(ctx, l.Router, "nft", "flush", "ruleset"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if !waitFor(2*time.Second, func() bool { return tablePresent(l) }) {
+		t.Fatalf("table not restored within 2 s of nft flush ruleset:\n%s", d.Logs())
+	}
+	t.Logf("table restored %v after nft flush ruleset", time.Since(flushed).Round(time.Millisecond))
+	// fw4 (and its NAT) is gone too now, so IPv6 tells the story.
+	reach(t, l, "TCP/IPv6 after the restore", l.Child.NS, false, func() error { return l.TCP(l.Child.NS, lab.InternetV6) })
+	reach(t, l, "TCP/IPv6 for the parent", l.Parent.NS, true, func() error { return l.TCP(l.Parent.NS, lab.InternetV6) })
+
+	d.rewrite(t, always+"\nconfig schedule 'broken'\n\toption profile 'kid'\n\toption start '25:00'\n\toption stop '07:00'\n")
+	d.waitLog(t, "option 'start': invalid time", 3*time.Second)
+	d.waitLog(t, "still enforcing the last good config", time.Second)
+	reach(t, l, "TCP/IPv6 after a bad reload", l.Child.NS, false, func() error { return l.TCP(l.Child.NS, lab.InternetV6) })
+
+	d.rewrite(t, config(l, "00:00", "24:00", "\toption enabled '0'\n"))
+	if !waitFor(3*time.Second, func() bool { return !tablePresent(l) }) {
+		t.Fatalf("table still present with enabled '0':\n%s", d.Logs())
+	}
+	reach(t, l, "TCP/IPv6 with curfew disabled", l.Child.NS, true, func() error { return l.TCP(l.Child.NS, lab.InternetV6) })
+
+	d.rewrite(t, always)
+	if !waitFor(3*time.Second, func() bool { return tablePresent(l) }) {
+		t.Fatal("table not back after re-enabling")
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.cmd.Wait()
+	if tablePresent(l) {
+		t.Error("table left behind after a clean stop (SIGTERM)")
+	}
+	reach(t, l, "TCP/IPv6 after a clean stop", l.Child.NS, true, func() error { return l.TCP(l.Child.NS, lab.InternetV6) })
+}

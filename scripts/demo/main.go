@@ -1,0 +1,210 @@
+// Command demo shows curfew's main job on a virtual home network (root
+// only): it builds the namespace lab, starts the curfew daemon in the
+// router with a sample config whose bedtime begins about a minute from now,
+// and prints, every two seconds, whether the child's and the parent's
+// devices reach the internet — including a connection the child opened
+// before bedtime. Everything is torn down on exit or Ctrl-C.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"curfew/pkg/lab"
+)
+
+func main() {
+	bin := flag.String("curfew", "bin/curfew", "curfew binary to run")
+	window := flag.Duration("bedtime", 90*time.Second, "length of the demo bedtime (rounded up to whole minutes)")
+	flag.Parse()
+	if err := run(*bin, *window); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+const system = "config system\n\toption hostname 'demo'\n\toption zonename 'UTC'\n\toption timezone 'UTC0'\n"
+
+func run(bin string, window time.Duration) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("run as root: the demo creates network namespaces")
+	}
+	bin, err := filepath.Abs(bin)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	step("building the virtual home network (network namespaces)")
+	l, err := lab.New(ctx, "curfew-demo")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		step("tearing down the virtual network")
+		l.Close()
+	}()
+	if err := l.Serve(ctx); err != nil {
+		return err
+	}
+	fmt.Printf("  child  %s  %s  %s\n  parent %s  %s  %s\n  internet %s, %s\n",
+		l.Child.MAC, l.Child.IPv4, l.Child.IPv6, l.Parent.MAC, l.Parent.IPv4, l.Parent.IPv6, lab.InternetV4, lab.InternetV6)
+
+	dir, err := os.MkdirTemp("", "curfew-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	bed := time.Now().UTC().Add(45 * time.Second).Truncate(time.Minute).Add(time.Minute)
+	wake := bed.Add(window).Truncate(time.Minute)
+	if !wake.After(bed) {
+		wake = bed.Add(time.Minute)
+	}
+	cfg := fmt.Sprintf(`config curfew 'main'
+	list lan 'br-lan'
+
+config profile 'kid'
+	option name 'Kid'
+	list block '%s'
+
+config profile 'grownup'
+	option name 'Parent'
+
+config device
+	option mac '%s'
+	option name 'Kid phone'
+	option profile 'kid'
+
+config device
+	option mac '%s'
+	option name 'Parent laptop'
+	option profile 'grownup'
+
+config schedule 'bedtime'
+	option profile 'kid'
+	option days 'daily'
+	option start '%s'
+	option stop '%s'
+`, lab.BlockedNet4, l.Child.MAC, l.Parent.MAC, bed.Format("15:04"), wake.Format("15:04"))
+	cfgPath, sysPath := filepath.Join(dir, "curfew"), filepath.Join(dir, "system")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(sysPath, []byte(system), 0o644); err != nil {
+		return err
+	}
+	step("sample config (/etc/config/curfew on a router)")
+	fmt.Print(indent(cfg))
+
+	step("curfew plan: what will be enforced at bedtime")
+	show(bin, "plan", "--config", cfgPath, "--system", sysPath, "--at", bed.Add(time.Second).Format(time.RFC3339))
+
+	step("starting curfew daemon in the router")
+	d := exec.Command("ip", "netns", "exec", l.Router, bin, "daemon", "--config", cfgPath, "--system", sysPath,
+		"--state-dir", dir, "--socket", filepath.Join(dir, "sock"), "--trust-clock")
+	logs, err := d.StderrPipe()
+	if err != nil {
+		return err
+	}
+	if err := d.Start(); err != nil {
+		return err
+	}
+	defer func() { d.Process.Signal(syscall.SIGTERM); d.Wait() }()
+	go prefix(logs, "    [curfew] ")
+
+	conn, err := l.Dial(l.Child.NS, "tcp", net.JoinHostPort(lab.InternetV4, lab.EchoPort), 2*time.Second)
+	if err != nil {
+		return fmt.Errorf("child's long-lived connection: %w", err)
+	}
+	defer conn.Close()
+
+	step(fmt.Sprintf("bedtime for the child is %s-%s UTC; watching (Ctrl-C to stop)", bed.Format("15:04"), wake.Format("15:04")))
+	shown := false
+	for tick := time.NewTicker(2 * time.Second); ; {
+		now := time.Now()
+		fmt.Printf("  %s  child: %-34s open connection: %-8s parent: %s\n", now.UTC().Format("15:04:05"),
+			status(l.TCP(l.Child.NS, lab.InternetV4), l.TCP(l.Child.NS, lab.InternetV6)),
+			ok(lab.Echo(conn, "ping")),
+			status(l.TCP(l.Parent.NS, lab.InternetV4), l.TCP(l.Parent.NS, lab.InternetV6)))
+		if !shown && now.After(bed.Add(5*time.Second)) {
+			shown = true
+			step("nft list table inet curfew (in the router)")
+			out, _ := l.Exec(ctx, l.Router, "nft", "list", "table", "inet", "curfew")
+			fmt.Print(indent(out))
+			step("curfew plan now")
+			show(bin, "plan", "--config", cfgPath, "--system", sysPath)
+			fmt.Println()
+		}
+		if now.After(wake.Add(6 * time.Second)) {
+			step("bedtime is over: the child is back online; done")
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+func step(s string) { fmt.Printf("\n==> %s\n", s) }
+
+func status(v4, v6 error) string {
+	if v4 == nil && v6 == nil {
+		return "ONLINE  (IPv4 and IPv6)"
+	}
+	if v4 != nil && v6 != nil {
+		return "OFFLINE (" + short(v4) + ")"
+	}
+	return fmt.Sprintf("partial (v4: %s, v6: %s)", ok(v4), ok(v6))
+}
+
+func ok(err error) string {
+	if err == nil {
+		return "works"
+	}
+	return "cut"
+}
+
+func short(err error) string {
+	s := err.Error()
+	if i := strings.LastIndex(s, ": "); i >= 0 {
+		s = s[i+2:]
+	}
+	return s
+}
+
+func show(bin string, args ...string) {
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	fmt.Print(indent(string(out)))
+	if err != nil {
+		fmt.Println("  ", err)
+	}
+}
+
+func indent(s string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
+		b.WriteString("    " + line + "\n")
+	}
+	return b.String()
+}
+
+func prefix(r io.Reader, p string) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		fmt.Println(p + sc.Text())
+	}
+}
