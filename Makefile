@@ -4,6 +4,7 @@
 #   make test    (root for the kernel tests) lint, unit and end-to-end tests,
 #                brief fuzzing, cross builds
 #   make cross   stripped binaries for the router architectures in dist/
+#   make bench   (root) forwarding rate and apply times, bench/REPORT.md
 
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -21,7 +22,7 @@ CROSS := mips:linux/mips/GOMIPS=softfloat \
 # package:FuzzTarget, run briefly by `make test` and for longer by `make fuzz FUZZTIME=10m`.
 FUZZ := ./pkg/uci:FuzzParse
 
-.PHONY: all build test unit lint fuzz cross demo clean
+.PHONY: all build test unit lint fuzz cross demo bench clean
 
 all: build
 
@@ -53,6 +54,10 @@ cross:
 
 demo: build
 	$(GO) run ./scripts/demo --curfew bin/curfew
+
+# Kernel enforcement benchmark (root): writes bench/REPORT.md.
+bench:
+	$(GO) run ./scripts/bench --out bench/REPORT.md
 
 clean:
 	rm -rf bin dist

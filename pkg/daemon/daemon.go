@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -258,21 +259,51 @@ func (d *Daemon) reconcile(ctx context.Context, cfg *config.Config, loc *time.Lo
 		if old == nil || old.State != dev.State || old.Reason != dev.Reason {
 			d.log.Info(describe(dev, loc))
 		}
+		mac, err := net.ParseMAC(dev.MAC)
+		if err != nil || !dev.Managed {
+			continue
+		}
 		if dev.State == plan.Offline && (old == nil || old.State != plan.Offline) {
-			if mac, err := net.ParseMAC(dev.MAC); err == nil {
-				cut = append(cut, mac)
-				names = append(names, label(dev))
+			cut = append(cut, mac)
+			names = append(names, label(dev))
+			continue
+		}
+		// Destinations are checked when a flow starts: flows to anything
+		// blocked since the last plan are cut here.
+		if added := newlyBlocked(old, dev); len(added) > 0 {
+			if n, err := d.opts.Backend.Cutoff(ctx, []net.HardwareAddr{mac}, added); err != nil {
+				d.log.Warn("cut flows to newly blocked destinations", "device", label(dev), "err", err)
+			} else if n > 0 {
+				d.log.Info(fmt.Sprintf("cut %d flow(s) to newly blocked destinations", n), "device", label(dev))
 			}
 		}
 	}
 	if len(cut) > 0 {
-		n, err := d.opts.Backend.Cutoff(ctx, cut)
+		n, err := d.opts.Backend.Cutoff(ctx, cut, nil)
 		if err != nil {
 			d.log.Warn("cut open connections", "devices", strings.Join(names, ", "), "err", err)
 		} else if n > 0 {
 			d.log.Info(fmt.Sprintf("cut %d open connection(s)", n), "devices", strings.Join(names, ", "))
 		}
 	}
+}
+
+// newlyBlocked returns the prefixes blocked for dev now that were not in
+// its previous state (all of them for a device not seen before).
+func newlyBlocked(old *plan.Device, dev plan.Device) []netip.Prefix {
+	had := map[netip.Prefix]bool{}
+	if old != nil {
+		for _, b := range old.BlockDest {
+			had[b.Prefix] = true
+		}
+	}
+	var out []netip.Prefix
+	for _, b := range dev.BlockDest {
+		if b.Domain == "" && !had[b.Prefix] {
+			out = append(out, b.Prefix)
+		}
+	}
+	return out
 }
 
 // Plan returns the last computed plan and the config load status.

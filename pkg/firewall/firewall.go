@@ -70,9 +70,10 @@ type Backend interface {
 	// Remove deletes everything the backend created.
 	Remove(ctx context.Context) error
 	// Cutoff deletes the conntrack entries of the devices with these MACs
-	// (all their IPv4 and IPv6 addresses), so that open connections and
-	// offloaded flows stop at once. It returns how many were deleted.
-	Cutoff(ctx context.Context, macs []net.HardwareAddr) (int, error)
+	// (all their IPv4 and IPv6 addresses), or only those towards dests when
+	// given, so that open connections and offloaded flows stop at once. It
+	// returns how many were deleted.
+	Cutoff(ctx context.Context, macs []net.HardwareAddr, dests []netip.Prefix) (int, error)
 }
 
 // Render turns a plan into the desired kernel state.

@@ -66,7 +66,8 @@ func ruleset(child net.HardwareAddr, offline ...firewall.Interval) *firewall.Rul
 		DNSPort: 53,
 		Profiles: []firewall.Profile{{ID: "kid", Name: "Kid", Block: []netip.Prefix{
 			netip.MustParsePrefix(lab.BlockedNet4), netip.MustParsePrefix(lab.BlockedNet6),
-			netip.MustParsePrefix("203.0.113.128/25"), // inside the /24: must merge
+			netip.MustParsePrefix("203.0.113.10/32"), // inside the /24: both kept
+			netip.MustParsePrefix("198.51.100.128/25"),
 		}}},
 		Devices: []firewall.Device{{MAC: child, Name: "Kid phone", Profile: "kid", Offline: offline}},
 	}
@@ -248,6 +249,29 @@ func TestResyncRestoresAFlushedTable(t *testing.T) {
 	if fixed, err := b.Resync(ctx); err != nil || fixed {
 		t.Errorf("second resync = %v, %v; want nothing to do", fixed, err)
 	}
+	// Our own replace above must not count as someone else's change.
+	select {
+	case <-changed:
+		t.Error("the monitor reported our own restore as a foreign change")
+	case <-time.After(300 * time.Millisecond):
+	}
+
+	// Someone empties one of our chains: structure looks intact, but the
+	// monitor saw the deleted rules.
+	if out, err := l.Exec(ctx, l.Router, "nft", "flush", "chain", "inet", TableName, "managed"); err != nil {
+		t.Fatalf("nft flush chain: %v %s", err, out)
+	}
+	select {
+	case <-changed:
+	case <-time.After(2 * time.Second):
+		t.Fatal("monitor did not report the flushed chain")
+	}
+	if fixed, err := b.Resync(ctx); err != nil || !fixed {
+		t.Fatalf("resync after a flushed chain = %v, %v; want a restore", fixed, err)
+	}
+	if err := l.TCP(l.Child.NS, lab.InternetV6); err == nil {
+		t.Error("child online after restoring the flushed chain")
+	}
 }
 
 func TestCutoffDeletesTheDevicesConntrackEntries(t *testing.T) {
@@ -272,7 +296,7 @@ func TestCutoffDeletesTheDevicesConntrackEntries(t *testing.T) {
 	if count(l.Child.IPv4) == 0 || count(l.Child.IPv6) == 0 {
 		t.Fatal("no conntrack entries for the child to begin with")
 	}
-	n, err := b.Cutoff(ctx, []net.HardwareAddr{mac(t, l.Child.MAC)})
+	n, err := b.Cutoff(ctx, []net.HardwareAddr{mac(t, l.Child.MAC)}, nil)
 	if err != nil || n < 2 {
 		t.Fatalf("cutoff = %d, %v; want at least the IPv4 and IPv6 flows", n, err)
 	}
@@ -281,6 +305,45 @@ func TestCutoffDeletesTheDevicesConntrackEntries(t *testing.T) {
 	}
 	if count(l.Parent.IPv4) == 0 {
 		t.Error("cutoff removed the parent's entries too")
+	}
+}
+
+// TestNewBlockCutsOnlyFlowsToIt: destinations are checked when a flow
+// starts, so a block added later needs Cutoff with the new prefixes, which
+// must stop the child's flow there and leave its other flows alone.
+func TestNewBlockCutsOnlyFlowsToIt(t *testing.T) {
+	l, b, _ := setup(t, "cfnn")
+	ctx := context.Background()
+	child := mac(t, l.Child.MAC)
+	open := &firewall.Ruleset{LAN: []string{"br-lan"}, DNSPort: 53, Profiles: []firewall.Profile{{ID: "kid"}},
+		Devices: []firewall.Device{{MAC: child, Profile: "kid"}}}
+	if err := b.Apply(ctx, open); err != nil {
+		t.Fatal(err)
+	}
+	dial := func(addr string) net.Conn {
+		c, err := l.Dial(l.Child.NS, "tcp", net.JoinHostPort(addr, lab.EchoPort), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if err := lab.Echo(c, "hi"); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	toBlocked, toOther := dial(lab.BlockedV4), dial(lab.InternetV4)
+	if err := b.Apply(ctx, ruleset(child)); err != nil {
+		t.Fatal(err)
+	}
+	n, err := b.Cutoff(ctx, []net.HardwareAddr{child}, []netip.Prefix{netip.MustParsePrefix(lab.BlockedNet4)})
+	if err != nil || n == 0 {
+		t.Fatalf("cutoff = %d, %v", n, err)
+	}
+	if err := lab.Echo(toBlocked, "again"); err == nil {
+		t.Error("flow to the newly blocked prefix still carries data")
+	}
+	if err := lab.Echo(toOther, "again"); err != nil {
+		t.Errorf("flow elsewhere was cut too: %v", err)
 	}
 }
 
@@ -335,21 +398,26 @@ func TestRemoveLeavesOtherTablesAlone(t *testing.T) {
 	}
 }
 
-func TestPrefixMerging(t *testing.T) {
-	v4, v6 := prefixElems([]netip.Prefix{
-		netip.MustParsePrefix("203.0.113.0/25"), netip.MustParsePrefix("203.0.113.128/25"),
-		netip.MustParsePrefix("203.0.113.7/32"), netip.MustParsePrefix("255.255.255.0/24"),
+func TestPrefixesAreGroupedByFamilyAndLength(t *testing.T) {
+	groups := groupPrefixes([]netip.Prefix{
+		netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("203.0.113.7/32"),
+		netip.MustParsePrefix("198.51.100.9/24"), netip.MustParsePrefix("198.51.100.0/24"),
 		netip.MustParsePrefix("2001:db8::/32"),
 	})
 	var got []string
-	for _, e := range v4 {
-		a, _ := netip.AddrFromSlice(e.Key)
-		got = append(got, fmt.Sprintf("%s%s", a, map[bool]string{true: ")", false: "["}[e.IntervalEnd]))
+	for _, g := range groups {
+		var keys []string
+		for _, e := range g.elems {
+			a, _ := netip.AddrFromSlice(e.Key)
+			keys = append(keys, a.String())
+		}
+		got = append(got, fmt.Sprintf("v6=%v/%d:%s", g.v6, g.bits, strings.Join(keys, ",")))
 	}
-	if s := strings.Join(got, " "); s != "203.0.113.0[ 203.0.114.0) 255.255.255.0[" {
-		t.Errorf("v4 elements = %s", s)
+	want := "v6=false/32:203.0.113.7 v6=false/24:203.0.113.0,198.51.100.0 v6=true/32:2001:db8::"
+	if s := strings.Join(got, " "); s != want {
+		t.Errorf("groups = %s\nwant     %s", s, want)
 	}
-	if len(v6) != 2 {
-		t.Errorf("v6 elements = %d", len(v6))
+	if m := maskBytes(20, 4); fmt.Sprint(m) != "[255 255 240 0]" {
+		t.Errorf("mask /20 = %v", m)
 	}
 }

@@ -1,0 +1,100 @@
+package firewall
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Cutoff deletes conntrack entries of the devices with the given MACs
+// (their IPv4 and IPv6 addresses from the neighbour table), all of them, or
+// with dests only those towards these prefixes. Rules alone do not stop a
+// flow that the kernel no longer shows to them (flow offload) and a
+// connection's first-packet checks have already passed, so every change
+// that forbids traffic is followed by this. It is shared by the backends:
+// conntrack is the same under nftables and iptables.
+func Cutoff(h *netlink.Handle, macs []net.HardwareAddr, dests []netip.Prefix) (int, error) {
+	if len(macs) == 0 {
+		return 0, nil
+	}
+	want := map[string]bool{}
+	for _, m := range macs {
+		want[m.String()] = true
+	}
+	neighs, err := h.NeighList(0, netlink.FAMILY_ALL)
+	if err != nil {
+		return 0, fmt.Errorf("neighbours: %w", err)
+	}
+	f := &flowFilter{src: map[netip.Addr]bool{}}
+	for _, p := range dests {
+		f.add(p)
+	}
+	for _, n := range neighs {
+		if n.IP == nil || n.HardwareAddr == nil || !want[n.HardwareAddr.String()] || n.State&netlink.NUD_NOARP != 0 {
+			continue
+		}
+		if a, ok := netip.AddrFromSlice(n.IP); ok {
+			f.src[a.Unmap()] = true
+		}
+	}
+	if len(f.src) == 0 {
+		return 0, nil
+	}
+	total := 0
+	var errs []error
+	for _, fam := range []netlink.InetFamily{unix.AF_INET, unix.AF_INET6} {
+		n, err := h.ConntrackDeleteFilters(netlink.ConntrackTable, fam, f)
+		total += int(n)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return total, errors.Join(errs...)
+}
+
+// flowFilter matches flows whose original source is one of src and, when
+// dests is set, whose original destination is inside one of them. Prefixes
+// are kept per length so that a check costs one map lookup per length, not
+// one comparison per prefix: a new 100,000-entry list must not turn one
+// pass over the conntrack table into minutes.
+type flowFilter struct {
+	src   map[netip.Addr]bool
+	dests map[int]map[netip.Prefix]bool
+}
+
+func (f *flowFilter) add(p netip.Prefix) {
+	if f.dests == nil {
+		f.dests = map[int]map[netip.Prefix]bool{}
+	}
+	p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()).Masked()
+	if f.dests[p.Bits()] == nil {
+		f.dests[p.Bits()] = map[netip.Prefix]bool{}
+	}
+	f.dests[p.Bits()][p] = true
+}
+
+// MatchConntrackFlow implements netlink.CustomConntrackFilter.
+func (f *flowFilter) MatchConntrackFlow(flow *netlink.ConntrackFlow) bool {
+	src, ok := netip.AddrFromSlice(flow.Forward.SrcIP)
+	if !ok || !f.src[src.Unmap()] {
+		return false
+	}
+	if f.dests == nil {
+		return true
+	}
+	dst, ok := netip.AddrFromSlice(flow.Forward.DstIP)
+	if !ok {
+		return false
+	}
+	dst = dst.Unmap()
+	for bits, set := range f.dests {
+		if p, err := dst.Prefix(bits); err == nil && set[p] {
+			return true
+		}
+	}
+	return false
+}
