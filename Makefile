@@ -20,7 +20,7 @@ CROSS := mips:linux/mips/GOMIPS=softfloat \
          amd64:linux/amd64/
 
 # package:FuzzTarget, run briefly by `make test` and for longer by `make fuzz FUZZTIME=10m`.
-FUZZ := ./pkg/uci:FuzzParse
+FUZZ := ./pkg/uci:FuzzParse ./pkg/control:FuzzDecodeRequest
 
 .PHONY: all build test unit lint fuzz cross demo bench clean
 

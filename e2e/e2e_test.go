@@ -6,7 +6,10 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -116,7 +119,14 @@ func (d *daemon) waitLog(t *testing.T, s string, timeout time.Duration) {
 
 func start(t *testing.T, l *lab.Lab, cfg string) *daemon {
 	t.Helper()
-	d := &daemon{dir: t.TempDir()}
+	return startIn(t, l, t.TempDir(), cfg)
+}
+
+// startIn starts a daemon whose files (config, state, socket) are in dir,
+// so that a restart can find the state of the previous one.
+func startIn(t *testing.T, l *lab.Lab, dir, cfg string) *daemon {
+	t.Helper()
+	d := &daemon{dir: dir}
 	if err := os.WriteFile(filepath.Join(d.dir, "curfew"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -330,4 +340,116 @@ func TestDaemonKeepsItsRulesInForce(t *testing.T) {
 		t.Error("table left behind after a clean stop (SIGTERM)")
 	}
 	reach(t, l, "TCP/IPv6 after a clean stop", l.Child.NS, true, func() error { return l.TCP(l.Child.NS, lab.InternetV6) })
+}
+
+// cli runs the curfew command line against the daemon's socket.
+func (d *daemon) cli(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(binary, append(args, "--socket", filepath.Join(d.dir, "sock"))...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), code
+}
+
+// TestParentCommands drives the daemon as a parent does over SSH.
+func TestParentCommands(t *testing.T) {
+	l := newLab(t, "cfe3")
+	// A bedtime twelve hours away: this test is about the parent's commands.
+	far := time.Now().Add(12 * time.Hour).In(london)
+	cfg := config(l, far.Format("15:04"), far.Add(time.Minute).Format("15:04"), "")
+	d := start(t, l, cfg)
+	reach(t, l, "TCP/IPv4 before the pause", l.Child.NS, true, func() error { return l.TCP(l.Child.NS, lab.InternetV4) })
+
+	conn, err := l.Dial(l.Child.NS, "tcp", net.JoinHostPort(lab.InternetV6, lab.EchoPort), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	t0 := time.Now()
+	out, code := d.cli(t, "pause", "kid", "--for", "1h")
+	took := time.Since(t0)
+	if code != 0 || !strings.Contains(out, "paused kid until") {
+		t.Fatalf("pause: %d %s", code, out)
+	}
+	// The command returns once the kernel enforces the pause.
+	if err := l.TCP(l.Child.NS, lab.InternetV4); err == nil {
+		t.Error("child online right after curfew pause returned")
+	}
+	if err := lab.Echo(conn, "still there?"); err == nil {
+		t.Error("the child's open connection survived the pause")
+	}
+	t.Logf("curfew pause took %v, command to kernel", took.Round(time.Millisecond))
+	if took > 500*time.Millisecond {
+		t.Errorf("pause took %v", took)
+	}
+	reach(t, l, "TCP/IPv4 of the parent during the pause", l.Parent.NS, true, func() error { return l.TCP(l.Parent.NS, lab.InternetV4) })
+
+	out, _ = d.cli(t, "explain", "Kid phone")
+	if !strings.Contains(out, "offline: paused by parent until") {
+		t.Errorf("explain: %s", out)
+	}
+	out, _ = d.cli(t, "status", "--json")
+	var st struct {
+		Backend      string `json:"backend"`
+		ClockTrusted bool   `json:"clock_trusted"`
+		Config       struct{ OK bool }
+		Plan         struct {
+			Devices []struct{ MAC, State string }
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil || st.Backend != "nftables" || !st.ClockTrusted || !st.Config.OK {
+		t.Errorf("status --json: %v %s", err, out)
+	}
+	out, _ = d.cli(t, "devices")
+	if !strings.Contains(out, l.Child.IPv4) || !strings.Contains(out, "Kid phone") {
+		t.Errorf("devices lacks the child's address:\n%s", out)
+	}
+
+	t.Log("restart the daemon: the pause is still there")
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.cmd.Wait()
+	d2 := startIn(t, l, d.dir, cfg)
+	reach(t, l, "TCP/IPv4 after a restart during the pause", l.Child.NS, false, func() error { return l.TCP(l.Child.NS, lab.InternetV4) })
+
+	out, code = d2.cli(t, "resume", "kid")
+	if code != 0 {
+		t.Fatalf("resume: %d %s", code, out)
+	}
+	if err := l.TCP(l.Child.NS, lab.InternetV4); err != nil {
+		t.Errorf("child offline right after curfew resume returned: %v", err)
+	}
+
+	t.Log("the socket refuses anyone but root")
+	cmd := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", binary, "status", "--socket", filepath.Join(d2.dir, "sock"))
+	nobody, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(nobody), "ermission denied") {
+		t.Errorf("status as nobody: %v %s", err, nobody)
+	}
+
+	t.Log("garbage on the socket does not hurt the daemon")
+	c, err := net.Dial("unix", filepath.Join(d2.dir, "sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("\x00\xff{not json\n"))
+	reply, _ := io.ReadAll(c)
+	c.Close()
+	if !strings.Contains(string(reply), "malformed request") {
+		t.Errorf("garbage answer: %q", reply)
+	}
+	if out, code := d2.cli(t, "status"); code != 0 {
+		t.Errorf("status after garbage: %d %s", code, out)
+	}
+
+	d2.cmd.Process.Signal(syscall.SIGTERM)
+	d2.cmd.Wait()
+	if out, code := d2.cli(t, "status"); code != 2 || !strings.Contains(out, "daemon is not running") {
+		t.Errorf("status without a daemon: %d %s", code, out)
+	}
 }

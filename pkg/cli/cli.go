@@ -53,7 +53,7 @@ type Env struct {
 	Now func() time.Time
 	// Daemon runs `curfew daemon` (wired by cmd/curfew, so that this
 	// package does not pull in the kernel backends for tests of the rest).
-	Daemon func(ctx context.Context, args []string, stdout, stderr io.Writer) int
+	Daemon func(ctx context.Context, args []string, version string, stdout, stderr io.Writer) int
 	// Log receives diagnostics of long-running commands.
 	Log *slog.Logger
 }
@@ -65,19 +65,19 @@ type command struct {
 }
 
 func commands() []command {
-	return []command{
+	return append([]command{
 		{"daemon", "run the enforcing daemon", func(ctx context.Context, args []string, env *Env) int {
 			if env.Daemon == nil {
 				fmt.Fprintln(env.Stderr, "curfew: daemon not available in this build")
 				return ExitFailure
 			}
-			return env.Daemon(ctx, args, env.Stdout, env.Stderr)
+			return env.Daemon(ctx, args, Version, env.Stdout, env.Stderr)
 		}},
 		{"check", "validate the config; exit 1 with every error", runCheck},
 		{"plan", "show what would be enforced at a given time", runPlan},
 		{"services", "list the services block_service can name", runServices},
 		{"version", "print the version", runVersion},
-	}
+	}, clientCommands()...)
 }
 
 // Run executes the command line args (without the program name).
@@ -92,7 +92,7 @@ func Run(ctx context.Context, args []string, env *Env) int {
 		}
 		return ExitOK
 	}
-	for _, c := range commands() {
+	for _, c := range append(commands(), clockSynced) {
 		if c.name == args[0] {
 			return c.run(ctx, args[1:], env)
 		}

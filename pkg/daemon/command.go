@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -14,19 +14,27 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"curfew/pkg/control"
 	"curfew/pkg/firewall/nft"
 )
 
+// ClockSyncedFile is touched by the NTP hotplug hook (and by
+// `curfew clock-synced`) once busybox ntpd has synchronised the clock, so
+// that a daemon started after the event still trusts the clock. It lives on
+// tmpfs: after a reboot the clock must be synchronised again.
+const ClockSyncedFile = "/var/run/curfew.clock-synced"
+
 // Command is `curfew daemon`: it parses flags, wires the kernel backend and
-// runs the loop until SIGTERM/SIGINT (ctx); SIGHUP reloads the config.
-func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// the control socket, and runs the loop until SIGTERM/SIGINT (ctx); SIGHUP
+// reloads the config.
+func Command(ctx context.Context, args []string, version string, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("daemon", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.SortFlags = false
 	configPath := fs.String("config", "/etc/config/curfew", "config file")
 	systemPath := fs.String("system", "/etc/config/system", "OpenWrt system config (time zone)")
-	fs.String("state-dir", "/etc/curfew", "directory for parent overrides")
-	fs.String("socket", "/var/run/curfew.sock", "control socket")
+	stateDir := fs.String("state-dir", "/etc/curfew", "directory for parent overrides (kept across reboots)")
+	socket := fs.String("socket", "/var/run/curfew.sock", "control socket")
 	trustClock := fs.Bool("trust-clock", false, "treat the clock as synchronised from the start (NTP is handled elsewhere)")
 	verbose := fs.BoolP("verbose", "v", false, "log debug messages")
 	if err := fs.Parse(args); err != nil {
@@ -44,15 +52,37 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "curfew: nftables is not usable here: %v\n", err)
 		return 1
 	}
+	ln, err := control.Listen(*socket)
+	if err != nil {
+		fmt.Fprintf(stderr, "curfew: %v\n", err)
+		return 1
+	}
+	defer os.Remove(*socket)
 	backend := nft.New(nft.Options{Log: log})
+	jumps := make(chan struct{}, 1)
+	go watchClockSteps(ctx, jumps, log)
 	d := New(Options{
-		ConfigPath:   *configPath,
-		SystemPath:   *systemPath,
-		Backend:      backend,
-		Seen:         neighbours,
-		ClockTrusted: func() bool { return *trustClock || kernelClockSynced() },
-		Log:          log,
+		ConfigPath: *configPath,
+		SystemPath: *systemPath,
+		StateDir:   *stateDir,
+		Backend:    backend,
+		Seen:       neighbours,
+		ClockTrusted: func() bool {
+			if *trustClock || kernelClockSynced() {
+				return true
+			}
+			_, err := os.Stat(ClockSyncedFile)
+			return err == nil
+		},
+		ClockJumps: jumps,
+		Log:        log,
+		Version:    version,
 	})
+	go func() {
+		if err := control.Serve(ctx, ln, d.Handle, log); err != nil {
+			log.Error("control socket stopped", "err", err)
+		}
+	}()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -63,11 +93,11 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				return
 			case <-hup:
 				log.Info("SIGHUP: reloading config")
-				d.Reload()
+				d.Reload(ctx)
 			}
 		}
 	}()
-	log.Info("curfew daemon starting", "config", *configPath, "backend", backend.Name())
+	log.Info("curfew daemon starting", "version", version, "config", *configPath, "backend", backend.Name(), "socket", *socket)
 	if err := d.Run(ctx); err != nil {
 		log.Error("stopped with an error", "err", err)
 		return 1
@@ -83,10 +113,48 @@ func kernelClockSynced() bool {
 	return err == nil && state != unix.TIME_ERROR && t.Status&unix.STA_UNSYNC == 0
 }
 
-// neighbours lists the MACs in the neighbour table of the LAN interfaces.
-func neighbours(lan []string) []net.HardwareAddr {
-	var out []net.HardwareAddr
-	seen := map[string]bool{}
+// watchClockSteps reports steps of the wall clock. A CLOCK_REALTIME timerfd
+// armed with TFD_TIMER_CANCEL_ON_SET is cancelled by the kernel whenever the
+// clock is set (NTP step, `date -s`), so a step is noticed at once, not at
+// the next periodic wake-up.
+func watchClockSteps(ctx context.Context, out chan<- struct{}, log *slog.Logger) {
+	buf := make([]byte, 8)
+	for ctx.Err() == nil {
+		fd, err := unix.TimerfdCreate(unix.CLOCK_REALTIME, unix.TFD_CLOEXEC|unix.TFD_NONBLOCK)
+		if err != nil {
+			log.Warn("clock steps not watched; relying on periodic wake-ups", "err", err)
+			return
+		}
+		far := unix.ItimerSpec{Value: unix.Timespec{Sec: 1 << 40}}
+		if err := unix.TimerfdSettime(fd, unix.TFD_TIMER_ABSTIME|unix.TFD_TIMER_CANCEL_ON_SET, &far, nil); err != nil {
+			unix.Close(fd)
+			log.Warn("clock steps not watched; relying on periodic wake-ups", "err", err)
+			return
+		}
+		// Poll with a timeout rather than block in read, so that the fd is
+		// only ever closed here, by its one owner.
+		for ctx.Err() == nil {
+			n, _ := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 1000)
+			if n <= 0 {
+				continue
+			}
+			if _, err := unix.Read(fd, buf); err == unix.ECANCELED {
+				select {
+				case out <- struct{}{}:
+				default:
+				}
+			}
+			break
+		}
+		unix.Close(fd)
+	}
+}
+
+// neighbours lists the devices in the neighbour table of the LAN
+// interfaces, with their addresses.
+func neighbours(lan []string) []Neighbour {
+	byMAC := map[string]*Neighbour{}
+	var order []string
 	for _, name := range lan {
 		link, err := netlink.LinkByName(name)
 		if err != nil {
@@ -100,11 +168,21 @@ func neighbours(lan []string) []net.HardwareAddr {
 			if len(n.HardwareAddr) != 6 || n.State&(netlink.NUD_FAILED|netlink.NUD_INCOMPLETE|netlink.NUD_NOARP) != 0 {
 				continue
 			}
-			if k := n.HardwareAddr.String(); !seen[k] {
-				seen[k] = true
-				out = append(out, n.HardwareAddr)
+			k := n.HardwareAddr.String()
+			nb := byMAC[k]
+			if nb == nil {
+				nb = &Neighbour{MAC: n.HardwareAddr}
+				byMAC[k] = nb
+				order = append(order, k)
+			}
+			if a, ok := netip.AddrFromSlice(n.IP); ok && !a.IsLinkLocalUnicast() {
+				nb.IPs = append(nb.IPs, a.Unmap())
 			}
 		}
+	}
+	out := make([]Neighbour, 0, len(order))
+	for _, k := range order {
+		out = append(out, *byMAC[k])
 	}
 	return out
 }

@@ -1,11 +1,12 @@
 // Package daemon is curfew's reconcile loop: load the config, compute the
 // plan for now, render it, apply it, cut open connections of devices that
-// just went offline, then sleep until the plan's next change, a reload, a
-// kernel change by someone else or the periodic resync — and repeat.
+// just went offline, then sleep until the plan's next change, a parent's
+// command, a reload, a kernel change by someone else, a clock step or the
+// periodic resync — and repeat.
 //
-// The loop never trusts the monotonic clock alone for wall-clock events: it
-// wakes at least every ResyncEvery and recomputes from the wall clock, so an
-// NTP step or a manual `date` is noticed within that period.
+// The loop never trusts the monotonic clock alone for wall-clock events:
+// a step of the wall clock (NTP, a manual `date`) is reported on
+// Options.ClockJumps, and every sleep is bounded by ResyncEvery.
 package daemon
 
 import (
@@ -32,21 +33,45 @@ type Resyncer interface {
 	Watch(ctx context.Context, onChange func()) error
 }
 
+// Clock is the daemon's view of time; tests replace it.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// Neighbour is a device present on the LAN.
+type Neighbour struct {
+	MAC net.HardwareAddr
+	IPs []netip.Addr
+}
+
 // Options wire a daemon.
 type Options struct {
 	ConfigPath string
 	SystemPath string
-	Backend    firewall.Backend
-	// Seen lists the MACs present on the LAN right now.
-	Seen func(lan []string) []net.HardwareAddr
-	// ClockTrusted reports whether the wall clock can be believed.
+	// StateDir keeps the parents' overrides across restarts.
+	StateDir string
+	Backend  firewall.Backend
+	// Seen lists the devices present on the LAN interfaces right now.
+	Seen func(lan []string) []Neighbour
+	// ClockTrusted reports whether the system believes its clock; the
+	// daemon also trusts it after a clock_synced call (NTP hotplug).
 	ClockTrusted func() bool
-	Now          func() time.Time
-	Log          *slog.Logger
+	// ClockJumps receives a value whenever the wall clock is stepped.
+	ClockJumps <-chan struct{}
+	Clock      Clock
+	Log        *slog.Logger
 	// ResyncEvery bounds every sleep; zero means 30 s.
 	ResyncEvery time.Duration
 	// DNSPort is where managed devices' DNS is redirected.
 	DNSPort uint16
+	// Version is reported by status.
+	Version string
 }
 
 // Daemon is a running reconcile loop.
@@ -54,21 +79,33 @@ type Daemon struct {
 	opts Options
 	log  *slog.Logger
 
-	mu       sync.Mutex
-	cfg      *config.Config
-	loc      *time.Location
-	loadErrs []string
-	loadedAt time.Time
-	last     *plan.Plan
-	applied  bool
+	// applyMu serialises reconciles: the loop's and a parent's command's.
+	applyMu sync.Mutex
+
+	mu         sync.Mutex
+	cfg        *config.Config
+	loc        *time.Location
+	zone       string
+	loadErrs   []string
+	loadedAt   time.Time
+	last       *plan.Plan
+	applied    bool
+	overrides  []plan.Override
+	seen       map[string]*seenDevice
+	ntpTrusted bool
 
 	wake chan struct{}
 }
 
+type seenDevice struct {
+	ips         []netip.Addr
+	first, last time.Time
+}
+
 // New returns a daemon; Run starts it.
 func New(opts Options) *Daemon {
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if opts.Clock == nil {
+		opts.Clock = realClock{}
 	}
 	if opts.ResyncEvery == 0 {
 		opts.ResyncEvery = 30 * time.Second
@@ -77,7 +114,7 @@ func New(opts Options) *Daemon {
 		opts.ClockTrusted = func() bool { return true }
 	}
 	if opts.Seen == nil {
-		opts.Seen = func([]string) []net.HardwareAddr { return nil }
+		opts.Seen = func([]string) []Neighbour { return nil }
 	}
 	if opts.DNSPort == 0 {
 		opts.DNSPort = 53
@@ -86,15 +123,7 @@ func New(opts Options) *Daemon {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Daemon{opts: opts, log: log, wake: make(chan struct{}, 1)}
-}
-
-// Reload asks the loop to re-read the config (SIGHUP, `curfew reload`).
-func (d *Daemon) Reload() {
-	d.mu.Lock()
-	d.cfg = nil // marks "reload wanted"; the last good one is kept in d.last
-	d.mu.Unlock()
-	d.kick()
+	return &Daemon{opts: opts, log: log, wake: make(chan struct{}, 1), seen: map[string]*seenDevice{}}
 }
 
 func (d *Daemon) kick() {
@@ -106,7 +135,7 @@ func (d *Daemon) kick() {
 
 // load reads config and time zone. On error the previous config stays in
 // force and the error is kept for status.
-func (d *Daemon) load(prev *config.Config, prevLoc *time.Location) (*config.Config, *time.Location) {
+func (d *Daemon) load() {
 	c, warns, err := config.Load(d.opts.ConfigPath, services.Builtin())
 	for _, w := range warns {
 		d.log.Warn("config: " + w.String())
@@ -117,20 +146,20 @@ func (d *Daemon) load(prev *config.Config, prevLoc *time.Location) (*config.Conf
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.loadedAt = d.opts.Now()
+	d.loadedAt = d.opts.Clock.Now()
 	if err != nil {
 		d.loadErrs = config.Problems(err)
 		for _, e := range d.loadErrs {
 			d.log.Error("config error: " + e)
 		}
-		if prev != nil {
+		if d.cfg != nil {
 			d.log.Error("config not applied; still enforcing the last good config", "file", d.opts.ConfigPath)
 		}
-		return prev, prevLoc
+		return
 	}
 	d.loadErrs = nil
+	d.cfg, d.loc, d.zone = c, zone.Loc, zone.Source
 	d.log.Info("config loaded", "file", d.opts.ConfigPath, "profiles", len(c.Profiles), "devices", len(c.Devices), "schedules", len(c.Schedules), "zone", zone.Source)
-	return c, zone.Loc
 }
 
 // Run runs the loop until ctx ends. On a clean stop it removes the kernel
@@ -154,50 +183,45 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	var cfg *config.Config
-	var loc *time.Location
-	cfg, loc = d.load(nil, nil)
-	d.mu.Lock()
-	d.cfg = cfg
-	d.mu.Unlock()
-	for {
-		if cfg != nil {
-			d.reconcile(ctx, cfg, loc)
+	if d.opts.StateDir != "" {
+		ovs, err := loadOverrides(d.opts.StateDir)
+		if err != nil {
+			d.log.Error("parent overrides not restored", "err", err)
 		}
+		d.mu.Lock()
+		d.overrides = ovs
+		d.mu.Unlock()
+	}
+	d.load()
+	for {
+		d.reconcile(ctx)
 		sleep := d.opts.ResyncEvery
 		if next := d.nextChange(); next != nil {
-			if until := next.Sub(d.opts.Now()); until < sleep {
+			if until := next.Sub(d.opts.Clock.Now()); until < sleep {
 				sleep = max(until, 0) + 5*time.Millisecond
 			}
 		}
-		timer := time.NewTimer(sleep)
 		select {
 		case <-ctx.Done():
-			timer.Stop()
 			return d.stop()
 		case <-d.wake:
-			d.mu.Lock()
-			reload := d.cfg == nil
-			d.mu.Unlock()
-			if reload {
-				cfg, loc = d.load(cfg, loc)
-				d.mu.Lock()
-				d.cfg = cfg
-				d.mu.Unlock()
-			}
+		case <-d.opts.ClockJumps:
+			d.log.Info("wall clock stepped; re-evaluating", "now", d.opts.Clock.Now().Format(time.RFC3339))
 		case <-kernelChanged:
 			if r, ok := d.opts.Backend.(Resyncer); ok {
 				// Let a burst of deletions (nft flush ruleset) finish first.
 				time.Sleep(50 * time.Millisecond)
-				if fixed, err := r.Resync(ctx); err != nil {
+				d.applyMu.Lock()
+				fixed, err := r.Resync(ctx)
+				d.applyMu.Unlock()
+				if err != nil {
 					d.log.Error("kernel resync failed", "err", err)
 				} else if fixed {
 					d.log.Warn("kernel rules were changed by someone else; restored")
 				}
 			}
-		case <-timer.C:
+		case <-d.opts.Clock.After(sleep):
 		}
-		timer.Stop()
 	}
 }
 
@@ -205,6 +229,8 @@ func (d *Daemon) stop() error {
 	d.log.Info("stopping; removing curfew's kernel rules")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	d.applyMu.Lock()
+	defer d.applyMu.Unlock()
 	return d.opts.Backend.Remove(ctx)
 }
 
@@ -214,17 +240,47 @@ func (d *Daemon) nextChange() *time.Time {
 	if d.last == nil {
 		return nil
 	}
-	return d.last.NextChange
+	next := d.last.NextChange
+	// An override's end is a change too, even when it does not change a
+	// device's state (a pause that runs into bedtime).
+	for _, o := range d.overrides {
+		if !o.Until.IsZero() && o.Until.After(d.last.At) && (next == nil || o.Until.Before(*next)) {
+			u := o.Until
+			next = &u
+		}
+	}
+	return next
+}
+
+// clockTrusted combines the system's view with the NTP hotplug call.
+func (d *Daemon) clockTrusted() bool {
+	d.mu.Lock()
+	ntp := d.ntpTrusted
+	d.mu.Unlock()
+	return ntp || d.opts.ClockTrusted()
 }
 
 // reconcile computes and applies the plan for now.
-func (d *Daemon) reconcile(ctx context.Context, cfg *config.Config, loc *time.Location) {
-	now := d.opts.Now()
+func (d *Daemon) reconcile(ctx context.Context) {
+	d.applyMu.Lock()
+	defer d.applyMu.Unlock()
+	now := d.opts.Clock.Now()
+	trusted := d.clockTrusted()
+	d.mu.Lock()
+	cfg, loc := d.cfg, d.loc
+	if cfg == nil {
+		d.mu.Unlock()
+		return
+	}
+	d.overrides = live(d.overrides, now, loc)
+	ovs := append([]plan.Override(nil), d.overrides...)
+	d.mu.Unlock()
+
 	if !cfg.Enabled {
+		p := plan.Compute(plan.Input{Config: cfg, Loc: loc, At: now, ClockTrusted: true})
 		d.mu.Lock()
 		wasApplied := d.applied
-		d.applied = false
-		d.last = plan.Compute(plan.Input{Config: cfg, Loc: loc, At: now, ClockTrusted: true})
+		d.applied, d.last = false, p
 		d.mu.Unlock()
 		if wasApplied {
 			d.log.Info("curfew disabled in the config; removing its kernel rules")
@@ -234,12 +290,26 @@ func (d *Daemon) reconcile(ctx context.Context, cfg *config.Config, loc *time.Lo
 		}
 		return
 	}
+	neighbours := d.opts.Seen(cfg.LAN)
+	var macs []net.HardwareAddr
+	d.mu.Lock()
+	for _, n := range neighbours {
+		macs = append(macs, n.MAC)
+		sd := d.seen[n.MAC.String()]
+		if sd == nil {
+			sd = &seenDevice{first: now}
+			d.seen[n.MAC.String()] = sd
+		}
+		sd.last, sd.ips = now, n.IPs
+	}
+	d.mu.Unlock()
 	p := plan.Compute(plan.Input{
 		Config:       cfg,
 		Loc:          loc,
 		At:           now,
-		Seen:         d.opts.Seen(cfg.LAN),
-		ClockTrusted: d.opts.ClockTrusted(),
+		Seen:         macs,
+		Overrides:    ovs,
+		ClockTrusted: trusted,
 	})
 	rs := firewall.Render(p, cfg, d.opts.DNSPort)
 	if err := d.opts.Backend.Apply(ctx, rs); err != nil {
@@ -248,10 +318,32 @@ func (d *Daemon) reconcile(ctx context.Context, cfg *config.Config, loc *time.Lo
 	}
 	d.mu.Lock()
 	prev := d.last
-	d.last = p
-	d.applied = true
+	d.last, d.applied = p, true
 	d.mu.Unlock()
+	d.cut(ctx, prev, p, loc)
+}
 
+// live drops overrides that have ended: expired pauses and allows, grants
+// of earlier days. The state file is not rewritten for this (flash wear);
+// it is filtered the same way when read back.
+func live(ovs []plan.Override, now time.Time, loc *time.Location) []plan.Override {
+	today := now.In(loc).Format("2006-01-02")
+	var out []plan.Override
+	for _, o := range ovs {
+		switch {
+		case o.Kind == plan.Grant && o.Day != today:
+		case o.Kind != plan.Grant && !o.Until.IsZero() && !o.Until.After(now):
+		default:
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// cut logs state changes and deletes the conntrack entries that the new
+// plan forbids: every flow of a device that just went offline, and flows to
+// destinations blocked since the previous plan.
+func (d *Daemon) cut(ctx context.Context, prev, p *plan.Plan, loc *time.Location) {
 	var cut []net.HardwareAddr
 	var names []string
 	for _, dev := range p.Devices {
@@ -268,8 +360,6 @@ func (d *Daemon) reconcile(ctx context.Context, cfg *config.Config, loc *time.Lo
 			names = append(names, label(dev))
 			continue
 		}
-		// Destinations are checked when a flow starts: flows to anything
-		// blocked since the last plan are cut here.
 		if added := newlyBlocked(old, dev); len(added) > 0 {
 			if n, err := d.opts.Backend.Cutoff(ctx, []net.HardwareAddr{mac}, added); err != nil {
 				d.log.Warn("cut flows to newly blocked destinations", "device", label(dev), "err", err)
@@ -306,13 +396,6 @@ func newlyBlocked(old *plan.Device, dev plan.Device) []netip.Prefix {
 	return out
 }
 
-// Plan returns the last computed plan and the config load status.
-func (d *Daemon) Plan() (*plan.Plan, []string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.last, d.loadErrs
-}
-
 func find(p *plan.Plan, mac string) *plan.Device {
 	if p == nil {
 		return nil
@@ -333,7 +416,7 @@ func label(d plan.Device) string {
 }
 
 // describe is the one log line per state change: "Alice iPad offline:
-// schedule bedtime 21:00-07:00 until 07:00".
+// schedule bedtime 21:00-07:00 until Tue 07:00".
 func describe(d plan.Device, loc *time.Location) string {
 	s := fmt.Sprintf("%s %s: %s", label(d), d.State, d.Reason)
 	if d.Until != nil {

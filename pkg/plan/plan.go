@@ -215,8 +215,12 @@ func Compute(in Input) *Plan {
 }
 
 // targets reports whether an override's target names this device.
-func targets(o Override, d *Device) bool {
-	t := strings.TrimSpace(o.Target)
+func targets(o Override, d *Device) bool { return Matches(o.Target, d) }
+
+// Matches reports whether target (a profile id, a device name, any case,
+// or a MAC) names the device.
+func Matches(target string, d *Device) bool {
+	t := strings.TrimSpace(target)
 	if t == "" {
 		return false
 	}

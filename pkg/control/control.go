@@ -1,0 +1,271 @@
+// Package control is the daemon's API on its unix socket: versioned JSON
+// request and response types, the server loop and the client. The CLI and
+// LuCI's rpcd plugin both speak it.
+//
+// The protocol is one JSON request per connection, one JSON response back:
+// a parent's command is rare, and a connection per request keeps both ends
+// free of framing state. The socket is created mode 0600 and the server
+// also checks the peer's credentials (SO_PEERCRED), so only root can steer
+// curfew.
+package control
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Version of the request/response format. A request with another version
+// is refused with a clear error rather than half understood.
+const Version = 1
+
+// MaxRequest bounds a request's size; anything larger is refused.
+const MaxRequest = 64 << 10
+
+// Methods.
+const (
+	MethodStatus      = "status"
+	MethodDevices     = "devices"
+	MethodExplain     = "explain"
+	MethodPause       = "pause"
+	MethodResume      = "resume"
+	MethodAllow       = "allow"
+	MethodGrant       = "grant"
+	MethodReload      = "reload"
+	MethodClockSynced = "clock_synced"
+)
+
+// Request is one call.
+type Request struct {
+	V      int    `json:"v"`
+	Method string `json:"method"`
+	// Target is a profile id, a device name or a MAC.
+	Target string `json:"target,omitempty"`
+	// For is a duration ("30m", "1h30m") ...
+	For string `json:"for,omitempty"`
+	// ... Until a local time ("18:00", the next one) or RFC 3339.
+	Until string `json:"until,omitempty"`
+	// Amount is the duration a grant adds.
+	Amount string `json:"amount,omitempty"`
+}
+
+// Response is the answer to one call.
+type Response struct {
+	V      int             `json:"v"`
+	OK     bool            `json:"ok"`
+	Error  string          `json:"error,omitempty"`
+	Result json.RawMessage `json:"result,omitempty"`
+}
+
+// Error is a failed call, as the client sees it.
+type Error struct{ Msg string }
+
+func (e *Error) Error() string { return e.Msg }
+
+// Validate checks a decoded request's shape (not whether its target
+// exists: that is the daemon's business).
+func (r *Request) Validate() error {
+	if r.V != Version {
+		return fmt.Errorf("unsupported API version %d (this daemon speaks %d)", r.V, Version)
+	}
+	needTarget := false
+	switch r.Method {
+	case MethodStatus, MethodDevices, MethodReload, MethodClockSynced:
+	case MethodExplain, MethodResume:
+		needTarget = true
+	case MethodPause:
+		needTarget = true
+		if r.For != "" && r.Until != "" {
+			return errors.New("pause takes --for or --until, not both")
+		}
+	case MethodAllow:
+		needTarget = true
+		if (r.For == "") == (r.Until == "") {
+			return errors.New("allow needs exactly one of --for or --until")
+		}
+	case MethodGrant:
+		needTarget = true
+		if r.Amount == "" {
+			return errors.New("grant needs an amount, e.g. 30m")
+		}
+	case "":
+		return errors.New("missing method")
+	default:
+		return fmt.Errorf("unknown method %q", r.Method)
+	}
+	if needTarget && strings.TrimSpace(r.Target) == "" {
+		return fmt.Errorf("%s needs a target (profile, device name or MAC)", r.Method)
+	}
+	if len(r.Target) > 256 || len(r.For) > 32 || len(r.Until) > 64 || len(r.Amount) > 32 {
+		return errors.New("argument too long")
+	}
+	return nil
+}
+
+// DecodeBytes decodes and validates a request from a buffer.
+func DecodeBytes(data []byte) (*Request, error) {
+	var req Request
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return nil, fmt.Errorf("malformed request: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("malformed request: one JSON object per connection")
+	}
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	return &req, nil
+}
+
+// Handler answers requests; an error becomes the response's error text.
+type Handler func(ctx context.Context, req *Request) (any, error)
+
+// Listen creates the socket with mode 0600, replacing a stale one.
+func Listen(path string) (net.Listener, error) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remove stale socket: %w", err)
+	}
+	old := syscall.Umask(0o177)
+	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+// Serve answers connections on ln until ctx ends. A bad request gets an
+// error response; a panic in the handler is caught and reported, so that
+// garbage on the socket cannot take the daemon down.
+func Serve(ctx context.Context, ln net.Listener, h Handler, log *slog.Logger) error {
+	go func() { <-ctx.Done(); ln.Close() }()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		go serveConn(ctx, c, h, log)
+	}
+}
+
+func serveConn(ctx context.Context, c net.Conn, h Handler, log *slog.Logger) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	resp := Response{V: Version}
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("control: handler panic", "panic", r)
+			resp = Response{V: Version, Error: "internal error"}
+		}
+		json.NewEncoder(c).Encode(resp) //nolint:errcheck // the peer may be gone
+	}()
+	if uc, ok := c.(*net.UnixConn); ok {
+		if uid, err := peerUID(uc); err != nil || uid != 0 {
+			resp.Error = "permission denied: only root may use curfew's control socket"
+			return
+		}
+	}
+	line, err := bufio.NewReaderSize(io.LimitReader(c, MaxRequest+1), 4096).ReadBytes('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		resp.Error = "read request: " + err.Error()
+		return
+	}
+	if len(line) > MaxRequest {
+		resp.Error = fmt.Sprintf("request larger than %d bytes", MaxRequest)
+		return
+	}
+	req, err := DecodeBytes(line)
+	if err != nil {
+		resp.Error = err.Error()
+		return
+	}
+	res, err := h(ctx, req)
+	if err != nil {
+		resp.Error = err.Error()
+		return
+	}
+	data, err := json.Marshal(res)
+	if err != nil {
+		resp.Error = "encode result: " + err.Error()
+		return
+	}
+	resp.OK, resp.Result = true, data
+}
+
+func peerUID(c *net.UnixConn) (uint32, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return 0, err
+	}
+	if cerr != nil {
+		return 0, cerr
+	}
+	return cred.Uid, nil
+}
+
+// ErrNotRunning means nothing answers on the socket.
+var ErrNotRunning = errors.New("the curfew daemon is not running")
+
+// Call sends one request and decodes the result into out (may be nil).
+func Call(ctx context.Context, socket string, req Request, out any) error {
+	req.V = Version
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", socket)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("%w (no one listens on %s)", ErrNotRunning, socket)
+		}
+		if errors.Is(err, os.ErrPermission) {
+			return fmt.Errorf("permission denied on %s: run as root", socket)
+		}
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	data, _ := json.Marshal(req)
+	if _, err := c.Write(append(data, '\n')); err != nil {
+		return err
+	}
+	var resp Response
+	if err := json.NewDecoder(c).Decode(&resp); err != nil {
+		return fmt.Errorf("read daemon's answer: %w", err)
+	}
+	if !resp.OK {
+		return &Error{Msg: resp.Error}
+	}
+	if out != nil && len(resp.Result) > 0 {
+		return json.Unmarshal(resp.Result, out)
+	}
+	return nil
+}

@@ -1,0 +1,68 @@
+package control
+
+import (
+	"time"
+
+	"curfew/pkg/plan"
+)
+
+// Status is the result of `status`.
+type Status struct {
+	Version      string       `json:"version"`
+	Backend      string       `json:"backend"`
+	ClockTrusted bool         `json:"clock_trusted"`
+	Zone         string       `json:"zone"`
+	Config       ConfigStatus `json:"config"`
+	// Plan is what is enforced now; nil before the first good config.
+	Plan      *plan.Plan      `json:"plan"`
+	Overrides []plan.Override `json:"overrides"`
+}
+
+// ConfigStatus tells whether the last config load worked.
+type ConfigStatus struct {
+	File     string    `json:"file"`
+	OK       bool      `json:"ok"`
+	Errors   []string  `json:"errors"`
+	LoadedAt time.Time `json:"loaded_at"`
+}
+
+// Device is one row of `devices`: seen on the network, configured, or both.
+type Device struct {
+	MAC        string     `json:"mac"`
+	Name       string     `json:"name"`
+	Profile    string     `json:"profile"`
+	Configured bool       `json:"configured"`
+	Addresses  []string   `json:"addresses"`
+	FirstSeen  *time.Time `json:"first_seen"`
+	LastSeen   *time.Time `json:"last_seen"`
+	State      string     `json:"state"`
+}
+
+// Explanation is the result of `explain`.
+type Explanation struct {
+	Target  string      `json:"target"`
+	Devices []Explained `json:"devices"`
+}
+
+// Explained is why one device is in its state and what changes next.
+type Explained struct {
+	MAC     string     `json:"mac"`
+	Name    string     `json:"name"`
+	Profile string     `json:"profile"`
+	State   string     `json:"state"`
+	Reason  string     `json:"reason"`
+	Until   *time.Time `json:"until"`
+	// AlsoApplies lists further causes in force now.
+	AlsoApplies []string `json:"also_applies"`
+	BudgetLeft  string   `json:"budget_left,omitempty"`
+	Blocked     []string `json:"blocked"`
+	// Text is the whole explanation in one sentence, for people.
+	Text string `json:"text"`
+}
+
+// ActionResult answers pause, resume, allow, grant, reload and
+// clock_synced.
+type ActionResult struct {
+	Message   string          `json:"message"`
+	Overrides []plan.Override `json:"overrides,omitempty"`
+}

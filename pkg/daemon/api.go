@@ -1,0 +1,333 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"time"
+
+	"curfew/pkg/config"
+	"curfew/pkg/control"
+	"curfew/pkg/plan"
+	"curfew/pkg/schedule"
+)
+
+// Handle answers one control request (control.Handler).
+func (d *Daemon) Handle(ctx context.Context, req *control.Request) (any, error) {
+	switch req.Method {
+	case control.MethodStatus:
+		return d.status(), nil
+	case control.MethodDevices:
+		return d.devices(), nil
+	case control.MethodExplain:
+		return d.explain(req.Target)
+	case control.MethodPause, control.MethodResume, control.MethodAllow, control.MethodGrant:
+		return d.act(ctx, req)
+	case control.MethodReload:
+		d.load()
+		d.reconcile(ctx)
+		d.kick()
+		st := d.status()
+		if !st.Config.OK {
+			return nil, fmt.Errorf("config not applied, the last good one stays in force:\n%s", strings.Join(st.Config.Errors, "\n"))
+		}
+		return control.ActionResult{Message: "config reloaded"}, nil
+	case control.MethodClockSynced:
+		d.mu.Lock()
+		was := d.ntpTrusted
+		d.ntpTrusted = true
+		d.mu.Unlock()
+		if !was {
+			d.log.Info("clock synchronised (NTP); schedules now follow the clock")
+		}
+		d.reconcile(ctx)
+		d.kick()
+		return control.ActionResult{Message: "clock trusted"}, nil
+	}
+	return nil, fmt.Errorf("unknown method %q", req.Method)
+}
+
+// Reload re-reads the config (SIGHUP).
+func (d *Daemon) Reload(ctx context.Context) {
+	d.load()
+	d.reconcile(ctx)
+	d.kick()
+}
+
+func (d *Daemon) status() control.Status {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := control.Status{
+		Version:      d.opts.Version,
+		Backend:      d.opts.Backend.Name(),
+		ClockTrusted: d.ntpTrusted || d.opts.ClockTrusted(),
+		Zone:         d.zone,
+		Config: control.ConfigStatus{
+			File: d.opts.ConfigPath, OK: d.loadErrs == nil, Errors: d.loadErrs, LoadedAt: d.loadedAt,
+		},
+		Plan:      d.last,
+		Overrides: append([]plan.Override{}, d.overrides...),
+	}
+	if st.Config.Errors == nil {
+		st.Config.Errors = []string{}
+	}
+	return st
+}
+
+func (d *Daemon) devices() []control.Device {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []control.Device
+	byMAC := map[string]int{}
+	if d.last != nil {
+		for _, pd := range d.last.Devices {
+			byMAC[pd.MAC] = len(out)
+			out = append(out, control.Device{MAC: pd.MAC, Name: pd.Name, Profile: pd.Profile, Configured: !pd.Unknown,
+				State: pd.State, Addresses: []string{}})
+		}
+	}
+	for mac, sd := range d.seen {
+		i, ok := byMAC[mac]
+		if !ok {
+			byMAC[mac] = len(out)
+			i = len(out)
+			out = append(out, control.Device{MAC: mac, State: plan.Online, Addresses: []string{}})
+		}
+		first, last := sd.first, sd.last
+		out[i].FirstSeen, out[i].LastSeen = &first, &last
+		for _, ip := range sd.ips {
+			out[i].Addresses = append(out[i].Addresses, ip.String())
+		}
+		sort.Strings(out[i].Addresses)
+	}
+	return out
+}
+
+// targetDevices returns the plan's devices that target names.
+func targetDevices(p *plan.Plan, target string) []plan.Device {
+	var out []plan.Device
+	if p == nil {
+		return nil
+	}
+	for i := range p.Devices {
+		if plan.Matches(target, &p.Devices[i]) {
+			out = append(out, p.Devices[i])
+		}
+	}
+	return out
+}
+
+func (d *Daemon) explain(target string) (control.Explanation, error) {
+	d.mu.Lock()
+	p, cfg, loc := d.last, d.cfg, d.loc
+	d.mu.Unlock()
+	if p == nil || cfg == nil {
+		return control.Explanation{}, errors.New("no plan yet: the config has not loaded")
+	}
+	devs := targetDevices(p, target)
+	if len(devs) == 0 {
+		return control.Explanation{}, fmt.Errorf("no device matches %q (a profile id, device name or MAC)", target)
+	}
+	ex := control.Explanation{Target: target}
+	for _, dev := range devs {
+		e := control.Explained{MAC: dev.MAC, Name: dev.Name, Profile: dev.Profile, State: dev.State,
+			Reason: dev.Reason, Until: dev.Until, Blocked: dev.Blocked, AlsoApplies: []string{}}
+		if dev.BudgetLeft != nil {
+			e.BudgetLeft = time.Duration(*dev.BudgetLeft).String()
+		}
+		var text strings.Builder
+		fmt.Fprintf(&text, "%s: ", dev.State)
+		main := dev.Reason
+		if dev.State == plan.Offline && len(dev.Reasons) > 0 {
+			main = enrich(cfg, dev.Reasons[0])
+			for _, r := range dev.Reasons[1:] {
+				e.AlsoApplies = append(e.AlsoApplies, enrich(cfg, r))
+			}
+		}
+		text.WriteString(main)
+		if dev.Until != nil {
+			fmt.Fprintf(&text, " until %s", clock(*dev.Until, p.At, loc))
+		} else if dev.State == plan.Offline {
+			text.WriteString(", no end foreseen")
+		}
+		for _, a := range e.AlsoApplies {
+			fmt.Fprintf(&text, "; %s would also apply", a)
+		}
+		if dev.State == plan.Online && dev.Until != nil {
+			fmt.Fprintf(&text, "; then offline")
+		}
+		if e.BudgetLeft != "" && dev.State == plan.Online && !strings.Contains(main, "left today") {
+			fmt.Fprintf(&text, "; %s of screen time left today", e.BudgetLeft)
+		}
+		e.Text = text.String()
+		ex.Devices = append(ex.Devices, e)
+	}
+	return ex, nil
+}
+
+// enrich turns the plan's short schedule reason into the parent-facing one:
+// "schedule 'bedtime' (21:00-07:00, sun mon tue wed thu)".
+func enrich(cfg *config.Config, reason string) string {
+	for _, sc := range cfg.Schedules {
+		short := fmt.Sprintf("schedule %s %s", sc.Label(), sc.Window)
+		if reason == short {
+			return fmt.Sprintf("schedule '%s' (%s, %s)", sc.Label(), sc.Window, sc.Window.Days)
+		}
+	}
+	return reason
+}
+
+func clock(t, at time.Time, loc *time.Location) string {
+	t, at = t.In(loc), at.In(loc)
+	if t.YearDay() == at.YearDay() && t.Year() == at.Year() {
+		return t.Format("15:04")
+	}
+	return t.Format("Mon 15:04")
+}
+
+// resolveTarget checks that target names something and returns the form
+// stored in the override: a profile id, a configured device name or a
+// normalised MAC.
+func resolveTarget(cfg *config.Config, target string) (string, error) {
+	t := strings.TrimSpace(target)
+	if cfg.Profile(t) != nil {
+		return t, nil
+	}
+	for _, dev := range cfg.Devices {
+		if dev.Name != "" && strings.EqualFold(dev.Name, t) {
+			return dev.Name, nil
+		}
+	}
+	if mac, err := net.ParseMAC(t); err == nil && len(mac) == 6 {
+		return mac.String(), nil
+	}
+	return "", fmt.Errorf("unknown target %q: not a profile id, device name or MAC", target)
+}
+
+// when turns --for / --until into an instant; --until HH:MM is the next
+// such local time, and RFC 3339 is accepted too.
+func when(now time.Time, loc *time.Location, forArg, untilArg string) (time.Time, error) {
+	if forArg != "" {
+		dur, err := config.ParseDuration(forArg)
+		if err != nil || dur <= 0 {
+			return time.Time{}, fmt.Errorf("--for: invalid duration %q (want e.g. 30m or 1h30m)", forArg)
+		}
+		return now.Add(dur), nil
+	}
+	if untilArg == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, untilArg); err == nil {
+		if !t.After(now) {
+			return time.Time{}, fmt.Errorf("--until %s is in the past", untilArg)
+		}
+		return t, nil
+	}
+	c, err := schedule.ParseClock(untilArg)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--until: %v", err)
+	}
+	local := now.In(loc)
+	y, m, day := local.Date()
+	t := schedule.Resolve(loc, y, m, day, c)
+	if !t.After(now) {
+		t = schedule.Resolve(loc, y, m, day+1, c)
+	}
+	return t, nil
+}
+
+// act applies a parent's command: it updates the overrides, writes them to
+// the state dir, and reconciles before answering, so that the kernel
+// already enforces the change when the command returns.
+func (d *Daemon) act(ctx context.Context, req *control.Request) (any, error) {
+	// Whole seconds, as the plan's instant: a pause must cover the second
+	// in which the parent gave it.
+	now := d.opts.Clock.Now().Truncate(time.Second)
+	d.mu.Lock()
+	cfg, loc := d.cfg, d.loc
+	d.mu.Unlock()
+	if cfg == nil {
+		return nil, errors.New("no config loaded yet")
+	}
+	target, err := resolveTarget(cfg, req.Target)
+	if err != nil {
+		return nil, err
+	}
+	var msg string
+	d.mu.Lock()
+	ovs := live(d.overrides, now, loc)
+	switch req.Method {
+	case control.MethodPause:
+		until, err := when(now, loc, req.For, req.Until)
+		if err != nil {
+			d.mu.Unlock()
+			return nil, err
+		}
+		ovs = without(ovs, target, plan.Pause, plan.Allow) // the latest word wins
+		ovs = append(ovs, plan.Override{Kind: plan.Pause, Target: target, From: now, Until: until})
+		msg = "paused " + target
+		if !until.IsZero() {
+			msg += " until " + clock(until, now, loc)
+		} else {
+			msg += " until resumed"
+		}
+	case control.MethodResume:
+		n := len(ovs)
+		ovs = without(ovs, target, plan.Pause)
+		if len(ovs) == n {
+			d.mu.Unlock()
+			return nil, fmt.Errorf("%s is not paused", target)
+		}
+		msg = "resumed " + target
+	case control.MethodAllow:
+		until, err := when(now, loc, req.For, req.Until)
+		if err != nil {
+			d.mu.Unlock()
+			return nil, err
+		}
+		ovs = without(ovs, target, plan.Pause, plan.Allow)
+		ovs = append(ovs, plan.Override{Kind: plan.Allow, Target: target, From: now, Until: until})
+		msg = fmt.Sprintf("allowed %s until %s", target, clock(until, now, loc))
+	case control.MethodGrant:
+		amount, err := config.ParseDuration(req.Amount)
+		if err != nil || amount <= 0 || amount > 24*time.Hour {
+			d.mu.Unlock()
+			return nil, fmt.Errorf("invalid amount %q (want e.g. 15m or 1h)", req.Amount)
+		}
+		ovs = append(ovs, plan.Override{Kind: plan.Grant, Target: target, From: now, Amount: amount,
+			Day: now.In(loc).Format("2006-01-02")})
+		msg = fmt.Sprintf("granted %s %s more screen time today", target, amount)
+	}
+	if d.opts.StateDir != "" {
+		if err := saveOverrides(d.opts.StateDir, ovs); err != nil {
+			d.mu.Unlock()
+			return nil, fmt.Errorf("save overrides: %w", err)
+		}
+	}
+	d.overrides = ovs
+	d.mu.Unlock()
+	d.log.Info("parent: " + msg)
+	d.reconcile(ctx)
+	d.kick()
+	return control.ActionResult{Message: msg, Overrides: ovs}, nil
+}
+
+// without removes the overrides of the given kinds for target.
+func without(ovs []plan.Override, target string, kinds ...string) []plan.Override {
+	var out []plan.Override
+	for _, o := range ovs {
+		drop := false
+		for _, k := range kinds {
+			if o.Kind == k && strings.EqualFold(o.Target, target) {
+				drop = true
+			}
+		}
+		if !drop {
+			out = append(out, o)
+		}
+	}
+	return out
+}

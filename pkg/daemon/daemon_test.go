@@ -1,0 +1,403 @@
+package daemon
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"curfew/pkg/control"
+	"curfew/pkg/firewall"
+	"curfew/pkg/plan"
+)
+
+// fakeClock is a settable clock whose timers fire when it is advanced.
+type fakeClock struct {
+	mu      sync.Mutex
+	now     time.Time
+	waiters []waiter
+	// registered counts After calls, so a test can wait for the loop to
+	// go back to sleep after a change.
+	registered int
+}
+
+type waiter struct {
+	at time.Time
+	ch chan time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	c.waiters = append(c.waiters, waiter{c.now.Add(d), ch})
+	c.registered++
+	return ch
+}
+
+// set moves the clock to t (forward or back) and fires due timers.
+func (c *fakeClock) set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = t
+	var keep []waiter
+	for _, w := range c.waiters {
+		if !w.at.After(t) {
+			w.ch <- t
+		} else {
+			keep = append(keep, w)
+		}
+	}
+	c.waiters = keep
+}
+
+func (c *fakeClock) advance(d time.Duration) { c.set(c.Now().Add(d)) }
+
+// fakeBackend records what the daemon asks of the kernel.
+type fakeBackend struct {
+	mu      sync.Mutex
+	applied []*firewall.Ruleset
+	cutoffs [][]net.HardwareAddr
+	removed int
+}
+
+func newFakeBackend() *fakeBackend { return &fakeBackend{} }
+
+func (b *fakeBackend) Name() string { return "fake" }
+
+func (b *fakeBackend) Apply(_ context.Context, rs *firewall.Ruleset) error {
+	b.mu.Lock()
+	b.applied = append(b.applied, rs)
+	b.mu.Unlock()
+	return nil
+}
+
+func (b *fakeBackend) Remove(context.Context) error {
+	b.mu.Lock()
+	b.removed++
+	b.mu.Unlock()
+	return nil
+}
+
+func (b *fakeBackend) Cutoff(_ context.Context, macs []net.HardwareAddr, dests []netip.Prefix) (int, error) {
+	if dests == nil {
+		b.mu.Lock()
+		b.cutoffs = append(b.cutoffs, macs)
+		b.mu.Unlock()
+	}
+	return len(macs), nil
+}
+
+var _ firewall.Backend = (*fakeBackend)(nil) // type check
+
+const childMAC = "02:c0:00:00:00:0a"
+
+const testConfig = `config curfew 'main'
+	list lan 'br-lan'
+
+config profile 'kid'
+	option name 'Kid'
+
+config device
+	option mac '02:c0:00:00:00:0a'
+	option name 'Kid phone'
+	option profile 'kid'
+
+config schedule 'bedtime'
+	option profile 'kid'
+	option days 'daily'
+	option start '21:00'
+	option stop '07:00'
+`
+
+type harness struct {
+	t       *testing.T
+	dir     string
+	clock   *fakeClock
+	backend *fakeBackend
+	jumps   chan struct{}
+	d       *Daemon
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+func start(t *testing.T, dir string, at time.Time) *harness {
+	t.Helper()
+	return startWith(t, dir, at, func() bool { return true })
+}
+
+func startWith(t *testing.T, dir string, at time.Time, trusted func() bool) *harness {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(dir, "curfew")); err != nil {
+		write(t, dir, testConfig)
+		if err := os.WriteFile(filepath.Join(dir, "system"), []byte("config system\n\toption timezone 'GMT0BST,M3.5.0/1,M10.5.0'\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := &harness{t: t, dir: dir, clock: &fakeClock{now: at}, backend: newFakeBackend(), jumps: make(chan struct{}, 1), done: make(chan struct{})}
+	mac, _ := net.ParseMAC(childMAC)
+	h.d = New(Options{
+		ConfigPath:   filepath.Join(dir, "curfew"),
+		SystemPath:   filepath.Join(dir, "system"),
+		StateDir:     filepath.Join(dir, "state"),
+		Backend:      h.backend,
+		Seen:         func([]string) []Neighbour { return []Neighbour{{MAC: mac}} },
+		ClockJumps:   h.jumps,
+		ClockTrusted: trusted,
+		Clock:        h.clock,
+		// Long enough that only the plan's changes wake the loop.
+		ResyncEvery: 24 * time.Hour,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	go func() { h.d.Run(ctx); close(h.done) }()
+	h.sleeping(0) // the first reconcile is done
+	t.Cleanup(h.stop)
+	return h
+}
+
+func (h *harness) stop() {
+	h.cancel()
+	<-h.done
+}
+
+func write(t *testing.T, dir, cfg string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "curfew"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// cycle runs f and waits until the loop has reconciled and gone back to
+// sleep.
+func (h *harness) cycle(f func()) {
+	h.t.Helper()
+	n := h.sleeps()
+	f()
+	h.sleeping(n)
+}
+
+// sleeping waits until the loop has gone to sleep more than n times.
+func (h *harness) sleeping(n int) {
+	h.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if h.sleeps() > n {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	h.t.Fatal("the loop never went to sleep")
+}
+
+func (h *harness) sleeps() int {
+	h.clock.mu.Lock()
+	defer h.clock.mu.Unlock()
+	return h.clock.registered
+}
+
+func (h *harness) state() plan.Device {
+	h.t.Helper()
+	st := h.d.status()
+	for _, d := range st.Plan.Devices {
+		if d.MAC == childMAC {
+			return d
+		}
+	}
+	h.t.Fatal("child not in the plan")
+	return plan.Device{}
+}
+
+func london(t *testing.T, s string) time.Time {
+	v, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestLoopWakesAtTheNextChangeAndCutsConnections(t *testing.T) {
+	h := start(t, t.TempDir(), london(t, "2026-01-05T20:59:00Z"))
+	if s := h.state(); s.State != plan.Online {
+		t.Fatalf("before bedtime: %+v", s)
+	}
+	h.cycle(func() { h.clock.advance(61 * time.Second) })
+	if s := h.state(); s.State != plan.Offline || s.Reason != "schedule bedtime 21:00-07:00" {
+		t.Errorf("at bedtime: %s %q", s.State, s.Reason)
+	}
+	h.backend.mu.Lock()
+	defer h.backend.mu.Unlock()
+	if len(h.backend.cutoffs) != 1 || h.backend.cutoffs[0][0].String() != childMAC {
+		t.Errorf("cutoffs = %v, want the child's connections cut once", h.backend.cutoffs)
+	}
+}
+
+func TestClockStepReevaluatesAtOnce(t *testing.T) {
+	h := start(t, t.TempDir(), london(t, "2026-01-05T12:00:00Z"))
+	// NTP steps the clock into bedtime; no timer is due, only the step.
+	h.cycle(func() {
+		h.clock.mu.Lock()
+		h.clock.now = london(t, "2026-01-05T22:00:00Z")
+		h.clock.mu.Unlock()
+		h.jumps <- struct{}{}
+	})
+	if s := h.state(); s.State != plan.Offline {
+		t.Errorf("after the step: %s %q", s.State, s.Reason)
+	}
+}
+
+func TestBadReloadKeepsTheLastGoodConfig(t *testing.T) {
+	dir := t.TempDir()
+	h := start(t, dir, london(t, "2026-01-05T22:00:00Z"))
+	write(t, dir, strings.Replace(testConfig, "'21:00'", "'25:00'", 1))
+	if _, err := h.d.Handle(context.Background(), &control.Request{V: 1, Method: control.MethodReload}); err == nil ||
+		!strings.Contains(err.Error(), "invalid time \"25:00\"") {
+		t.Errorf("reload err = %v", err)
+	}
+	st := h.d.status()
+	if st.Config.OK || len(st.Config.Errors) != 1 || !strings.Contains(st.Config.Errors[0], "option 'start'") {
+		t.Errorf("status config = %+v", st.Config)
+	}
+	if s := h.state(); s.State != plan.Offline {
+		t.Errorf("last good config not in force: %s", s.State)
+	}
+	write(t, dir, testConfig)
+	if _, err := h.d.Handle(context.Background(), &control.Request{V: 1, Method: control.MethodReload}); err != nil {
+		t.Errorf("good reload: %v", err)
+	}
+	if st := h.d.status(); !st.Config.OK {
+		t.Errorf("status after a good reload: %+v", st.Config)
+	}
+}
+
+func TestPauseTakesEffectAtOnceAndExpiresOnItsOwn(t *testing.T) {
+	h := start(t, t.TempDir(), london(t, "2026-01-05T12:00:00Z"))
+	slept := h.sleeps()
+	res, err := h.d.Handle(context.Background(), &control.Request{V: 1, Method: control.MethodPause, Target: "kid", For: "10m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg := res.(control.ActionResult).Message; msg != "paused kid until 12:10" {
+		t.Errorf("message = %q", msg)
+	}
+	// Applied before the answer: no waiting for the loop.
+	if s := h.state(); s.State != plan.Offline || s.Reason != "paused by parent until 12:10" {
+		t.Errorf("after pause: %s %q", s.State, s.Reason)
+	}
+	h.sleeping(slept) // back asleep, now until the pause's end
+	h.cycle(func() { h.clock.advance(10*time.Minute + time.Second) })
+	if s := h.state(); s.State != plan.Online {
+		t.Errorf("after the pause's end: %s %q", s.State, s.Reason)
+	}
+}
+
+func TestOverridesSurviveARestart(t *testing.T) {
+	dir := t.TempDir()
+	h := start(t, dir, london(t, "2026-01-05T12:00:00Z"))
+	if _, err := h.d.Handle(context.Background(), &control.Request{V: 1, Method: control.MethodPause, Target: "Kid Phone"}); err != nil {
+		t.Fatal(err)
+	}
+	h.stop()
+	if h.backend.removed == 0 {
+		t.Error("a clean stop must remove the kernel rules")
+	}
+	h2 := start(t, dir, london(t, "2026-01-05T13:00:00Z"))
+	if s := h2.state(); s.State != plan.Offline || s.Reason != "paused by parent" {
+		t.Errorf("after restart: %s %q", s.State, s.Reason)
+	}
+	if _, err := h2.d.Handle(context.Background(), &control.Request{V: 1, Method: control.MethodResume, Target: "kid phone"}); err != nil {
+		t.Fatal(err)
+	}
+	if s := h2.state(); s.State != plan.Online {
+		t.Errorf("after resume: %s %q", s.State, s.Reason)
+	}
+}
+
+func TestAllowAndPauseTheLatestWordWins(t *testing.T) {
+	h := start(t, t.TempDir(), london(t, "2026-01-05T21:30:00Z"))
+	ctx := context.Background()
+	if _, err := h.d.Handle(ctx, &control.Request{V: 1, Method: control.MethodAllow, Target: "kid", Until: "22:15"}); err != nil {
+		t.Fatal(err)
+	}
+	if s := h.state(); s.State != plan.Online {
+		t.Errorf("allowed at bedtime: %s %q", s.State, s.Reason)
+	}
+	if _, err := h.d.Handle(ctx, &control.Request{V: 1, Method: control.MethodPause, Target: "kid", For: "1h"}); err != nil {
+		t.Fatal(err)
+	}
+	if s := h.state(); s.State != plan.Offline {
+		t.Errorf("paused after allowing: %s %q", s.State, s.Reason)
+	}
+	ex, err := h.d.explain("kid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "offline: schedule 'bedtime' (21:00-07:00, daily) until Tue 07:00; paused by parent until 22:30 would also apply"
+	if got := ex.Devices[0].Text; got != want {
+		t.Errorf("explain:\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestActionsRefuseUnknownTargetsAndBadTimes(t *testing.T) {
+	h := start(t, t.TempDir(), london(t, "2026-01-05T12:00:00Z"))
+	ctx := context.Background()
+	for _, tc := range []struct {
+		req  control.Request
+		want string
+	}{
+		{control.Request{V: 1, Method: control.MethodPause, Target: "bobby"}, `unknown target "bobby"`},
+		{control.Request{V: 1, Method: control.MethodPause, Target: "kid", For: "soon"}, "--for: invalid duration"},
+		{control.Request{V: 1, Method: control.MethodAllow, Target: "kid", Until: "25:00"}, "--until: invalid time"},
+		{control.Request{V: 1, Method: control.MethodGrant, Target: "kid", Amount: "lots"}, `invalid amount "lots"`},
+		{control.Request{V: 1, Method: control.MethodResume, Target: "kid"}, "kid is not paused"},
+	} {
+		if _, err := h.d.Handle(ctx, &tc.req); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: err = %v, want %q", tc.req, err, tc.want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(h.dir, "state", stateFile)); err == nil {
+		t.Error("refused commands wrote the state file")
+	}
+}
+
+func TestUntilMeansTheNextSuchLocalTime(t *testing.T) {
+	loc := time.UTC
+	now := time.Date(2026, 1, 5, 19, 0, 0, 0, loc)
+	for in, want := range map[string]string{
+		"18:00": "2026-01-06T18:00:00Z",
+		"20:30": "2026-01-05T20:30:00Z",
+		"":      "0001-01-01T00:00:00Z",
+	} {
+		got, err := when(now, loc, "", in)
+		if err != nil || got.Format(time.RFC3339) != want {
+			t.Errorf("--until %q = %v, %v; want %s", in, got, err, want)
+		}
+	}
+}
+
+func TestUntrustedClockUntilNTPSays(t *testing.T) {
+	h := startWith(t, t.TempDir(), london(t, "2026-01-05T12:00:00Z"), func() bool { return false })
+	if s := h.state(); s.State != plan.Offline || !strings.Contains(s.Reason, "clock not synchronised") {
+		t.Errorf("before NTP: %s %q", s.State, s.Reason)
+	}
+	if st := h.d.status(); st.ClockTrusted {
+		t.Error("status says the clock is trusted")
+	}
+	if _, err := h.d.Handle(context.Background(), &control.Request{V: 1, Method: control.MethodClockSynced}); err != nil {
+		t.Fatal(err)
+	}
+	if s := h.state(); s.State != plan.Online {
+		t.Errorf("after NTP: %s %q", s.State, s.Reason)
+	}
+}
