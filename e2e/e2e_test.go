@@ -278,6 +278,10 @@ func TestBedtime(t *testing.T) {
 	if got, err := l.Dig(ctx, l.Child.NS, lab.RouterV4, false); err != nil || got != lab.RouterAnswer {
 		t.Errorf("child's DNS to the router at bedtime: %q %v", got, err)
 	}
+	childMAC, _ := net.ParseMAC(l.Child.MAC)
+	if err := l.DHCP(l.Child.NS, childMAC); err != nil {
+		t.Errorf("child's DHCP at bedtime: %v", err)
+	}
 	d.waitLog(t, "Kid phone offline: schedule bedtime", 2*time.Second)
 	if out, _ := l.Exec(ctx, l.Router, "conntrack", "-L", "-s", l.Child.IPv4); strings.Contains(out, "dport="+lab.EchoPort+" ") && strings.Contains(out, "ESTABLISHED") {
 		t.Errorf("child's established connection still in conntrack:\n%s", out)

@@ -218,7 +218,7 @@ func (l *Lab) resolvers(ctx context.Context) error {
 	if err := start(l.Router, "router-dns",
 		"--listen-address="+RouterV4, "--listen-address="+RouterV6, "--listen-address=127.0.0.1",
 		"--address=/"+ProbeName+"/"+RouterAnswer,
-		"--interface=br-lan", "--dhcp-range=192.0.2.100,192.0.2.150,1h", "--dhcp-leasefile="+filepath.Join(l.dir, "leases"),
+		"--no-ping", "--interface=br-lan", "--dhcp-range=192.0.2.100,192.0.2.150,1h", "--dhcp-leasefile="+filepath.Join(l.dir, "leases"),
 	); err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -149,4 +150,57 @@ func (l *Lab) Dig(ctx context.Context, ns, resolver string, tcp bool) (string, e
 	}
 	first, _, _ := strings.Cut(strings.TrimSpace(out), "\n")
 	return first, nil
+}
+
+// DHCP sends a DHCPDISCOVER from namespace ns's eth0 and reports whether a
+// DHCPOFFER comes back from the router's dnsmasq within two seconds. DHCP
+// goes to the router itself, never through the forward hook: curfew must
+// leave it alone even for an offline device.
+func (l *Lab) DHCP(ns string, mac net.HardwareAddr) error {
+	var pc net.PacketConn
+	err := l.In(ns, func() error {
+		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			c.Control(func(fd uintptr) {
+				if serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_BROADCAST, 1); serr != nil {
+					return
+				}
+				if serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); serr != nil {
+					return
+				}
+				serr = syscall.SetsockoptString(int(fd), syscall.SOL_SOCKET, syscall.SO_BINDTODEVICE, "eth0")
+			})
+			return serr
+		}}
+		var err error
+		pc, err = lc.ListenPacket(context.Background(), "udp4", "0.0.0.0:68")
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("dhcp client socket: %w", err)
+	}
+	defer pc.Close()
+	xid := []byte{0x63, 0x75, 0x72, 0x66} // "curf"
+	msg := make([]byte, 240)
+	msg[0], msg[1], msg[2] = 1, 1, 6 // BOOTREQUEST, Ethernet, 6-byte addresses
+	copy(msg[4:8], xid)
+	msg[10] = 0x80 // broadcast flag: answer to 255.255.255.255
+	copy(msg[28:34], mac)
+	copy(msg[236:240], []byte{99, 130, 83, 99})      // magic cookie
+	msg = append(msg, 53, 1, 1, 255)                 // DHCPDISCOVER, end
+	msg = append(msg, make([]byte, 300-len(msg))...) // BOOTP's minimum size
+	if _, err := pc.WriteTo(msg, &net.UDPAddr{IP: net.IPv4bcast, Port: 67}); err != nil {
+		return err
+	}
+	pc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := pc.ReadFrom(buf)
+		if err != nil {
+			return fmt.Errorf("no DHCP offer: %w", err)
+		}
+		if n >= 240 && buf[0] == 2 && string(buf[4:8]) == string(xid) {
+			return nil
+		}
+	}
 }
