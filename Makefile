@@ -4,6 +4,7 @@
 #   make test    (root for the kernel tests) lint, unit and end-to-end tests,
 #                brief fuzzing, cross builds
 #   make cross   stripped binaries for the router architectures in dist/
+#   make ipk     installable OpenWrt packages in dist/ipk
 #   make bench   (root) forwarding rate and apply times, bench/REPORT.md
 
 GO       ?= go
@@ -22,14 +23,14 @@ CROSS := mips:linux/mips/GOMIPS=softfloat \
 # package:FuzzTarget, run briefly by `make test` and for longer by `make fuzz FUZZTIME=10m`.
 FUZZ := ./pkg/uci:FuzzParse ./pkg/control:FuzzDecodeRequest
 
-.PHONY: all build test unit lint fuzz cross demo bench clean
+.PHONY: all build test unit lint fuzz cross ipk demo bench clean
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/curfew ./cmd/curfew
 
-test: lint unit fuzz cross
+test: lint cross ipk unit fuzz
 
 unit:
 	$(GO) test -count=1 -timeout 30m ./...
@@ -51,6 +52,11 @@ cross:
 		env CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $$extra $(GO) build $(GOFLAGS_BUILD) -o dist/curfew-$$name ./cmd/curfew; \
 		printf '%-8s %8d bytes\n' $$name $$(stat -c %s dist/curfew-$$name); \
 	done
+
+# Installable .ipk packages (no OpenWrt SDK needed) in dist/ipk.
+IPK_VERSION ?= 0.1.0-r1
+ipk: cross
+	./scripts/ipk.sh $(IPK_VERSION) dist/ipk
 
 demo: build
 	$(GO) run ./scripts/demo --curfew bin/curfew

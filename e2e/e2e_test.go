@@ -309,6 +309,14 @@ func TestDaemonKeepsItsRulesInForce(t *testing.T) {
 	ctx := context.Background()
 	always := config(l, "00:00", "24:00", "")
 	d := start(t, l, always)
+	// The packaging budget: an idle daemon with a small config stays under
+	// 15 MB resident (amd64).
+	time.Sleep(time.Second)
+	if kb := rssKB(t, d.cmd.Process.Pid); kb > 15*1024 {
+		t.Errorf("idle daemon uses %d kB resident, budget 15 MB", kb)
+	} else {
+		t.Logf("idle daemon: %d kB resident", kb)
+	}
 	reach(t, l, "TCP/IPv6 in an all-day window", l.Child.NS, false, func() error { return l.TCP(l.Child.NS, lab.InternetV6) })
 
 	flushed := time.Now()
@@ -456,4 +464,22 @@ func TestParentCommands(t *testing.T) {
 	if out, code := d2.cli(t, "status"); code != 2 || !strings.Contains(out, "daemon is not running") {
 		t.Errorf("status without a daemon: %d %s", code, out)
 	}
+}
+
+// rssKB reads a process's resident set size.
+func rssKB(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			var kb int
+			fmt.Sscanf(strings.TrimPrefix(line, "VmRSS:"), "%d", &kb)
+			return kb
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/pflag"
 	"github.com/vishvananda/netlink"
@@ -125,7 +126,9 @@ func watchClockSteps(ctx context.Context, out chan<- struct{}, log *slog.Logger)
 			log.Warn("clock steps not watched; relying on periodic wake-ups", "err", err)
 			return
 		}
-		far := unix.ItimerSpec{Value: unix.Timespec{Sec: 1 << 40}}
+		// A year ahead: within a 32-bit time_t on the 32-bit targets. If it
+		// ever expires, the loop below simply arms a new one.
+		far := unix.ItimerSpec{Value: unix.NsecToTimespec(time.Now().AddDate(1, 0, 0).UnixNano())}
 		if err := unix.TimerfdSettime(fd, unix.TFD_TIMER_ABSTIME|unix.TFD_TIMER_CANCEL_ON_SET, &far, nil); err != nil {
 			unix.Close(fd)
 			log.Warn("clock steps not watched; relying on periodic wake-ups", "err", err)
