@@ -483,3 +483,109 @@ func rssKB(t *testing.T, pid int) int {
 	t.Fatal("no VmRSS")
 	return 0
 }
+
+// TestDNSFilter checks per-profile DNS with real queries from the lab's
+// hosts: blocks for the child only, wherever the query is sent; safe search;
+// the bypass canary and a DoH resolver's address; allowlist mode for
+// unknown devices.
+func TestDNSFilter(t *testing.T) {
+	l := newLab(t, "cfe4")
+	ctx := context.Background()
+	cfg := fmt.Sprintf(`config curfew 'main'
+	list lan 'br-lan'
+	option unknown_profile 'little'
+	list doh_address '%s'
+
+config profile 'kid'
+	list block 'blocked.test'
+	list block_service 'tiktok'
+	option safesearch '1'
+
+config profile 'grownup'
+
+config profile 'little'
+	option allowlist '1'
+	list allow 'allowed.test'
+
+config device
+	option mac '%s'
+	option name 'Kid phone'
+	option profile 'kid'
+
+config device
+	option mac '%s'
+	option name 'Parent laptop'
+	option profile 'grownup'
+`, lab.FakeDoH, l.Child.MAC, l.Parent.MAC)
+	d := start(t, l, cfg)
+
+	q := func(ns, resolver, name, qtype string) ([]string, string) {
+		t.Helper()
+		var ans []string
+		var status string
+		var err error
+		waitFor(2*time.Second, func() bool {
+			ans, status, err = l.Query(ctx, ns, resolver, name, qtype)
+			return err == nil
+		})
+		if err != nil {
+			t.Fatalf("%s asks %s for %s: %v", ns, resolver, name, err)
+		}
+		return ans, status
+	}
+	has := func(ans []string, want string) bool {
+		for _, a := range ans {
+			if a == want {
+				return true
+			}
+		}
+		return false
+	}
+
+	for _, resolver := range []string{lab.RouterV4, lab.InternetV4, lab.InternetV6} {
+		if ans, _ := q(l.Child.NS, resolver, "www.blocked.test", "A"); !has(ans, "A 0.0.0.0") {
+			t.Errorf("child asks %s for a subdomain of a blocked domain: %v, want 0.0.0.0", resolver, ans)
+		}
+	}
+	if ans, _ := q(l.Child.NS, lab.RouterV4, "blocked.test", "AAAA"); !has(ans, "AAAA ::") {
+		t.Errorf("child AAAA for a blocked domain: %v, want ::", ans)
+	}
+	if ans, _ := q(l.Child.NS, lab.RouterV4, "v16m.tiktokcdn.com", "A"); !has(ans, "A 0.0.0.0") {
+		t.Errorf("child asks for a tiktok host: %v", ans)
+	}
+	if ans, _ := q(l.Parent.NS, lab.InternetV4, "blocked.test", "A"); has(ans, "A 0.0.0.0") {
+		t.Errorf("the parent is blocked too: %v", ans)
+	}
+	if ans, _ := q(l.Child.NS, lab.RouterV4, "fine.test", "A"); !has(ans, "A "+lab.InternetV4) {
+		t.Errorf("child asks for an unblocked name: %v", ans)
+	}
+	ans, _ := q(l.Child.NS, lab.RouterV4, "www.google.com", "A")
+	if !has(ans, "CNAME forcesafesearch.google.com.") || !has(ans, "A "+lab.SafeSearchAnswer) {
+		t.Errorf("safe search for the child: %v", ans)
+	}
+	if _, status := q(l.Child.NS, lab.RouterV4, "use-application-dns.net", "A"); status != "NXDOMAIN" {
+		t.Errorf("Firefox canary for the child: %s, want NXDOMAIN", status)
+	}
+	reach(t, l, "a DoH resolver's address", l.Child.NS, false, func() error { return l.TCPPort(l.Child.NS, lab.FakeDoH, "443") })
+	reach(t, l, "a DoH resolver's address", l.Parent.NS, true, func() error { return l.TCPPort(l.Parent.NS, lab.FakeDoH, "443") })
+
+	t.Log("allowlist mode (the unknown device's profile)")
+	reach(t, l, "an address never resolved", l.Guest.NS, false, func() error { return l.TCP(l.Guest.NS, lab.InternetV4) })
+	if ans, _ := q(l.Guest.NS, lab.RouterV4, "other.test", "A"); !has(ans, "A 0.0.0.0") {
+		t.Errorf("guest asks for a name not on the allowlist: %v", ans)
+	}
+	if ans, _ := q(l.Guest.NS, lab.RouterV4, "allowed.test", "A"); !has(ans, "A "+lab.InternetV4) {
+		t.Errorf("guest asks for an allowed name: %v", ans)
+	}
+	reach(t, l, "the address an allowed name resolved to", l.Guest.NS, true, func() error { return l.TCP(l.Guest.NS, lab.InternetV4) })
+	reach(t, l, "an address never resolved", l.Guest.NS, false, func() error { return l.TCP(l.Guest.NS, lab.BlockedV4) })
+
+	out, code := d.cli(t, "log", "kid")
+	if code != 0 || !strings.Contains(out, "blocked.test") || !strings.Contains(out, "service tiktok") {
+		t.Errorf("curfew log kid:\n%s", out)
+	}
+	out, _ = d.cli(t, "explain", "Kid phone")
+	if !strings.Contains(out, "dns: v16m.tiktokcdn.com blocked by service tiktok") || !strings.Contains(out, "attempts to bypass") {
+		t.Errorf("explain lacks DNS decisions:\n%s", out)
+	}
+}

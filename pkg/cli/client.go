@@ -25,6 +25,7 @@ func clientCommands() []command {
 		{"allow", "keep TARGET online despite schedules and budget --for D | --until HH:MM", runAction(control.MethodAllow)},
 		{"grant", "add D to TARGET's screen time today: grant TARGET D", runAction(control.MethodGrant)},
 		{"reload", "re-read the config (a bad one is refused, the old one stays)", runReload},
+		{"log", "recent DNS queries [TARGET] [-n N]", runLog},
 	}
 }
 
@@ -162,6 +163,12 @@ func runExplain(ctx context.Context, args []string, env *Env) int {
 			if len(d.Blocked) > 0 {
 				fmt.Fprintf(w, "  blocked: %s\n", strings.Join(d.Blocked, ", "))
 			}
+			for _, b := range d.DNSBlocked {
+				fmt.Fprintf(w, "  dns: %s\n", b)
+			}
+			if d.DNS.BypassAttempts > 0 {
+				fmt.Fprintf(w, "  dns: %d attempts to bypass curfew's DNS\n", d.DNS.BypassAttempts)
+			}
 		}
 	})
 }
@@ -209,5 +216,33 @@ func runReload(ctx context.Context, args []string, env *Env) int {
 	}
 	return call(ctx, env, *socket, *asJSON, control.Request{Method: control.MethodReload}, func(w io.Writer, r control.ActionResult) {
 		fmt.Fprintln(w, r.Message)
+	})
+}
+
+func runLog(ctx context.Context, args []string, env *Env) int {
+	fs, socket, asJSON := clientFlags("log", env)
+	n := fs.IntP("lines", "n", 50, "newest entries to show (0: all kept)")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() > 1 {
+		fmt.Fprintln(env.Stderr, "usage: curfew log [TARGET] [-n N]")
+		return ExitUsage
+	}
+	return call(ctx, env, *socket, *asJSON, control.Request{Method: control.MethodLog, Target: fs.Arg(0), Limit: *n}, func(w io.Writer, entries []control.LogEntry) {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "TIME\tDEVICE\tNAME\tTYPE\tVERDICT")
+		for _, e := range entries {
+			dev := e.Device
+			if dev == "" {
+				dev = e.MAC
+			}
+			verdict := e.Verdict
+			if e.By != "" {
+				verdict += " (" + e.By + ")"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format("15:04:05"), dev, e.Name, e.Type, verdict)
+		}
+		tw.Flush()
 	})
 }

@@ -35,10 +35,20 @@ type Config struct {
 	// the clock is trusted (clock_unsynced 'offline', the default).
 	ClockUnsyncedOffline bool
 	// Backend is auto, nftables or iptables.
-	Backend   string
-	Profiles  []*Profile
-	Devices   []*Device
-	Schedules []*Schedule
+	Backend string
+	// DNSFilter turns the per-profile DNS filter on (default).
+	DNSFilter bool
+	// DNSUpstream is the router's own resolver the filter forwards to.
+	DNSUpstream string
+	// DNSPort is the filter's first port; profile i listens on DNSPort+i.
+	DNSPort uint16
+	// BypassPrevention blocks DoH canaries, hosts and addresses (default).
+	BypassPrevention bool
+	// DoHAddresses overrides the built-in list of DoH resolver addresses.
+	DoHAddresses []netip.Prefix
+	Profiles     []*Profile
+	Devices      []*Device
+	Schedules    []*Schedule
 }
 
 // Profile is a named set of rules shared by a child's devices.
@@ -169,6 +179,23 @@ func Load(path string, services ServiceCatalogue) (*Config, []Diag, error) {
 	return Parse(path, src, services)
 }
 
+// Restricted reports whether a profile has any rule at all (blocks, lists,
+// safe search, allowlist, a daily limit, a schedule). Profiles without one
+// (a parent's) are left out of the DNS filter and the resolver-bypass rules.
+func (c *Config) Restricted(p *Profile) bool {
+	if len(p.Block) > 0 || len(p.BlockService) > 0 || len(p.Blocklists) > 0 || p.SafeSearch || p.Allowlist || p.DailyLimit > 0 {
+		return true
+	}
+	for _, sc := range c.Schedules {
+		for _, id := range sc.Profiles {
+			if id == p.ID {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Problems lists the problems behind a Load or Parse error, one line each,
 // in the form `file:line: section 'x' option 'y': what is wrong`.
 func Problems(err error) []string {
@@ -236,7 +263,8 @@ func (v *validator) warnf(s *uci.Section, o *uci.Option, format string, args ...
 // is a list. Values given with the other keyword are accepted, as libuci
 // does, except that a repeated `option` keeps only its last value.
 var known = map[string]map[string]bool{
-	"curfew":   {"enabled": false, "lan": true, "unknown_profile": false, "clock_unsynced": false, "backend": false},
+	"curfew": {"enabled": false, "lan": true, "unknown_profile": false, "clock_unsynced": false, "backend": false,
+		"dns_filter": false, "dns_upstream": false, "dns_port": false, "bypass_prevention": false, "doh_address": true},
 	"profile":  {"name": false, "daily_limit": false, "block": true, "block_service": true, "blocklist": true, "safesearch": false, "allowlist": false, "allow": true},
 	"device":   {"mac": false, "name": false, "profile": false},
 	"schedule": {"profile": true, "days": true, "start": false, "stop": false, "action": false, "block": true, "block_service": true},
@@ -274,7 +302,8 @@ func (v *validator) bool(s *uci.Section, name string, def bool) bool {
 }
 
 func (v *validator) build(f *uci.File) *Config {
-	c := &Config{File: v.file, Enabled: true, ClockUnsyncedOffline: true, Backend: "auto"}
+	c := &Config{File: v.file, Enabled: true, ClockUnsyncedOffline: true, Backend: "auto",
+		DNSFilter: true, DNSUpstream: "127.0.0.1:53", DNSPort: 5353 + 100, BypassPrevention: true}
 	var mains int
 	for _, s := range f.Sections {
 		opts, ok := known[s.Type]
@@ -336,6 +365,31 @@ func (v *validator) main(c *Config, s *uci.Section) {
 		default:
 			v.errorf(s, o, "invalid value %q (want offline or online)", o.Value)
 		}
+	}
+	c.DNSFilter = v.bool(s, "dns_filter", true)
+	c.BypassPrevention = v.bool(s, "bypass_prevention", true)
+	if o, ok := s.Get("dns_upstream"); ok {
+		if _, err := netip.ParseAddrPort(o.Value); err != nil {
+			v.errorf(s, o, "invalid resolver address %q (want e.g. 127.0.0.1:53)", o.Value)
+		} else {
+			c.DNSUpstream = o.Value
+		}
+	}
+	if o, ok := s.Get("dns_port"); ok {
+		var port int
+		if _, err := fmt.Sscanf(o.Value, "%d", &port); err != nil || port < 1024 || port > 65000 || fmt.Sprint(port) != o.Value {
+			v.errorf(s, o, "invalid port %q (want 1024 to 65000; each profile takes the next one)", o.Value)
+		} else {
+			c.DNSPort = uint16(port)
+		}
+	}
+	for _, o := range values(s, "doh_address") {
+		d, err := ParseDestination(o.Value)
+		if err != nil || d.Domain != "" || !d.Prefix.IsSingleIP() {
+			v.errorf(s, o, "invalid address %q (want an IPv4 or IPv6 address)", o.Value)
+			continue
+		}
+		c.DoHAddresses = append(c.DoHAddresses, d.Prefix)
 	}
 	if o, ok := s.Get("backend"); ok {
 		switch o.Value {

@@ -44,6 +44,7 @@ const (
 	MethodGrant       = "grant"
 	MethodReload      = "reload"
 	MethodClockSynced = "clock_synced"
+	MethodLog         = "log"
 )
 
 // Request is one call.
@@ -58,6 +59,8 @@ type Request struct {
 	Until string `json:"until,omitempty"`
 	// Amount is the duration a grant adds.
 	Amount string `json:"amount,omitempty"`
+	// Limit bounds the entries of a log (0: all kept).
+	Limit int `json:"limit,omitempty"`
 }
 
 // Response is the answer to one call.
@@ -81,7 +84,7 @@ func (r *Request) Validate() error {
 	}
 	needTarget := false
 	switch r.Method {
-	case MethodStatus, MethodDevices, MethodReload, MethodClockSynced:
+	case MethodStatus, MethodDevices, MethodReload, MethodClockSynced, MethodLog:
 	case MethodExplain, MethodResume:
 		needTarget = true
 	case MethodPause:
@@ -106,6 +109,9 @@ func (r *Request) Validate() error {
 	}
 	if needTarget && strings.TrimSpace(r.Target) == "" {
 		return fmt.Errorf("%s needs a target (profile, device name or MAC)", r.Method)
+	}
+	if r.Limit < 0 || r.Limit > 100000 {
+		return errors.New("limit out of range")
 	}
 	if len(r.Target) > 256 || len(r.For) > 32 || len(r.Until) > 64 || len(r.Amount) > 32 {
 		return errors.New("argument too long")

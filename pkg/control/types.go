@@ -56,6 +56,11 @@ type Explained struct {
 	AlsoApplies []string `json:"also_applies"`
 	BudgetLeft  string   `json:"budget_left,omitempty"`
 	Blocked     []string `json:"blocked"`
+	// DNSBlocked lists recent DNS decisions against the device, newest
+	// last: "tiktok.com blocked by service tiktok".
+	DNSBlocked []string `json:"dns_blocked"`
+	// DNS counts the device's queries since the daemon started.
+	DNS DNSCounters `json:"dns"`
 	// Text is the whole explanation in one sentence, for people.
 	Text string `json:"text"`
 }
@@ -65,4 +70,23 @@ type Explained struct {
 type ActionResult struct {
 	Message   string          `json:"message"`
 	Overrides []plan.Override `json:"overrides,omitempty"`
+}
+
+// DNSCounters are a device's DNS counts since the daemon started.
+type DNSCounters struct {
+	Queries        int `json:"queries"`
+	Blocked        int `json:"blocked"`
+	BypassAttempts int `json:"bypass_attempts"`
+}
+
+// LogEntry is one DNS query in `log`.
+type LogEntry struct {
+	Time    time.Time `json:"time"`
+	MAC     string    `json:"mac"`
+	Device  string    `json:"device"`
+	Profile string    `json:"profile"`
+	Name    string    `json:"name"`
+	Type    string    `json:"type"`
+	Verdict string    `json:"verdict"`
+	By      string    `json:"by,omitempty"`
 }

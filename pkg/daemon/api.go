@@ -11,6 +11,7 @@ import (
 
 	"curfew/pkg/config"
 	"curfew/pkg/control"
+	"curfew/pkg/dnsfilter"
 	"curfew/pkg/plan"
 	"curfew/pkg/schedule"
 )
@@ -26,6 +27,8 @@ func (d *Daemon) Handle(ctx context.Context, req *control.Request) (any, error) 
 		return d.explain(req.Target)
 	case control.MethodPause, control.MethodResume, control.MethodAllow, control.MethodGrant:
 		return d.act(ctx, req)
+	case control.MethodLog:
+		return d.queryLog(req.Target, req.Limit)
 	case control.MethodReload:
 		d.load()
 		d.reconcile(ctx)
@@ -163,6 +166,16 @@ func (d *Daemon) explain(target string) (control.Explanation, error) {
 			fmt.Fprintf(&text, "; %s of screen time left today", e.BudgetLeft)
 		}
 		e.Text = text.String()
+		e.DNSBlocked = []string{}
+		if d.opts.DNS != nil {
+			c := d.opts.DNS.Stats().Get(dev.MAC)
+			e.DNS = control.DNSCounters{Queries: c.Queries, Blocked: c.Blocked, BypassAttempts: c.Bypass}
+			for _, q := range d.opts.DNS.QueryLog().Recent(func(q dnsfilter.Entry) bool {
+				return q.MAC == dev.MAC && q.Verdict != "allowed"
+			}, 5) {
+				e.DNSBlocked = append(e.DNSBlocked, fmt.Sprintf("%s %s by %s", q.Name, q.Verdict, q.By))
+			}
+		}
 		ex.Devices = append(ex.Devices, e)
 	}
 	return ex, nil
@@ -330,4 +343,30 @@ func without(ovs []plan.Override, target string, kinds ...string) []plan.Overrid
 		}
 	}
 	return out
+}
+
+// queryLog returns the DNS log, of target's devices when given.
+func (d *Daemon) queryLog(target string, limit int) ([]control.LogEntry, error) {
+	out := []control.LogEntry{}
+	if d.opts.DNS == nil {
+		return out, nil
+	}
+	var macs map[string]bool
+	if strings.TrimSpace(target) != "" {
+		d.mu.Lock()
+		devs := targetDevices(d.last, target)
+		d.mu.Unlock()
+		if len(devs) == 0 {
+			return nil, fmt.Errorf("no device matches %q (a profile id, device name or MAC)", target)
+		}
+		macs = map[string]bool{}
+		for _, dev := range devs {
+			macs[dev.MAC] = true
+		}
+	}
+	for _, e := range d.opts.DNS.QueryLog().Recent(func(e dnsfilter.Entry) bool { return macs == nil || macs[e.MAC] }, limit) {
+		out = append(out, control.LogEntry{Time: e.Time, MAC: e.MAC, Device: e.Device, Profile: e.Profile,
+			Name: e.Name, Type: e.Type, Verdict: e.Verdict, By: e.By})
+	}
+	return out, nil
 }

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"curfew/pkg/control"
+	"curfew/pkg/dnsfilter"
 	"curfew/pkg/firewall/nft"
 )
 
@@ -62,7 +63,18 @@ func Command(ctx context.Context, args []string, version string, stdout, stderr 
 	backend := nft.New(nft.Options{Log: log})
 	jumps := make(chan struct{}, 1)
 	go watchClockSteps(ctx, jumps, log)
-	d := New(Options{
+	var d *Daemon
+	dns := dnsfilter.NewServer(dnsfilter.Options{
+		Identify: func(a netip.Addr) dnsfilter.Device { return d.identify(a) },
+		Allowed: func(profile string, addrs []netip.Addr, ttl time.Duration) {
+			if err := backend.AllowAddresses(ctx, profile, addrs, ttl); err != nil {
+				log.Warn("allowlist: kernel set not updated", "profile", profile, "err", err)
+			}
+		},
+		Log: log,
+	})
+	d = New(Options{
+		DNS:        dns,
 		ConfigPath: *configPath,
 		SystemPath: *systemPath,
 		StateDir:   *stateDir,

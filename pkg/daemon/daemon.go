@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"curfew/pkg/config"
+	"curfew/pkg/dnsfilter"
 	"curfew/pkg/firewall"
 	"curfew/pkg/plan"
 	"curfew/pkg/services"
@@ -72,6 +73,11 @@ type Options struct {
 	DNSPort uint16
 	// Version is reported by status.
 	Version string
+	// DNS is the DNS filter; nil runs without one (the kernel then sends
+	// managed devices' DNS to the router's resolver directly).
+	DNS *dnsfilter.Server
+	// Lists loads the block lists the DNS filter uses.
+	Lists *dnsfilter.Lists
 }
 
 // Daemon is a running reconcile loop.
@@ -92,9 +98,12 @@ type Daemon struct {
 	applied    bool
 	overrides  []plan.Override
 	seen       map[string]*seenDevice
+	neighRead  time.Time
 	ntpTrusted bool
 
-	wake chan struct{}
+	wake        chan struct{}
+	listsWanted chan struct{}
+	memo        map[string]*policyMemo
 }
 
 type seenDevice struct {
@@ -123,7 +132,11 @@ func New(opts Options) *Daemon {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Daemon{opts: opts, log: log, wake: make(chan struct{}, 1), seen: map[string]*seenDevice{}}
+	if opts.Lists == nil {
+		opts.Lists = dnsfilter.NewLists(nil, log)
+	}
+	return &Daemon{opts: opts, log: log, wake: make(chan struct{}, 1), listsWanted: make(chan struct{}, 1),
+		seen: map[string]*seenDevice{}, memo: map[string]*policyMemo{}}
 }
 
 func (d *Daemon) kick() {
@@ -159,6 +172,10 @@ func (d *Daemon) load() {
 	}
 	d.loadErrs = nil
 	d.cfg, d.loc, d.zone = c, zone.Loc, zone.Source
+	select {
+	case d.listsWanted <- struct{}{}:
+	default:
+	}
 	d.log.Info("config loaded", "file", d.opts.ConfigPath, "profiles", len(c.Profiles), "devices", len(c.Devices), "schedules", len(c.Schedules), "zone", zone.Source)
 }
 
@@ -193,6 +210,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.mu.Unlock()
 	}
 	d.load()
+	lctx, stopLists := context.WithCancel(ctx)
+	defer stopLists()
+	go d.refreshLists(lctx, d.listsWanted)
 	for {
 		d.reconcile(ctx)
 		sleep := d.opts.ResyncEvery
@@ -227,6 +247,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 func (d *Daemon) stop() error {
 	d.log.Info("stopping; removing curfew's kernel rules")
+	if d.opts.DNS != nil {
+		d.opts.DNS.Close()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	d.applyMu.Lock()
@@ -292,17 +315,10 @@ func (d *Daemon) reconcile(ctx context.Context) {
 	}
 	neighbours := d.opts.Seen(cfg.LAN)
 	var macs []net.HardwareAddr
-	d.mu.Lock()
 	for _, n := range neighbours {
 		macs = append(macs, n.MAC)
-		sd := d.seen[n.MAC.String()]
-		if sd == nil {
-			sd = &seenDevice{first: now}
-			d.seen[n.MAC.String()] = sd
-		}
-		sd.last, sd.ips = now, n.IPs
 	}
-	d.mu.Unlock()
+	d.noteSeen(neighbours, now)
 	p := plan.Compute(plan.Input{
 		Config:       cfg,
 		Loc:          loc,
@@ -312,6 +328,7 @@ func (d *Daemon) reconcile(ctx context.Context) {
 		ClockTrusted: trusted,
 	})
 	rs := firewall.Render(p, cfg, d.opts.DNSPort)
+	d.configureDNS(cfg, p, rs)
 	if err := d.opts.Backend.Apply(ctx, rs); err != nil {
 		d.log.Error("apply kernel rules", "backend", d.opts.Backend.Name(), "err", err)
 		return
@@ -321,6 +338,45 @@ func (d *Daemon) reconcile(ctx context.Context) {
 	d.last, d.applied = p, true
 	d.mu.Unlock()
 	d.cut(ctx, prev, p, loc)
+}
+
+// configureDNS points the DNS filter at the plan's policies before the
+// kernel redirects to it; without a filter, profiles' DNS goes to the
+// router's resolver.
+func (d *Daemon) configureDNS(cfg *config.Config, p *plan.Plan, rs *firewall.Ruleset) {
+	if d.opts.DNS == nil || !cfg.DNSFilter {
+		for i := range rs.Profiles {
+			rs.Profiles[i].DNSPort = 0
+		}
+		if d.opts.DNS != nil {
+			d.opts.DNS.Configure(cfg.LAN, cfg.DNSUpstream, nil)
+		}
+		return
+	}
+	if err := d.opts.DNS.Configure(cfg.LAN, cfg.DNSUpstream, d.dnsBindings(cfg, p)); err != nil {
+		d.log.Error("dns filter", "err", err)
+	}
+	// A profile whose filter could not listen keeps working DNS through
+	// the router's resolver rather than none at all.
+	for i := range rs.Profiles {
+		if rs.Profiles[i].DNSPort != 0 && !d.opts.DNS.Listening(rs.Profiles[i].ID, cfg.LAN) {
+			rs.Profiles[i].DNSPort = 0
+		}
+	}
+}
+
+// noteSeen records devices present on the LAN.
+func (d *Daemon) noteSeen(neighbours []Neighbour, now time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, n := range neighbours {
+		sd := d.seen[n.MAC.String()]
+		if sd == nil {
+			sd = &seenDevice{first: now}
+			d.seen[n.MAC.String()] = sd
+		}
+		sd.last, sd.ips = now, n.IPs
+	}
 }
 
 // live drops overrides that have ended: expired pauses and allows, grants

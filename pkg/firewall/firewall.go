@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"curfew/pkg/config"
+	"curfew/pkg/dnsfilter"
 	"curfew/pkg/plan"
 )
 
@@ -34,8 +35,12 @@ type Ruleset struct {
 	Devices []Device
 	// Unknown, when set, applies to every MAC not in Devices.
 	Unknown *Unknown
-	// DNSPort is the router port that managed devices' DNS is redirected to.
+	// DNSPort is the router port that managed devices' DNS is redirected to
+	// when their profile has no DNS filter port.
 	DNSPort uint16
+	// Bypass lists public DNS-over-HTTPS resolvers' addresses, rejected
+	// for managed devices; empty turns that off.
+	Bypass []netip.Prefix
 }
 
 // Profile is a profile's kernel-level rules.
@@ -44,6 +49,16 @@ type Profile struct {
 	Name string
 	// Block lists blocked prefixes (IPv4 and IPv6).
 	Block []netip.Prefix
+	// DNSPort is the DNS filter's port for this profile; 0 means the
+	// Ruleset's DNSPort.
+	DNSPort uint16
+	// Open marks a profile without rules (a parent's): no DNS-over-TLS or
+	// DoH rejection for it.
+	Open bool
+	// Allowlist limits the profile to Allow and to the addresses the DNS
+	// filter adds at run time (AllowAddresses).
+	Allowlist bool
+	Allow     []netip.Prefix
 }
 
 // Device maps a MAC to its profile and its offline intervals.
@@ -104,10 +119,30 @@ func Render(p *plan.Plan, c *config.Config, dnsPort uint16) *Ruleset {
 		add(u)
 		rs.Unknown = &Unknown{Profile: u.Profile, Offline: intervals(u.Offline)}
 	}
+	index := map[string]int{}
+	for i, cp := range c.Profiles {
+		index[cp.ID] = i
+	}
+	if c.BypassPrevention {
+		rs.Bypass = c.DoHAddresses
+		if rs.Bypass == nil {
+			rs.Bypass = dnsfilter.DoHPrefixes()
+		}
+	}
 	for id, dests := range blocks {
 		pr := Profile{ID: id}
 		if cp := c.Profile(id); cp != nil {
 			pr.Name = cp.Name
+			pr.Open = !c.Restricted(cp)
+			pr.Allowlist = cp.Allowlist
+			for _, a := range cp.Allow {
+				if a.Domain == "" {
+					pr.Allow = append(pr.Allow, a.Prefix)
+				}
+			}
+			if c.DNSFilter {
+				pr.DNSPort = c.DNSPort + uint16(index[id])
+			}
 		}
 		for _, d := range dests {
 			if d.Domain == "" {

@@ -50,9 +50,12 @@ const (
 	// ProbeName is answered differently by the router's resolver
 	// (RouterAnswer) and the "outside" resolver (OutsideAnswer), so a test
 	// can tell which one answered.
-	ProbeName     = "probe.test"
-	RouterAnswer  = "192.0.2.53"
-	OutsideAnswer = "198.51.100.53"
+	ProbeName    = "probe.test"
+	RouterAnswer = "192.0.2.53"
+	// SafeSearchAnswer is what the router's resolver says for Google's
+	// safe-search host.
+	SafeSearchAnswer = "198.51.100.77"
+	OutsideAnswer    = "198.51.100.53"
 )
 
 // Lab is a running virtual network.
@@ -119,6 +122,7 @@ func New(ctx context.Context, prefix string) (l *Lab, err error) {
 		{i, "link set wan0 up"},
 		{i, "addr add 203.0.113.10/32 dev lo"},
 		{i, "addr add 198.51.100.53/32 dev lo"},
+		{i, "addr add 198.51.100.44/32 dev lo"},
 		{i, "addr add 2001:db8:bad::10/128 dev lo"},
 		{i, "route add 2001:db8:1::/64 via 2001:db8:100::2"},
 		{r, "route add default via 198.51.100.1"},
@@ -218,6 +222,9 @@ func (l *Lab) resolvers(ctx context.Context) error {
 	if err := start(l.Router, "router-dns",
 		"--listen-address="+RouterV4, "--listen-address="+RouterV6, "--listen-address=127.0.0.1",
 		"--address=/"+ProbeName+"/"+RouterAnswer,
+		// Every other name under .test, and Google's safe-search host,
+		// resolve to the internet namespace: the lab has no real upstream.
+		"--address=/test/"+InternetV4, "--address=/forcesafesearch.google.com/"+SafeSearchAnswer,
 		"--no-ping", "--interface=br-lan", "--dhcp-range=192.0.2.100,192.0.2.150,1h", "--dhcp-leasefile="+filepath.Join(l.dir, "leases"),
 	); err != nil {
 		return err

@@ -20,6 +20,10 @@ const EchoPort = "8080"
 // a refused connection can only come from curfew.
 const DoTPort = "853"
 
+// FakeDoH is an internet-side address that plays a public DNS-over-HTTPS
+// resolver (echoing on port 443), for configs that list it as doh_address.
+const FakeDoH = "198.51.100.44"
+
 // Serve starts TCP and UDP echo servers on every internet-side address.
 // They stop when ctx ends.
 func (l *Lab) Serve(ctx context.Context) error {
@@ -27,6 +31,7 @@ func (l *Lab) Serve(ctx context.Context) error {
 		net.JoinHostPort(InternetV4, EchoPort), net.JoinHostPort(InternetV6, EchoPort),
 		net.JoinHostPort(BlockedV4, EchoPort), net.JoinHostPort(BlockedV6, EchoPort),
 		net.JoinHostPort(InternetV4, DoTPort), net.JoinHostPort(InternetV6, DoTPort),
+		net.JoinHostPort(FakeDoH, "443"),
 	} {
 		var ln net.Listener
 		var pc net.PacketConn
@@ -203,4 +208,29 @@ func (l *Lab) DHCP(ns string, mac net.HardwareAddr) error {
 			return nil
 		}
 	}
+}
+
+// Query asks resolver for name (type A, AAAA, …) from namespace ns with
+// dig and returns the answer records' data and the response status
+// (NOERROR, NXDOMAIN, …).
+func (l *Lab) Query(ctx context.Context, ns, resolver, name, qtype string) ([]string, string, error) {
+	out, err := l.Exec(ctx, ns, "dig", "+time=1", "+tries=1", "+noall", "+comments", "+answer", "@"+resolver, name, qtype)
+	if err != nil {
+		return nil, "", fmt.Errorf("dig %s @%s: %v: %s", name, resolver, err, strings.TrimSpace(out))
+	}
+	var answers []string
+	status := ""
+	for _, line := range strings.Split(out, "\n") {
+		if i := strings.Index(line, "status: "); i >= 0 {
+			status = strings.TrimRight(strings.Fields(line[i+8:])[0], ",")
+			continue
+		}
+		if line == "" || strings.HasPrefix(line, ";") {
+			continue
+		}
+		if f := strings.Fields(line); len(f) >= 5 {
+			answers = append(answers, f[3]+" "+f[4])
+		}
+	}
+	return answers, status, nil
 }

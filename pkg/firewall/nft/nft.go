@@ -81,6 +81,8 @@ type Backend struct {
 	// tampered is set when another process deleted part of our table.
 	tampered atomic.Bool
 	memo     prefixMemo
+	// allowed remembers allowlist additions and when they expire.
+	allowed map[string]map[netip.Addr]time.Time
 }
 
 // prefixMemo keeps the rendered elements of each profile's blocked
@@ -264,6 +266,9 @@ type setSpec struct {
 	// replaced whole on change (flush and re-add in the same batch) rather
 	// than diffed.
 	rebuild bool
+	// dynamic marks sets whose elements others add at run time (allowlist
+	// addresses from the DNS filter): updates leave them alone.
+	dynamic bool
 }
 
 type chainSpec struct {
@@ -363,6 +368,7 @@ func (b *Backend) replace(c *nftables.Conn, d *desired) error {
 			c.AddRule(rule)
 		}
 	}
+	b.restoreAllowed(c, d)
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables: replace table inet %s: %w", TableName, err)
 	}
@@ -376,6 +382,9 @@ func (b *Backend) update(c *nftables.Conn, old, d *desired) (int, error) {
 	for _, s := range d.sets {
 		o := old.set(s.set.Name)
 		s.set = o.set // keep the kernel's handle
+		if s.dynamic {
+			continue
+		}
 		if s.rebuild {
 			if !sameElems(o.elems, s.elems) {
 				c.FlushSet(o.set)
@@ -476,6 +485,71 @@ func (b *Backend) intact(c *nftables.Conn, d *desired) (bool, string) {
 		return false, fmt.Sprintf("%d sets, want %d", len(sets), len(d.sets))
 	}
 	return true, ""
+}
+
+// AllowAddresses lets an allowlist profile reach addrs for ttl (plus a
+// grace period: clients keep using an address a little past its TTL). The
+// DNS filter calls it with what allowed names resolved to. The additions are
+// remembered, so that a full table replace puts the live ones back.
+func (b *Backend) AllowAddresses(ctx context.Context, profile string, addrs []netip.Addr, ttl time.Duration) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.applied == nil {
+		return nil
+	}
+	ttl += allowGrace
+	now := time.Now()
+	if b.allowed == nil {
+		b.allowed = map[string]map[netip.Addr]time.Time{}
+	}
+	if b.allowed[profile] == nil {
+		b.allowed[profile] = map[netip.Addr]time.Time{}
+	}
+	c, err := b.conn()
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, a := range addrs {
+		set := b.applied.set(fmt.Sprintf("allow%d_%s", map[bool]int{true: 4, false: 6}[a.Is4()], profile))
+		if set == nil {
+			continue
+		}
+		el := nftables.SetElement{Key: a.AsSlice(), Timeout: ttl}
+		if exp, ok := b.allowed[profile][a]; ok && exp.After(now.Add(2*time.Second)) {
+			// Still in the kernel: delete and add again to renew its timeout.
+			if err := c.SetDeleteElements(set.set, []nftables.SetElement{{Key: a.AsSlice()}}); err != nil {
+				return err
+			}
+		}
+		if err := c.SetAddElements(set.set, []nftables.SetElement{el}); err != nil {
+			return err
+		}
+		b.allowed[profile][a] = now.Add(ttl)
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	return c.Flush()
+}
+
+// allowGrace extends an allowlisted address's life past its DNS TTL.
+const allowGrace = 10 * time.Minute
+
+// restoreAllowed re-adds live allowlist addresses after a replace.
+func (b *Backend) restoreAllowed(c *nftables.Conn, d *desired) {
+	now := time.Now()
+	for profile, addrs := range b.allowed {
+		for a, exp := range addrs {
+			set := d.set(fmt.Sprintf("allow%d_%s", map[bool]int{true: 4, false: 6}[a.Is4()], profile))
+			if set == nil || !exp.After(now.Add(time.Second)) {
+				delete(addrs, a)
+				continue
+			}
+			c.SetAddElements(set.set, []nftables.SetElement{{Key: a.AsSlice(), Timeout: exp.Sub(now)}})
+		}
+	}
 }
 
 // Remove implements firewall.Backend.
@@ -645,11 +719,12 @@ func render(rs *firewall.Ruleset, memo *prefixMemo) (*desired, error) {
 		KeyType: nftables.TypeEtherAddr, DataType: nftables.TypeVerdict,
 		Comment: "configured device MAC -> its chain",
 	}}
-	managed := &setSpec{set: &nftables.Set{
-		Table: t, Name: "managed", KeyType: nftables.TypeEtherAddr,
-		Comment: "MACs whose DNS is redirected to the router",
+	dnsOf := &setSpec{set: &nftables.Set{
+		Table: t, Name: "dns_profile", IsMap: true, Size: 65536,
+		KeyType: nftables.TypeEtherAddr, DataType: nftables.TypeVerdict,
+		Comment: "configured device MAC -> its profile's DNS redirect",
 	}}
-	d.sets = append(d.sets, devices, managed)
+	d.sets = append(d.sets, devices, dnsOf)
 	for _, dev := range rs.Devices {
 		id := strings.ReplaceAll(dev.MAC.String(), ":", "")
 		name := dev.Name
@@ -667,7 +742,10 @@ func render(rs *firewall.Ruleset, memo *prefixMemo) (*desired, error) {
 			Key:         dev.MAC,
 			VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: ch.chain.Name},
 		})
-		managed.elems = append(managed.elems, nftables.SetElement{Key: dev.MAC})
+		dnsOf.elems = append(dnsOf.elems, nftables.SetElement{
+			Key:         dev.MAC,
+			VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: "dns_" + dev.Profile},
+		})
 	}
 	if rs.Unknown != nil {
 		fmt.Fprintf(&sig, " unknown=%s", rs.Unknown.Profile)
@@ -693,9 +771,25 @@ func render(rs *firewall.Ruleset, memo *prefixMemo) (*desired, error) {
 	dot.add("DNS over TLS (TCP)", l4proto(unix.IPPROTO_TCP), gotoChain("reject_bypass"))
 	dot.add("DNS over QUIC/DTLS (UDP)", l4proto(unix.IPPROTO_UDP), gotoChain("reject_bypass"))
 	d.chains = append(d.chains, dot)
+	if len(rs.Bypass) > 0 {
+		fmt.Fprintf(&sig, " bypass")
+		var b4, b6 []nftables.SetElement
+		for _, p := range rs.Bypass {
+			if p.Addr().Is4() {
+				b4 = append(b4, nftables.SetElement{Key: p.Addr().AsSlice()})
+			} else {
+				b6 = append(b6, nftables.SetElement{Key: p.Addr().AsSlice()})
+			}
+		}
+		d.sets = append(d.sets,
+			&setSpec{rebuild: true, elems: b4, set: &nftables.Set{Table: t, Name: "doh4", KeyType: nftables.TypeIPAddr,
+				Comment: "public DNS-over-HTTPS resolvers (IPv4)"}},
+			&setSpec{rebuild: true, elems: b6, set: &nftables.Set{Table: t, Name: "doh6", KeyType: nftables.TypeIP6Addr,
+				Comment: "public DNS-over-HTTPS resolvers (IPv6)"}})
+	}
 
 	for _, p := range rs.Profiles {
-		fmt.Fprintf(&sig, " profile=%s", p.ID)
+		fmt.Fprintf(&sig, " profile=%s open=%v", p.ID, p.Open)
 		ch := &chainSpec{chain: &nftables.Chain{Name: "profile_" + p.ID, Table: t}}
 		note := "profile " + label(p)
 		// A profile's destinations are checked on a flow's first packets
@@ -710,7 +804,45 @@ func render(rs *firewall.Ruleset, memo *prefixMemo) (*desired, error) {
 				Xor:  binaryutil.NativeEndian.PutUint32(0)},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
 			&expr.Verdict{Kind: expr.VerdictReturn})
-		ch.add(note+": no DNS over TLS", dport(853), &expr.Verdict{Kind: expr.VerdictJump, Chain: "dot"})
+		if !p.Open {
+			ch.add(note+": no DNS over TLS", dport(853), &expr.Verdict{Kind: expr.VerdictJump, Chain: "dot"})
+		}
+		if len(rs.Bypass) > 0 && !p.Open {
+			ch.add(note+": no DNS over HTTPS", daddr(4), &expr.Lookup{SourceRegister: 1, SetName: "doh4"}, gotoChain("reject_bypass"))
+			ch.add(note+": no DNS over HTTPS", daddr(6), &expr.Lookup{SourceRegister: 1, SetName: "doh6"}, gotoChain("reject_bypass"))
+		}
+		if p.Allowlist {
+			// Allowlist mode: only addresses that allowed names resolved to
+			// (added by the DNS filter with the answer's TTL) and the
+			// profile's allowed prefixes. Hard-coded IPs and DoH go nowhere.
+			fmt.Fprintf(&sig, " allow=%s", p.ID)
+			for _, fam := range []int{4, 6} {
+				name := fmt.Sprintf("allow%d_%s", fam, p.ID)
+				typ := nftables.TypeIPAddr
+				if fam == 6 {
+					typ = nftables.TypeIP6Addr
+				}
+				d.sets = append(d.sets, &setSpec{dynamic: true, set: &nftables.Set{Table: t, Name: name, KeyType: typ,
+					HasTimeout: true, Comment: fmt.Sprintf("IPv%d addresses allowed names resolved to, for %s", fam, label(p))}})
+				ch.add(fmt.Sprintf("%s: allowlist, resolved IPv%d", note, fam), daddr(fam),
+					&expr.Lookup{SourceRegister: 1, SetName: name}, &expr.Verdict{Kind: expr.VerdictReturn})
+				var static []nftables.SetElement
+				for _, a := range p.Allow {
+					if a.Addr().Is4() == (fam == 4) {
+						static = append(static, prefixRange(a)...)
+					}
+				}
+				if len(static) > 0 {
+					netName := fmt.Sprintf("allownet%d_%s", fam, p.ID)
+					fmt.Fprintf(&sig, " %s", netName)
+					d.sets = append(d.sets, &setSpec{rebuild: true, elems: static, set: &nftables.Set{Table: t, Name: netName, KeyType: typ,
+						Interval: true, Comment: fmt.Sprintf("IPv%d prefixes allowed for %s", fam, label(p))}})
+					ch.add(fmt.Sprintf("%s: allowlist, allowed IPv%d prefixes", note, fam), daddr(fam),
+						&expr.Lookup{SourceRegister: 1, SetName: netName}, &expr.Verdict{Kind: expr.VerdictReturn})
+				}
+			}
+			ch.add(note+": allowlist, anything else", &expr.Verdict{Kind: expr.VerdictGoto, Chain: "reject_blocked"})
+		}
 		for _, g := range memo.groups(p.ID, p.Block) {
 			fam, proto, off, size, typ := "4", byte(unix.NFPROTO_IPV4), uint32(16), uint32(4), nftables.TypeIPAddr
 			if g.v6 {
@@ -756,15 +888,28 @@ func render(rs *firewall.Ruleset, memo *prefixMemo) (*desired, error) {
 	}
 	d.chains = append(d.chains, fwd)
 
+	// DNS: each profile's devices go to that profile's port of the DNS
+	// filter (or the router's resolver when there is no filter), so that
+	// the filter knows a query's profile from the port it arrives on.
 	dns := &chainSpec{chain: &nftables.Chain{Name: "dns_redirect", Table: t}}
-	if rs.Unknown == nil {
-		dns.add("only managed devices", etherSaddr(1), &expr.Lookup{SourceRegister: 1, SetName: "managed", Invert: true},
-			&expr.Verdict{Kind: expr.VerdictReturn})
+	dns.add("configured device: its profile's resolver port",
+		etherSaddr(1), &expr.Lookup{SourceRegister: 1, SetName: "dns_profile", DestRegister: 0, IsDestRegSet: true})
+	if rs.Unknown != nil && hasProfile(rs, rs.Unknown.Profile) {
+		dns.add("unknown device: profile "+rs.Unknown.Profile, gotoChain("dns_"+rs.Unknown.Profile))
 	}
-	for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
-		dns.add("DNS to any resolver goes to the router", l4proto(proto), dport(53),
-			&expr.Immediate{Register: 1, Data: binaryutil.BigEndian.PutUint16(rs.DNSPort)},
-			&expr.Redir{RegisterProtoMin: 1, Flags: unix.NF_NAT_RANGE_PROTO_SPECIFIED})
+	for _, p := range rs.Profiles {
+		port := p.DNSPort
+		if port == 0 {
+			port = rs.DNSPort
+		}
+		fmt.Fprintf(&sig, " dns=%s:%d", p.ID, port)
+		ch := &chainSpec{chain: &nftables.Chain{Name: "dns_" + p.ID, Table: t}}
+		for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
+			ch.add(fmt.Sprintf("profile %s: DNS to any resolver goes to the router, port %d", label(p), port), l4proto(proto), dport(53),
+				&expr.Immediate{Register: 1, Data: binaryutil.BigEndian.PutUint16(port)},
+				&expr.Redir{RegisterProtoMin: 1, Flags: unix.NF_NAT_RANGE_PROTO_SPECIFIED})
+		}
+		d.chains = append(d.chains, ch)
 	}
 	pre := &chainSpec{chain: &nftables.Chain{Name: "dns", Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(-110), Policy: policy(nftables.ChainPolicyAccept)}}
@@ -813,13 +958,14 @@ func policy(p nftables.ChainPolicy) *nftables.ChainPolicy { return &p }
 
 func gotoChain(name string) *expr.Verdict { return &expr.Verdict{Kind: expr.VerdictGoto, Chain: name} }
 
-// etherSaddr loads the source MAC into reg. The nft tool also tests
-// `meta iiftype ether` first; we leave that out of the per-packet path: our
-// rules only run for packets from the LAN interfaces, and on one without a
-// link-layer header (a tunnel) the kernel's payload load fails and the rule
-// does not match, which is the same outcome.
+// etherSaddr loads the source MAC into reg, after checking that the packet
+// came in on an Ethernet device. That check is what the nft tool adds for
+// `ether saddr`, and without it `nft list` can only show the raw load
+// (@ll,48,48): a parent debugging over SSH must read "ether saddr".
 func etherSaddr(reg uint32) []expr.Any {
 	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIFTYPE, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint16(unix.ARPHRD_ETHER)},
 		&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseLLHeader, Offset: 6, Len: 6},
 	}
 }
@@ -863,6 +1009,38 @@ func ns(t time.Time) uint64 {
 }
 
 func be64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+// daddr loads the destination address of an IPv4 (fam 4) or IPv6 packet
+// into register 1; other packets do not match.
+func daddr(fam int) []expr.Any {
+	proto, off, size := byte(unix.NFPROTO_IPV4), uint32(16), uint32(4)
+	if fam == 6 {
+		proto, off, size = unix.NFPROTO_IPV6, 24, 16
+	}
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: size},
+	}
+}
+
+// prefixRange is a prefix as classic interval-set elements: its first
+// address, and the address after its last flagged IntervalEnd (none when
+// the prefix reaches the end of the address space).
+func prefixRange(p netip.Prefix) []nftables.SetElement {
+	p = p.Masked()
+	first := p.Addr()
+	b := first.AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	last, _ := netip.AddrFromSlice(b)
+	out := []nftables.SetElement{{Key: first.AsSlice()}}
+	if end := last.Next(); end.IsValid() {
+		out = append(out, nftables.SetElement{Key: end.AsSlice(), IntervalEnd: true})
+	}
+	return out
+}
 
 // maskBytes is a network mask of bits ones in size bytes.
 func maskBytes(bits, size int) []byte {

@@ -1,0 +1,178 @@
+package daemon
+
+import (
+	"context"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+
+	"curfew/pkg/config"
+	"curfew/pkg/dnsfilter"
+	"curfew/pkg/plan"
+	"curfew/pkg/services"
+)
+
+// policyMemo keeps each profile's built block set while its inputs stay
+// the same: reconciles run every few seconds at most, sets are rebuilt only
+// when a profile's domains, services or block windows change.
+type policyMemo struct {
+	key     string
+	block   *dnsfilter.Set
+	sources []string
+	allow   *dnsfilter.Set
+}
+
+// dnsBindings builds the DNS filter's per-profile policies for the plan.
+func (d *Daemon) dnsBindings(cfg *config.Config, p *plan.Plan) []dnsfilter.Binding {
+	rep := map[string]*plan.Device{}
+	for i := range p.Devices {
+		dev := &p.Devices[i]
+		if dev.Managed && rep[dev.Profile] == nil {
+			rep[dev.Profile] = dev
+		}
+	}
+	if u := p.UnknownDevices; u != nil && rep[u.Profile] == nil {
+		rep[u.Profile] = u
+	}
+	cat := services.Builtin()
+	var out []dnsfilter.Binding
+	for i, prof := range cfg.Profiles {
+		dev := rep[prof.ID]
+		if dev == nil || !cfg.Restricted(prof) {
+			continue
+		}
+		var domains []string
+		for _, b := range dev.BlockDest {
+			if b.Domain != "" {
+				domains = append(domains, b.Domain)
+			}
+		}
+		var allow []string
+		for _, a := range prof.Allow {
+			if a.Domain != "" {
+				allow = append(allow, a.Domain)
+			}
+		}
+		key := strings.Join(domains, ",") + "|" + strings.Join(dev.BlockServices, ",") + "|" + strings.Join(allow, ",")
+		m := d.memo[prof.ID]
+		if m == nil || m.key != key {
+			m = &policyMemo{key: key, sources: []string{"blocked domain (profile " + prof.ID + ")"}}
+			var b dnsfilter.Builder
+			for _, dom := range domains {
+				b.Add(dom, 0)
+			}
+			for _, svc := range dev.BlockServices {
+				s := cat.Get(svc)
+				if s == nil {
+					continue
+				}
+				m.sources = append(m.sources, "service "+svc)
+				for _, dom := range s.Domains {
+					b.Add(dom, uint16(len(m.sources)-1))
+				}
+			}
+			m.block = b.Build()
+			var a dnsfilter.Builder
+			for _, dom := range allow {
+				a.Add(dom, 0)
+			}
+			m.allow = a.Build()
+			d.memo[prof.ID] = m
+		}
+		out = append(out, dnsfilter.Binding{
+			Profile: prof.ID,
+			Port:    cfg.DNSPort + uint16(i),
+			Policy: &dnsfilter.Policy{
+				Profile:          prof.ID,
+				Block:            m.block,
+				Sources:          m.sources,
+				Lists:            d.opts.Lists.Get(prof.Blocklists),
+				SafeSearch:       prof.SafeSearch,
+				Allowlist:        prof.Allowlist,
+				Allow:            m.allow,
+				BypassPrevention: cfg.BypassPrevention,
+			},
+		})
+	}
+	return out
+}
+
+// blocklists returns every list the config names, sorted.
+func blocklists(cfg *config.Config) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, p := range cfg.Profiles {
+		for _, l := range p.Blocklists {
+			if !seen[l] {
+				seen[l] = true
+				out = append(out, l)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// refreshLists loads the config's block lists now and then every hour
+// (each list is fetched again once a day); a change triggers a reconcile.
+func (d *Daemon) refreshLists(ctx context.Context, wanted <-chan struct{}) {
+	tick := time.NewTicker(time.Hour)
+	defer tick.Stop()
+	for {
+		d.mu.Lock()
+		cfg := d.cfg
+		d.mu.Unlock()
+		if cfg != nil && d.opts.Lists != nil {
+			if d.opts.Lists.Refresh(ctx, blocklists(cfg), time.Now()) {
+				d.kick()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-wanted:
+		case <-tick.C:
+		}
+	}
+}
+
+// identify names the device behind a DNS query's source address, for the
+// query log and counters: from the neighbour table (read again, at most
+// once a second, when the address is new) and the plan.
+func (d *Daemon) identify(a netip.Addr) dnsfilter.Device {
+	if dev, ok := d.lookupSeen(a); ok {
+		return dev
+	}
+	d.mu.Lock()
+	cfg := d.cfg
+	stale := time.Since(d.neighRead) > time.Second
+	if stale {
+		d.neighRead = time.Now()
+	}
+	d.mu.Unlock()
+	if cfg != nil && stale {
+		d.noteSeen(d.opts.Seen(cfg.LAN), d.opts.Clock.Now())
+		if dev, ok := d.lookupSeen(a); ok {
+			return dev
+		}
+	}
+	return dnsfilter.Device{MAC: a.String()}
+}
+
+func (d *Daemon) lookupSeen(a netip.Addr) (dnsfilter.Device, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for mac, sd := range d.seen {
+		for _, ip := range sd.ips {
+			if ip == a {
+				dev := dnsfilter.Device{MAC: mac}
+				if pd := find(d.last, mac); pd != nil {
+					dev.Name = pd.Name
+				}
+				return dev, true
+			}
+		}
+	}
+	return dnsfilter.Device{}, false
+}
