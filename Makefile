@@ -21,7 +21,7 @@ CROSS := mips:linux/mips/GOMIPS=softfloat \
          amd64:linux/amd64/
 
 # package:FuzzTarget, run briefly by `make test` and for longer by `make fuzz FUZZTIME=10m`.
-FUZZ := ./pkg/uci:FuzzParse ./pkg/control:FuzzDecodeRequest ./pkg/dnsfilter:FuzzParseList ./pkg/dnsfilter:FuzzHandle
+FUZZ := ./pkg/uci:FuzzParse ./pkg/control:FuzzDecodeRequest ./pkg/dnsfilter:FuzzParseList ./pkg/dnsfilter:FuzzHandle ./pkg/devices:FuzzParseDnsmasq ./pkg/devices:FuzzParseOdhcpd
 
 .PHONY: all build test unit lint fuzz cross ipk demo bench clean
 

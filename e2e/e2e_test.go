@@ -124,7 +124,7 @@ func start(t *testing.T, l *lab.Lab, cfg string) *daemon {
 
 // startIn starts a daemon whose files (config, state, socket) are in dir,
 // so that a restart can find the state of the previous one.
-func startIn(t *testing.T, l *lab.Lab, dir, cfg string) *daemon {
+func startIn(t *testing.T, l *lab.Lab, dir, cfg string, extra ...string) *daemon {
 	t.Helper()
 	d := &daemon{dir: dir}
 	if err := os.WriteFile(filepath.Join(d.dir, "curfew"), []byte(cfg), 0o644); err != nil {
@@ -133,9 +133,10 @@ func startIn(t *testing.T, l *lab.Lab, dir, cfg string) *daemon {
 	if err := os.WriteFile(filepath.Join(d.dir, "system"), []byte(system), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d.cmd = exec.Command("ip", "netns", "exec", l.Router, binary, "daemon",
+	args := append([]string{"netns", "exec", l.Router, binary, "daemon",
 		"--config", filepath.Join(d.dir, "curfew"), "--system", filepath.Join(d.dir, "system"),
-		"--state-dir", d.dir, "--socket", filepath.Join(d.dir, "sock"), "--trust-clock", "-v")
+		"--state-dir", d.dir, "--socket", filepath.Join(d.dir, "sock"), "--trust-clock", "-v"}, extra...)
+	d.cmd = exec.Command("ip", args...)
 	d.cmd.Stdout, d.cmd.Stderr = d, d
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -587,5 +588,98 @@ config device
 	out, _ = d.cli(t, "explain", "Kid phone")
 	if !strings.Contains(out, "dns: v16m.tiktokcdn.com blocked by service tiktok") || !strings.Contains(out, "attempts to bypass") {
 		t.Errorf("explain lacks DNS decisions:\n%s", out)
+	}
+}
+
+// TestScreenTimeAndNewMACs: a profile with a two-minute budget goes offline
+// once its traffic used it up (minutes shortened to a second), an idle
+// device's budget is not touched, a new MAC with a configured device's DHCP
+// name is reported, and curfew assign adds it to the config.
+func TestScreenTimeAndNewMACs(t *testing.T) {
+	l := newLab(t, "cfe5")
+	dir := t.TempDir()
+	leases := filepath.Join(dir, "dhcp.leases")
+	os.WriteFile(leases, []byte(fmt.Sprintf("1898000000 %s 192.0.2.10 Kids-Phone *\n1898000000 %s 192.0.2.30 Kids-Phone *\n", l.Child.MAC, l.Guest.MAC)), 0o644)
+	cfg := fmt.Sprintf(`config curfew 'main'
+	list lan 'br-lan'
+	option unknown_profile 'idle'
+
+config profile 'kid'
+	option daily_limit '2m'
+
+config profile 'idle'
+	option daily_limit '2m'
+
+config profile 'grownup'
+
+config device
+	option mac '%s'
+	option name 'Kid phone'
+	option profile 'kid'
+`, l.Child.MAC)
+	d := startIn(t, l, dir, cfg, "--minute-length", "1s", "--leases", leases)
+
+	// The child streams: about 100 kB a second through the router.
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := l.Dial(l.Child.NS, "udp", net.JoinHostPort(lab.InternetV4, lab.EchoPort), time.Second)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 1000)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+				c.Write(buf)
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+
+	if !waitFor(15*time.Second, func() bool {
+		out, _ := d.cli(t, "explain", "kid")
+		return strings.Contains(out, "offline: daily limit 2m used up")
+	}) {
+		out, _ := d.cli(t, "explain", "kid")
+		t.Fatalf("budget never ran out:\n%s", out)
+	}
+	reach(t, l, "TCP/IPv4 with the budget used up", l.Child.NS, false, func() error { return l.TCP(l.Child.NS, lab.InternetV4) })
+
+	out, _ := d.cli(t, "usage", "--json")
+	var days []struct {
+		Profiles map[string]int
+		Devices  map[string]struct{ Minutes int }
+	}
+	if err := json.Unmarshal([]byte(out), &days); err != nil || len(days) == 0 {
+		t.Fatalf("usage --json: %v %s", err, out)
+	}
+	if days[0].Profiles["kid"] < 2 || days[0].Profiles["idle"] != 0 {
+		t.Errorf("usage today = %+v: the child used its 2 minutes, the idle guest none", days[0].Profiles)
+	}
+	reach(t, l, "TCP/IPv4 of the idle guest", l.Guest.NS, true, func() error { return l.TCP(l.Guest.NS, lab.InternetV4) })
+
+	out, _ = d.cli(t, "grant", "kid", "30m")
+	reach(t, l, "TCP/IPv4 after a grant", l.Child.NS, true, func() error { return l.TCP(l.Child.NS, lab.InternetV4) })
+
+	out, _ = d.cli(t, "devices")
+	if !strings.Contains(out, "DHCP name 'Kids-Phone' like Kid phone's configured device") {
+		t.Errorf("new MAC with the child's DHCP name not reported:\n%s", out)
+	}
+	out, code := d.cli(t, "assign", l.Guest.MAC, "grownup", "--name", "Guest's tablet")
+	if code != 0 {
+		t.Fatalf("assign: %d %s", code, out)
+	}
+	written, _ := os.ReadFile(filepath.Join(dir, "curfew"))
+	if !strings.HasPrefix(string(written), cfg) || !strings.Contains(string(written), "option name \"Guest's tablet\"") {
+		t.Errorf("config after assign:\n%s", written)
+	}
+	out, _ = d.cli(t, "status", "--json")
+	if !strings.Contains(out, `"name": "Guest's tablet"`) || !strings.Contains(out, `"profile": "grownup"`) {
+		t.Errorf("status after assign:\n%s", out)
 	}
 }

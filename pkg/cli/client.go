@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -26,6 +27,8 @@ func clientCommands() []command {
 		{"grant", "add D to TARGET's screen time today: grant TARGET D", runAction(control.MethodGrant)},
 		{"reload", "re-read the config (a bad one is refused, the old one stays)", runReload},
 		{"log", "recent DNS queries [TARGET] [-n N]", runLog},
+		{"usage", "screen time and activity per day [TARGET] [--days N]", runUsage},
+		{"assign", "add a device to a profile in the config: assign MAC PROFILE [--name N]", runAssign},
 	}
 }
 
@@ -94,6 +97,9 @@ func runStatus(ctx context.Context, args []string, env *Env) int {
 		if st.Plan != nil {
 			PrintPlan(w, st.Plan, st.Plan.At.Location())
 		}
+		for _, n := range st.Notes {
+			fmt.Fprintln(w, "note: "+n)
+		}
 		if len(st.Overrides) > 0 {
 			fmt.Fprintln(w, "parent overrides:")
 			for _, o := range st.Overrides {
@@ -120,7 +126,7 @@ func runDevices(ctx context.Context, args []string, env *Env) int {
 	}
 	return call(ctx, env, *socket, *asJSON, control.Request{Method: control.MethodDevices}, func(w io.Writer, devs []control.Device) {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "MAC\tNAME\tPROFILE\tSTATE\tADDRESSES\tLAST SEEN")
+		fmt.Fprintln(tw, "MAC\tNAME\tDHCP NAME\tPROFILE\tSTATE\tADDRESSES\tLAST SEEN")
 		for _, d := range devs {
 			name := d.Name
 			if !d.Configured {
@@ -138,9 +144,18 @@ func runDevices(ctx context.Context, args []string, env *Env) int {
 			if addrs == "" {
 				addrs = "-"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.MAC, name, prof, d.State, addrs, seen)
+			host := d.Hostname
+			if host == "" {
+				host = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.MAC, name, host, prof, d.State, addrs, seen)
 		}
 		tw.Flush()
+		for _, d := range devs {
+			if d.Note != "" {
+				fmt.Fprintln(w, "note: "+d.Note)
+			}
+		}
 	})
 }
 
@@ -244,5 +259,65 @@ func runLog(ctx context.Context, args []string, env *Env) int {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format("15:04:05"), dev, e.Name, e.Type, verdict)
 		}
 		tw.Flush()
+	})
+}
+
+func runUsage(ctx context.Context, args []string, env *Env) int {
+	fs, socket, asJSON := clientFlags("usage", env)
+	days := fs.Int("days", 7, "days of history (kept: 30)")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() > 1 {
+		fmt.Fprintln(env.Stderr, "usage: curfew usage [TARGET] [--days N]")
+		return ExitUsage
+	}
+	return call(ctx, env, *socket, *asJSON, control.Request{Method: control.MethodUsage, Target: fs.Arg(0), Limit: *days}, func(w io.Writer, ds []control.UsageDay) {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "DAY\tWHO\tONLINE\tSENT\tBLOCKED\tBYPASS TRIES")
+		for _, d := range ds {
+			var profs []string
+			for p := range d.Profiles {
+				profs = append(profs, p)
+			}
+			sort.Strings(profs)
+			for _, p := range profs {
+				fmt.Fprintf(tw, "%s\tprofile %s\t%dm\t\t\t\n", d.Date, p, d.Profiles[p])
+			}
+			var macs []string
+			for m := range d.Devices {
+				macs = append(macs, m)
+			}
+			sort.Strings(macs)
+			for _, m := range macs {
+				du := d.Devices[m]
+				name := du.Name
+				if name == "" {
+					name = m
+				}
+				fmt.Fprintf(tw, "%s\t  %s\t%dm\t%d kB\t%d\t%d\n", d.Date, name, du.Minutes, du.BytesUp/1024, du.Blocked, du.BypassAttempts)
+			}
+		}
+		tw.Flush()
+	})
+}
+
+func runAssign(ctx context.Context, args []string, env *Env) int {
+	fs, socket, asJSON := clientFlags("assign", env)
+	name := fs.String("name", "", "device name (default: its DHCP host name)")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() != 2 {
+		fmt.Fprintln(env.Stderr, "usage: curfew assign MAC PROFILE [--name N]")
+		return ExitUsage
+	}
+	req := control.Request{V: control.Version, Method: control.MethodAssign, Target: fs.Arg(0), Profile: fs.Arg(1), Name: *name}
+	if err := req.Validate(); err != nil {
+		fmt.Fprintln(env.Stderr, "curfew:", err)
+		return ExitUsage
+	}
+	return call(ctx, env, *socket, *asJSON, req, func(w io.Writer, r control.ActionResult) {
+		fmt.Fprintln(w, r.Message)
 	})
 }

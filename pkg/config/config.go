@@ -14,12 +14,22 @@ import (
 	"net/netip"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"curfew/pkg/schedule"
 	"curfew/pkg/uci"
 )
+
+// DefaultActiveThreshold is the bytes a minute that make it screen time:
+// 16 KiB sent through the router (upstream; traffic inside the LAN and to
+// the router itself does not count). An idle device in the lab sends
+// nothing through the router (the e2e test checks it burns no budget);
+// push keep-alives of an idle phone are a few hundred bytes a minute, far
+// below; watching video at 3 Mbit/s sends about 60 KiB a minute of
+// acknowledgements alone, and browsing or playing far more.
+const DefaultActiveThreshold = 16 << 10
 
 // Config is a validated curfew configuration.
 type Config struct {
@@ -46,9 +56,12 @@ type Config struct {
 	BypassPrevention bool
 	// DoHAddresses overrides the built-in list of DoH resolver addresses.
 	DoHAddresses []netip.Prefix
-	Profiles     []*Profile
-	Devices      []*Device
-	Schedules    []*Schedule
+	// ActiveThreshold is how many bytes a profile's devices must send in a
+	// minute for it to count as screen time.
+	ActiveThreshold uint64
+	Profiles        []*Profile
+	Devices         []*Device
+	Schedules       []*Schedule
 }
 
 // Profile is a named set of rules shared by a child's devices.
@@ -90,7 +103,15 @@ type Device struct {
 	MAC     net.HardwareAddr
 	Name    string
 	Profile string
-	Line    int
+	// Hostname is the device's DHCP host name, if the parent wrote it down
+	// (curfew also learns it from the leases).
+	Hostname string
+	// MatchHostname makes any MAC that asks DHCP for this device's host name
+	// count as this device: it follows a phone's new random MAC. Host names
+	// are chosen by the device, so this is spoofable — a convenience, not
+	// a lock.
+	MatchHostname bool
+	Line          int
 }
 
 // Action is what a schedule window does.
@@ -264,9 +285,9 @@ func (v *validator) warnf(s *uci.Section, o *uci.Option, format string, args ...
 // does, except that a repeated `option` keeps only its last value.
 var known = map[string]map[string]bool{
 	"curfew": {"enabled": false, "lan": true, "unknown_profile": false, "clock_unsynced": false, "backend": false,
-		"dns_filter": false, "dns_upstream": false, "dns_port": false, "bypass_prevention": false, "doh_address": true},
+		"dns_filter": false, "dns_upstream": false, "dns_port": false, "bypass_prevention": false, "doh_address": true, "active_threshold": false},
 	"profile":  {"name": false, "daily_limit": false, "block": true, "block_service": true, "blocklist": true, "safesearch": false, "allowlist": false, "allow": true},
-	"device":   {"mac": false, "name": false, "profile": false},
+	"device":   {"mac": false, "name": false, "profile": false, "hostname": false, "match_hostname": false},
 	"schedule": {"profile": true, "days": true, "start": false, "stop": false, "action": false, "block": true, "block_service": true},
 }
 
@@ -303,7 +324,8 @@ func (v *validator) bool(s *uci.Section, name string, def bool) bool {
 
 func (v *validator) build(f *uci.File) *Config {
 	c := &Config{File: v.file, Enabled: true, ClockUnsyncedOffline: true, Backend: "auto",
-		DNSFilter: true, DNSUpstream: "127.0.0.1:53", DNSPort: 5353 + 100, BypassPrevention: true}
+		DNSFilter: true, DNSUpstream: "127.0.0.1:53", DNSPort: 5353 + 100, BypassPrevention: true,
+		ActiveThreshold: DefaultActiveThreshold}
 	var mains int
 	for _, s := range f.Sections {
 		opts, ok := known[s.Type]
@@ -381,6 +403,14 @@ func (v *validator) main(c *Config, s *uci.Section) {
 			v.errorf(s, o, "invalid port %q (want 1024 to 65000; each profile takes the next one)", o.Value)
 		} else {
 			c.DNSPort = uint16(port)
+		}
+	}
+	if o, ok := s.Get("active_threshold"); ok {
+		n, err := strconv.ParseUint(o.Value, 10, 64)
+		if err != nil || n == 0 {
+			v.errorf(s, o, "invalid byte count %q (want e.g. 16384)", o.Value)
+		} else {
+			c.ActiveThreshold = n
 		}
 	}
 	for _, o := range values(s, "doh_address") {
@@ -478,6 +508,10 @@ func (v *validator) device(s *uci.Section) *Device {
 	} else {
 		v.errorf(s, nil, "missing option 'profile'")
 	}
+	if o, ok := s.Get("hostname"); ok {
+		d.Hostname = o.Value
+	}
+	d.MatchHostname = v.bool(s, "match_hostname", false)
 	return d
 }
 

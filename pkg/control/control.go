@@ -45,6 +45,8 @@ const (
 	MethodReload      = "reload"
 	MethodClockSynced = "clock_synced"
 	MethodLog         = "log"
+	MethodUsage       = "usage"
+	MethodAssign      = "assign"
 )
 
 // Request is one call.
@@ -59,8 +61,11 @@ type Request struct {
 	Until string `json:"until,omitempty"`
 	// Amount is the duration a grant adds.
 	Amount string `json:"amount,omitempty"`
-	// Limit bounds the entries of a log (0: all kept).
+	// Limit bounds the entries of a log (0: all kept) or the days of usage.
 	Limit int `json:"limit,omitempty"`
+	// Profile and Name are an assign's profile and device name.
+	Profile string `json:"profile,omitempty"`
+	Name    string `json:"name,omitempty"`
 }
 
 // Response is the answer to one call.
@@ -84,7 +89,7 @@ func (r *Request) Validate() error {
 	}
 	needTarget := false
 	switch r.Method {
-	case MethodStatus, MethodDevices, MethodReload, MethodClockSynced, MethodLog:
+	case MethodStatus, MethodDevices, MethodReload, MethodClockSynced, MethodLog, MethodUsage:
 	case MethodExplain, MethodResume:
 		needTarget = true
 	case MethodPause:
@@ -96,6 +101,14 @@ func (r *Request) Validate() error {
 		needTarget = true
 		if (r.For == "") == (r.Until == "") {
 			return errors.New("allow needs exactly one of --for or --until")
+		}
+	case MethodAssign:
+		needTarget = true
+		if r.Profile == "" {
+			return errors.New("assign needs a profile")
+		}
+		if len(r.Name) > 64 || strings.ContainsAny(r.Name+r.Profile, "\n\r") {
+			return errors.New("invalid device name")
 		}
 	case MethodGrant:
 		needTarget = true

@@ -16,6 +16,9 @@ type Status struct {
 	// Plan is what is enforced now; nil before the first good config.
 	Plan      *plan.Plan      `json:"plan"`
 	Overrides []plan.Override `json:"overrides"`
+	// Notes are remarks for the parent, such as an unknown MAC that uses a
+	// configured device's DHCP name.
+	Notes []string `json:"notes"`
 }
 
 // ConfigStatus tells whether the last config load worked.
@@ -28,14 +31,18 @@ type ConfigStatus struct {
 
 // Device is one row of `devices`: seen on the network, configured, or both.
 type Device struct {
-	MAC        string     `json:"mac"`
-	Name       string     `json:"name"`
-	Profile    string     `json:"profile"`
-	Configured bool       `json:"configured"`
-	Addresses  []string   `json:"addresses"`
-	FirstSeen  *time.Time `json:"first_seen"`
-	LastSeen   *time.Time `json:"last_seen"`
-	State      string     `json:"state"`
+	MAC        string   `json:"mac"`
+	Name       string   `json:"name"`
+	Profile    string   `json:"profile"`
+	Configured bool     `json:"configured"`
+	Addresses  []string `json:"addresses"`
+	Hostname   string   `json:"hostname"`
+	ClientID   string   `json:"client_id"`
+	// Note says when an unknown MAC looks like a configured device.
+	Note      string     `json:"note,omitempty"`
+	FirstSeen *time.Time `json:"first_seen"`
+	LastSeen  *time.Time `json:"last_seen"`
+	State     string     `json:"state"`
 }
 
 // Explanation is the result of `explain`.
@@ -89,4 +96,23 @@ type LogEntry struct {
 	Type    string    `json:"type"`
 	Verdict string    `json:"verdict"`
 	By      string    `json:"by,omitempty"`
+}
+
+// UsageDay is one local day of `usage`.
+type UsageDay struct {
+	Date string `json:"date"`
+	// Profiles maps a profile to its online minutes (its screen time).
+	Profiles map[string]int `json:"profiles"`
+	// Devices maps a MAC to its activity.
+	Devices map[string]DeviceUsage `json:"devices"`
+}
+
+// DeviceUsage is one device's activity on one day.
+type DeviceUsage struct {
+	Name           string `json:"name"`
+	Profile        string `json:"profile"`
+	Minutes        int    `json:"minutes"`
+	BytesUp        uint64 `json:"bytes_up"`
+	Blocked        int    `json:"blocked"`
+	BypassAttempts int    `json:"bypass_attempts"`
 }

@@ -27,6 +27,10 @@ func (d *Daemon) Handle(ctx context.Context, req *control.Request) (any, error) 
 		return d.explain(req.Target)
 	case control.MethodPause, control.MethodResume, control.MethodAllow, control.MethodGrant:
 		return d.act(ctx, req)
+	case control.MethodAssign:
+		return d.assign(ctx, req)
+	case control.MethodUsage:
+		return d.usageReport(req.Target, req.Limit)
 	case control.MethodLog:
 		return d.queryLog(req.Target, req.Limit)
 	case control.MethodReload:
@@ -61,6 +65,7 @@ func (d *Daemon) Reload(ctx context.Context) {
 }
 
 func (d *Daemon) status() control.Status {
+	notes := d.notes()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	st := control.Status{
@@ -73,14 +78,20 @@ func (d *Daemon) status() control.Status {
 		},
 		Plan:      d.last,
 		Overrides: append([]plan.Override{}, d.overrides...),
+		Notes:     []string{},
 	}
 	if st.Config.Errors == nil {
 		st.Config.Errors = []string{}
 	}
+	for _, n := range notes {
+		st.Notes = append(st.Notes, n)
+	}
+	sort.Strings(st.Notes)
 	return st
 }
 
 func (d *Daemon) devices() []control.Device {
+	notes := d.notes()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var out []control.Device
@@ -105,6 +116,12 @@ func (d *Daemon) devices() []control.Device {
 			out[i].Addresses = append(out[i].Addresses, ip.String())
 		}
 		sort.Strings(out[i].Addresses)
+	}
+	for i := range out {
+		if l, ok := d.leases[out[i].MAC]; ok {
+			out[i].Hostname, out[i].ClientID = l.Hostname, l.ClientID
+		}
+		out[i].Note = notes[out[i].MAC]
 	}
 	return out
 }

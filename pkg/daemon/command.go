@@ -37,8 +37,11 @@ func Command(ctx context.Context, args []string, version string, stdout, stderr 
 	systemPath := fs.String("system", "/etc/config/system", "OpenWrt system config (time zone)")
 	stateDir := fs.String("state-dir", "/etc/curfew", "directory for parent overrides (kept across reboots)")
 	socket := fs.String("socket", "/var/run/curfew.sock", "control socket")
+	leases := fs.String("leases", "/tmp/dhcp.leases", "dnsmasq's DHCP lease file (host names of devices)")
 	trustClock := fs.Bool("trust-clock", false, "treat the clock as synchronised from the start (NTP is handled elsewhere)")
 	verbose := fs.BoolP("verbose", "v", false, "log debug messages")
+	minute := fs.Duration("minute-length", time.Minute, "how often screen time is counted (tests shorten it)")
+	fs.MarkHidden("minute-length")
 	if err := fs.Parse(args); err != nil {
 		if err == pflag.ErrHelp {
 			return 0
@@ -87,9 +90,11 @@ func Command(ctx context.Context, args []string, version string, stdout, stderr 
 			_, err := os.Stat(ClockSyncedFile)
 			return err == nil
 		},
-		ClockJumps: jumps,
-		Log:        log,
-		Version:    version,
+		ClockJumps:   jumps,
+		Log:          log,
+		Version:      version,
+		MinuteLength: *minute,
+		LeasesFile:   *leases,
 	})
 	go func() {
 		if err := control.Serve(ctx, ln, d.Handle, log); err != nil {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"curfew/pkg/config"
+	"curfew/pkg/devices"
 	"curfew/pkg/dnsfilter"
 	"curfew/pkg/firewall"
 	"curfew/pkg/plan"
@@ -78,6 +79,11 @@ type Options struct {
 	DNS *dnsfilter.Server
 	// Lists loads the block lists the DNS filter uses.
 	Lists *dnsfilter.Lists
+	// MinuteLength is how often screen time is counted: a minute, except
+	// in tests, which shorten it.
+	MinuteLength time.Duration
+	// LeasesFile is dnsmasq's lease file (/tmp/dhcp.leases); empty: none.
+	LeasesFile string
 }
 
 // Daemon is a running reconcile loop.
@@ -104,6 +110,13 @@ type Daemon struct {
 	wake        chan struct{}
 	listsWanted chan struct{}
 	memo        map[string]*policyMemo
+
+	usage      *usageBook
+	usageSaved time.Time
+	lastBytes  map[string]uint64
+	lastDNS    map[string]dnsfilter.Counters
+	leases     map[string]devices.Lease
+	knownHosts map[string]*config.Device
 }
 
 type seenDevice struct {
@@ -135,8 +148,13 @@ func New(opts Options) *Daemon {
 	if opts.Lists == nil {
 		opts.Lists = dnsfilter.NewLists(nil, log)
 	}
+	if opts.MinuteLength == 0 {
+		opts.MinuteLength = time.Minute
+	}
 	return &Daemon{opts: opts, log: log, wake: make(chan struct{}, 1), listsWanted: make(chan struct{}, 1),
-		seen: map[string]*seenDevice{}, memo: map[string]*policyMemo{}}
+		seen: map[string]*seenDevice{}, memo: map[string]*policyMemo{},
+		usage: &usageBook{}, lastBytes: map[string]uint64{}, lastDNS: map[string]dnsfilter.Counters{},
+		leases: map[string]devices.Lease{}, knownHosts: map[string]*config.Device{}}
 }
 
 func (d *Daemon) kick() {
@@ -205,14 +223,19 @@ func (d *Daemon) Run(ctx context.Context) error {
 		if err != nil {
 			d.log.Error("parent overrides not restored", "err", err)
 		}
+		u, err := loadUsage(d.opts.StateDir)
+		if err != nil {
+			d.log.Error("usage history not restored", "err", err)
+		}
 		d.mu.Lock()
-		d.overrides = ovs
+		d.overrides, d.usage = ovs, u
 		d.mu.Unlock()
 	}
 	d.load()
 	lctx, stopLists := context.WithCancel(ctx)
 	defer stopLists()
 	go d.refreshLists(lctx, d.listsWanted)
+	go d.countMinutes(lctx)
 	for {
 		d.reconcile(ctx)
 		sleep := d.opts.ResyncEvery
@@ -249,6 +272,9 @@ func (d *Daemon) stop() error {
 	d.log.Info("stopping; removing curfew's kernel rules")
 	if d.opts.DNS != nil {
 		d.opts.DNS.Close()
+	}
+	if d.opts.StateDir != "" {
+		d.saveUsage()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -319,12 +345,15 @@ func (d *Daemon) reconcile(ctx context.Context) {
 		macs = append(macs, n.MAC)
 	}
 	d.noteSeen(neighbours, now)
+	d.readLeases(cfg)
+	cfg = d.withHostnameMatches(cfg, macs)
 	p := plan.Compute(plan.Input{
 		Config:       cfg,
 		Loc:          loc,
 		At:           now,
 		Seen:         macs,
 		Overrides:    ovs,
+		Used:         d.usedToday(now, loc),
 		ClockTrusted: trusted,
 	})
 	rs := firewall.Render(p, cfg, d.opts.DNSPort)

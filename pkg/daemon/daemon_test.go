@@ -401,3 +401,66 @@ func TestUntrustedClockUntilNTPSays(t *testing.T) {
 		t.Errorf("after NTP: %s %q", s.State, s.Reason)
 	}
 }
+
+// countingBackend is a fakeBackend that also reports per-MAC counters.
+type countingBackend struct {
+	*fakeBackend
+	mu    sync.Mutex
+	bytes map[string]uint64
+}
+
+func (b *countingBackend) Counters(context.Context) (map[string]uint64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := map[string]uint64{}
+	for k, v := range b.bytes {
+		out[k] = v
+	}
+	return out, nil
+}
+
+func (b *countingBackend) send(mac string, n uint64) {
+	b.mu.Lock()
+	b.bytes[mac] += n
+	b.mu.Unlock()
+}
+
+func TestScreenTimeIsSharedAndIgnoresChatter(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, testConfig+`
+config device
+	option mac '02:c0:00:00:00:0b'
+	option name 'Kid tablet'
+	option profile 'kid'
+`)
+	os.WriteFile(filepath.Join(dir, "system"), []byte("config system\n\toption timezone 'GMT0BST,M3.5.0/1,M10.5.0'\n"), 0o644)
+	cb := &countingBackend{fakeBackend: newFakeBackend(), bytes: map[string]uint64{childMAC: 0, "02:c0:00:00:00:0b": 0}}
+	clock := &fakeClock{now: london(t, "2026-03-28T23:58:00Z")}
+	a, _ := net.ParseMAC(childMAC)
+	b, _ := net.ParseMAC("02:c0:00:00:00:0b")
+	d := New(Options{ConfigPath: filepath.Join(dir, "curfew"), SystemPath: filepath.Join(dir, "system"),
+		Backend: cb, Clock: clock, Seen: func([]string) []Neighbour { return []Neighbour{{MAC: a}, {MAC: b}} }})
+	d.load()
+	ctx := context.Background()
+	d.reconcile(ctx)
+	d.tick(ctx) // first reading: a baseline, nothing counted
+	minute := func(sendA, sendB uint64) {
+		cb.send(childMAC, sendA)
+		cb.send("02:c0:00:00:00:0b", sendB)
+		clock.advance(time.Minute)
+		d.tick(ctx)
+	}
+	minute(10<<10, 10<<10) // each under the threshold, together over it
+	minute(500, 300)       // idle chatter
+	minute(40<<10, 40<<10) // both busy at once: one minute of the shared budget
+	day := d.usage.Days["2026-03-28"]
+	if day == nil || day.Profiles["kid"] != 1 {
+		t.Fatalf("before midnight: %+v", day)
+	}
+	if day2 := d.usage.Days["2026-03-29"]; day2 == nil || day2.Profiles["kid"] != 1 || day2.Devices[childMAC].Minutes != 1 {
+		t.Errorf("after midnight (local day of the spring-forward): %+v", day2)
+	}
+	if got := d.usage.used("2026-03-29")["kid"]; got != time.Minute {
+		t.Errorf("used today = %v", got)
+	}
+}

@@ -37,23 +37,28 @@ func loadOverrides(dir string) ([]plan.Override, error) {
 	return doc.Overrides, nil
 }
 
-// saveOverrides writes the state file atomically: a temporary file in the
-// same directory, fsync, rename over the old one, fsync the directory. A
-// power cut leaves either the old or the new file, never half of one.
+// saveOverrides writes the overrides file.
 func saveOverrides(dir string, ovs []plan.Override) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
 	data, err := json.MarshalIndent(stateDoc{Version: 1, Overrides: ovs}, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, ".overrides-*")
+	return atomicWrite(dir, stateFile, append(data, '\n'))
+}
+
+// atomicWrite writes a file in dir atomically: a temporary file in the same
+// directory, fsync, rename over the old one, fsync the directory. A power
+// cut leaves either the old or the new file, never half of one.
+func atomicWrite(dir, name string, data []byte) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, "."+name+"-*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(data, '\n')); err != nil {
+	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
 		return err
 	}
@@ -64,7 +69,7 @@ func saveOverrides(dir string, ovs []plan.Override) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, stateFile)); err != nil {
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
 		return err
 	}
 	d, err := os.Open(dir)

@@ -135,6 +135,16 @@ func (d Duration) MarshalJSON() ([]byte, error) {
 	return []byte(`"` + time.Duration(d).String() + `"`), nil
 }
 
+// UnmarshalJSON implements json.Unmarshaler (for the CLI reading status).
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	v, err := time.ParseDuration(strings.Trim(string(b), `"`))
+	if err != nil {
+		return fmt.Errorf("duration %s: %w", b, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
 // source is one reason for being offline, with its intervals.
 type source struct {
 	label string

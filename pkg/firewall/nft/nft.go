@@ -257,6 +257,8 @@ type desired struct {
 	sets  []*setSpec
 	// chains and their rules in creation order (referenced chains first).
 	chains []*chainSpec
+	// counters are named counter objects, one per device.
+	counters []string
 }
 
 type setSpec struct {
@@ -350,6 +352,9 @@ func (b *Backend) replace(c *nftables.Conn, d *desired) error {
 	// Chains first: verdict map elements refer to them.
 	for _, ch := range d.chains {
 		c.AddChain(ch.chain)
+	}
+	for _, name := range d.counters {
+		c.AddObj(&nftables.CounterObj{Table: d.table, Name: name})
 	}
 	for _, s := range d.sets {
 		if err := c.AddSet(s.set, nil); err != nil {
@@ -485,6 +490,33 @@ func (b *Backend) intact(c *nftables.Conn, d *desired) (bool, string) {
 		return false, fmt.Sprintf("%d sets, want %d", len(sets), len(d.sets))
 	}
 	return true, ""
+}
+
+// Counters returns the bytes each device sent through curfew so far, by
+// MAC; a replaced table starts again from zero.
+func (b *Backend) Counters(ctx context.Context) (map[string]uint64, error) {
+	c, err := b.conn()
+	if err != nil {
+		return nil, err
+	}
+	objs, err := c.GetObjects(&nftables.Table{Name: TableName, Family: nftables.TableFamilyINet})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]uint64{}
+	for _, o := range objs {
+		co, ok := o.(*nftables.CounterObj)
+		if !ok || !strings.HasPrefix(co.Name, "usage_") {
+			continue
+		}
+		id := strings.TrimPrefix(co.Name, "usage_")
+		if len(id) != 12 {
+			continue
+		}
+		mac := id[0:2] + ":" + id[2:4] + ":" + id[4:6] + ":" + id[6:8] + ":" + id[8:10] + ":" + id[10:12]
+		out[mac] = co.Bytes
+	}
+	return out, nil
 }
 
 // AllowAddresses lets an allowlist profile reach addrs for ttl (plus a
@@ -736,7 +768,11 @@ func render(rs *firewall.Ruleset, memo *prefixMemo) (*desired, error) {
 		d.sets = append(d.sets, off)
 		ch := &chainSpec{chain: &nftables.Chain{Name: "device_" + id, Table: t}}
 		ch.add(name+": inside an offline interval", offlineNow(off.set.Name))
-		ch.add(name+": profile "+dev.Profile, gotoChain("profile_"+dev.Profile))
+		// A named counter per device: the daemon reads them all in one
+		// dump a minute to count screen time (no per-packet userspace work).
+		d.counters = append(d.counters, "usage_"+id)
+		ch.add(name+": profile "+dev.Profile+", traffic counted for screen time",
+			&expr.Objref{Type: 1, Name: "usage_" + id}, gotoChain("profile_"+dev.Profile))
 		d.chains = append(d.chains, ch)
 		devices.elems = append(devices.elems, nftables.SetElement{
 			Key:         dev.MAC,

@@ -1,0 +1,245 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"curfew/pkg/control"
+)
+
+// Counters is implemented by backends that count each device's traffic in
+// the kernel (nftables: a named counter per device).
+type Counters interface {
+	Counters(ctx context.Context) (map[string]uint64, error)
+}
+
+// usageFile keeps the usage history in the state dir. It is written at
+// most once an hour and on a clean stop — never per minute: flash wears.
+const usageFile = "usage.json"
+
+// keepDays is how much usage history is kept.
+const keepDays = 30
+
+// usageBook is the screen-time and activity history, per local day.
+type usageBook struct {
+	Days map[string]*usageDay `json:"days"`
+}
+
+type usageDay struct {
+	// Profiles counts each profile's online minutes (its budget use).
+	Profiles map[string]int `json:"profiles"`
+	// Devices holds each device's activity.
+	Devices map[string]*control.DeviceUsage `json:"devices"`
+}
+
+func (b *usageBook) day(date string) *usageDay {
+	if b.Days == nil {
+		b.Days = map[string]*usageDay{}
+	}
+	d := b.Days[date]
+	if d == nil {
+		d = &usageDay{Profiles: map[string]int{}, Devices: map[string]*control.DeviceUsage{}}
+		b.Days[date] = d
+	}
+	return d
+}
+
+func (b *usageBook) prune(today string, now time.Time) {
+	cutoff := now.AddDate(0, 0, -keepDays).Format("2006-01-02")
+	for date := range b.Days {
+		if date < cutoff {
+			delete(b.Days, date)
+		}
+	}
+}
+
+func loadUsage(dir string) (*usageBook, error) {
+	b := &usageBook{}
+	data, err := os.ReadFile(filepath.Join(dir, usageFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return b, nil
+	}
+	if err != nil {
+		return b, err
+	}
+	return b, json.Unmarshal(data, b)
+}
+
+// used returns each profile's screen time on date, for the plan.
+func (b *usageBook) used(date string) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	if d := b.Days[date]; d != nil {
+		for p, m := range d.Profiles {
+			out[p] = time.Duration(m) * time.Minute
+		}
+	}
+	return out
+}
+
+// tick counts one minute: a device whose traffic since the last tick
+// exceeds the threshold was online in it, and so was its profile if its
+// devices together exceed it (the budget is shared by the profile's
+// devices: two tablets at once cost one minute, not two). Background
+// chatter of an idle phone stays under the threshold.
+func (d *Daemon) tick(ctx context.Context) {
+	ctr, ok := d.opts.Backend.(Counters)
+	if !ok {
+		return
+	}
+	counts, err := ctr.Counters(ctx)
+	if err != nil {
+		d.log.Warn("usage counters not read", "err", err)
+		return
+	}
+	now := d.opts.Clock.Now()
+	d.mu.Lock()
+	p, loc, cfg := d.last, d.loc, d.cfg
+	if p == nil || cfg == nil {
+		d.mu.Unlock()
+		return
+	}
+	date := now.In(loc).Format("2006-01-02")
+	day := d.usage.day(date)
+	threshold := cfg.ActiveThreshold
+	perProfile := map[string]uint64{}
+	for _, dev := range p.Devices {
+		if !dev.Managed {
+			continue
+		}
+		cur, seen := counts[dev.MAC]
+		if !seen {
+			continue
+		}
+		prev, had := d.lastBytes[dev.MAC]
+		delta := cur
+		if had && cur >= prev {
+			delta = cur - prev
+		}
+		d.lastBytes[dev.MAC] = cur
+		if !had {
+			continue // first reading: no interval to judge
+		}
+		du := day.Devices[dev.MAC]
+		if du == nil {
+			du = &control.DeviceUsage{Name: dev.Name, Profile: dev.Profile}
+			day.Devices[dev.MAC] = du
+		}
+		du.BytesUp += delta
+		if delta > threshold {
+			du.Minutes++
+		}
+		if d.opts.DNS != nil {
+			c := d.opts.DNS.Stats().Get(dev.MAC)
+			last := d.lastDNS[dev.MAC]
+			du.Blocked += c.Blocked - last.Blocked
+			du.BypassAttempts += c.Bypass - last.Bypass
+			d.lastDNS[dev.MAC] = c
+		}
+		perProfile[dev.Profile] += delta
+	}
+	exhausted := false
+	for prof, bytes := range perProfile {
+		if bytes <= threshold {
+			continue
+		}
+		day.Profiles[prof]++
+		if cp := cfg.Profile(prof); cp != nil && cp.DailyLimit > 0 && time.Duration(day.Profiles[prof])*time.Minute >= cp.DailyLimit {
+			exhausted = true
+		}
+	}
+	d.usage.prune(date, now)
+	save := d.opts.StateDir != "" && now.Sub(d.usageSaved) >= time.Hour
+	if save {
+		d.usageSaved = now
+	}
+	d.mu.Unlock()
+	if save {
+		d.saveUsage()
+	}
+	if exhausted {
+		d.kick()
+	}
+}
+
+func (d *Daemon) saveUsage() {
+	d.mu.Lock()
+	data, err := json.Marshal(d.usage)
+	d.mu.Unlock()
+	if err == nil {
+		err = atomicWrite(d.opts.StateDir, usageFile, data)
+	}
+	if err != nil {
+		d.log.Warn("usage history not saved", "err", err)
+	}
+}
+
+// countMinutes runs tick every minute (MinuteLength) until ctx ends.
+func (d *Daemon) countMinutes(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d.opts.MinuteLength):
+			d.tick(ctx)
+		}
+	}
+}
+
+// usageReport answers `usage`: the last days of history, newest first.
+func (d *Daemon) usageReport(target string, days int) ([]control.UsageDay, error) {
+	if days <= 0 {
+		days = 7
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var macs map[string]bool
+	var profiles map[string]bool
+	if target != "" {
+		devs := targetDevices(d.last, target)
+		if len(devs) == 0 {
+			return nil, errors.New("no device matches " + target)
+		}
+		macs, profiles = map[string]bool{}, map[string]bool{}
+		for _, dev := range devs {
+			macs[dev.MAC] = true
+			profiles[dev.Profile] = true
+		}
+	}
+	var dates []string
+	for date := range d.usage.Days {
+		dates = append(dates, date)
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(dates)))
+	if len(dates) > days {
+		dates = dates[:days]
+	}
+	out := []control.UsageDay{}
+	for _, date := range dates {
+		day := d.usage.Days[date]
+		ud := control.UsageDay{Date: date, Profiles: map[string]int{}, Devices: map[string]control.DeviceUsage{}}
+		for p, m := range day.Profiles {
+			if profiles == nil || profiles[p] {
+				ud.Profiles[p] = m
+			}
+		}
+		for mac, du := range day.Devices {
+			if macs == nil || macs[mac] {
+				ud.Devices[mac] = *du
+			}
+		}
+		out = append(out, ud)
+	}
+	return out, nil
+}
+
+// usedToday is the plan's input: screen time each profile used today.
+func (d *Daemon) usedToday(now time.Time, loc *time.Location) map[string]time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.usage.used(now.In(loc).Format("2006-01-02"))
+}
