@@ -460,10 +460,38 @@ func TestParentCommands(t *testing.T) {
 		t.Errorf("status after garbage: %d %s", code, out)
 	}
 
+	t.Log("LuCI's rpcd plugin against the running daemon")
+	rpcd := func(method, args string) map[string]any {
+		t.Helper()
+		cmd := exec.Command(binary, "rpcd", "--socket", filepath.Join(d2.dir, "sock"), "call", method)
+		cmd.Stdin = strings.NewReader(args)
+		out, err := cmd.Output()
+		var res map[string]any
+		if err != nil || json.Unmarshal(out, &res) != nil {
+			t.Fatalf("rpcd call %s: %v %s", method, err, out)
+		}
+		return res
+	}
+	if res := rpcd("status", "{}"); res["backend"] != "nftables" || res["plan"] == nil {
+		t.Errorf("rpcd status = %v", res)
+	}
+	if res := rpcd("pause", `{"target":"nobody"}`); !strings.Contains(fmt.Sprint(res["error"]), `unknown target "nobody"`) {
+		t.Errorf("rpcd pause of an unknown target = %v", res)
+	}
+	if res := rpcd("grant", `{"target":`); !strings.Contains(fmt.Sprint(res["error"]), "bad arguments") {
+		t.Errorf("rpcd with broken JSON = %v", res)
+	}
+	if res := rpcd("pause", `{"target":"kid","for":"5m"}`); !strings.Contains(fmt.Sprint(res["message"]), "paused kid") {
+		t.Errorf("rpcd pause = %v", res)
+	}
+
 	d2.cmd.Process.Signal(syscall.SIGTERM)
 	d2.cmd.Wait()
 	if out, code := d2.cli(t, "status"); code != 2 || !strings.Contains(out, "daemon is not running") {
 		t.Errorf("status without a daemon: %d %s", code, out)
+	}
+	if res := rpcd("status", "{}"); res["error"] != "the curfew daemon is not running" {
+		t.Errorf("rpcd status without a daemon = %v", res)
 	}
 }
 

@@ -48,6 +48,7 @@ const (
 
 // Env is what a command needs from the outside world.
 type Env struct {
+	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	// Now reads the clock; tests replace it.
 	Now func() time.Time
@@ -92,7 +93,7 @@ func Run(ctx context.Context, args []string, env *Env) int {
 		}
 		return ExitOK
 	}
-	for _, c := range append(commands(), clockSynced) {
+	for _, c := range append(commands(), clockSynced, command{"rpcd", "", runRpcd}) {
 		if c.name == args[0] {
 			return c.run(ctx, args[1:], env)
 		}

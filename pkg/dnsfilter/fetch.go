@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -152,6 +153,11 @@ func (l *Lists) Refresh(ctx context.Context, names []string, now time.Time) bool
 		}
 	}
 	l.mu.Unlock()
+	if changed {
+		// Parsing a big list leaves its garbage behind; on a router the
+		// memory should go back to the system now, not in a few minutes.
+		debug.FreeOSMemory()
+	}
 	return changed
 }
 

@@ -53,6 +53,9 @@ type Server struct {
 	// timeout bounds one exchange with the upstream resolver.
 	timeout time.Duration
 
+	// pool keeps sockets to the upstream resolver open between queries.
+	pool chan pooledConn
+
 	mu        sync.Mutex
 	policies  map[string]*Policy
 	listeners map[string]*listener // key: profile + "/" + interface
@@ -84,6 +87,7 @@ func NewServer(opts Options) *Server {
 	}
 	return &Server{
 		opts: opts, log: log, qlog: NewQueryLog(opts.LogSize), stats: NewStats(), timeout: 2 * time.Second,
+		pool:     make(chan pooledConn, 32),
 		policies: map[string]*Policy{}, listeners: map[string]*listener{}, upstream: "127.0.0.1:53",
 	}
 }
@@ -371,7 +375,7 @@ func (s *Server) forward(raw []byte, tcp bool) []byte {
 	upstream := s.upstream
 	s.mu.Unlock()
 	if !tcp {
-		resp, err := exchangeUDP(upstream, raw, s.timeout)
+		resp, err := s.exchangeUDP(upstream, raw)
 		if err == nil && len(resp) > 2 && resp[2]&0x02 == 0 { // TC bit clear
 			return resp
 		}
@@ -388,26 +392,52 @@ func (s *Server) forward(raw []byte, tcp bool) []byte {
 	return resp
 }
 
-func exchangeUDP(upstream string, raw []byte, timeout time.Duration) ([]byte, error) {
-	c, err := net.Dial("udp", upstream)
-	if err != nil {
-		return nil, err
+// exchangeUDP asks upstream over one of a few kept-open sockets: opening a
+// socket per query cost half the throughput. A socket whose exchange failed
+// is closed, not reused; late answers to earlier queries are skipped by ID.
+func (s *Server) exchangeUDP(upstream string, raw []byte) ([]byte, error) {
+	var c net.Conn
+	select {
+	case pc := <-s.pool:
+		if pc.upstream == upstream {
+			c = pc.Conn
+		} else {
+			pc.Close()
+		}
+	default:
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(timeout))
+	if c == nil {
+		var err error
+		if c, err = net.Dial("udp", upstream); err != nil {
+			return nil, err
+		}
+	}
+	c.SetDeadline(time.Now().Add(s.timeout))
 	if _, err := c.Write(raw); err != nil {
+		c.Close()
 		return nil, err
 	}
 	buf := make([]byte, 65535)
 	for {
 		n, err := c.Read(buf)
 		if err != nil {
+			c.Close()
 			return nil, err
 		}
 		if n >= 2 && buf[0] == raw[0] && buf[1] == raw[1] { // same ID
+			select {
+			case s.pool <- pooledConn{c, upstream}:
+			default:
+				c.Close()
+			}
 			return append([]byte(nil), buf[:n]...), nil
 		}
 	}
+}
+
+type pooledConn struct {
+	net.Conn
+	upstream string
 }
 
 func exchangeTCP(upstream string, raw []byte, timeout time.Duration) ([]byte, error) {

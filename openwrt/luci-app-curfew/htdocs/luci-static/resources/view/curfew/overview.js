@@ -1,0 +1,165 @@
+'use strict';
+'require view';
+'require rpc';
+'require ui';
+'require poll';
+
+// Everything shown here comes from the daemon (ubus object "curfew"):
+// states, reasons, "until" and remaining screen time are computed there,
+// never in the browser.
+
+var callStatus = rpc.declare({ object: 'curfew', method: 'status', expect: { '': {} } });
+var callDevices = rpc.declare({ object: 'curfew', method: 'devices', expect: { result: [] } });
+var callPause = rpc.declare({ object: 'curfew', method: 'pause', params: [ 'target', 'for', 'until' ] });
+var callResume = rpc.declare({ object: 'curfew', method: 'resume', params: [ 'target' ] });
+var callAllow = rpc.declare({ object: 'curfew', method: 'allow', params: [ 'target', 'for', 'until' ] });
+var callGrant = rpc.declare({ object: 'curfew', method: 'grant', params: [ 'target', 'amount' ] });
+var callAssign = rpc.declare({ object: 'curfew', method: 'assign', params: [ 'mac', 'profile', 'name' ] });
+
+function when(iso) {
+	if (!iso)
+		return '-';
+	var d = new Date(iso), now = new Date();
+	var hm = ('0' + d.getHours()).slice(-2) + ':' + ('0' + d.getMinutes()).slice(-2);
+	if (d.toDateString() == now.toDateString())
+		return hm;
+	return d.toLocaleDateString(undefined, { weekday: 'short' }) + ' ' + hm;
+}
+
+function act(promise) {
+	return promise.then(function(res) {
+		if (res && res.error)
+			ui.addNotification(null, E('p', res.error), 'error');
+		else if (res && res.message)
+			ui.addNotification(null, E('p', res.message), 'info');
+		return refresh();
+	});
+}
+
+var container;
+
+function banner(st) {
+	var out = [];
+	if (st.error)
+		out.push(E('div', { 'class': 'alert-message error' }, [ _('The curfew daemon does not answer: %s').format(st.error) ]));
+	if (st.clock_trusted === false)
+		out.push(E('div', { 'class': 'alert-message warning' },
+			[ _('The router clock is not synchronised yet: managed devices follow the "clock not synchronised" setting.') ]));
+	if (st.config && st.config.ok === false)
+		out.push(E('div', { 'class': 'alert-message error' }, [
+			E('p', _('The last configuration change was refused; the previous rules stay in force:')),
+			E('pre', (st.config.errors || []).join('\n'))
+		]));
+	(st.notes || []).forEach(function(n) {
+		out.push(E('div', { 'class': 'alert-message notice' }, [ n ]));
+	});
+	return out;
+}
+
+function actions(dev) {
+	var target = dev.name || dev.mac;
+	var buttons = [];
+	if (dev.state == 'offline' && /paused by parent/.test(dev.reason))
+		buttons.push(E('button', { 'class': 'btn cbi-button-positive', 'click': function() { return act(callResume(target)); } }, [ _('Resume') ]));
+	else
+		buttons.push(E('button', { 'class': 'btn cbi-button-negative', 'click': function() { return act(callPause(target, '', '')); } }, [ _('Pause') ]));
+	if (dev.budget_left !== undefined) {
+		buttons.push(E('button', { 'class': 'btn', 'click': function() { return act(callGrant(target, '15m')); } }, [ _('+15 min') ]));
+		buttons.push(E('button', { 'class': 'btn', 'click': function() { return act(callGrant(target, '30m')); } }, [ _('+30 min') ]));
+	}
+	buttons.push(E('button', { 'class': 'btn', 'click': function() {
+		var until = prompt(_('Allow until (HH:MM):'), '');
+		if (until)
+			return act(callAllow(target, '', until));
+	} }, [ _('Allow until…') ]));
+	return E('div', { 'class': 'cbi-section-actions' }, buttons);
+}
+
+function deviceTable(plan) {
+	var rows = [ E('tr', { 'class': 'tr table-titles' }, [
+		E('th', { 'class': 'th' }, _('Device')),
+		E('th', { 'class': 'th' }, _('Profile')),
+		E('th', { 'class': 'th' }, _('State')),
+		E('th', { 'class': 'th' }, _('Why')),
+		E('th', { 'class': 'th' }, _('Until')),
+		E('th', { 'class': 'th' }, _('Screen time left')),
+		E('th', { 'class': 'th' }, _('Actions'))
+	]) ];
+	((plan && plan.devices) || []).forEach(function(dev) {
+		if (!dev.managed || dev.unknown)
+			return;
+		rows.push(E('tr', { 'class': 'tr' }, [
+			E('td', { 'class': 'td' }, [ dev.name || dev.mac, E('br'), E('small', dev.mac) ]),
+			E('td', { 'class': 'td' }, dev.profile),
+			E('td', { 'class': 'td' }, E('span', { 'class': 'label ' + (dev.state == 'online' ? 'success' : 'warning') },
+				dev.state == 'online' ? _('online') : _('offline'))),
+			E('td', { 'class': 'td' }, dev.reason),
+			E('td', { 'class': 'td' }, when(dev.until)),
+			E('td', { 'class': 'td' }, dev.budget_left || '-'),
+			E('td', { 'class': 'td' }, actions(dev))
+		]));
+	});
+	return E('table', { 'class': 'table' }, rows);
+}
+
+function unknownTable(devices, profiles) {
+	var unknown = (devices || []).filter(function(d) { return !d.configured; });
+	if (!unknown.length)
+		return E('p', _('No unknown devices.'));
+	var rows = [ E('tr', { 'class': 'tr table-titles' }, [
+		E('th', { 'class': 'th' }, _('MAC')),
+		E('th', { 'class': 'th' }, _('DHCP name')),
+		E('th', { 'class': 'th' }, _('Treated as')),
+		E('th', { 'class': 'th' }, _('Assign to profile'))
+	]) ];
+	unknown.forEach(function(d) {
+		var select = E('select', { 'class': 'cbi-input-select' }, profiles.map(function(p) { return E('option', { 'value': p }, p); }));
+		rows.push(E('tr', { 'class': 'tr' }, [
+			E('td', { 'class': 'td' }, [ d.mac, d.note ? E('div', E('small', d.note)) : '' ]),
+			E('td', { 'class': 'td' }, d.hostname || '-'),
+			E('td', { 'class': 'td' }, d.profile || _('unrestricted')),
+			E('td', { 'class': 'td' }, [ select, ' ', E('button', { 'class': 'btn cbi-button-action', 'click': function() {
+				return act(callAssign(d.mac, select.value, d.hostname || ''));
+			} }, [ _('Assign') ]) ])
+		]));
+	});
+	return E('table', { 'class': 'table' }, rows);
+}
+
+function draw(st, devices) {
+	var profiles = {};
+	((st.plan && st.plan.devices) || []).forEach(function(d) { if (d.profile) profiles[d.profile] = true; });
+	return E('div', {}, banner(st).concat([
+		E('h3', _('Children and devices')),
+		deviceTable(st.plan),
+		E('h3', _('Unknown devices')),
+		unknownTable(devices, Object.keys(profiles).sort())
+	]));
+}
+
+function refresh() {
+	return Promise.all([ callStatus(), callDevices() ]).then(function(r) {
+		if (container)
+			container.replaceChildren(draw(r[0] || {}, r[1] || []));
+	});
+}
+
+return view.extend({
+	load: function() {
+		return Promise.all([ callStatus(), callDevices() ]);
+	},
+
+	render: function(data) {
+		container = E('div', {}, [ draw(data[0] || {}, data[1] || []) ]);
+		poll.add(refresh, 10);
+		return E('div', { 'class': 'cbi-map' }, [
+			E('h2', _('Parental controls')),
+			E('div', { 'class': 'cbi-map-descr' }, _('Who is online now, why, and until when. Changes take effect at once.')),
+			container
+		]);
+	},
+
+	handleSaveApply: null,
+	handleSave: null,
+	handleReset: null
+});

@@ -1,0 +1,133 @@
+'use strict';
+'require view';
+'require form';
+'require rpc';
+
+// Edits /etc/config/curfew. The checks mirror `curfew check`, so that a
+// form that saves is a config the daemon accepts; Save & Apply commits it
+// and procd's reload trigger makes the daemon reload.
+
+var callServices = rpc.declare({ object: 'curfew', method: 'services', expect: { result: [] } });
+
+function validTime(section_id, value) {
+	if (!value)
+		return true;
+	var m = /^(\d{1,2}):(\d{2})$/.exec(value);
+	if (!m || +m[2] > 59 || +m[1] > 24 || (+m[1] == 24 && +m[2] != 0))
+		return _('Expecting a time HH:MM, 00:00 to 24:00');
+	return true;
+}
+
+function validDuration(section_id, value) {
+	if (!value)
+		return true;
+	if (!/^(\d+h)?(\d+m)?$/.test(value) && !/^\d+$/.test(value))
+		return _('Expecting a duration such as 90m or 1h30m');
+	return true;
+}
+
+function validDestination(section_id, value) {
+	if (!value)
+		return true;
+	if (/^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(value) && /[.:]/.test(value))
+		return true;
+	if (/^([a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9_])?\.)+[a-zA-Z0-9_-]{1,63}\.?$/.test(value))
+		return true;
+	return _('Expecting a domain, an address or a prefix');
+}
+
+return view.extend({
+	load: function() {
+		return callServices().catch(function() { return []; });
+	},
+
+	render: function(services) {
+		var m, s, o;
+
+		m = new form.Map('curfew', _('Parental controls: profiles'),
+			_('Profiles hold the rules; devices belong to a profile; schedules take a profile offline (or block some sites) at set times.'));
+
+		s = m.section(form.NamedSection, 'main', 'curfew', _('General'));
+		o = s.option(form.Flag, 'enabled', _('Enabled'));
+		o.rmempty = false;
+		o = s.option(form.DynamicList, 'lan', _('LAN interfaces'), _('Interfaces whose clients are managed.'));
+		o.datatype = 'network';
+		o = s.option(form.Value, 'unknown_profile', _('Profile for unknown devices'),
+			_('Devices not listed below (and new random MACs) get this profile. Empty: unrestricted.'));
+		o = s.option(form.ListValue, 'clock_unsynced', _('Before the clock is synchronised'));
+		o.value('offline', _('Managed devices offline'));
+		o.value('online', _('Managed devices online'));
+
+		s = m.section(form.GridSection, 'profile', _('Profiles'));
+		s.addremove = true;
+		s.anonymous = false;
+		s.nodescriptions = true;
+		o = s.option(form.Value, 'name', _('Name'));
+		o = s.option(form.Value, 'daily_limit', _('Daily screen time'), _('For example 2h or 1h30m; empty: no limit.'));
+		o.validate = validDuration;
+		o = s.option(form.DynamicList, 'block', _('Blocked sites'), _('Domains (with their subdomains), addresses or prefixes.'));
+		o.validate = validDestination;
+		o.modalonly = true;
+		o = s.option(form.MultiValue, 'block_service', _('Blocked services'));
+		(services || []).forEach(function(svc) { o.value(svc.name, svc.title); });
+		o.modalonly = true;
+		o = s.option(form.DynamicList, 'blocklist', _('Block lists'), _('Files or https URLs (hosts, plain or adblock format).'));
+		o.modalonly = true;
+		o = s.option(form.Flag, 'safesearch', _('Safe search'), _('Google, Bing and DuckDuckGo safe search; YouTube restricted mode.'));
+		o = s.option(form.Flag, 'allowlist', _('Allowlist only'), _('Only the allowed sites can be reached.'));
+		o = s.option(form.DynamicList, 'allow', _('Allowed sites'));
+		o.validate = validDestination;
+		o.modalonly = true;
+
+		s = m.section(form.GridSection, 'device', _('Devices'));
+		s.addremove = true;
+		s.anonymous = true;
+		o = s.option(form.Value, 'name', _('Name'));
+		o.rmempty = false;
+		o = s.option(form.Value, 'mac', _('MAC address'));
+		o.datatype = 'macaddr';
+		o.rmempty = false;
+		o = s.option(form.Value, 'profile', _('Profile'));
+		o.rmempty = false;
+		o = s.option(form.Flag, 'match_hostname', _('Follow its DHCP name'),
+			_('A new MAC asking for this device\'s DHCP name counts as this device. Names can be faked.'));
+		o.modalonly = true;
+
+		s = m.section(form.GridSection, 'schedule', _('Schedules'));
+		s.addremove = true;
+		s.anonymous = false;
+		o = s.option(form.DynamicList, 'profile', _('Profiles'));
+		o.rmempty = false;
+		o = s.option(form.MultiValue, 'days', _('Days'));
+		o.value('mon', _('Monday'));
+		o.value('tue', _('Tuesday'));
+		o.value('wed', _('Wednesday'));
+		o.value('thu', _('Thursday'));
+		o.value('fri', _('Friday'));
+		o.value('sat', _('Saturday'));
+		o.value('sun', _('Sunday'));
+		o = s.option(form.Value, 'start', _('From'), _('HH:MM'));
+		o.validate = validTime;
+		o.rmempty = false;
+		o = s.option(form.Value, 'stop', _('Until'), _('HH:MM; earlier than the start means the next day.'));
+		o.validate = function(section_id, value) {
+			var ok = validTime(section_id, value);
+			if (ok !== true)
+				return ok;
+			var start = this.section.formvalue(section_id, 'start');
+			if (value && start && value == start)
+				return _('Start and stop are the same: a window needs a length');
+			return true;
+		};
+		o.rmempty = false;
+		o = s.option(form.ListValue, 'action', _('What happens'));
+		o.value('offline', _('No internet at all'));
+		o.value('block', _('Block the sites below'));
+		o = s.option(form.DynamicList, 'block', _('Blocked sites in this window'));
+		o.validate = validDestination;
+		o.depends('action', 'block');
+		o.modalonly = true;
+
+		return m.render();
+	}
+});

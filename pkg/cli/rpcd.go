@@ -1,0 +1,145 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"curfew/pkg/control"
+	"curfew/pkg/services"
+)
+
+// rpcdMethod is one method of the ubus object "curfew" that LuCI calls:
+// its argument types as rpcd's `list` shows them, and how it maps onto the
+// control API.
+type rpcdMethod struct {
+	args map[string]string // name -> example value (its type for rpcd)
+	call func(ctx context.Context, socket string, in rpcdArgs) (any, error)
+}
+
+type rpcdArgs struct {
+	Target  string `json:"target"`
+	MAC     string `json:"mac"`
+	Profile string `json:"profile"`
+	Name    string `json:"name"`
+	For     string `json:"for"`
+	Until   string `json:"until"`
+	Amount  string `json:"amount"`
+	Limit   int    `json:"limit"`
+	Days    int    `json:"days"`
+}
+
+func forward[T any](req control.Request) func(context.Context, string, rpcdArgs) (any, error) {
+	return func(ctx context.Context, socket string, in rpcdArgs) (any, error) {
+		r := req
+		r.V = control.Version
+		switch r.Method {
+		case control.MethodExplain, control.MethodResume:
+			r.Target = in.Target
+		case control.MethodPause, control.MethodAllow:
+			r.Target, r.For, r.Until = in.Target, in.For, in.Until
+		case control.MethodGrant:
+			r.Target, r.Amount = in.Target, in.Amount
+		case control.MethodLog:
+			r.Target, r.Limit = in.Target, in.Limit
+		case control.MethodUsage:
+			r.Target, r.Limit = in.Target, in.Days
+		case control.MethodAssign:
+			r.Target, r.Profile, r.Name = in.MAC, in.Profile, in.Name
+		}
+		if err := r.Validate(); err != nil {
+			return nil, err
+		}
+		var out T
+		if err := control.Call(ctx, socket, r, &out); err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
+}
+
+// rpcdMethods are the methods the LuCI app may call; the ACL file grants
+// them, and a test checks that the views, this list and the ACL agree.
+func rpcdMethods() map[string]rpcdMethod {
+	return map[string]rpcdMethod{
+		"status":   {nil, forward[control.Status](control.Request{Method: control.MethodStatus})},
+		"devices":  {nil, forward[[]control.Device](control.Request{Method: control.MethodDevices})},
+		"explain":  {map[string]string{"target": "str"}, forward[control.Explanation](control.Request{Method: control.MethodExplain})},
+		"log":      {map[string]string{"target": "str", "limit": "int"}, forward[[]control.LogEntry](control.Request{Method: control.MethodLog})},
+		"usage":    {map[string]string{"target": "str", "days": "int"}, forward[[]control.UsageDay](control.Request{Method: control.MethodUsage})},
+		"pause":    {map[string]string{"target": "str", "for": "str", "until": "str"}, forward[control.ActionResult](control.Request{Method: control.MethodPause})},
+		"resume":   {map[string]string{"target": "str"}, forward[control.ActionResult](control.Request{Method: control.MethodResume})},
+		"allow":    {map[string]string{"target": "str", "for": "str", "until": "str"}, forward[control.ActionResult](control.Request{Method: control.MethodAllow})},
+		"grant":    {map[string]string{"target": "str", "amount": "str"}, forward[control.ActionResult](control.Request{Method: control.MethodGrant})},
+		"assign":   {map[string]string{"mac": "str", "profile": "str", "name": "str"}, forward[control.ActionResult](control.Request{Method: control.MethodAssign})},
+		"services": {nil, func(context.Context, string, rpcdArgs) (any, error) { return services.Builtin().All(), nil }},
+	}
+}
+
+// runRpcd speaks rpcd's exec protocol (the plugin /usr/libexec/rpcd/curfew
+// runs `curfew rpcd "$@"`): `list` prints the methods and their arguments
+// as JSON; `call METHOD` reads the arguments as JSON on stdin and prints
+// the result as JSON. Every failure — the daemon down, bad arguments — is a
+// JSON object with an "error", never a crash or bare text, so that LuCI can
+// show it.
+func runRpcd(ctx context.Context, args []string, env *Env) int {
+	fs := flags("rpcd", env)
+	socket := fs.String("socket", DefaultSocket, "control socket")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	methods := rpcdMethods()
+	switch fs.Arg(0) {
+	case "list":
+		out := map[string]map[string]any{}
+		for name, m := range methods {
+			a := map[string]any{}
+			for k, typ := range m.args {
+				if typ == "int" {
+					a[k] = 0
+				} else {
+					a[k] = "str"
+				}
+			}
+			out[name] = a
+		}
+		writeJSON(env.Stdout, out)
+		return ExitOK
+	case "call":
+		m, ok := methods[fs.Arg(1)]
+		if !ok {
+			writeJSON(env.Stdout, map[string]string{"error": fmt.Sprintf("unknown method %q", fs.Arg(1))})
+			return ExitOK
+		}
+		var in rpcdArgs
+		data, err := io.ReadAll(io.LimitReader(env.Stdin, control.MaxRequest))
+		if err == nil && len(strings.TrimSpace(string(data))) > 0 {
+			err = json.Unmarshal(data, &in)
+		}
+		if err != nil {
+			writeJSON(env.Stdout, map[string]string{"error": "bad arguments: " + err.Error()})
+			return ExitOK
+		}
+		res, err := m.call(ctx, *socket, in)
+		if err != nil {
+			msg := err.Error()
+			if errors.Is(err, control.ErrNotRunning) {
+				msg = "the curfew daemon is not running"
+			}
+			writeJSON(env.Stdout, map[string]string{"error": msg})
+			return ExitOK
+		}
+		// rpcd wants a JSON object; lists are wrapped.
+		switch res.(type) {
+		case []control.Device, []control.LogEntry, []control.UsageDay, []*services.Service:
+			res = map[string]any{"result": res}
+		}
+		writeJSON(env.Stdout, res)
+		return ExitOK
+	}
+	fmt.Fprintln(env.Stderr, "usage: curfew rpcd list | call METHOD (arguments as JSON on stdin)")
+	return ExitUsage
+}
