@@ -5,7 +5,7 @@
 #                brief fuzzing, cross builds
 #   make cross   stripped binaries for the router architectures in dist/
 #   make ipk     installable OpenWrt packages in dist/ipk
-#   make bench   (root) forwarding rate and apply times, bench/REPORT.md
+#   make bench   (root) forwarding rate, apply times, DNS against dnsmasq (bench/)
 
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -61,9 +61,12 @@ ipk: cross
 demo: build
 	$(GO) run ./scripts/demo --curfew bin/curfew
 
-# Kernel enforcement benchmark (root): writes bench/REPORT.md.
+# Benchmarks (root): kernel enforcement in bench/REPORT.md, the DNS filter
+# against dnsmasq in bench/DNS.md (needs dnsperf and dnsmasq).
 bench:
 	$(GO) run ./scripts/bench --out bench/REPORT.md
+	CGO_ENABLED=0 $(GO) build -o bin/dnsbench ./scripts/dnsbench
+	bin/dnsbench --out bench/DNS.md
 
 clean:
 	rm -rf bin dist

@@ -198,20 +198,26 @@ func (s *Server) listen(profile, ifc string, port uint16) (*listener, error) {
 	return &listener{port: port, pc: pc, ln: ln}, nil
 }
 
+// udpWorkers read the same socket side by side; each answers its query
+// before reading the next, so an answer waiting for the upstream holds one
+// worker, not the socket. (A goroutine per query measured slower.)
+const udpWorkers = 16
+
 func (s *Server) serveUDP(profile string, pc net.PacketConn) {
-	buf := make([]byte, 65535)
-	for {
-		n, from, err := pc.ReadFrom(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue
-		}
-		q := append([]byte(nil), buf[:n]...)
+	for i := 0; i < udpWorkers; i++ {
 		go func() {
-			if resp := s.handle(profile, q, addrOf(from), false); resp != nil {
-				pc.WriteTo(resp, from)
+			buf := make([]byte, 65535)
+			for {
+				n, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					if errors.Is(err, net.ErrClosed) {
+						return
+					}
+					continue
+				}
+				if resp := s.handle(profile, buf[:n], addrOf(from), false); resp != nil {
+					pc.WriteTo(resp, from)
+				}
 			}
 		}()
 	}
