@@ -52,43 +52,6 @@ var london = func() *time.Location {
 	return loc
 }()
 
-// config returns a curfew config for the lab with the child's bedtime from
-// start to stop (HH:MM) every day.
-func config(l *lab.Lab, start, stop string, extra string) string {
-	return fmt.Sprintf(`config curfew 'main'
-	list lan 'br-lan'
-	option unknown_profile 'guest'
-%s
-config profile 'kid'
-	option name 'Kid'
-	list block '%s'
-	list block '%s'
-
-config profile 'grownup'
-	option name 'Parent'
-
-config profile 'guest'
-	option name 'Guests'
-	list block '%s'
-
-config device
-	option mac '%s'
-	option name 'Kid phone'
-	option profile 'kid'
-
-config device
-	option mac '%s'
-	option name 'Parent laptop'
-	option profile 'grownup'
-
-config schedule 'bedtime'
-	option profile 'kid'
-	option days 'daily'
-	option start '%s'
-	option stop '%s'
-`, extra, lab.BlockedNet4, lab.BlockedNet6, lab.BlockedNet4, l.Child.MAC, l.Parent.MAC, start, stop)
-}
-
 // daemon is a curfew daemon running in the lab's router namespace.
 type daemon struct {
 	cmd  *exec.Cmd
@@ -112,7 +75,7 @@ func (d *daemon) Logs() string {
 // waitLog waits until the log contains s.
 func (d *daemon) waitLog(t *testing.T, s string, timeout time.Duration) {
 	t.Helper()
-	if !waitFor(timeout, func() bool { return strings.Contains(d.Logs(), s) }) {
+	if !lab.WaitFor(timeout, func() bool { return strings.Contains(d.Logs(), s) }) {
 		t.Fatalf("daemon log lacks %q:\n%s", s, d.Logs())
 	}
 }
@@ -150,7 +113,7 @@ func startIn(t *testing.T, l *lab.Lab, dir, cfg string, extra ...string) *daemon
 			t.Logf("daemon log:\n%s", d.Logs())
 		}
 	})
-	if !waitFor(5*time.Second, func() bool { return tablePresent(l) }) {
+	if !lab.WaitFor(5*time.Second, func() bool { return tablePresent(l) }) {
 		t.Fatalf("daemon did not create its table:\n%s", d.Logs())
 	}
 	return d
@@ -167,19 +130,6 @@ func (d *daemon) rewrite(t *testing.T, cfg string) {
 func tablePresent(l *lab.Lab) bool {
 	_, err := l.Exec(context.Background(), l.Router, "nft", "list", "table", "inet", "curfew")
 	return err == nil
-}
-
-func waitFor(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func newLab(t *testing.T, name string) *lab.Lab {
@@ -203,7 +153,7 @@ func newLab(t *testing.T, name string) *lab.Lab {
 func reach(t *testing.T, l *lab.Lab, what, ns string, want bool, probe func() error) {
 	t.Helper()
 	var err error
-	waitFor(2*time.Second, func() bool { err = probe(); return (err == nil) == want })
+	lab.WaitFor(2*time.Second, func() bool { err = probe(); return (err == nil) == want })
 	if (err == nil) != want {
 		t.Errorf("%s from %s: err=%v, want reachable=%v", what, ns, err, want)
 	}
@@ -231,7 +181,7 @@ func TestBedtime(t *testing.T) {
 	ctx := context.Background()
 	bed := nextMinute(15 * time.Second)
 	wake := bed.Add(time.Minute)
-	d := start(t, l, config(l, bed.In(london).Format("15:04"), wake.In(london).Format("15:04"), ""))
+	d := start(t, l, l.SampleConfig(bed.In(london).Format("15:04"), wake.In(london).Format("15:04"), ""))
 
 	t.Log("before bedtime: everyone online; blocks and DNS rules in force")
 	online(t, l, l.Child, true)
@@ -308,7 +258,7 @@ func TestBedtime(t *testing.T) {
 func TestDaemonKeepsItsRulesInForce(t *testing.T) {
 	l := newLab(t, "cfe2")
 	ctx := context.Background()
-	always := config(l, "00:00", "24:00", "")
+	always := l.SampleConfig("00:00", "24:00", "")
 	d := start(t, l, always)
 	// The packaging budget: an idle daemon with a small config stays under
 	// 15 MB resident (amd64).
@@ -324,7 +274,7 @@ func TestDaemonKeepsItsRulesInForce(t *testing.T) {
 	if out, err := l.Exec(ctx, l.Router, "nft", "flush", "ruleset"); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	if !waitFor(2*time.Second, func() bool { return tablePresent(l) }) {
+	if !lab.WaitFor(2*time.Second, func() bool { return tablePresent(l) }) {
 		t.Fatalf("table not restored within 2 s of nft flush ruleset:\n%s", d.Logs())
 	}
 	t.Logf("table restored %v after nft flush ruleset", time.Since(flushed).Round(time.Millisecond))
@@ -337,14 +287,14 @@ func TestDaemonKeepsItsRulesInForce(t *testing.T) {
 	d.waitLog(t, "still enforcing the last good config", time.Second)
 	reach(t, l, "TCP/IPv6 after a bad reload", l.Child.NS, false, func() error { return l.TCP(l.Child.NS, lab.InternetV6) })
 
-	d.rewrite(t, config(l, "00:00", "24:00", "\toption enabled '0'\n"))
-	if !waitFor(3*time.Second, func() bool { return !tablePresent(l) }) {
+	d.rewrite(t, l.SampleConfig("00:00", "24:00", "\toption enabled '0'\n"))
+	if !lab.WaitFor(3*time.Second, func() bool { return !tablePresent(l) }) {
 		t.Fatalf("table still present with enabled '0':\n%s", d.Logs())
 	}
 	reach(t, l, "TCP/IPv6 with curfew disabled", l.Child.NS, true, func() error { return l.TCP(l.Child.NS, lab.InternetV6) })
 
 	d.rewrite(t, always)
-	if !waitFor(3*time.Second, func() bool { return tablePresent(l) }) {
+	if !lab.WaitFor(3*time.Second, func() bool { return tablePresent(l) }) {
 		t.Fatal("table not back after re-enabling")
 	}
 	d.cmd.Process.Signal(syscall.SIGTERM)
@@ -375,7 +325,7 @@ func TestParentCommands(t *testing.T) {
 	l := newLab(t, "cfe3")
 	// A bedtime twelve hours away: this test is about the parent's commands.
 	far := time.Now().Add(12 * time.Hour).In(london)
-	cfg := config(l, far.Format("15:04"), far.Add(time.Minute).Format("15:04"), "")
+	cfg := l.SampleConfig(far.Format("15:04"), far.Add(time.Minute).Format("15:04"), "")
 	d := start(t, l, cfg)
 	reach(t, l, "TCP/IPv4 before the pause", l.Child.NS, true, func() error { return l.TCP(l.Child.NS, lab.InternetV4) })
 
@@ -553,7 +503,7 @@ config device
 		var ans []string
 		var status string
 		var err error
-		waitFor(2*time.Second, func() bool {
+		lab.WaitFor(2*time.Second, func() bool {
 			ans, status, err = l.Query(ctx, ns, resolver, name, qtype)
 			return err == nil
 		})
@@ -669,7 +619,7 @@ config device
 	}()
 	defer func() { close(stop); <-done }()
 
-	if !waitFor(15*time.Second, func() bool {
+	if !lab.WaitFor(15*time.Second, func() bool {
 		out, _ := d.cli(t, "explain", "kid")
 		return strings.Contains(out, "offline: daily limit 2m used up")
 	}) {

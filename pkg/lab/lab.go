@@ -351,3 +351,56 @@ func Require(t interface {
 	}
 	t.Skip(msg)
 }
+
+// SampleConfig is the lab's curfew config: a child ("Kid phone", profile
+// kid, blocked from the lab's blocked prefixes, bedtime from start to stop
+// every day), a parent without rules, and a guest profile for unknown
+// devices; extra goes into the main section.
+func (l *Lab) SampleConfig(start, stop, extra string) string {
+	return fmt.Sprintf(`config curfew 'main'
+	list lan 'br-lan'
+	option unknown_profile 'guest'
+%s
+config profile 'kid'
+	option name 'Kid'
+	list block '%s'
+	list block '%s'
+
+config profile 'grownup'
+	option name 'Parent'
+
+config profile 'guest'
+	option name 'Guests'
+	list block '%s'
+
+config device
+	option mac '%s'
+	option name 'Kid phone'
+	option profile 'kid'
+
+config device
+	option mac '%s'
+	option name 'Parent laptop'
+	option profile 'grownup'
+
+config schedule 'bedtime'
+	option profile 'kid'
+	option days 'daily'
+	option start '%s'
+	option stop '%s'
+`, extra, BlockedNet4, BlockedNet6, BlockedNet4, l.Child.MAC, l.Parent.MAC, start, stop)
+}
+
+// WaitFor polls cond every 50 ms until it holds or the timeout passes.
+func WaitFor(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

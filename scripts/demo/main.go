@@ -72,32 +72,7 @@ func run(bin string, window time.Duration) error {
 	if !wake.After(bed) {
 		wake = bed.Add(time.Minute)
 	}
-	cfg := fmt.Sprintf(`config curfew 'main'
-	list lan 'br-lan'
-
-config profile 'kid'
-	option name 'Kid'
-	list block '%s'
-
-config profile 'grownup'
-	option name 'Parent'
-
-config device
-	option mac '%s'
-	option name 'Kid phone'
-	option profile 'kid'
-
-config device
-	option mac '%s'
-	option name 'Parent laptop'
-	option profile 'grownup'
-
-config schedule 'bedtime'
-	option profile 'kid'
-	option days 'daily'
-	option start '%s'
-	option stop '%s'
-`, lab.BlockedNet4, l.Child.MAC, l.Parent.MAC, bed.Format("15:04"), wake.Format("15:04"))
+	cfg := l.SampleConfig(bed.Format("15:04"), wake.Format("15:04"), "")
 	cfgPath, sysPath := filepath.Join(dir, "curfew"), filepath.Join(dir, "system")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return err

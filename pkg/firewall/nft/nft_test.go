@@ -73,20 +73,6 @@ func ruleset(child net.HardwareAddr, offline ...firewall.Interval) *firewall.Rul
 	}
 }
 
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func TestKernelStartsAndEndsWindowsOnItsOwn(t *testing.T) {
 	l, b, _ := setup(t, "cfnk")
 	ctx := context.Background()
@@ -94,7 +80,7 @@ func TestKernelStartsAndEndsWindowsOnItsOwn(t *testing.T) {
 	if err := b.Apply(ctx, ruleset(mac(t, l.Child.MAC), firewall.Interval{From: start, To: start.Add(2 * time.Second)})); err != nil {
 		t.Fatal(err)
 	}
-	if !waitFor(time.Second, func() bool { return l.TCP(l.Child.NS, lab.InternetV4) == nil }) {
+	if !lab.WaitFor(time.Second, func() bool { return l.TCP(l.Child.NS, lab.InternetV4) == nil }) {
 		t.Fatal("child offline before its window")
 	}
 	time.Sleep(time.Until(start) + 100*time.Millisecond)
@@ -134,7 +120,7 @@ func TestBlockedPrefixesAndDoTForTheChildOnly(t *testing.T) {
 		{l.Parent.NS, lab.InternetV4, lab.DoTPort, true},
 	} {
 		var err error
-		waitFor(2*time.Second, func() bool { err = l.TCPPort(tc.ns, tc.addr, tc.port); return (err == nil) == tc.want })
+		lab.WaitFor(2*time.Second, func() bool { err = l.TCPPort(tc.ns, tc.addr, tc.port); return (err == nil) == tc.want })
 		if (err == nil) != tc.want {
 			t.Errorf("%s → %s:%s: err %v, want reachable=%v", tc.ns, tc.addr, tc.port, err, tc.want)
 		}
