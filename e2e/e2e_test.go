@@ -113,8 +113,10 @@ func startIn(t *testing.T, l *lab.Lab, dir, cfg string, extra ...string) *daemon
 			t.Logf("daemon log:\n%s", d.Logs())
 		}
 	})
-	if !lab.WaitFor(5*time.Second, func() bool { return tablePresent(l) }) {
-		t.Fatalf("daemon did not create its table:\n%s", d.Logs())
+	if !lab.WaitFor(5*time.Second, func() bool {
+		return tablePresent(l) || strings.Contains(d.Logs(), "backend=iptables") && strings.Contains(d.Logs(), "Kid phone")
+	}) {
+		t.Fatalf("daemon did not apply its rules:\n%s", d.Logs())
 	}
 	return d
 }
@@ -660,4 +662,31 @@ config device
 	if !strings.Contains(out, `"name": "Guest's tablet"`) || !strings.Contains(out, `"profile": "grownup"`) {
 		t.Errorf("status after assign:\n%s", out)
 	}
+}
+
+// TestIptablesBackend runs the daemon with `option backend 'iptables'`
+// (iptables-legacy, as on fw3 firmware): the child's all-day window holds
+// on IPv4 and IPv6, the parent is online, DNS is filtered, and a clean stop
+// removes every rule.
+func TestIptablesBackend(t *testing.T) {
+	lab.Require(t, "iptables-legacy", "ip6tables-legacy")
+	l := newLab(t, "cfe6")
+	ctx := context.Background()
+	d := startIn(t, l, t.TempDir(), l.SampleConfig("00:00", "24:00", "\toption backend 'iptables'\n"), "--iptables-legacy")
+	out, _ := d.cli(t, "status", "--json")
+	if !strings.Contains(out, `"backend": "iptables"`) {
+		t.Fatalf("status does not say iptables:\n%s", out)
+	}
+	reach(t, l, "TCP/IPv4 in an all-day window", l.Child.NS, false, func() error { return l.TCP(l.Child.NS, lab.InternetV4) })
+	reach(t, l, "TCP/IPv6 in an all-day window", l.Child.NS, false, func() error { return l.TCP(l.Child.NS, lab.InternetV6) })
+	reach(t, l, "TCP/IPv4 of the parent", l.Parent.NS, true, func() error { return l.TCP(l.Parent.NS, lab.InternetV4) })
+	if got, err := l.Dig(ctx, l.Child.NS, lab.InternetV4, false); err != nil || got != lab.RouterAnswer {
+		t.Errorf("child's query to an outside resolver: %q %v", got, err)
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.cmd.Wait()
+	if save, _ := l.Exec(ctx, l.Router, "iptables-legacy-save"); strings.Contains(save, "CURFEW") {
+		t.Errorf("rules left after a clean stop:\n%s", save)
+	}
+	reach(t, l, "TCP/IPv4 after a clean stop", l.Child.NS, true, func() error { return l.TCP(l.Child.NS, lab.InternetV4) })
 }

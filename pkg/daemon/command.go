@@ -15,9 +15,13 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"curfew/pkg/config"
 	"curfew/pkg/control"
 	"curfew/pkg/dnsfilter"
+	"curfew/pkg/firewall"
+	"curfew/pkg/firewall/ipt"
 	"curfew/pkg/firewall/nft"
+	"curfew/pkg/services"
 )
 
 // ClockSyncedFile is touched by the NTP hotplug hook (and by
@@ -42,6 +46,8 @@ func Command(ctx context.Context, args []string, version string, stdout, stderr 
 	verbose := fs.BoolP("verbose", "v", false, "log debug messages")
 	minute := fs.Duration("minute-length", time.Minute, "how often screen time is counted (tests shorten it)")
 	fs.MarkHidden("minute-length")
+	legacy := fs.Bool("iptables-legacy", false, "with the iptables backend, use iptables-legacy (where iptables is the nft layer)")
+	fs.MarkHidden("iptables-legacy")
 	if err := fs.Parse(args); err != nil {
 		if err == pflag.ErrHelp {
 			return 0
@@ -53,8 +59,9 @@ func Command(ctx context.Context, args []string, version string, stdout, stderr 
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	if err := nft.Available(0); err != nil {
-		fmt.Fprintf(stderr, "curfew: nftables is not usable here: %v\n", err)
+	backend, err := chooseBackend(*configPath, *legacy, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "curfew: %v\n", err)
 		return 1
 	}
 	ln, err := control.Listen(*socket)
@@ -63,14 +70,19 @@ func Command(ctx context.Context, args []string, version string, stdout, stderr 
 		return 1
 	}
 	defer os.Remove(*socket)
-	backend := nft.New(nft.Options{Log: log})
 	jumps := make(chan struct{}, 1)
 	go watchClockSteps(ctx, jumps, log)
 	var d *Daemon
 	dns := dnsfilter.NewServer(dnsfilter.Options{
 		Identify: func(a netip.Addr) dnsfilter.Device { return d.identify(a) },
 		Allowed: func(profile string, addrs []netip.Addr, ttl time.Duration) {
-			if err := backend.AllowAddresses(ctx, profile, addrs, ttl); err != nil {
+			a, ok := backend.(interface {
+				AllowAddresses(context.Context, string, []netip.Addr, time.Duration) error
+			})
+			if !ok {
+				return // the iptables backend has no allowlist mode
+			}
+			if err := a.AllowAddresses(ctx, profile, addrs, ttl); err != nil {
 				log.Warn("allowlist: kernel set not updated", "profile", profile, "err", err)
 			}
 		},
@@ -121,6 +133,27 @@ func Command(ctx context.Context, args []string, version string, stdout, stderr 
 		return 1
 	}
 	return 0
+}
+
+// chooseBackend picks the kernel backend from the config's backend option:
+// nftables when the kernel has it (auto), else iptables. A change of the
+// option takes effect at the next daemon start.
+func chooseBackend(configPath string, legacy bool, log *slog.Logger) (firewall.Backend, error) {
+	want := "auto"
+	if c, _, err := config.Load(configPath, services.Builtin()); err == nil {
+		want = c.Backend
+	}
+	nftErr := nft.Available(0)
+	switch {
+	case want == "nftables" && nftErr != nil:
+		return nil, fmt.Errorf("backend 'nftables': nftables is not usable here: %v", nftErr)
+	case want == "nftables", want == "auto" && nftErr == nil:
+		return nft.New(nft.Options{Log: log}), nil
+	}
+	if want == "auto" {
+		log.Info("nftables not usable; using iptables", "why", nftErr)
+	}
+	return ipt.New(ipt.Options{Legacy: legacy, Log: log}), nil
 }
 
 // kernelClockSynced reports whether the kernel considers its clock

@@ -264,6 +264,19 @@ func (d *Daemon) Run(ctx context.Context) error {
 				}
 			}
 		case <-d.opts.Clock.After(sleep):
+			// Backends without a change monitor (iptables) are checked
+			// on every periodic wake-up instead.
+			if r, ok := d.opts.Backend.(interface {
+				Resync(context.Context) (bool, error)
+			}); ok && kernelChanged == nil {
+				d.applyMu.Lock()
+				if fixed, err := r.Resync(ctx); err != nil {
+					d.log.Error("kernel resync failed", "err", err)
+				} else if fixed {
+					d.log.Warn("kernel rules were changed by someone else; restoring")
+				}
+				d.applyMu.Unlock()
+			}
 		}
 	}
 }

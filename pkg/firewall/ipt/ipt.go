@@ -1,0 +1,470 @@
+// Package ipt is curfew's backend for firmware without nftables (OpenWrt
+// 21.02 and older, fw3): iptables and ip6tables through
+// github.com/coreos/go-iptables, and kernel ipsets (hash:net) for blocked
+// prefixes through vishvananda/netlink.
+//
+// Chains (both families):
+//
+//	FORWARD  -i LAN -j CURFEW_FWD                      (inserted first)
+//	CURFEW_FWD    -o LAN -j RETURN; -m mac --mac-source M -j CURFEW_D_M …;
+//	              unknown devices: their windows, then their profile
+//	CURFEW_D_M    -m time --datestart A --datestop B -j CURFEW_REJECT …;
+//	              -j CURFEW_P_profile
+//	CURFEW_P_p    established: RETURN; DoT (853): reject; DoH addresses and
+//	              blocked prefixes (ipsets): reject
+//	nat PREROUTING -i LAN -j CURFEW_DNS: -m mac … -j CURFEW_N_p: REDIRECT 53
+//
+// Differences from the nftables backend, documented for parents on old
+// firmware: devices are matched one rule each (`-m mac`: the per-packet cost
+// grows with the device count — many routers of that age lack ipset's
+// hash:mac, and this lab's kernel does); offline windows are absolute
+// `-m time --datestart/--datestop` rules, so the kernel still starts and
+// ends them alone, in UTC, across DST; allowlist mode is not available.
+// Rules are replaced chain by chain, not in one transaction.
+package ipt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-iptables/iptables"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"curfew/pkg/firewall"
+)
+
+// Options configure a Backend.
+type Options struct {
+	// Legacy selects iptables-legacy/ip6tables-legacy explicitly (tests on a
+	// machine where "iptables" is the nft compatibility layer).
+	Legacy bool
+	// Run executes kernel work; tests pass a function that enters the
+	// lab's router namespace. Nil runs directly.
+	Run func(func() error) error
+	Log *slog.Logger
+}
+
+// Backend is the iptables backend.
+type Backend struct {
+	opts Options
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	applied map[string][][]string // "family/table/chain" -> rules
+	sets    map[string][]netip.Prefix
+}
+
+var _ firewall.Backend = (*Backend)(nil) // type check
+
+// New returns a backend; nothing touches the kernel before Apply.
+func New(opts Options) *Backend {
+	if opts.Run == nil {
+		opts.Run = func(f func() error) error { return f() }
+	}
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Backend{opts: opts, log: log}
+}
+
+// Name implements firewall.Backend.
+func (b *Backend) Name() string { return "iptables" }
+
+func (b *Backend) tables() (map[int]*iptables.IPTables, error) {
+	out := map[int]*iptables.IPTables{}
+	for fam, proto := range map[int]iptables.Protocol{4: iptables.ProtocolIPv4, 6: iptables.ProtocolIPv6} {
+		var ipt *iptables.IPTables
+		var err error
+		if b.opts.Legacy {
+			path := "/usr/sbin/iptables-legacy"
+			if fam == 6 {
+				path = "/usr/sbin/ip6tables-legacy"
+			}
+			ipt, err = iptables.New(iptables.IPFamily(proto), iptables.Timeout(5), iptables.Path(path))
+		} else {
+			ipt, err = iptables.New(iptables.IPFamily(proto), iptables.Timeout(5))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("iptables (IPv%d): %w", fam, err)
+		}
+		out[fam] = ipt
+	}
+	return out, nil
+}
+
+// chainName keeps names within iptables' 28 characters.
+func chainName(prefix, id string) string {
+	if len(prefix)+len(id) <= 28 {
+		return prefix + id
+	}
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return fmt.Sprintf("%s%s%08x", prefix, id[:28-len(prefix)-8], h.Sum32())
+}
+
+func setName(fam int, kind, id string) string {
+	name := fmt.Sprintf("curfew_%s%d_%s", kind, fam, id)
+	if len(name) <= 31 {
+		return name
+	}
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return fmt.Sprintf("curfew_%s%d_%08x", kind, fam, h.Sum32())
+}
+
+// desired renders the rules of every chain, per family.
+func desired(rs *firewall.Ruleset) (map[string][][]string, map[string][]netip.Prefix) {
+	rules := map[string][][]string{}
+	sets := map[string][]netip.Prefix{}
+	add := func(fam int, table, chain string, spec ...string) {
+		k := fmt.Sprintf("%d/%s/%s", fam, table, chain)
+		rules[k] = append(rules[k], spec)
+	}
+	ensure := func(fam int, table, chain string) {
+		k := fmt.Sprintf("%d/%s/%s", fam, table, chain)
+		if _, ok := rules[k]; !ok {
+			rules[k] = [][]string{}
+		}
+	}
+	window := func(iv firewall.Interval) []string {
+		to := iv.To.Add(-time.Second) // --datestop includes its second
+		from := iv.From
+		if from.Unix() < 0 {
+			from = time.Unix(0, 0)
+		}
+		if to.Year() > 2037 {
+			to = time.Date(2037, 12, 31, 23, 59, 59, 0, time.UTC) // xt_time's 32-bit limit
+		}
+		return []string{"-m", "time", "--datestart", from.UTC().Format("2006-01-02T15:04:05"),
+			"--datestop", to.UTC().Format("2006-01-02T15:04:05"), "-j", "CURFEW_REJECT"}
+	}
+	for _, fam := range []int{4, 6} {
+		ensure(fam, "filter", "CURFEW_REJECT")
+		add(fam, "filter", "CURFEW_REJECT", "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset")
+		if fam == 4 {
+			add(fam, "filter", "CURFEW_REJECT", "-j", "REJECT", "--reject-with", "icmp-admin-prohibited")
+		} else {
+			add(fam, "filter", "CURFEW_REJECT", "-j", "REJECT", "--reject-with", "icmp6-adm-prohibited")
+		}
+		ensure(fam, "filter", "CURFEW_FWD")
+		ensure(fam, "nat", "CURFEW_DNS")
+		for _, lan := range rs.LAN {
+			add(fam, "filter", "CURFEW_FWD", "-o", lan, "-j", "RETURN")
+		}
+		var doh []netip.Prefix
+		for _, p := range rs.Bypass {
+			if p.Addr().Is4() == (fam == 4) {
+				doh = append(doh, p)
+			}
+		}
+		if len(doh) > 0 {
+			sets[setName(fam, "doh", "")] = doh
+		}
+		for _, p := range rs.Profiles {
+			pc := chainName("CURFEW_P_", p.ID)
+			ensure(fam, "filter", pc)
+			add(fam, "filter", pc, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
+			if !p.Open {
+				add(fam, "filter", pc, "-p", "tcp", "--dport", "853", "-j", "CURFEW_REJECT")
+				add(fam, "filter", pc, "-p", "udp", "--dport", "853", "-j", "CURFEW_REJECT")
+				if len(doh) > 0 {
+					add(fam, "filter", pc, "-m", "set", "--match-set", setName(fam, "doh", ""), "dst", "-j", "CURFEW_REJECT")
+				}
+			}
+			var block []netip.Prefix
+			for _, pr := range p.Block {
+				if pr.Addr().Is4() == (fam == 4) {
+					block = append(block, pr)
+				}
+			}
+			if len(block) > 0 {
+				name := setName(fam, "b", p.ID)
+				sets[name] = block
+				add(fam, "filter", pc, "-m", "set", "--match-set", name, "dst", "-j", "CURFEW_REJECT")
+			}
+			port := p.DNSPort
+			if port == 0 {
+				port = rs.DNSPort
+			}
+			nc := chainName("CURFEW_N_", p.ID)
+			ensure(fam, "nat", nc)
+			for _, proto := range []string{"udp", "tcp"} {
+				add(fam, "nat", nc, "-p", proto, "--dport", "53", "-j", "REDIRECT", "--to-ports", fmt.Sprint(port))
+			}
+		}
+		for _, d := range rs.Devices {
+			id := strings.ReplaceAll(d.MAC.String(), ":", "")
+			dc := chainName("CURFEW_D_", id)
+			ensure(fam, "filter", dc)
+			for _, iv := range d.Offline {
+				if iv.To.After(iv.From) {
+					add(fam, "filter", dc, window(iv)...)
+				}
+			}
+			add(fam, "filter", dc, "-j", chainName("CURFEW_P_", d.Profile))
+			add(fam, "filter", "CURFEW_FWD", "-m", "mac", "--mac-source", d.MAC.String(), "-j", dc)
+			add(fam, "nat", "CURFEW_DNS", "-m", "mac", "--mac-source", d.MAC.String(), "-j", chainName("CURFEW_N_", d.Profile))
+		}
+		if u := rs.Unknown; u != nil {
+			for _, iv := range u.Offline {
+				if iv.To.After(iv.From) {
+					add(fam, "filter", "CURFEW_FWD", window(iv)...)
+				}
+			}
+			if hasProfile(rs, u.Profile) {
+				add(fam, "filter", "CURFEW_FWD", "-j", chainName("CURFEW_P_", u.Profile))
+				add(fam, "nat", "CURFEW_DNS", "-j", chainName("CURFEW_N_", u.Profile))
+			}
+		}
+	}
+	return rules, sets
+}
+
+func hasProfile(rs *firewall.Ruleset, id string) bool {
+	for _, p := range rs.Profiles {
+		if p.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// jumps are the entry points into our chains from the built-in ones.
+func jumps(lan []string) [][]string {
+	var out [][]string
+	for _, l := range lan {
+		out = append(out, []string{"filter", "FORWARD", "-i", l, "-j", "CURFEW_FWD"})
+		out = append(out, []string{"nat", "PREROUTING", "-i", l, "-j", "CURFEW_DNS"})
+	}
+	return out
+}
+
+// Apply implements firewall.Backend: it creates missing chains and sets,
+// replaces the rules of chains whose content changed (referenced chains
+// first), puts its jumps back at the top of FORWARD and PREROUTING if fw3
+// reloaded them away, and deletes chains it no longer needs. The same
+// ruleset twice changes nothing.
+func (b *Backend) Apply(ctx context.Context, rs *firewall.Ruleset) error {
+	rules, sets := desired(rs)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.opts.Run(func() error {
+		ts, err := b.tables()
+		if err != nil {
+			return err
+		}
+		if err := b.applySets(sets); err != nil {
+			return err
+		}
+		keys := make([]string, 0, len(rules))
+		for k := range rules {
+			keys = append(keys, k)
+		}
+		// Chains first, then rules: creation order does not matter for
+		// existence, and every chain exists before any jump to it.
+		for _, k := range keys {
+			fam, table, chain := split(k)
+			if ok, _ := ts[fam].ChainExists(table, chain); !ok {
+				if err := ts[fam].NewChain(table, chain); err != nil {
+					return fmt.Errorf("chain %s: %w", chain, err)
+				}
+				delete(b.applied, k)
+			}
+		}
+		for _, k := range keys {
+			if old, ok := b.applied[k]; ok && slices.EqualFunc(old, rules[k], slices.Equal) {
+				continue
+			}
+			fam, table, chain := split(k)
+			if err := ts[fam].ClearChain(table, chain); err != nil {
+				return err
+			}
+			for _, r := range rules[k] {
+				if err := ts[fam].Append(table, chain, r...); err != nil {
+					return fmt.Errorf("%s %v: %w", chain, r, err)
+				}
+			}
+		}
+		for _, fam := range []int{4, 6} {
+			for _, j := range jumps(rs.LAN) {
+				if ok, _ := ts[fam].Exists(j[0], j[1], j[2:]...); !ok {
+					if err := ts[fam].Insert(j[0], j[1], 1, j[2:]...); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		// Chains of devices and profiles that are gone.
+		for k := range b.applied {
+			if _, ok := rules[k]; !ok {
+				fam, table, chain := split(k)
+				ts[fam].ClearAndDeleteChain(table, chain)
+			}
+		}
+		b.applied = rules
+		return nil
+	})
+}
+
+func split(k string) (int, string, string) {
+	parts := strings.SplitN(k, "/", 3)
+	fam := 4
+	if parts[0] == "6" {
+		fam = 6
+	}
+	return fam, parts[1], parts[2]
+}
+
+// applySets makes the kernel's ipsets hold the prefixes.
+func (b *Backend) applySets(sets map[string][]netip.Prefix) error {
+	for name, prefixes := range sets {
+		if old, ok := b.sets[name]; ok && slices.Equal(old, prefixes) {
+			continue
+		}
+		fam := uint8(unix.AF_INET)
+		if prefixes[0].Addr().Is6() {
+			fam = unix.AF_INET6
+		}
+		if _, err := netlink.IpsetList(name); err != nil {
+			if err := netlink.IpsetCreate(name, "hash:net", netlink.IpsetCreateOptions{Family: fam, MaxElements: 1 << 20}); err != nil {
+				return fmt.Errorf("ipset %s: %w", name, err)
+			}
+		} else if err := netlink.IpsetFlush(name); err != nil {
+			return err
+		}
+		for _, p := range prefixes {
+			if err := netlink.IpsetAdd(name, &netlink.IPSetEntry{IP: p.Addr().AsSlice(), CIDR: uint8(p.Bits())}); err != nil {
+				return fmt.Errorf("ipset %s %s: %w", name, p, err)
+			}
+		}
+	}
+	if b.sets == nil {
+		b.sets = map[string][]netip.Prefix{}
+	}
+	for name := range b.sets {
+		if _, ok := sets[name]; !ok {
+			// Referencing rules are gone by the time the caller asks, or
+			// the destroy fails harmlessly and is retried next time.
+			defer netlink.IpsetDestroy(name)
+			delete(b.sets, name)
+		}
+	}
+	for name, p := range sets {
+		b.sets[name] = p
+	}
+	return nil
+}
+
+// Resync restores what fw3 or someone else removed: missing jumps or chains
+// with the wrong number of rules. It reports whether it changed anything.
+func (b *Backend) Resync(ctx context.Context) (bool, error) {
+	b.mu.Lock()
+	applied := b.applied
+	b.mu.Unlock()
+	if applied == nil {
+		return false, nil
+	}
+	broken := false
+	err := b.opts.Run(func() error {
+		ts, err := b.tables()
+		if err != nil {
+			return err
+		}
+		for k, rules := range applied {
+			fam, table, chain := split(k)
+			list, err := ts[fam].List(table, chain)
+			if err != nil || len(list) != len(rules)+1 { // +1: the -N line
+				broken = true
+				return nil
+			}
+		}
+		return nil
+	})
+	if err != nil || !broken {
+		return false, err
+	}
+	b.mu.Lock()
+	b.applied = nil
+	b.sets = nil
+	b.mu.Unlock()
+	b.log.Warn("iptables: curfew's chains were changed by someone else; restoring them")
+	return true, nil
+}
+
+// Remove implements firewall.Backend.
+func (b *Backend) Remove(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.opts.Run(func() error {
+		ts, err := b.tables()
+		if err != nil {
+			return err
+		}
+		var errs []error
+		for _, fam := range []int{4, 6} {
+			ipt := ts[fam]
+			for _, table := range []string{"filter", "nat"} {
+				for _, builtin := range []string{"FORWARD", "PREROUTING"} {
+					rules, err := ipt.List(table, builtin)
+					if err != nil {
+						continue
+					}
+					for _, r := range rules {
+						if strings.Contains(r, "-j CURFEW_") {
+							ipt.Delete(table, builtin, strings.Fields(strings.TrimPrefix(r, "-A "+builtin+" "))...)
+						}
+					}
+				}
+				chains, _ := ipt.ListChains(table)
+				for _, c := range chains {
+					if strings.HasPrefix(c, "CURFEW_") {
+						ipt.ClearChain(table, c)
+					}
+				}
+				for _, c := range chains {
+					if strings.HasPrefix(c, "CURFEW_") {
+						if err := ipt.DeleteChain(table, c); err != nil {
+							errs = append(errs, err)
+						}
+					}
+				}
+			}
+		}
+		if sets, err := netlink.IpsetListAll(); err == nil {
+			for _, s := range sets {
+				if strings.HasPrefix(s.SetName, "curfew_") {
+					netlink.IpsetDestroy(s.SetName)
+				}
+			}
+		}
+		b.applied, b.sets = nil, nil
+		return errors.Join(errs...)
+	})
+}
+
+// Cutoff implements firewall.Backend (conntrack is the same under both
+// backends).
+func (b *Backend) Cutoff(ctx context.Context, macs []net.HardwareAddr, dests []netip.Prefix) (int, error) {
+	var n int
+	err := b.opts.Run(func() error {
+		h, err := netlink.NewHandle()
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		n, err = firewall.Cutoff(h, macs, dests)
+		return err
+	})
+	return n, err
+}

@@ -1,0 +1,145 @@
+package ipt
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"curfew/pkg/firewall"
+	"curfew/pkg/lab"
+)
+
+// These are the nftables backend's kernel tests, run against iptables
+// (legacy, as on fw3 firmware) in the same lab.
+
+func setup(t *testing.T, name string) (*lab.Lab, *Backend) {
+	t.Helper()
+	lab.Require(t, "iptables-legacy", "ip6tables-legacy")
+	l, err := lab.New(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := l.Serve(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := New(Options{Legacy: true, Run: func(f func() error) error { return l.In(l.Router, f) }})
+	t.Cleanup(func() { b.Remove(context.Background()) })
+	return l, b
+}
+
+func ruleset(child net.HardwareAddr, offline ...firewall.Interval) *firewall.Ruleset {
+	return &firewall.Ruleset{
+		LAN:     []string{"br-lan"},
+		DNSPort: 53,
+		Profiles: []firewall.Profile{{ID: "kid", Name: "Kid", Block: []netip.Prefix{
+			netip.MustParsePrefix(lab.BlockedNet4), netip.MustParsePrefix(lab.BlockedNet6)}}},
+		Devices: []firewall.Device{{MAC: child, Name: "Kid phone", Profile: "kid", Offline: offline}},
+	}
+}
+
+func reach(t *testing.T, what string, want bool, probe func() error) {
+	t.Helper()
+	var err error
+	lab.WaitFor(2*time.Second, func() bool { err = probe(); return (err == nil) == want })
+	if (err == nil) != want {
+		t.Errorf("%s: err=%v, want reachable=%v", what, err, want)
+	}
+}
+
+func TestKernelStartsAndEndsWindowsOnItsOwn(t *testing.T) {
+	l, b := setup(t, "cfi1")
+	child, _ := net.ParseMAC(l.Child.MAC)
+	// xt_time has one-second resolution: a window of whole seconds.
+	start := time.Now().Truncate(time.Second).Add(2 * time.Second)
+	if err := b.Apply(context.Background(), ruleset(child, firewall.Interval{From: start, To: start.Add(3 * time.Second)})); err != nil {
+		t.Fatal(err)
+	}
+	reach(t, "child before the window", true, func() error { return l.TCP(l.Child.NS, lab.InternetV4) })
+	time.Sleep(time.Until(start) + 200*time.Millisecond)
+	for _, addr := range []string{lab.InternetV4, lab.InternetV6} {
+		if err := l.TCP(l.Child.NS, addr); err == nil || !strings.Contains(err.Error(), "refused") {
+			t.Errorf("child TCP to %s inside the window: %v, want refused", addr, err)
+		}
+	}
+	reach(t, "parent inside the child's window", true, func() error { return l.TCP(l.Parent.NS, lab.InternetV4) })
+	time.Sleep(time.Until(start.Add(3*time.Second)) + 300*time.Millisecond)
+	reach(t, "child after the window (no daemon)", true, func() error { return l.TCP(l.Child.NS, lab.InternetV4) })
+}
+
+func TestBlocksDoTAndDNSForTheChildOnly(t *testing.T) {
+	l, b := setup(t, "cfi2")
+	ctx := context.Background()
+	child, _ := net.ParseMAC(l.Child.MAC)
+	if err := b.Apply(ctx, ruleset(child)); err != nil {
+		t.Fatal(err)
+	}
+	reach(t, "child to a blocked IPv4 prefix", false, func() error { return l.TCP(l.Child.NS, lab.BlockedV4) })
+	reach(t, "child to a blocked IPv6 prefix", false, func() error { return l.TCP(l.Child.NS, lab.BlockedV6) })
+	reach(t, "child DoT", false, func() error { return l.TCPPort(l.Child.NS, lab.InternetV4, lab.DoTPort) })
+	reach(t, "child elsewhere", true, func() error { return l.TCP(l.Child.NS, lab.InternetV4) })
+	reach(t, "parent to the blocked prefix", true, func() error { return l.TCP(l.Parent.NS, lab.BlockedV4) })
+	if got, err := l.Dig(ctx, l.Child.NS, lab.InternetV4, false); err != nil || got != lab.RouterAnswer {
+		t.Errorf("child's query to an outside resolver: %q %v, want the router's answer", got, err)
+	}
+	if got, err := l.Dig(ctx, l.Parent.NS, lab.InternetV4, false); err != nil || got != lab.OutsideAnswer {
+		t.Errorf("parent's query: %q %v, want the outside answer", got, err)
+	}
+}
+
+func TestApplyIsIdempotentRestoresAndRemoves(t *testing.T) {
+	l, b := setup(t, "cfi3")
+	ctx := context.Background()
+	child, _ := net.ParseMAC(l.Child.MAC)
+	always := ruleset(child, firewall.Interval{From: time.Now().Add(-time.Minute), To: time.Now().Add(time.Hour)})
+	if err := b.Apply(ctx, always); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Apply(ctx, always); err != nil {
+		t.Fatalf("second apply: %v", err)
+	}
+	save := func() string {
+		out, _ := l.Exec(ctx, l.Router, "iptables-legacy-save")
+		return out
+	}
+	before := save()
+	if err := b.Apply(ctx, always); err != nil {
+		t.Fatal(err)
+	}
+	if strip(save()) != strip(before) {
+		t.Error("the same ruleset again changed the rules")
+	}
+	// fw3 reload: the built-in chains are flushed.
+	if out, err := l.Exec(ctx, l.Router, "iptables-legacy", "-F", "FORWARD"); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	reach(t, "child with our jump gone", true, func() error { return l.TCP(l.Child.NS, lab.InternetV4) })
+	if err := b.Apply(ctx, always); err != nil {
+		t.Fatal(err)
+	}
+	reach(t, "child after apply restored the jump", false, func() error { return l.TCP(l.Child.NS, lab.InternetV4) })
+	if err := b.Remove(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := save(); strings.Contains(s, "CURFEW") {
+		t.Errorf("rules left after Remove:\n%s", s)
+	}
+	reach(t, "child after Remove", true, func() error { return l.TCP(l.Child.NS, lab.InternetV4) })
+}
+
+// strip drops iptables-save's comment and counter lines.
+func strip(s string) string {
+	var out []string
+	for _, line := range strings.Split(s, "\n") {
+		if strings.HasPrefix(line, "#") || strings.HasPrefix(line, ":") {
+			continue
+		}
+		out = append(out, line)
+	}
+	return strings.Join(out, "\n")
+}
