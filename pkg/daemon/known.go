@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -27,6 +28,15 @@ func (d *Daemon) readLeases(cfg *config.Config) {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		d.log.Debug("leases not read", "file", d.opts.LeasesFile, "err", err)
 		return
+	}
+	// Routers that hand out addresses with odhcpd instead of dnsmasq
+	// answer on ubus.
+	if _, lookErr := exec.LookPath("ubus"); lookErr == nil {
+		if out, err := exec.Command("ubus", "call", "dhcp", "ipv4leases").Output(); err == nil {
+			if more, err := devices.ParseOdhcpd(out, d.opts.Clock.Now()); err == nil {
+				leases = append(leases, more...)
+			}
+		}
 	}
 	if bad > 0 {
 		d.log.Debug("malformed lease lines skipped", "file", d.opts.LeasesFile, "lines", bad)
