@@ -265,7 +265,7 @@ func TestDaemonKeepsItsRulesInForce(t *testing.T) {
 	// The packaging budget: an idle daemon with a small config stays under
 	// 15 MB resident (amd64).
 	time.Sleep(time.Second)
-	if kb := rssKB(t, d.cmd.Process.Pid); kb > 15*1024 {
+	if kb := lab.RSSKB(d.cmd.Process.Pid); kb == 0 || kb > 15*1024 {
 		t.Errorf("idle daemon uses %d kB resident, budget 15 MB", kb)
 	} else {
 		t.Logf("idle daemon: %d kB resident", kb)
@@ -445,24 +445,6 @@ func TestParentCommands(t *testing.T) {
 	if res := rpcd("status", "{}"); res["error"] != "the curfew daemon is not running" {
 		t.Errorf("rpcd status without a daemon = %v", res)
 	}
-}
-
-// rssKB reads a process's resident set size.
-func rssKB(t *testing.T, pid int) int {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			var kb int
-			fmt.Sscanf(strings.TrimPrefix(line, "VmRSS:"), "%d", &kb)
-			return kb
-		}
-	}
-	t.Fatal("no VmRSS")
-	return 0
 }
 
 // TestDNSFilter checks per-profile DNS with real queries from the lab's

@@ -404,3 +404,19 @@ func WaitFor(timeout time.Duration, cond func() bool) bool {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// RSSKB reads a process's resident set size in kB (0 if it cannot).
+func RSSKB(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int
+			fmt.Sscanf(rest, "%d", &kb)
+			return kb
+		}
+	}
+	return 0
+}

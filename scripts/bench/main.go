@@ -351,25 +351,10 @@ func footprint(ctx context.Context, l *lab.Lab, dir string) (string, error) {
 	}
 	startup := time.Since(t0)
 	time.Sleep(3 * time.Second)
-	fmt.Fprintf(&b, "| idle daemon, resident (amd64, lab config) | %.1f MB |\n", float64(rss(cmd.Process.Pid))/1024)
+	fmt.Fprintf(&b, "| idle daemon, resident (amd64, lab config) | %.1f MB |\n", float64(lab.RSSKB(cmd.Process.Pid))/1024)
 	fmt.Fprintf(&b, "| start-up: exec to rules in the kernel | %v |\n", startup.Round(time.Millisecond))
 	b.WriteString("| resident with a 1,000,000-domain list | see DNS.md |\n")
 	return b.String(), nil
-}
-
-func rss(pid int) int {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			var kb int
-			fmt.Sscanf(strings.TrimPrefix(line, "VmRSS:"), "%d", &kb)
-			return kb
-		}
-	}
-	return 0
 }
 
 // chart draws pps against device count for one prefix count, one line per

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"curfew/pkg/dnsfilter"
+	"curfew/pkg/lab"
 )
 
 const (
@@ -128,7 +129,7 @@ func run(out string, secs int) error {
 			return fmt.Errorf("dnsmasq: %w", err)
 		}
 		dmRes.load = time.Since(t0)
-		dmRes.rssKB = rss(dm.Process.Pid)
+		dmRes.rssKB = lab.RSSKB(dm.Process.Pid)
 		// curfew with the list
 		t0 = time.Now()
 		cf, err := start(self, "serve", "--list", list, "--port", strconv.Itoa(curfewPort))
@@ -144,7 +145,7 @@ func run(out string, secs int) error {
 			return fmt.Errorf("curfew: %w", err)
 		}
 		cfRes.load = time.Since(t0)
-		cfRes.rssKB = rss(cf.Process.Pid)
+		cfRes.rssKB = lab.RSSKB(cf.Process.Pid)
 		for round := 0; round < 2; round++ {
 			q, err := dnsperf(dnsmasqPort, queries, secs)
 			if err != nil {
@@ -322,20 +323,6 @@ func latency(port, n int) (time.Duration, time.Duration) {
 		return 0, 0
 	}
 	return ds[len(ds)/2], ds[len(ds)*99/100]
-}
-
-func rss(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			kb, _ := strconv.Atoi(strings.Fields(line)[1])
-			return kb
-		}
-	}
-	return 0
 }
 
 func median(v []float64) float64 {
