@@ -265,7 +265,7 @@ func runPlan(_ context.Context, args []string, env *Env) int {
 func PrintPlan(w io.Writer, p *plan.Plan, loc *time.Location) {
 	fmt.Fprintf(w, "at %s", p.At.In(loc).Format("Mon 2006-01-02 15:04 MST"))
 	if p.NextChange != nil {
-		fmt.Fprintf(w, "; next change %s", when(*p.NextChange, p.At, loc))
+		fmt.Fprintf(w, "; next change %s", plan.When(*p.NextChange, p.At, loc))
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -277,7 +277,7 @@ func PrintPlan(w io.Writer, p *plan.Plan, loc *time.Location) {
 		}
 		until := "-"
 		if d.Until != nil {
-			until = when(*d.Until, p.At, loc)
+			until = plan.When(*d.Until, p.At, loc)
 		}
 		prof := d.Profile
 		if prof == "" {
@@ -303,18 +303,6 @@ func label(d plan.Device) string {
 		return d.Name
 	}
 	return d.MAC
-}
-
-// when prints t relative to at: "07:00" the same day, "Sat 07:00" otherwise.
-func when(t, at time.Time, loc *time.Location) string {
-	t, at = t.In(loc), at.In(loc)
-	if t.YearDay() == at.YearDay() && t.Year() == at.Year() {
-		return t.Format("15:04")
-	}
-	if t.Sub(at) < 6*24*time.Hour {
-		return t.Format("Mon 15:04")
-	}
-	return t.Format("2006-01-02 15:04")
 }
 
 func runServices(_ context.Context, args []string, env *Env) int {

@@ -169,7 +169,7 @@ func (d *Daemon) explain(target string) (control.Explanation, error) {
 		}
 		text.WriteString(main)
 		if dev.Until != nil {
-			fmt.Fprintf(&text, " until %s", clock(*dev.Until, p.At, loc))
+			fmt.Fprintf(&text, " until %s", plan.When(*dev.Until, p.At, loc))
 		} else if dev.State == plan.Offline {
 			text.WriteString(", no end foreseen")
 		}
@@ -208,14 +208,6 @@ func enrich(cfg *config.Config, reason string) string {
 		}
 	}
 	return reason
-}
-
-func clock(t, at time.Time, loc *time.Location) string {
-	t, at = t.In(loc), at.In(loc)
-	if t.YearDay() == at.YearDay() && t.Year() == at.Year() {
-		return t.Format("15:04")
-	}
-	return t.Format("Mon 15:04")
 }
 
 // resolveTarget checks that target names something and returns the form
@@ -300,7 +292,7 @@ func (d *Daemon) act(ctx context.Context, req *control.Request) (any, error) {
 		ovs = append(ovs, plan.Override{Kind: plan.Pause, Target: target, From: now, Until: until})
 		msg = "paused " + target
 		if !until.IsZero() {
-			msg += " until " + clock(until, now, loc)
+			msg += " until " + plan.When(until, now, loc)
 		} else {
 			msg += " until resumed"
 		}
@@ -320,7 +312,7 @@ func (d *Daemon) act(ctx context.Context, req *control.Request) (any, error) {
 		}
 		ovs = without(ovs, target, plan.Pause, plan.Allow)
 		ovs = append(ovs, plan.Override{Kind: plan.Allow, Target: target, From: now, Until: until})
-		msg = fmt.Sprintf("allowed %s until %s", target, clock(until, now, loc))
+		msg = fmt.Sprintf("allowed %s until %s", target, plan.When(until, now, loc))
 	case control.MethodGrant:
 		amount, err := config.ParseDuration(req.Amount)
 		if err != nil || amount <= 0 || amount > 24*time.Hour {

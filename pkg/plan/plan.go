@@ -413,12 +413,17 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// clockLabel prints an instant as a parent reads it: "07:00" today,
-// "Sat 07:00" within a week, a date beyond, "further notice" for Forever.
+// clockLabel is When, but says "further notice" for Forever.
 func clockLabel(t, at time.Time, loc *time.Location) string {
 	if !t.Before(Forever) {
 		return "further notice"
 	}
+	return When(t, at, loc)
+}
+
+// When prints an instant as a parent reads it, relative to at: "07:00" the
+// same local day, "Sat 07:00" within six days, a date beyond.
+func When(t, at time.Time, loc *time.Location) string {
 	t = t.In(loc)
 	ay, am, ad := at.In(loc).Date()
 	ty, tm, td := t.Date()
