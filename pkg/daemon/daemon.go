@@ -94,16 +94,20 @@ type Daemon struct {
 	// applyMu serialises reconciles: the loop's and a parent's command's.
 	applyMu sync.Mutex
 
-	mu         sync.Mutex
-	cfg        *config.Config
-	loc        *time.Location
-	zone       string
-	loadErrs   []string
-	loadedAt   time.Time
-	last       *plan.Plan
-	applied    bool
-	overrides  []plan.Override
-	seen       map[string]*seenDevice
+	mu        sync.Mutex
+	cfg       *config.Config
+	loc       *time.Location
+	zone      string
+	loadErrs  []string
+	loadedAt  time.Time
+	last      *plan.Plan
+	applied   bool
+	overrides []plan.Override
+	seen      map[string]*seenDevice
+	// byIP and names index the neighbours and the plan for the DNS
+	// filter, which asks for every query.
+	byIP       map[netip.Addr]string
+	names      map[string]string
 	neighRead  time.Time
 	ntpTrusted bool
 
@@ -152,7 +156,8 @@ func New(opts Options) *Daemon {
 		opts.MinuteLength = time.Minute
 	}
 	return &Daemon{opts: opts, log: log, wake: make(chan struct{}, 1), listsWanted: make(chan struct{}, 1),
-		seen: map[string]*seenDevice{}, memo: map[string]*policyMemo{},
+		seen: map[string]*seenDevice{}, byIP: map[netip.Addr]string{}, names: map[string]string{},
+		memo:  map[string]*policyMemo{},
 		usage: &usageBook{}, lastBytes: map[string]uint64{}, lastDNS: map[string]dnsfilter.Counters{},
 		leases: map[string]devices.Lease{}, knownHosts: map[string]*config.Device{}}
 }
@@ -251,33 +256,34 @@ func (d *Daemon) Run(ctx context.Context) error {
 		case <-d.opts.ClockJumps:
 			d.log.Info("wall clock stepped; re-evaluating", "now", d.opts.Clock.Now().Format(time.RFC3339))
 		case <-kernelChanged:
-			if r, ok := d.opts.Backend.(Resyncer); ok {
-				// Let a burst of deletions (nft flush ruleset) finish first.
-				time.Sleep(50 * time.Millisecond)
-				d.applyMu.Lock()
-				fixed, err := r.Resync(ctx)
-				d.applyMu.Unlock()
-				if err != nil {
-					d.log.Error("kernel resync failed", "err", err)
-				} else if fixed {
-					d.log.Warn("kernel rules were changed by someone else; restored")
-				}
-			}
+			// Let a burst of deletions (nft flush ruleset) finish first.
+			time.Sleep(50 * time.Millisecond)
+			d.resync(ctx)
 		case <-d.opts.Clock.After(sleep):
 			// Backends without a change monitor (iptables) are checked
 			// on every periodic wake-up instead.
-			if r, ok := d.opts.Backend.(interface {
-				Resync(context.Context) (bool, error)
-			}); ok && kernelChanged == nil {
-				d.applyMu.Lock()
-				if fixed, err := r.Resync(ctx); err != nil {
-					d.log.Error("kernel resync failed", "err", err)
-				} else if fixed {
-					d.log.Warn("kernel rules were changed by someone else; restoring")
-				}
-				d.applyMu.Unlock()
+			if kernelChanged == nil {
+				d.resync(ctx)
 			}
 		}
+	}
+}
+
+// resync lets the backend restore what someone else changed, if it can
+// tell (nftables after a monitor event, iptables on the periodic wake-up).
+func (d *Daemon) resync(ctx context.Context) {
+	r, ok := d.opts.Backend.(interface {
+		Resync(context.Context) (bool, error)
+	})
+	if !ok {
+		return
+	}
+	d.applyMu.Lock()
+	defer d.applyMu.Unlock()
+	if fixed, err := r.Resync(ctx); err != nil {
+		d.log.Error("kernel resync failed", "err", err)
+	} else if fixed {
+		d.log.Warn("kernel rules were changed by someone else; restored")
 	}
 }
 
@@ -375,9 +381,13 @@ func (d *Daemon) reconcile(ctx context.Context) {
 		d.log.Error("apply kernel rules", "backend", d.opts.Backend.Name(), "err", err)
 		return
 	}
+	names := make(map[string]string, len(p.Devices))
+	for _, dev := range p.Devices {
+		names[dev.MAC] = dev.Name
+	}
 	d.mu.Lock()
 	prev := d.last
-	d.last, d.applied = p, true
+	d.last, d.applied, d.names = p, true, names
 	d.mu.Unlock()
 	d.cut(ctx, prev, p, loc)
 }
@@ -418,6 +428,9 @@ func (d *Daemon) noteSeen(neighbours []Neighbour, now time.Time) {
 			d.seen[n.MAC.String()] = sd
 		}
 		sd.last, sd.ips = now, n.IPs
+		for _, ip := range n.IPs {
+			d.byIP[ip] = n.MAC.String()
+		}
 	}
 }
 

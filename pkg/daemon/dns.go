@@ -163,16 +163,9 @@ func (d *Daemon) identify(a netip.Addr) dnsfilter.Device {
 func (d *Daemon) lookupSeen(a netip.Addr) (dnsfilter.Device, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for mac, sd := range d.seen {
-		for _, ip := range sd.ips {
-			if ip == a {
-				dev := dnsfilter.Device{MAC: mac}
-				if pd := find(d.last, mac); pd != nil {
-					dev.Name = pd.Name
-				}
-				return dev, true
-			}
-		}
+	mac, ok := d.byIP[a]
+	if !ok {
+		return dnsfilter.Device{}, false
 	}
-	return dnsfilter.Device{}, false
+	return dnsfilter.Device{MAC: mac, Name: d.names[mac]}, true
 }
