@@ -347,14 +347,19 @@ func (d *Daemon) reconcile(ctx context.Context) {
 	if !cfg.Enabled {
 		p := plan.Compute(plan.Input{Config: cfg, Loc: loc, At: now, ClockTrusted: true})
 		d.mu.Lock()
-		wasApplied := d.applied
+		wasApplied, first := d.applied, d.last == nil
 		d.applied, d.last = false, p
 		d.mu.Unlock()
-		if wasApplied {
-			d.log.Info("curfew disabled in the config; removing its kernel rules")
-		}
-		if err := d.opts.Backend.Remove(ctx); err != nil {
-			d.log.Error("remove kernel rules", "err", err)
+		// Remove once: when the rules were in force, and at start-up (a
+		// crashed run may have left its table behind) — not on every
+		// wake-up while curfew stays disabled.
+		if wasApplied || first {
+			if wasApplied {
+				d.log.Info("curfew disabled in the config; removing its kernel rules")
+			}
+			if err := d.opts.Backend.Remove(ctx); err != nil {
+				d.log.Error("remove kernel rules", "err", err)
+			}
 		}
 		return
 	}
