@@ -358,7 +358,10 @@ func (d *Daemon) reconcile(ctx context.Context) {
 				d.log.Info("curfew disabled in the config; removing its kernel rules")
 			}
 			if err := d.opts.Backend.Remove(ctx); err != nil {
-				d.log.Error("remove kernel rules", "err", err)
+				d.log.Error("remove kernel rules; trying again at the next wake-up", "err", err)
+				d.mu.Lock()
+				d.applied = true
+				d.mu.Unlock()
 			}
 		}
 		return
