@@ -1022,12 +1022,6 @@ func l4proto(p byte) []expr.Any {
 	}
 }
 
-func nfproto(p byte) []expr.Any {
-	return []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{p}},
-	}
-}
 
 func dport(p uint16) []expr.Any {
 	return []expr.Any{
