@@ -1022,7 +1022,6 @@ func l4proto(p byte) []expr.Any {
 	}
 }
 
-
 func dport(p uint16) []expr.Any {
 	return []expr.Any{
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
