@@ -74,7 +74,7 @@ func Command(ctx context.Context, args []string, version string, stdout, stderr 
 	go watchClockSteps(ctx, jumps, log)
 	var d *Daemon
 	dns := dnsfilter.NewServer(dnsfilter.Options{
-		Identify: func(a netip.Addr) dnsfilter.Device { return d.identify(a) },
+		Identify: func(a netip.Addr) (dnsfilter.Device, bool) { return d.identify(a) },
 		Allowed: func(profile string, addrs []netip.Addr, ttl time.Duration) {
 			a, ok := backend.(interface {
 				AllowAddresses(context.Context, string, []netip.Addr, time.Duration) error

@@ -10,6 +10,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -104,10 +105,14 @@ type Daemon struct {
 	applied   bool
 	overrides []plan.Override
 	seen      map[string]*seenDevice
-	// byIP and names index the neighbours and the plan for the DNS
-	// filter, which asks for every query.
-	byIP       map[netip.Addr]string
-	names      map[string]string
+	// byIP and byMAC index the neighbours and the plan for the DNS
+	// filter, which asks for every query. byIP is rebuilt from each read
+	// of the neighbour table, so it holds no more than the kernel does.
+	byIP  map[netip.Addr]string
+	byMAC map[string]*plan.Device
+	// dnsRoute is where each managed device's DNS was redirected at the
+	// last apply (the port), to notice when it changes.
+	dnsRoute   map[string]uint16
 	neighRead  time.Time
 	ntpTrusted bool
 
@@ -156,7 +161,7 @@ func New(opts Options) *Daemon {
 		opts.MinuteLength = time.Minute
 	}
 	return &Daemon{opts: opts, log: log, wake: make(chan struct{}, 1), listsWanted: make(chan struct{}, 1),
-		seen: map[string]*seenDevice{}, byIP: map[netip.Addr]string{}, names: map[string]string{},
+		seen: map[string]*seenDevice{}, byIP: map[netip.Addr]string{}, byMAC: map[string]*plan.Device{},
 		memo:  map[string]*policyMemo{},
 		usage: &usageBook{}, lastBytes: map[string]uint64{}, lastDNS: map[string]dnsfilter.Counters{},
 		leases: map[string]devices.Lease{}, knownHosts: map[string]*config.Device{}}
@@ -389,15 +394,52 @@ func (d *Daemon) reconcile(ctx context.Context) {
 		d.log.Error("apply kernel rules", "backend", d.opts.Backend.Name(), "err", err)
 		return
 	}
-	names := make(map[string]string, len(p.Devices))
-	for _, dev := range p.Devices {
-		names[dev.MAC] = dev.Name
+	byMAC := make(map[string]*plan.Device, len(p.Devices))
+	for i := range p.Devices {
+		byMAC[p.Devices[i].MAC] = &p.Devices[i]
 	}
 	d.mu.Lock()
 	prev := d.last
-	d.last, d.applied, d.names = p, true, names
+	d.last, d.applied, d.byMAC = p, true, byMAC
 	d.mu.Unlock()
 	d.cut(ctx, prev, p, loc)
+	d.cutStaleDNS(ctx, p, rs)
+}
+
+// cutStaleDNS deletes the DNS flows of devices whose DNS now goes
+// somewhere else than at the previous apply (all of them at the first):
+// the kernel's redirect is decided on a flow's first packet, so a DNS flow
+// opened before it kept its old resolver — unfiltered, or another
+// profile's filter.
+func (d *Daemon) cutStaleDNS(ctx context.Context, p *plan.Plan, rs *firewall.Ruleset) {
+	ports := map[string]uint16{}
+	for _, pr := range rs.Profiles {
+		ports[pr.ID] = cmp.Or(pr.DNSPort, rs.DNSPort)
+	}
+	route := map[string]uint16{}
+	var moved []net.HardwareAddr
+	for _, dev := range p.Devices {
+		port, ok := ports[dev.Profile]
+		if !dev.Managed || !ok {
+			continue
+		}
+		route[dev.MAC] = port
+		if old, had := d.dnsRoute[dev.MAC]; had && old == port {
+			continue
+		}
+		if mac, err := net.ParseMAC(dev.MAC); err == nil {
+			moved = append(moved, mac)
+		}
+	}
+	d.dnsRoute = route
+	if len(moved) == 0 {
+		return
+	}
+	if n, err := d.opts.Backend.Cutoff(ctx, moved, firewall.Flows{DNS: true}); err != nil {
+		d.log.Warn("cut DNS flows opened before the redirect", "err", err)
+	} else if n > 0 {
+		d.log.Info(fmt.Sprintf("cut %d DNS flow(s) opened before the redirect", n))
+	}
 }
 
 // configureDNS points the DNS filter at the plan's policies before the
@@ -425,10 +467,16 @@ func (d *Daemon) configureDNS(cfg *config.Config, p *plan.Plan, rs *firewall.Rul
 	}
 }
 
+// maxSeen bounds the devices remembered as seen: a child's device can
+// show a new random MAC every second, and each must not cost memory for
+// the daemon's lifetime. Past it, the longest-unseen are forgotten.
+const maxSeen = 1024
+
 // noteSeen records devices present on the LAN.
 func (d *Daemon) noteSeen(neighbours []Neighbour, now time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	byIP := make(map[netip.Addr]string, len(neighbours))
 	for _, n := range neighbours {
 		sd := d.seen[n.MAC.String()]
 		if sd == nil {
@@ -437,8 +485,18 @@ func (d *Daemon) noteSeen(neighbours []Neighbour, now time.Time) {
 		}
 		sd.last, sd.ips = now, n.IPs
 		for _, ip := range n.IPs {
-			d.byIP[ip] = n.MAC.String()
+			byIP[ip] = n.MAC.String()
 		}
+	}
+	d.byIP = byIP
+	for len(d.seen) > maxSeen {
+		oldest, at := "", now
+		for mac, sd := range d.seen {
+			if oldest == "" || sd.last.Before(at) {
+				oldest, at = mac, sd.last
+			}
+		}
+		delete(d.seen, oldest)
 	}
 }
 
@@ -480,7 +538,7 @@ func (d *Daemon) cut(ctx context.Context, prev, p *plan.Plan, loc *time.Location
 			continue
 		}
 		if added := newlyBlocked(old, dev); len(added) > 0 {
-			if n, err := d.opts.Backend.Cutoff(ctx, []net.HardwareAddr{mac}, added); err != nil {
+			if n, err := d.opts.Backend.Cutoff(ctx, []net.HardwareAddr{mac}, firewall.Flows{Dests: added}); err != nil {
 				d.log.Warn("cut flows to newly blocked destinations", "device", label(dev), "err", err)
 			} else if n > 0 {
 				d.log.Info(fmt.Sprintf("cut %d flow(s) to newly blocked destinations", n), "device", label(dev))
@@ -488,7 +546,7 @@ func (d *Daemon) cut(ctx context.Context, prev, p *plan.Plan, loc *time.Location
 		}
 	}
 	if len(cut) > 0 {
-		n, err := d.opts.Backend.Cutoff(ctx, cut, nil)
+		n, err := d.opts.Backend.Cutoff(ctx, cut, firewall.Flows{})
 		if err != nil {
 			d.log.Warn("cut open connections", "devices", strings.Join(names, ", "), "err", err)
 		} else if n > 0 {

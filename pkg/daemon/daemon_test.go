@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,8 +89,8 @@ func (b *fakeBackend) Remove(context.Context) error {
 	return nil
 }
 
-func (b *fakeBackend) Cutoff(_ context.Context, macs []net.HardwareAddr, dests []netip.Prefix) (int, error) {
-	if dests == nil {
+func (b *fakeBackend) Cutoff(_ context.Context, macs []net.HardwareAddr, sel firewall.Flows) (int, error) {
+	if sel.Dests == nil && !sel.DNS {
 		b.mu.Lock()
 		b.cutoffs = append(b.cutoffs, macs)
 		b.mu.Unlock()

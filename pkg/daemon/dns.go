@@ -138,11 +138,13 @@ func (d *Daemon) refreshLists(ctx context.Context, wanted <-chan struct{}) {
 }
 
 // identify names the device behind a DNS query's source address, for the
-// query log and counters: from the neighbour table (read again, at most
-// once a second, when the address is new) and the plan.
-func (d *Daemon) identify(a netip.Addr) dnsfilter.Device {
+// query log and counters, and says whether it is offline now: from the
+// neighbour table (read again, at most once a second, when the address is
+// new) and the plan. An address that is in no neighbour entry belongs to
+// no device on the LAN (false).
+func (d *Daemon) identify(a netip.Addr) (dnsfilter.Device, bool) {
 	if dev, ok := d.lookupSeen(a); ok {
-		return dev
+		return dev, true
 	}
 	d.mu.Lock()
 	cfg := d.cfg
@@ -154,18 +156,36 @@ func (d *Daemon) identify(a netip.Addr) dnsfilter.Device {
 	if cfg != nil && stale {
 		d.noteSeen(d.opts.Seen(cfg.LAN), d.opts.Clock.Now())
 		if dev, ok := d.lookupSeen(a); ok {
-			return dev
+			return dev, true
 		}
 	}
-	return dnsfilter.Device{MAC: a.String()}
+	return dnsfilter.Device{MAC: a.String()}, false
 }
 
 func (d *Daemon) lookupSeen(a netip.Addr) (dnsfilter.Device, bool) {
+	now := d.opts.Clock.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	mac, ok := d.byIP[a]
 	if !ok {
 		return dnsfilter.Device{}, false
 	}
-	return dnsfilter.Device{MAC: mac, Name: d.names[mac]}, true
+	dev := dnsfilter.Device{MAC: mac}
+	pd := d.byMAC[mac]
+	if pd != nil {
+		dev.Name = pd.Name
+	} else if d.last != nil {
+		pd = d.last.UnknownDevices
+	}
+	// The plan's intervals, not its state: a window that began since the
+	// last reconcile is in force in the kernel already, and in DNS too.
+	if pd != nil && pd.Managed {
+		for _, s := range pd.Offline {
+			if !now.Before(s.From) && now.Before(s.To) {
+				dev.Offline = true
+				break
+			}
+		}
+	}
+	return dev, true
 }

@@ -71,6 +71,10 @@ type Counters struct {
 	Bypass  int `json:"bypass_attempts"`
 }
 
+// maxStatsDevices bounds the counters kept: one entry per device, and a
+// LAN has far fewer; past it, further devices are not counted one by one.
+const maxStatsDevices = 4096
+
 // Stats counts queries per device (MAC).
 type Stats struct {
 	mu sync.Mutex
@@ -86,6 +90,9 @@ func (s *Stats) Count(mac string, blocked, bypass bool) {
 	defer s.mu.Unlock()
 	c := s.by[mac]
 	if c == nil {
+		if len(s.by) >= maxStatsDevices {
+			return
+		}
 		c = &Counters{}
 		s.by[mac] = c
 	}

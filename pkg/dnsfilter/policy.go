@@ -2,6 +2,7 @@ package dnsfilter
 
 import (
 	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -22,6 +23,10 @@ const (
 	// Rewrite answers with a CNAME to Target and that name's addresses
 	// (safe search).
 	Rewrite
+	// Refuse answers REFUSED and forwards nothing: for names the filter
+	// cannot read, and for an offline device's queries. Clients do not
+	// cache it, so names work again the moment the device is back online.
+	Refuse
 )
 
 // Decision is the filter's verdict on one name.
@@ -66,6 +71,47 @@ type List struct {
 // use-application-dns.net does not resolve; iCloud Private Relay is off
 // on a network where mask.icloud.com does not resolve.
 var canaries = []string{"use-application-dns.net", "mask.icloud.com", "mask-h2.icloud.com"}
+
+// probeNames are the hosts that phones, laptops and consoles resolve to
+// check for a captive portal, answered even for an offline device so that
+// it can show curfew's page (and the names of the router itself, below).
+// A fixed list of names carries no data out: a DNS tunnel needs names of
+// its own choosing.
+var probeNames = map[string]bool{
+	"connectivitycheck.gstatic.com": true, "connectivitycheck.android.com": true,
+	"clients3.google.com": true, "clients1.google.com": true, "www.google.com": true,
+	"captive.apple.com": true, "www.apple.com": true,
+	"www.msftconnecttest.com": true, "www.msftncsi.com": true, "dns.msftncsi.com": true,
+	"detectportal.firefox.com": true, "nmcheck.gnome.org": true,
+	"network-test.debian.org": true, "connectivity-check.ubuntu.com": true,
+	"conntest.nintendo.wifi.net": true, "ctest.cdn.nintendo.net": true,
+}
+
+// localZones are answered by the router's own resolver (OpenWrt's dnsmasq
+// has `local '/lan/'` and `boguspriv`), never forwarded to the internet.
+var localZones = []string{"lan", "home.arpa", "localdomain",
+	"10.in-addr.arpa", "168.192.in-addr.arpa", "d.f.ip6.arpa", "8.e.f.ip6.arpa"}
+
+// offlineName reports whether an offline device may still resolve name:
+// a captive-portal probe, a one-label name (the router, a printer) or a
+// name in a local zone.
+func offlineName(name string) bool {
+	if probeNames[name] || !strings.Contains(name, ".") {
+		return true
+	}
+	for _, z := range localZones {
+		if name == z || strings.HasSuffix(name, "."+z) {
+			return true
+		}
+	}
+	// 16.172.in-addr.arpa … 31.172.in-addr.arpa
+	if rest, ok := strings.CutSuffix(name, ".172.in-addr.arpa"); ok {
+		octet := rest[strings.LastIndexByte(rest, '.')+1:]
+		n, err := strconv.Atoi(octet)
+		return err == nil && n >= 16 && n <= 31
+	}
+	return false
+}
 
 // DoHHosts are well-known DNS-over-HTTPS endpoints. Their names are blocked
 // for managed devices; their published addresses are rejected in the kernel

@@ -1,6 +1,7 @@
 package dnsfilter
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
+	"golang.org/x/sys/unix"
 )
 
 // The wire format is handled with golang.org/x/net/dns/dnsmessage, the
@@ -25,17 +27,27 @@ import (
 // filtered are relayed byte for byte, so EDNS, DNSSEC bits and IDs pass
 // through untouched.
 
-// Device identifies the sender of a query, for logs and counters only:
-// the policy comes from the port the query arrived on.
+// Device identifies the sender of a query. The profile's policy comes from
+// the port the query arrived on; the device adds the log's name and whether
+// it is offline right now.
 type Device struct {
 	MAC  string
 	Name string
+	// Offline is true while the device may not use the internet: its DNS
+	// then answers only local names and the captive-portal probes
+	// (offlineNames), so that a DNS tunnel does not work at bedtime.
+	Offline bool
 }
 
 // Options configure a Server.
 type Options struct {
-	// Identify maps a query's source address to its device.
-	Identify func(netip.Addr) Device
+	// Identify maps a query's source address to its device; false means
+	// the address belongs to no device on the LAN right now. Such a UDP
+	// query is dropped unanswered: its source is forged, and answering it
+	// would queue packets for a neighbour that never answers, filling the
+	// socket's send buffer for everyone (and reflect traffic at whoever
+	// owns that address).
+	Identify func(netip.Addr) (Device, bool)
 	// Allowed receives the addresses an allowlisted name resolved to, with
 	// their TTL, so that the kernel lets the profile reach them.
 	Allowed func(profile string, addrs []netip.Addr, ttl time.Duration)
@@ -55,6 +67,8 @@ type Server struct {
 
 	// pool keeps sockets to the upstream resolver open between queries.
 	pool chan pooledConn
+	// tcp caps the filter's TCP connections, in all and per source.
+	tcp *connLimit
 
 	mu        sync.Mutex
 	policies  map[string]*Policy
@@ -83,11 +97,12 @@ func NewServer(opts Options) *Server {
 		opts.LogSize = 4096
 	}
 	if opts.Identify == nil {
-		opts.Identify = func(a netip.Addr) Device { return Device{MAC: a.String()} }
+		opts.Identify = func(a netip.Addr) (Device, bool) { return Device{MAC: a.String()}, true }
 	}
 	return &Server{
 		opts: opts, log: log, qlog: NewQueryLog(opts.LogSize), stats: NewStats(), timeout: 2 * time.Second,
 		pool:     make(chan pooledConn, 32),
+		tcp:      newConnLimit(maxTCPConns, maxTCPPerSource),
 		policies: map[string]*Policy{}, listeners: map[string]*listener{}, upstream: "127.0.0.1:53",
 	}
 }
@@ -204,6 +219,7 @@ func (s *Server) listen(profile, ifc string, port uint16) (*listener, error) {
 const udpWorkers = 16
 
 func (s *Server) serveUDP(profile string, pc net.PacketConn) {
+	send := nonBlockingSender(pc)
 	for i := 0; i < udpWorkers; i++ {
 		go func() {
 			buf := make([]byte, 65535)
@@ -216,31 +232,91 @@ func (s *Server) serveUDP(profile string, pc net.PacketConn) {
 					continue
 				}
 				if resp := s.handle(profile, buf[:n], addrOf(from), false); resp != nil {
-					pc.WriteTo(resp, from)
+					send(resp, from)
 				}
 			}
 		}()
 	}
 }
 
+// nonBlockingSender returns a function that sends an answer without ever
+// waiting for room in the socket's send buffer: when the buffer is full
+// (answers queued for neighbours that do not answer), this answer is
+// dropped and the client asks again, instead of every worker of the
+// profile blocking behind the queue.
+func nonBlockingSender(pc net.PacketConn) func([]byte, net.Addr) {
+	uc, ok := pc.(*net.UDPConn)
+	var raw syscall.RawConn
+	if ok {
+		raw, _ = uc.SyscallConn()
+	}
+	v6 := true
+	if la, ok := pc.LocalAddr().(*net.UDPAddr); ok && la.IP.To4() != nil && !la.IP.IsUnspecified() {
+		v6 = false
+	}
+	return func(msg []byte, to net.Addr) {
+		ua, ok := to.(*net.UDPAddr)
+		if raw == nil || !ok {
+			pc.WriteTo(msg, to)
+			return
+		}
+		ip, _ := netip.AddrFromSlice(ua.IP)
+		var sa unix.Sockaddr
+		if v6 {
+			sa = &unix.SockaddrInet6{Port: ua.Port, Addr: ip.As16()}
+		} else {
+			sa = &unix.SockaddrInet4{Port: ua.Port, Addr: ip.Unmap().As4()}
+		}
+		raw.Write(func(fd uintptr) bool {
+			unix.Sendto(int(fd), msg, unix.MSG_DONTWAIT, sa) //nolint:errcheck // a full buffer drops this answer
+			return true
+		})
+	}
+}
+
+// Limits of the filter's TCP side: DNS over TCP is a fallback for large
+// answers, a handful of connections at a time in a home. Every connection
+// holds a descriptor and a buffer, so an idle or slow client must not keep
+// one long, nor many.
+const (
+	maxTCPConns     = 128
+	maxTCPPerSource = 8
+	tcpIdle         = 5 * time.Second
+	// maxQuery bounds one query message over TCP; a real query (name,
+	// EDNS options, padding) is a few hundred bytes.
+	maxQuery = 4096
+)
+
 func (s *Server) serveTCP(profile string, ln net.Listener) {
+	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
+			// Out of descriptors or memory: wait, doubling up to a
+			// second, rather than spin on a listener that fails at once.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		src := addrOf(c.RemoteAddr())
+		if !s.tcp.acquire(src) {
+			c.Close()
 			continue
 		}
 		go func() {
+			defer s.tcp.release(src)
 			defer c.Close()
 			for {
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				q, err := readFramed(c)
+				c.SetDeadline(time.Now().Add(tcpIdle))
+				q, err := readFramed(c, maxQuery)
 				if err != nil {
 					return
 				}
-				resp := s.handle(profile, q, addrOf(c.RemoteAddr()), true)
+				resp := s.handle(profile, q, src, true)
 				if resp == nil || writeFramed(c, resp) != nil {
 					return
 				}
@@ -249,14 +325,55 @@ func (s *Server) serveTCP(profile string, ln net.Listener) {
 	}
 }
 
-func readFramed(r io.Reader) ([]byte, error) {
+// connLimit counts open connections, in all and per source address.
+type connLimit struct {
+	mu         sync.Mutex
+	total, max int
+	perSrc     map[netip.Addr]int
+	maxPerSrc  int
+}
+
+func newConnLimit(total, perSource int) *connLimit {
+	return &connLimit{max: total, maxPerSrc: perSource, perSrc: map[netip.Addr]int{}}
+}
+
+func (l *connLimit) acquire(src netip.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.total >= l.max || l.perSrc[src] >= l.maxPerSrc {
+		return false
+	}
+	l.total++
+	l.perSrc[src]++
+	return true
+}
+
+func (l *connLimit) release(src netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.total--
+	if l.perSrc[src]--; l.perSrc[src] <= 0 {
+		delete(l.perSrc, src)
+	}
+}
+
+// readFramed reads one length-prefixed DNS message of at most limit bytes.
+// The buffer grows with the bytes that really arrive, so a length prefix
+// alone reserves nothing.
+func readFramed(r io.Reader, limit int) ([]byte, error) {
 	var l [2]byte
 	if _, err := io.ReadFull(r, l[:]); err != nil {
 		return nil, err
 	}
-	msg := make([]byte, binary.BigEndian.Uint16(l[:]))
-	_, err := io.ReadFull(r, msg)
-	return msg, err
+	n := int(binary.BigEndian.Uint16(l[:]))
+	if n > limit {
+		return nil, fmt.Errorf("message of %d bytes (limit %d)", n, limit)
+	}
+	var buf bytes.Buffer
+	if _, err := io.CopyN(&buf, r, int64(n)); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 func writeFramed(w io.Writer, msg []byte) error {
@@ -283,11 +400,21 @@ func (s *Server) policy(profile string) *Policy {
 }
 
 // handle answers one query message; nil means drop it (not even a header
-// could be read). A malformed packet costs a parse attempt, nothing more.
+// could be read, or the source is no device on the LAN). A malformed
+// packet costs a parse attempt, nothing more.
+//
+// Everything in a query is the child's: a name the filter cannot read as
+// a host name is refused, never forwarded, so that what reaches the
+// upstream resolver (and, in allowlist mode, the kernel's allowed set) has
+// always been decided on.
 func (s *Server) handle(profile string, raw []byte, src netip.Addr, tcp bool) []byte {
 	var p dnsmessage.Parser
 	h, err := p.Start(raw)
 	if err != nil || h.Response {
+		return nil
+	}
+	dev, known := s.opts.Identify(src)
+	if !known && !tcp {
 		return nil
 	}
 	qs, err := p.AllQuestions()
@@ -295,18 +422,25 @@ func (s *Server) handle(profile string, raw []byte, src netip.Addr, tcp bool) []
 		return reply(h, nil, dnsmessage.RCodeFormatError, nil)
 	}
 	q := qs[0]
-	name, ok := Normalize(strings.TrimSuffix(strings.ToLower(q.Name.String()), "."))
-	if !ok {
-		name = strings.TrimSuffix(strings.ToLower(q.Name.String()), ".")
-	}
-	dev := s.opts.Identify(src)
+	limit := maxUDPAnswer(&p, tcp)
+	name, ok := QueryName(q.Name.String())
 	pol := s.policy(profile)
-	d := Decision{Action: Forward}
-	if pol != nil && ok {
+	var d Decision
+	switch {
+	case !ok:
+		d = Decision{Action: Refuse, By: "not a host name"}
+	case pol == nil:
+		d = Decision{Action: Refuse, By: "no policy for this port"}
+	case dev.Offline && !offlineName(name):
+		d = Decision{Action: Refuse, By: "device offline"}
+	default:
 		d = pol.Decide(name)
 	}
 	entry := Entry{Time: time.Now(), MAC: dev.MAC, Device: dev.Name, Profile: profile, Name: name,
 		Type: strings.TrimPrefix(q.Type.String(), "Type"), Verdict: "allowed", By: d.By}
+	if !ok {
+		entry.Name = q.Name.String()
+	}
 	var resp []byte
 	switch d.Action {
 	case Block:
@@ -315,6 +449,9 @@ func (s *Server) handle(profile string, raw []byte, src netip.Addr, tcp bool) []
 	case NXDomain:
 		resp = reply(h, &q, dnsmessage.RCodeNameError, nil)
 		entry.Verdict = "blocked"
+	case Refuse:
+		resp = reply(h, &q, dnsmessage.RCodeRefused, nil)
+		entry.Verdict = "refused"
 	case Rewrite:
 		resp = s.rewrite(h, q, d.Target, tcp)
 		entry.Verdict = "rewritten to " + d.Target
@@ -322,15 +459,82 @@ func (s *Server) handle(profile string, raw []byte, src netip.Addr, tcp bool) []
 		resp = s.forward(raw, tcp)
 		if resp == nil {
 			resp = reply(h, &q, dnsmessage.RCodeServerFailure, nil)
-		} else if pol != nil && pol.Allowlist && s.opts.Allowed != nil {
+		} else if pol.Allowlist && d.Matched != "" && s.opts.Allowed != nil {
 			if addrs, ttl := addresses(resp); len(addrs) > 0 {
 				s.opts.Allowed(profile, addrs, ttl)
 			}
 		}
 	}
 	s.qlog.Add(entry)
-	s.stats.Count(dev.MAC, entry.Verdict == "blocked", d.Bypass)
+	s.stats.Count(dev.MAC, entry.Verdict != "allowed" && !strings.HasPrefix(entry.Verdict, "rewritten"), d.Bypass)
+	if len(resp) > limit {
+		resp = truncated(h, q)
+	}
 	return resp
+}
+
+// QueryName lower-cases a query name (ASCII only) and drops its final dot.
+// It refuses a name with anything but letters, digits, '-' and '_' in its
+// labels: no host name has them, and a name the filter cannot compare
+// with its lists must not be forwarded for someone else to interpret.
+// Unlike Normalize it accepts one-label names (the router's own names)
+// and labels with odd hyphens: the labels in front of a blocked domain do
+// not matter, the suffix does. (The wire parser already refuses a label
+// that contains a dot.)
+func QueryName(s string) (string, bool) {
+	s = strings.TrimSuffix(s, ".")
+	b := []byte(s)
+	for i, c := range b {
+		switch {
+		case c >= 'A' && c <= 'Z':
+			b[i] = c + 'a' - 'A'
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_', c == '.':
+		default:
+			return "", false
+		}
+	}
+	return string(b), true
+}
+
+// maxUDPAnswer is the largest answer a UDP client may get: what its EDNS
+// record offers (between 512 and 4096 bytes), 512 bytes without one. A
+// larger answer is replaced by a truncated one, and the client asks again
+// over TCP — which needs a real handshake, so a forged source gets no more
+// than about its query's size back.
+func maxUDPAnswer(p *dnsmessage.Parser, tcp bool) int {
+	if tcp {
+		return 65535
+	}
+	limit := 512
+	if p.SkipAllAnswers() != nil || p.SkipAllAuthorities() != nil {
+		return limit
+	}
+	for {
+		h, err := p.AdditionalHeader()
+		if err != nil {
+			return limit
+		}
+		if h.Type == dnsmessage.TypeOPT {
+			return min(max(int(h.Class), 512), 4096)
+		}
+		if p.SkipAdditional() != nil {
+			return limit
+		}
+	}
+}
+
+// truncated is an empty answer with the TC bit: "ask again over TCP".
+func truncated(h dnsmessage.Header, q dnsmessage.Question) []byte {
+	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, OpCode: h.OpCode,
+		RecursionDesired: h.RecursionDesired, RecursionAvailable: true, Truncated: true})
+	if b.StartQuestions() != nil || b.Question(q) != nil {
+		return nil
+	}
+	out, err := b.Finish()
+	if err != nil {
+		return nil
+	}
+	return out
 }
 
 // reply builds an answer to h with the given code, question and records.
@@ -373,22 +577,22 @@ func blocked(h dnsmessage.Header, q dnsmessage.Question) []byte {
 	})
 }
 
-// forward relays a query to the upstream resolver and returns its answer,
-// over TCP if the query came over TCP or the UDP answer was truncated; nil
-// when the upstream did not answer.
+// forward relays a query to the upstream resolver over the transport it
+// came on and returns the answer; nil when the upstream did not answer. A
+// truncated UDP answer goes back as it is: the client retries over TCP
+// itself (fetching the whole answer here and sending it over UDP made a
+// 29-byte query worth a 4 KB answer to whatever source it claimed).
 func (s *Server) forward(raw []byte, tcp bool) []byte {
 	s.mu.Lock()
 	upstream := s.upstream
 	s.mu.Unlock()
 	if !tcp {
 		resp, err := s.exchangeUDP(upstream, raw)
-		if err == nil && len(resp) > 2 && resp[2]&0x02 == 0 { // TC bit clear
-			return resp
-		}
 		if err != nil {
 			s.log.Debug("upstream failed", "upstream", upstream, "err", err)
 			return nil
 		}
+		return resp
 	}
 	resp, err := exchangeTCP(upstream, raw, s.timeout)
 	if err != nil {
@@ -456,7 +660,7 @@ func exchangeTCP(upstream string, raw []byte, timeout time.Duration) ([]byte, er
 	if err := writeFramed(c, raw); err != nil {
 		return nil, err
 	}
-	return readFramed(c)
+	return readFramed(c, 65535)
 }
 
 // rewrite answers with a CNAME to target and target's records of the

@@ -11,13 +11,13 @@ import (
 )
 
 // Cutoff deletes conntrack entries of the devices with the given MACs
-// (their IPv4 and IPv6 addresses from the neighbour table), all of them, or
-// with dests only those towards these prefixes. Rules alone do not stop a
+// (their IPv4 and IPv6 addresses from the neighbour table) that sel
+// selects. Rules alone do not stop a
 // flow that the kernel no longer shows to them (flow offload) and a
 // connection's first-packet checks have already passed, so every change
 // that forbids traffic is followed by this. It is shared by the backends:
 // conntrack is the same under nftables and iptables.
-func Cutoff(h *netlink.Handle, macs []net.HardwareAddr, dests []netip.Prefix) (int, error) {
+func Cutoff(h *netlink.Handle, macs []net.HardwareAddr, sel Flows) (int, error) {
 	if len(macs) == 0 {
 		return 0, nil
 	}
@@ -29,8 +29,8 @@ func Cutoff(h *netlink.Handle, macs []net.HardwareAddr, dests []netip.Prefix) (i
 	if err != nil {
 		return 0, fmt.Errorf("neighbours: %w", err)
 	}
-	f := &flowFilter{src: map[netip.Addr]bool{}}
-	for _, p := range dests {
+	f := &flowFilter{src: map[netip.Addr]bool{}, dns: sel.DNS}
+	for _, p := range sel.Dests {
 		f.add(p)
 	}
 	for _, n := range neighs {
@@ -57,13 +57,15 @@ func Cutoff(h *netlink.Handle, macs []net.HardwareAddr, dests []netip.Prefix) (i
 }
 
 // flowFilter matches flows whose original source is one of src and, when
-// dests is set, whose original destination is inside one of them. Prefixes
+// dests is set, whose original destination is inside one of them, and
+// with dns only flows to port 53. Prefixes
 // are kept per length so that a check costs one map lookup per length, not
 // one comparison per prefix: a new 100,000-entry list must not turn one
 // pass over the conntrack table into minutes.
 type flowFilter struct {
 	src   map[netip.Addr]bool
 	dests map[int]map[netip.Prefix]bool
+	dns   bool
 }
 
 func (f *flowFilter) add(p netip.Prefix) {
@@ -81,6 +83,9 @@ func (f *flowFilter) add(p netip.Prefix) {
 func (f *flowFilter) MatchConntrackFlow(flow *netlink.ConntrackFlow) bool {
 	src, ok := netip.AddrFromSlice(flow.Forward.SrcIP)
 	if !ok || !f.src[src.Unmap()] {
+		return false
+	}
+	if f.dns && (flow.Forward.DstPort != 53 || (flow.Forward.Protocol != unix.IPPROTO_UDP && flow.Forward.Protocol != unix.IPPROTO_TCP)) {
 		return false
 	}
 	if f.dests == nil {

@@ -85,10 +85,22 @@ type Backend interface {
 	// Remove deletes everything the backend created.
 	Remove(ctx context.Context) error
 	// Cutoff deletes the conntrack entries of the devices with these MACs
-	// (all their IPv4 and IPv6 addresses), or only those towards dests when
-	// given, so that open connections and offloaded flows stop at once. It
-	// returns how many were deleted.
-	Cutoff(ctx context.Context, macs []net.HardwareAddr, dests []netip.Prefix) (int, error)
+	// (all their IPv4 and IPv6 addresses) that sel selects, so that open
+	// connections and offloaded flows stop at once. It returns how many
+	// were deleted.
+	Cutoff(ctx context.Context, macs []net.HardwareAddr, sel Flows) (int, error)
+}
+
+// Flows selects a device's flows for Cutoff; the zero value selects all.
+type Flows struct {
+	// Dests limits the cut to flows towards these prefixes.
+	Dests []netip.Prefix
+	// DNS limits the cut to flows to port 53 (UDP and TCP). The kernel's
+	// DNS redirect acts on a flow's first packet only: a DNS flow that was
+	// open before the redirect applied to its device (curfew starting, a
+	// new device, a device moved to another profile) keeps going to its
+	// old resolver until its conntrack entry is deleted.
+	DNS bool
 }
 
 // Render turns a plan into the desired kernel state.
@@ -154,6 +166,21 @@ func Render(p *plan.Plan, c *config.Config, dnsPort uint16) *Ruleset {
 	sort.Slice(rs.Profiles, func(i, j int) bool { return rs.Profiles[i].ID < rs.Profiles[j].ID })
 	sort.Slice(rs.Devices, func(i, j int) bool { return rs.Devices[i].MAC.String() < rs.Devices[j].MAC.String() })
 	return rs
+}
+
+// FilterPorts lists the DNS filter's ports in rs (not the router's own
+// resolver port 53). Backends accept a query on one of them only when their
+// own redirect sent it there from a device of that profile: a child who
+// sends to another profile's port directly must not be answered by that
+// profile's rules.
+func FilterPorts(rs *Ruleset) []uint16 {
+	var out []uint16
+	for _, p := range rs.Profiles {
+		if p.DNSPort != 0 && p.DNSPort != 53 {
+			out = append(out, p.DNSPort)
+		}
+	}
+	return out
 }
 
 func intervals(spans []plan.Span) []Interval {

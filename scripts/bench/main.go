@@ -304,7 +304,7 @@ func cutoff(ctx context.Context, l *lab.Lab, b *nft.Backend, child net.HardwareA
 	if err := b.Apply(ctx, rs); err != nil {
 		return 0, 0, err
 	}
-	b.Cutoff(ctx, []net.HardwareAddr{child}, nil)
+	b.Cutoff(ctx, []net.HardwareAddr{child}, firewall.Flows{})
 	pause := firstFailure(c, t0)
 	c.Close()
 	b.Remove(ctx)

@@ -13,6 +13,7 @@
 //	CURFEW_P_p    established: RETURN; DoT (853): reject; DoH addresses and
 //	              blocked prefixes (ipsets): reject
 //	nat PREROUTING -i LAN -j CURFEW_DNS: -m mac … -j CURFEW_N_p: REDIRECT 53
+//	INPUT    -i LAN -j CURFEW_IN: DNS filter ports, not redirected: DROP
 //
 // Differences from the nftables backend, documented for parents on old
 // firmware: devices are matched one rule each (`-m mac`: the per-packet cost
@@ -158,7 +159,17 @@ func desired(rs *firewall.Ruleset) (map[string][][]string, map[string][]netip.Pr
 			add(fam, "filter", "CURFEW_REJECT", "-j", "REJECT", "--reject-with", "icmp6-adm-prohibited")
 		}
 		ensure(fam, "filter", "CURFEW_FWD")
+		ensure(fam, "filter", "CURFEW_IN")
 		ensure(fam, "nat", "CURFEW_DNS")
+		// A profile's filter port takes only queries that the redirect
+		// below sent there: asked directly, another profile's port would
+		// answer by that profile's (looser) rules.
+		for _, port := range firewall.FilterPorts(rs) {
+			for _, proto := range []string{"udp", "tcp"} {
+				add(fam, "filter", "CURFEW_IN", "-p", proto, "--dport", fmt.Sprint(port),
+					"-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP")
+			}
+		}
 		for _, lan := range rs.LAN {
 			add(fam, "filter", "CURFEW_FWD", "-o", lan, "-j", "RETURN")
 		}
@@ -245,6 +256,7 @@ func jumps(lan []string) [][]string {
 	var out [][]string
 	for _, l := range lan {
 		out = append(out, []string{"filter", "FORWARD", "-i", l, "-j", "CURFEW_FWD"})
+		out = append(out, []string{"filter", "INPUT", "-i", l, "-j", "CURFEW_IN"})
 		out = append(out, []string{"nat", "PREROUTING", "-i", l, "-j", "CURFEW_DNS"})
 	}
 	return out
@@ -415,7 +427,7 @@ func (b *Backend) Remove(ctx context.Context) error {
 		for _, fam := range []int{4, 6} {
 			ipt := ts[fam]
 			for _, table := range []string{"filter", "nat"} {
-				for _, builtin := range []string{"FORWARD", "PREROUTING"} {
+				for _, builtin := range []string{"FORWARD", "PREROUTING", "INPUT"} {
 					rules, err := ipt.List(table, builtin)
 					if err != nil {
 						continue
@@ -455,7 +467,7 @@ func (b *Backend) Remove(ctx context.Context) error {
 
 // Cutoff implements firewall.Backend (conntrack is the same under both
 // backends).
-func (b *Backend) Cutoff(ctx context.Context, macs []net.HardwareAddr, dests []netip.Prefix) (int, error) {
+func (b *Backend) Cutoff(ctx context.Context, macs []net.HardwareAddr, sel firewall.Flows) (int, error) {
 	var n int
 	err := b.opts.Run(func() error {
 		h, err := netlink.NewHandle()
@@ -463,7 +475,7 @@ func (b *Backend) Cutoff(ctx context.Context, macs []net.HardwareAddr, dests []n
 			return err
 		}
 		defer h.Close()
-		n, err = firewall.Cutoff(h, macs, dests)
+		n, err = firewall.Cutoff(h, macs, sel)
 		return err
 	})
 	return n, err

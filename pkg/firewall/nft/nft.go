@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -694,7 +695,7 @@ func touchesUs(ev *nftables.MonitorEvent) bool {
 }
 
 // Cutoff implements firewall.Backend.
-func (b *Backend) Cutoff(ctx context.Context, macs []net.HardwareAddr, dests []netip.Prefix) (int, error) {
+func (b *Backend) Cutoff(ctx context.Context, macs []net.HardwareAddr, sel firewall.Flows) (int, error) {
 	h := b.opts.Netlink
 	if h == nil {
 		var err error
@@ -703,7 +704,7 @@ func (b *Backend) Cutoff(ctx context.Context, macs []net.HardwareAddr, dests []n
 		}
 		defer h.Close()
 	}
-	return firewall.Cutoff(h, macs, dests)
+	return firewall.Cutoff(h, macs, sel)
 }
 
 // render builds the desired table from a ruleset.
@@ -847,10 +848,33 @@ func render(rs *firewall.Ruleset, memo *prefixMemo) (*desired, error) {
 			ch.add(note+": no DNS over HTTPS", daddr(4), &expr.Lookup{SourceRegister: 1, SetName: "doh4"}, gotoChain("reject_bypass"))
 			ch.add(note+": no DNS over HTTPS", daddr(6), &expr.Lookup{SourceRegister: 1, SetName: "doh6"}, gotoChain("reject_bypass"))
 		}
+		for _, g := range memo.groups(p.ID, p.Block) {
+			fam, proto, off, size, typ := "4", byte(unix.NFPROTO_IPV4), uint32(16), uint32(4), nftables.TypeIPAddr
+			if g.v6 {
+				fam, proto, off, size, typ = "6", unix.NFPROTO_IPV6, 24, 16, nftables.TypeIP6Addr
+			}
+			name := fmt.Sprintf("block%s_%s_%d", fam, p.ID, g.bits)
+			fmt.Fprintf(&sig, " %s", name)
+			d.sets = append(d.sets, &setSpec{rebuild: true, elems: g.elems, set: &nftables.Set{Table: t, Name: name, KeyType: typ,
+				Comment: fmt.Sprintf("IPv%s /%d destinations blocked for %s", fam, g.bits, label(p))}})
+			match := []expr.Any{
+				&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: size},
+			}
+			if g.bits < int(size)*8 {
+				match = append(match, &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: size,
+					Mask: maskBytes(g.bits, int(size)), Xor: make([]byte, size)})
+			}
+			ch.add(fmt.Sprintf("%s: blocked IPv%s /%d", note, fam, g.bits), match,
+				&expr.Lookup{SourceRegister: 1, SetName: name}, gotoChain("reject_blocked"))
+		}
 		if p.Allowlist {
 			// Allowlist mode: only addresses that allowed names resolved to
 			// (added by the DNS filter with the answer's TTL) and the
 			// profile's allowed prefixes. Hard-coded IPs and DoH go nowhere.
+			// After the blocked prefixes: an allowed name that resolves
+			// into a blocked prefix stays blocked.
 			fmt.Fprintf(&sig, " allow=%s", p.ID)
 			for _, fam := range []int{4, 6} {
 				name := fmt.Sprintf("allow%d_%s", fam, p.ID)
@@ -878,27 +902,6 @@ func render(rs *firewall.Ruleset, memo *prefixMemo) (*desired, error) {
 				}
 			}
 			ch.add(note+": allowlist, anything else", &expr.Verdict{Kind: expr.VerdictGoto, Chain: "reject_blocked"})
-		}
-		for _, g := range memo.groups(p.ID, p.Block) {
-			fam, proto, off, size, typ := "4", byte(unix.NFPROTO_IPV4), uint32(16), uint32(4), nftables.TypeIPAddr
-			if g.v6 {
-				fam, proto, off, size, typ = "6", unix.NFPROTO_IPV6, 24, 16, nftables.TypeIP6Addr
-			}
-			name := fmt.Sprintf("block%s_%s_%d", fam, p.ID, g.bits)
-			fmt.Fprintf(&sig, " %s", name)
-			d.sets = append(d.sets, &setSpec{rebuild: true, elems: g.elems, set: &nftables.Set{Table: t, Name: name, KeyType: typ,
-				Comment: fmt.Sprintf("IPv%s /%d destinations blocked for %s", fam, g.bits, label(p))}})
-			match := []expr.Any{
-				&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
-				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: size},
-			}
-			if g.bits < int(size)*8 {
-				match = append(match, &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: size,
-					Mask: maskBytes(g.bits, int(size)), Xor: make([]byte, size)})
-			}
-			ch.add(fmt.Sprintf("%s: blocked IPv%s /%d", note, fam, g.bits), match,
-				&expr.Lookup{SourceRegister: 1, SetName: name}, gotoChain("reject_blocked"))
 		}
 		d.chains = append(d.chains, ch)
 	}
@@ -953,9 +956,52 @@ func render(rs *firewall.Ruleset, memo *prefixMemo) (*desired, error) {
 		pre.add("clients of "+lan, ifname(expr.MetaKeyIIFNAME, lan), &expr.Verdict{Kind: expr.VerdictJump, Chain: "dns_redirect"})
 	}
 	d.chains = append(d.chains, dns, pre)
+	renderGuard(d, rs, &sig)
 	d.sig = sig.String()
 	return d, nil
 }
+
+// renderGuard keeps the DNS filter's ports for the queries the redirect
+// sent there: a query that reaches one of them without having been
+// redirected (a child asking another profile's port directly, to be
+// answered by looser rules) is dropped at input. Priority filter - 10,
+// before fw4's input chain, whose accept of LAN traffic is not final
+// for a drop of ours.
+func renderGuard(d *desired, rs *firewall.Ruleset, sig *strings.Builder) {
+	ports := firewall.FilterPorts(rs)
+	if len(ports) == 0 {
+		return
+	}
+	t := d.table
+	fmt.Fprintf(sig, " guard=%v", ports)
+	set := &setSpec{rebuild: true, set: &nftables.Set{Table: t, Name: "filter_ports", KeyType: nftables.TypeInetService,
+		Comment: "ports of the DNS filter, one per profile"}}
+	for _, p := range ports {
+		set.elems = append(set.elems, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(p)})
+	}
+	d.sets = append(d.sets, set)
+	guard := &chainSpec{chain: &nftables.Chain{Name: "filter_guard", Table: t}}
+	for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
+		guard.add("DNS filter port asked directly, not through the redirect", l4proto(proto),
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Lookup{SourceRegister: 1, SetName: "filter_ports"},
+			&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(ctStatusDNAT), Xor: binaryutil.NativeEndian.PutUint32(0)},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+			&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop})
+	}
+	in := &chainSpec{chain: &nftables.Chain{Name: "input", Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityRef(-10), Policy: policy(nftables.ChainPolicyAccept)}}
+	for _, lan := range rs.LAN {
+		in.add("clients of "+lan, ifname(expr.MetaKeyIIFNAME, lan), &expr.Verdict{Kind: expr.VerdictJump, Chain: "filter_guard"})
+	}
+	d.chains = append(d.chains, guard, in)
+}
+
+// ctStatusDNAT is IPS_DST_NAT: the flow's destination was rewritten (by
+// our redirect, for DNS).
+const ctStatusDNAT = 1 << 5
 
 func hasProfile(rs *firewall.Ruleset, id string) bool {
 	for _, p := range rs.Profiles {
@@ -1029,10 +1075,18 @@ func dport(p uint16) []expr.Any {
 	}
 }
 
-// ns converts an instant to kernel time (ns since the epoch), clamped at 0.
+// latest is the last instant that kernel time (int64 ns) can hold, in
+// 2262: later instants would wrap around to 1677 and enforce nothing.
+var latest = time.Unix(0, math.MaxInt64)
+
+// ns converts an instant to kernel time (ns since the epoch), clamped to
+// what the kernel can hold.
 func ns(t time.Time) uint64 {
 	if t.Unix() <= 0 {
 		return 0
+	}
+	if t.After(latest) {
+		return math.MaxInt64
 	}
 	return uint64(t.UnixNano())
 }

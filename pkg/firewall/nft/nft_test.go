@@ -282,7 +282,7 @@ func TestCutoffDeletesTheDevicesConntrackEntries(t *testing.T) {
 	if count(l.Child.IPv4) == 0 || count(l.Child.IPv6) == 0 {
 		t.Fatal("no conntrack entries for the child to begin with")
 	}
-	n, err := b.Cutoff(ctx, []net.HardwareAddr{mac(t, l.Child.MAC)}, nil)
+	n, err := b.Cutoff(ctx, []net.HardwareAddr{mac(t, l.Child.MAC)}, firewall.Flows{})
 	if err != nil || n < 2 {
 		t.Fatalf("cutoff = %d, %v; want at least the IPv4 and IPv6 flows", n, err)
 	}
@@ -321,7 +321,7 @@ func TestNewBlockCutsOnlyFlowsToIt(t *testing.T) {
 	if err := b.Apply(ctx, ruleset(child)); err != nil {
 		t.Fatal(err)
 	}
-	n, err := b.Cutoff(ctx, []net.HardwareAddr{child}, []netip.Prefix{netip.MustParsePrefix(lab.BlockedNet4)})
+	n, err := b.Cutoff(ctx, []net.HardwareAddr{child}, firewall.Flows{Dests: []netip.Prefix{netip.MustParsePrefix(lab.BlockedNet4)}})
 	if err != nil || n == 0 {
 		t.Fatalf("cutoff = %d, %v", n, err)
 	}
