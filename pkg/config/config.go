@@ -451,7 +451,13 @@ func (v *validator) profile(s *uci.Section) *Profile {
 	p.Allow = v.destinations(s, "allow")
 	p.BlockService = v.serviceNames(s)
 	for _, o := range values(s, "blocklist") {
-		if !strings.HasPrefix(o.Value, "/") && !strings.HasPrefix(o.Value, "https://") && !strings.HasPrefix(o.Value, "http://") {
+		if strings.HasPrefix(o.Value, "http://") {
+			// A list decides what a child can reach: over plain http
+			// anyone on the way can rewrite it.
+			v.errorf(s, o, "blocklist %q is plain http; use an https URL or a local file", o.Value)
+			continue
+		}
+		if !strings.HasPrefix(o.Value, "/") && !strings.HasPrefix(o.Value, "https://") {
 			v.errorf(s, o, "invalid blocklist %q (want an absolute file path or an https URL)", o.Value)
 			continue
 		}

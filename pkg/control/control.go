@@ -170,24 +170,51 @@ func Listen(path string) (net.Listener, error) {
 	return ln, nil
 }
 
+// maxConns bounds the control connections served at once; more wait in
+// the listen backlog.
+const maxConns = 32
+
 // Serve answers connections on ln until ctx ends. A bad request gets an
 // error response; a panic in the handler is caught and reported, so that
-// garbage on the socket cannot take the daemon down.
+// garbage on the socket cannot take the daemon down. An accept that fails
+// (out of descriptors, because something else in the daemon is under
+// attack) is retried after a growing pause, never given up: the parent's
+// way in must outlast whatever the LAN does.
 func Serve(ctx context.Context, ln net.Listener, h Handler, log *slog.Logger) error {
 	go func() { <-ctx.Done(); ln.Close() }()
+	slots := make(chan struct{}, maxConns)
+	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return err
 			}
-			return err
+			if backoff == 0 {
+				log.Warn("control: accept failed; retrying", "err", err)
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			continue
 		}
-		go serveConn(ctx, c, h, log)
+		backoff = 0
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			c.Close()
+			return nil
+		}
+		go func() {
+			defer func() { <-slots }()
+			serveConn(ctx, c, h, log)
+		}()
 	}
 }
 

@@ -16,6 +16,9 @@ type Status struct {
 	// Plan is what is enforced now; nil before the first good config.
 	Plan      *plan.Plan      `json:"plan"`
 	Overrides []plan.Override `json:"overrides"`
+	// StateError says that the saved overrides could not be read at
+	// start-up and what was restored instead; empty when all is well.
+	StateError string `json:"state_error,omitempty"`
 	// Notes are remarks for the parent, such as an unknown MAC that uses a
 	// configured device's DHCP name.
 	Notes []string `json:"notes"`

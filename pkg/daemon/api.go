@@ -83,6 +83,9 @@ func (d *Daemon) status() control.Status {
 	if st.Config.Errors == nil {
 		st.Config.Errors = []string{}
 	}
+	if d.stateErr != "" {
+		st.StateError = d.stateErr
+	}
 	for _, n := range notes {
 		st.Notes = append(st.Notes, n)
 	}
@@ -229,6 +232,11 @@ func resolveTarget(cfg *config.Config, target string) (string, error) {
 	return "", fmt.Errorf("unknown target %q: not a profile id, device name or MAC", target)
 }
 
+// MaxOverride is how far ahead a pause or allow may end. The kernel's
+// clock runs out in 2262 (and xt_time's in 2038); an override meant "for
+// good" is a pause without an end, or a change to the config.
+const MaxOverride = 366 * 24 * time.Hour
+
 // when turns --for / --until into an instant; --until HH:MM is the next
 // such local time, and RFC 3339 is accepted too.
 func when(now time.Time, loc *time.Location, forArg, untilArg string) (time.Time, error) {
@@ -236,6 +244,9 @@ func when(now time.Time, loc *time.Location, forArg, untilArg string) (time.Time
 		dur, err := config.ParseDuration(forArg)
 		if err != nil || dur <= 0 {
 			return time.Time{}, fmt.Errorf("--for: invalid duration %q (want e.g. 30m or 1h30m)", forArg)
+		}
+		if dur > MaxOverride {
+			return time.Time{}, fmt.Errorf("--for %s: at most a year (366 days)", forArg)
 		}
 		return now.Add(dur), nil
 	}
@@ -245,6 +256,9 @@ func when(now time.Time, loc *time.Location, forArg, untilArg string) (time.Time
 	if t, err := time.Parse(time.RFC3339, untilArg); err == nil {
 		if !t.After(now) {
 			return time.Time{}, fmt.Errorf("--until %s is in the past", untilArg)
+		}
+		if t.Sub(now) > MaxOverride {
+			return time.Time{}, fmt.Errorf("--until %s: at most a year (366 days) ahead", untilArg)
 		}
 		return t, nil
 	}
@@ -328,6 +342,7 @@ func (d *Daemon) act(ctx context.Context, req *control.Request) (any, error) {
 			d.mu.Unlock()
 			return nil, fmt.Errorf("save overrides: %w", err)
 		}
+		d.stateErr = ""
 	}
 	d.overrides = ovs
 	d.mu.Unlock()

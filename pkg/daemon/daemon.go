@@ -115,6 +115,9 @@ type Daemon struct {
 	dnsRoute   map[string]uint16
 	neighRead  time.Time
 	ntpTrusted bool
+	// stateErr says what went wrong reading the overrides file, for
+	// status, until a parent's next action writes a good one.
+	stateErr string
 
 	wake        chan struct{}
 	listsWanted chan struct{}
@@ -231,7 +234,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.opts.StateDir != "" {
 		ovs, err := loadOverrides(d.opts.StateDir)
 		if err != nil {
-			d.log.Error("parent overrides not restored", "err", err)
+			d.log.Error("parent overrides", "err", err)
+			d.mu.Lock()
+			d.stateErr = err.Error()
+			d.mu.Unlock()
 		}
 		u, err := loadUsage(d.opts.StateDir)
 		if err != nil {

@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"curfew/pkg/config"
 	"curfew/pkg/control"
@@ -145,13 +147,16 @@ func (d *Daemon) assign(ctx context.Context, req *control.Request) (any, error) 
 		}
 	}
 	name := req.Name
+	if name != "" && cleanName(name) != name {
+		return nil, fmt.Errorf("invalid device name %q: control characters or more than %d bytes", name, maxNameLen)
+	}
 	if name == "" {
+		// The device chose its DHCP host name: only its printable part
+		// goes into the config file.
 		d.mu.Lock()
 		l, ok := d.leases[mac.String()]
 		d.mu.Unlock()
-		if ok && l.Hostname != "" {
-			name = l.Hostname
-		} else {
+		if name = cleanName(l.Hostname); !ok || name == "" {
 			name = mac.String()
 		}
 	}
@@ -183,12 +188,28 @@ func (d *Daemon) assign(ctx context.Context, req *control.Request) (any, error) 
 	return control.ActionResult{Message: fmt.Sprintf("assigned %s to %s as %q", mac, req.Profile, name)}, nil
 }
 
-// quote writes a UCI value: single quotes, or double quotes with escapes
-// when the value itself has a single quote.
-func quote(s string) string {
-	if !strings.Contains(s, "'") {
-		return "'" + s + "'"
+// maxNameLen bounds a device name written to the config.
+const maxNameLen = 64
+
+// cleanName keeps the printable characters of s (valid UTF-8, no control
+// characters: a NUL or a newline in /etc/config/curfew would make libuci
+// and every other reader see another file than curfew wrote), trimmed and
+// cut to maxNameLen bytes on a character boundary.
+func cleanName(s string) string {
+	var b strings.Builder
+	for _, r := range strings.ToValidUTF8(s, "") {
+		if unicode.IsPrint(r) || r == ' ' {
+			if b.Len()+utf8.RuneLen(r) > maxNameLen {
+				break
+			}
+			b.WriteRune(r)
+		}
 	}
-	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
-	return `"` + r.Replace(s) + `"`
+	return strings.TrimSpace(b.String())
+}
+
+// quote writes a UCI value as `uci export` does: single quotes, a single
+// quote inside written as '\”.
+func quote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

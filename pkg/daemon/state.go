@@ -21,28 +21,58 @@ type stateDoc struct {
 	Overrides []plan.Override `json:"overrides"`
 }
 
-// loadOverrides reads the state file; a missing file is no overrides.
+// previousFile is the copy before the last write: a hard link kept by
+// saveOverrides, which costs no flash write.
+const previousFile = stateFile + ".prev"
+
+// loadOverrides reads the state file; a missing file is no overrides. A
+// file that cannot be read is not simply dropped — that would lift every
+// pause a parent gave: it is moved aside (overrides.json.corrupt, for the
+// parent to look at), the copy before the last write is used instead, and
+// the problem is returned as a notice for status and LuCI (err) while the
+// overrides that could be saved come back.
 func loadOverrides(dir string) ([]plan.Override, error) {
-	data, err := os.ReadFile(filepath.Join(dir, stateFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+	path := filepath.Join(dir, stateFile)
+	ovs, err := readOverrides(path)
+	if err == nil || errors.Is(err, os.ErrNotExist) {
+		return ovs, nil
 	}
+	bad := path + ".corrupt"
+	os.Rename(path, bad) //nolint:errcheck // the notice below names the file either way
+	prev, perr := readOverrides(filepath.Join(dir, previousFile))
+	if perr != nil {
+		return nil, fmt.Errorf("%s could not be read (%v; kept as %s); no earlier copy: parents' pauses and allows were lost", path, err, bad)
+	}
+	return prev, fmt.Errorf("%s could not be read (%v; kept as %s); restored the copy before the last change, which may lack the latest pause or allow", path, err, bad)
+}
+
+func readOverrides(path string) ([]plan.Override, error) {
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
 	var doc stateDoc
 	if err := json.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, stateFile), err)
+		return nil, err
+	}
+	for _, o := range doc.Overrides {
+		if o.Kind != plan.Pause && o.Kind != plan.Allow && o.Kind != plan.Grant {
+			return nil, fmt.Errorf("unknown override kind %q", o.Kind)
+		}
 	}
 	return doc.Overrides, nil
 }
 
-// saveOverrides writes the overrides file.
+// saveOverrides writes the overrides file, keeping the previous one as
+// overrides.json.prev.
 func saveOverrides(dir string, ovs []plan.Override) error {
 	data, err := json.MarshalIndent(stateDoc{Version: 1, Overrides: ovs}, "", "  ")
 	if err != nil {
 		return err
 	}
+	prev := filepath.Join(dir, previousFile)
+	os.Remove(prev)                              //nolint:errcheck // may not exist
+	os.Link(filepath.Join(dir, stateFile), prev) //nolint:errcheck // nothing to keep on the first write
 	return atomicWrite(dir, stateFile, append(data, '\n'))
 }
 

@@ -161,10 +161,19 @@ func (l *Lists) Refresh(ctx context.Context, names []string, now time.Time) bool
 	return changed
 }
 
+// fetchTimeout bounds one list's whole download, whatever the server's
+// pace (the downloaders' own -T is per read).
+const fetchTimeout = 5 * time.Minute
+
 func (l *Lists) load(ctx context.Context, name string) (*List, ListStats, error) {
 	var r io.ReadCloser
-	if strings.HasPrefix(name, "https://") || strings.HasPrefix(name, "http://") {
-		body, err := l.fetch(ctx, name)
+	if strings.HasPrefix(name, "http://") {
+		return nil, ListStats{}, errors.New("plain http is not accepted for block lists; use https")
+	}
+	if strings.HasPrefix(name, "https://") {
+		fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+		defer cancel()
+		body, err := l.fetch(fctx, name)
 		if err != nil {
 			return nil, ListStats{}, err
 		}

@@ -2,6 +2,7 @@ package dnsfilter
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"net/netip"
 	"strings"
@@ -30,8 +31,6 @@ type ListStats struct {
 // never fatal. Hosts entries for localhost names are ignored.
 func ParseList(r io.Reader, add func(domain string)) (ListStats, error) {
 	var st ListStats
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	line := 0
 	reject := func() {
 		st.Rejected++
@@ -39,9 +38,21 @@ func ParseList(r io.Reader, add func(domain string)) (ListStats, error) {
 			st.FirstRejected = line
 		}
 	}
-	for sc.Scan() {
+	br := bufio.NewReaderSize(r, maxLineLen)
+	for {
+		raw, long, err := readLine(br)
+		if err != nil {
+			if err == io.EOF {
+				return st, nil
+			}
+			return st, err
+		}
 		line++
-		s := strings.TrimSpace(sc.Text())
+		if long {
+			reject()
+			continue
+		}
+		s := strings.TrimSpace(string(raw))
 		// A comment starts a line or follows a blank; "##" inside a word is
 		// an adblock cosmetic rule, rejected below.
 		if strings.HasPrefix(s, "#") {
@@ -97,7 +108,26 @@ func ParseList(r io.Reader, add func(domain string)) (ListStats, error) {
 			reject()
 		}
 	}
-	return st, sc.Err()
+}
+
+// maxLineLen bounds a list line: a domain is at most 253 bytes, a hosts
+// line a few of them. Longer lines are counted as rejected and skipped,
+// and cost no more memory than this.
+const maxLineLen = 4096
+
+// readLine returns the next line without its newline, or long when the
+// line was longer than the reader's buffer (its rest is skipped). The
+// last line may lack a newline.
+func readLine(br *bufio.Reader) (line []byte, long bool, err error) {
+	line, err = br.ReadSlice('\n')
+	for err == bufio.ErrBufferFull {
+		long = true
+		_, err = br.ReadSlice('\n')
+	}
+	if err == io.EOF && (len(line) > 0 || long) {
+		err = nil
+	}
+	return bytes.TrimSuffix(line, []byte("\n")), long, err
 }
 
 func isLocalName(s string) bool {
