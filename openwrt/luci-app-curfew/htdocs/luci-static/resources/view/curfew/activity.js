@@ -2,8 +2,11 @@
 'require view';
 'require rpc';
 'require ui';
+'require curfew.dom as dom';
 
-// Usage history and the DNS log, as the daemon records them.
+// Usage history and the DNS log, as the daemon records them. Query names
+// are whatever a child's device asked for: they reach the page as text
+// only (curfew.dom).
 
 var callUsage = rpc.declare({ object: 'curfew', method: 'usage', params: [ 'target', 'days' ], expect: { result: [] } });
 var callLog = rpc.declare({ object: 'curfew', method: 'log', params: [ 'target', 'limit' ], expect: { result: [] } });
@@ -45,47 +48,30 @@ function chart(profile, days) {
 }
 
 function totals(days) {
-	var rows = [ E('tr', { 'class': 'tr table-titles' }, [
-		E('th', { 'class': 'th' }, _('Day')),
-		E('th', { 'class': 'th' }, _('Device')),
-		E('th', { 'class': 'th' }, _('Online')),
-		E('th', { 'class': 'th' }, _('Blocked')),
-		E('th', { 'class': 'th' }, _('Bypass attempts'))
-	]) ];
+	var rows = [];
 	days.forEach(function(d) {
 		Object.keys(d.devices).sort().forEach(function(mac) {
 			var u = d.devices[mac];
-			rows.push(E('tr', { 'class': 'tr' }, [
-				E('td', { 'class': 'td' }, d.date),
-				E('td', { 'class': 'td' }, u.name || mac),
-				E('td', { 'class': 'td' }, _('%d min').format(u.minutes)),
-				E('td', { 'class': 'td' }, u.blocked),
-				E('td', { 'class': 'td' }, u.bypass_attempts)
-			]));
+			rows.push([ d.date, u.name || mac, _('%d min').format(u.minutes), u.blocked, u.bypass_attempts ]);
 		});
 	});
-	return E('table', { 'class': 'table' }, rows);
+	return dom.table([ _('Day'), _('Device'), _('Online'), _('Blocked'), _('Bypass attempts') ], rows, _('No usage recorded yet.'));
 }
 
 function logTable(entries, filter) {
-	var rows = [ E('tr', { 'class': 'tr table-titles' }, [
-		E('th', { 'class': 'th' }, _('Time')),
-		E('th', { 'class': 'th' }, _('Device')),
-		E('th', { 'class': 'th' }, _('Name')),
-		E('th', { 'class': 'th' }, _('Verdict'))
-	]) ];
+	var rows = [];
 	entries.slice().reverse().forEach(function(e) {
 		var text = [ e.device, e.mac, e.name, e.verdict, e.by ].join(' ');
 		if (filter && text.toLowerCase().indexOf(filter.toLowerCase()) < 0)
 			return;
-		rows.push(E('tr', { 'class': 'tr' }, [
-			E('td', { 'class': 'td' }, new Date(e.time).toLocaleTimeString()),
-			E('td', { 'class': 'td' }, e.device || e.mac),
-			E('td', { 'class': 'td' }, e.name + ' ' + e.type),
-			E('td', { 'class': 'td' }, e.by ? e.verdict + ' (' + e.by + ')' : e.verdict)
-		]));
+		rows.push([
+			new Date(e.time).toLocaleTimeString(),
+			e.device || e.mac,
+			e.name + ' ' + e.type,
+			e.by ? e.verdict + ' (' + e.by + ')' : e.verdict
+		]);
 	});
-	return E('table', { 'class': 'table' }, rows);
+	return dom.table([ _('Time'), _('Device'), _('Name'), _('Verdict') ], rows, _('No DNS queries recorded.'));
 }
 
 return view.extend({
@@ -101,7 +87,7 @@ return view.extend({
 		var filter = E('input', { 'type': 'text', 'class': 'cbi-input-text', 'placeholder': _('Filter: device, name, verdict'),
 			'keyup': function(ev) { logBox.replaceChildren(logTable(entries, ev.target.value)); } });
 		var charts = Object.keys(profiles).sort().map(function(p) {
-			return E('div', { 'class': 'cbi-section' }, [ E('h4', p), chart(p, days) ]);
+			return E('div', { 'class': 'cbi-section' }, [ dom.el('h4', {}, p), chart(p, days) ]);
 		});
 		return E('div', { 'class': 'cbi-map' }, [
 			E('h2', _('Activity')),

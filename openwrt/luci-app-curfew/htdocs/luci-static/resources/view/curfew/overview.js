@@ -3,10 +3,12 @@
 'require rpc';
 'require ui';
 'require poll';
+'require curfew.dom as dom';
 
 // Everything shown here comes from the daemon (ubus object "curfew"):
 // states, reasons, "until" and remaining screen time are computed there,
-// never in the browser.
+// never in the browser. Values reach the page as text only (curfew.dom):
+// host names and notes are chosen by the devices.
 
 var callStatus = rpc.declare({ object: 'curfew', method: 'status', expect: { '': {} } });
 var callDevices = rpc.declare({ object: 'curfew', method: 'devices', expect: { result: [] } });
@@ -29,9 +31,9 @@ function when(iso) {
 function act(promise) {
 	return promise.then(function(res) {
 		if (res && res.error)
-			ui.addNotification(null, E('p', res.error), 'error');
+			ui.addNotification(null, dom.el('p', {}, res.error), 'error');
 		else if (res && res.message)
-			ui.addNotification(null, E('p', res.message), 'info');
+			ui.addNotification(null, dom.el('p', {}, res.message), 'info');
 		return refresh();
 	});
 }
@@ -48,10 +50,12 @@ function banner(st) {
 	if (st.config && st.config.ok === false)
 		out.push(E('div', { 'class': 'alert-message error' }, [
 			E('p', _('The last configuration change was refused; the previous rules stay in force:')),
-			E('pre', (st.config.errors || []).join('\n'))
+			dom.el('pre', {}, (st.config.errors || []).join('\n'))
 		]));
+	if (st.state_error)
+		out.push(dom.el('div', { 'class': 'alert-message error' }, st.state_error));
 	(st.notes || []).forEach(function(n) {
-		out.push(E('div', { 'class': 'alert-message notice' }, [ n ]));
+		out.push(dom.el('div', { 'class': 'alert-message notice' }, n));
 	});
 	return out;
 }
@@ -67,63 +71,60 @@ function actions(dev) {
 		buttons.push(E('button', { 'class': 'btn', 'click': function() { return act(callGrant(target, '15m')); } }, [ _('+15 min') ]));
 		buttons.push(E('button', { 'class': 'btn', 'click': function() { return act(callGrant(target, '30m')); } }, [ _('+30 min') ]));
 	}
-	buttons.push(E('button', { 'class': 'btn', 'click': function() {
-		var until = prompt(_('Allow until (HH:MM):'), '');
-		if (until)
-			return act(callAllow(target, '', until));
-	} }, [ _('Allow until…') ]));
+	buttons.push(E('button', { 'class': 'btn', 'click': function() { allowUntil(target); } }, [ _('Allow until…') ]));
 	return E('div', { 'class': 'cbi-section-actions' }, buttons);
 }
 
+// allowUntil asks for the end of an allow in LuCI's own dialog.
+function allowUntil(target) {
+	var input = E('input', { 'type': 'time', 'class': 'cbi-input-text', 'required': true });
+	ui.showModal(_('Allow %s until').format(target), [
+		E('p', {}, [ input ]),
+		E('div', { 'class': 'right' }, [
+			E('button', { 'class': 'btn', 'click': ui.hideModal }, [ _('Cancel') ]), ' ',
+			E('button', { 'class': 'btn cbi-button-positive', 'click': function() {
+				if (!input.value)
+					return;
+				ui.hideModal();
+				return act(callAllow(target, '', input.value));
+			} }, [ _('Allow') ])
+		])
+	]);
+}
+
 function deviceTable(plan) {
-	var rows = [ E('tr', { 'class': 'tr table-titles' }, [
-		E('th', { 'class': 'th' }, _('Device')),
-		E('th', { 'class': 'th' }, _('Profile')),
-		E('th', { 'class': 'th' }, _('State')),
-		E('th', { 'class': 'th' }, _('Why')),
-		E('th', { 'class': 'th' }, _('Until')),
-		E('th', { 'class': 'th' }, _('Screen time left')),
-		E('th', { 'class': 'th' }, _('Actions'))
-	]) ];
+	var rows = [];
 	((plan && plan.devices) || []).forEach(function(dev) {
 		if (!dev.managed || dev.unknown)
 			return;
-		rows.push(E('tr', { 'class': 'tr' }, [
-			E('td', { 'class': 'td' }, [ dev.name || dev.mac, E('br'), E('small', dev.mac) ]),
-			E('td', { 'class': 'td' }, dev.profile),
-			E('td', { 'class': 'td' }, E('span', { 'class': 'label ' + (dev.state == 'online' ? 'success' : 'warning') },
-				dev.state == 'online' ? _('online') : _('offline'))),
-			E('td', { 'class': 'td' }, dev.reason),
-			E('td', { 'class': 'td' }, when(dev.until)),
-			E('td', { 'class': 'td' }, dev.budget_left || '-'),
-			E('td', { 'class': 'td' }, actions(dev))
-		]));
+		rows.push([
+			[ dev.name || dev.mac, E('br'), dom.el('small', {}, dev.mac) ],
+			dev.profile,
+			dom.el('span', { 'class': 'label ' + (dev.state == 'online' ? 'success' : 'warning') },
+				dev.state == 'online' ? _('online') : _('offline')),
+			dev.reason,
+			when(dev.until),
+			dev.budget_left || '-',
+			actions(dev)
+		]);
 	});
-	return E('table', { 'class': 'table' }, rows);
+	return dom.table([ _('Device'), _('Profile'), _('State'), _('Why'), _('Until'), _('Screen time left'), _('Actions') ],
+		rows, _('No devices are configured yet.'));
 }
 
 function unknownTable(devices, profiles) {
-	var unknown = (devices || []).filter(function(d) { return !d.configured; });
-	if (!unknown.length)
-		return E('p', _('No unknown devices.'));
-	var rows = [ E('tr', { 'class': 'tr table-titles' }, [
-		E('th', { 'class': 'th' }, _('MAC')),
-		E('th', { 'class': 'th' }, _('DHCP name')),
-		E('th', { 'class': 'th' }, _('Treated as')),
-		E('th', { 'class': 'th' }, _('Assign to profile'))
-	]) ];
-	unknown.forEach(function(d) {
-		var select = E('select', { 'class': 'cbi-input-select' }, profiles.map(function(p) { return E('option', { 'value': p }, p); }));
-		rows.push(E('tr', { 'class': 'tr' }, [
-			E('td', { 'class': 'td' }, [ d.mac, d.note ? E('div', E('small', d.note)) : '' ]),
-			E('td', { 'class': 'td' }, d.hostname || '-'),
-			E('td', { 'class': 'td' }, d.profile || _('unrestricted')),
-			E('td', { 'class': 'td' }, [ select, ' ', E('button', { 'class': 'btn cbi-button-action', 'click': function() {
+	var rows = (devices || []).filter(function(d) { return !d.configured; }).map(function(d) {
+		var select = E('select', { 'class': 'cbi-input-select' }, profiles.map(function(p) { return dom.el('option', { 'value': p }, p); }));
+		return [
+			[ d.mac, d.note ? dom.el('div', {}, dom.el('small', {}, d.note)) : '' ],
+			d.hostname || '-',
+			d.profile || _('unrestricted'),
+			[ select, ' ', E('button', { 'class': 'btn cbi-button-action', 'click': function() {
 				return act(callAssign(d.mac, select.value, d.hostname || ''));
-			} }, [ _('Assign') ]) ])
-		]));
+			} }, [ _('Assign') ]) ]
+		];
 	});
-	return E('table', { 'class': 'table' }, rows);
+	return dom.table([ _('MAC'), _('DHCP name'), _('Treated as'), _('Assign to profile') ], rows, _('No unknown devices.'));
 }
 
 function draw(st, devices) {
