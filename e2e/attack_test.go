@@ -1,0 +1,372 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
+	"golang.org/x/sys/unix"
+
+	"curfew/pkg/lab"
+)
+
+// attackConfig: the child in a profile with a block, a parent without
+// rules, and unknown devices (the guest) in an allowlist profile. Filter
+// ports: kid 5453, grownup 5454 (no rules: no filter), little 5455.
+func attackConfig(l *lab.Lab) string {
+	return fmt.Sprintf(`config curfew 'main'
+	list lan 'br-lan'
+	option unknown_profile 'little'
+
+config profile 'kid'
+	list block 'blocked.test'
+
+config profile 'grownup'
+
+config profile 'little'
+	option allowlist '1'
+	list allow 'allowed.test'
+
+config device
+	option mac '%s'
+	option name 'Kid phone'
+	option profile 'kid'
+
+config device
+	option mac '%s'
+	option name 'Parent laptop'
+	option profile 'grownup'
+`, l.Child.MAC, l.Parent.MAC)
+}
+
+// dnsQuery builds a query without EDNS.
+func dnsQuery(t testing.TB, name string, qtype dnsmessage.Type) []byte {
+	t.Helper()
+	n, err := dnsmessage.NewName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: 0x7777, RecursionDesired: true})
+	b.StartQuestions()
+	b.Question(dnsmessage.Question{Name: n, Type: qtype, Class: dnsmessage.ClassINET})
+	out, err := b.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// exchange sends msg from namespace ns over UDP or TCP and returns the raw
+// answer, or an error when none came within the timeout.
+func exchange(l *lab.Lab, ns, network, addr string, msg []byte, timeout time.Duration) ([]byte, error) {
+	c, err := l.Dial(ns, network, addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(timeout))
+	return roundTrip(c, network, msg)
+}
+
+func roundTrip(c net.Conn, network string, msg []byte) ([]byte, error) {
+	if network == "tcp" {
+		msg = append([]byte{byte(len(msg) >> 8), byte(len(msg))}, msg...)
+	}
+	if _, err := c.Write(msg); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 65536)
+	if network == "tcp" {
+		if _, err := readFull(c, buf[:2]); err != nil {
+			return nil, err
+		}
+		n := int(buf[0])<<8 | int(buf[1])
+		_, err := readFull(c, buf[:n])
+		return buf[:n], err
+	}
+	n, err := c.Read(buf)
+	return buf[:n], err
+}
+
+func readFull(c net.Conn, b []byte) (int, error) {
+	got := 0
+	for got < len(b) {
+		n, err := c.Read(b[got:])
+		got += n
+		if err != nil {
+			return got, err
+		}
+	}
+	return got, nil
+}
+
+// verdict sums up an answer: "NOERROR A 1.2.3.4", "REFUSED", …
+func verdict(t testing.TB, resp []byte) string {
+	t.Helper()
+	var m dnsmessage.Message
+	if err := m.Unpack(resp); err != nil {
+		t.Fatalf("unparsable answer: %v", err)
+	}
+	out := strings.TrimPrefix(m.RCode.String(), "RCode")
+	for _, a := range m.Answers {
+		switch r := a.Body.(type) {
+		case *dnsmessage.AResource:
+			out += " A " + netip.AddrFrom4(r.A).String()
+		case *dnsmessage.AAAAResource:
+			out += " AAAA " + netip.AddrFrom16(r.AAAA).String()
+		}
+	}
+	return out
+}
+
+// TestChildAttacks attacks curfew from the child's namespace, one hole of
+// issue 17 at a time. Each check failed against the code before the fix.
+func TestChildAttacks(t *testing.T) {
+	l := newLab(t, "cfa1")
+	ctx := context.Background()
+	router53 := net.JoinHostPort(lab.RouterV4, "53")
+
+	// A DNS flow that the child opens before curfew starts: one UDP
+	// socket, one source port, to an outside resolver.
+	stale, err := l.Dial(l.Child.NS, "udp", net.JoinHostPort(lab.InternetV4, "53"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stale.Close()
+	stale.SetDeadline(time.Now().Add(2 * time.Second))
+	resp, err := roundTrip(stale, "udp", dnsQuery(t, lab.ProbeName+".", dnsmessage.TypeA))
+	if err != nil || verdict(t, resp) != "Success A "+lab.OutsideAnswer {
+		t.Fatalf("before curfew, the outside resolver answers: %v %v", resp, err)
+	}
+
+	d := start(t, l, attackConfig(l))
+
+	t.Run("a DNS flow opened before the redirect is redirected too", func(t *testing.T) {
+		var got string
+		lab.WaitFor(3*time.Second, func() bool {
+			stale.SetDeadline(time.Now().Add(time.Second))
+			resp, err := roundTrip(stale, "udp", dnsQuery(t, lab.ProbeName+".", dnsmessage.TypeA))
+			if err == nil {
+				got = verdict(t, resp)
+			}
+			return got == "Success A "+lab.RouterAnswer
+		})
+		if got != "Success A "+lab.RouterAnswer {
+			t.Errorf("the child's old DNS flow got %q, want the router's answer (through the filter)", got)
+		}
+	})
+
+	t.Run("another profile's filter port does not answer the child", func(t *testing.T) {
+		q := dnsQuery(t, "other.test.", dnsmessage.TypeA)
+		if resp, err := exchange(l, l.Child.NS, "udp", router53, q, 2*time.Second); err != nil {
+			t.Fatalf("the redirect itself must work: %v", err)
+		} else if v := verdict(t, resp); v != "Success A "+lab.InternetV4 {
+			t.Fatalf("child through the redirect: %s", v)
+		}
+		for _, port := range []string{"5455", "5453"} {
+			for _, target := range []struct{ network, addr string }{
+				{"udp", net.JoinHostPort(lab.RouterV4, port)},
+				{"udp", net.JoinHostPort(lab.RouterV6, port)},
+				{"tcp", net.JoinHostPort(lab.RouterV4, port)},
+				{"tcp", net.JoinHostPort(lab.RouterV6, port)},
+			} {
+				if resp, err := exchange(l, l.Child.NS, target.network, target.addr, q, 500*time.Millisecond); err == nil {
+					t.Errorf("child asked %s %s directly and got %s", target.network, target.addr, verdict(t, resp))
+				}
+			}
+		}
+	})
+
+	t.Run("names the filter cannot read are refused, never forwarded", func(t *testing.T) {
+		resp, err := exchange(l, l.Guest.NS, "udp", router53, dnsQuery(t, "x y.other.test.", dnsmessage.TypeA), 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := verdict(t, resp); v != "Refused" {
+			t.Errorf("allowlisted guest asks for a name with a space: %s, want Refused", v)
+		}
+		reach(t, l, "an address only an unreadable name resolved to", l.Guest.NS, false, func() error { return l.TCP(l.Guest.NS, lab.InternetV4) })
+		for _, name := range []string{"-x.blocked.test.", "x-.blocked.test.", "WWW.Blocked.Test.", "_x.blocked.test."} {
+			resp, err := exchange(l, l.Child.NS, "udp", router53, dnsQuery(t, name, dnsmessage.TypeA), 2*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v := verdict(t, resp); v != "Success A 0.0.0.0" {
+				t.Errorf("child asks for %s: %s, want the block answer", name, v)
+			}
+		}
+	})
+
+	t.Run("a UDP answer is no larger than the query allows", func(t *testing.T) {
+		resp, err := exchange(l, l.Child.NS, "udp", router53, dnsQuery(t, lab.BigName+".", dnsmessage.TypeTXT), 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var h dnsmessage.Header
+		var p dnsmessage.Parser
+		if h, err = p.Start(resp); err != nil {
+			t.Fatal(err)
+		}
+		if len(resp) > 512 || !h.Truncated {
+			t.Errorf("a query without EDNS got %d bytes (truncated %v); want at most 512 and the TC bit", len(resp), h.Truncated)
+		}
+		resp, err = exchange(l, l.Child.NS, "tcp", router53, dnsQuery(t, lab.BigName+".", dnsmessage.TypeTXT), 2*time.Second)
+		if err != nil || len(resp) < 750 {
+			t.Errorf("over TCP the whole answer: %d bytes, %v", len(resp), err)
+		}
+	})
+
+	t.Run("an offline device resolves only local names and captive probes", func(t *testing.T) {
+		if out, code := d.cli(t, "pause", "kid"); code != 0 {
+			t.Fatalf("pause: %s", out)
+		}
+		defer d.cli(t, "resume", "kid")
+		for name, want := range map[string]string{
+			"tunnel.fine.test.":  "Refused",
+			"captive.apple.com.": "Success A " + lab.CaptiveAnswer,
+		} {
+			for _, network := range []string{"udp", "tcp"} {
+				resp, err := exchange(l, l.Child.NS, network, router53, dnsQuery(t, name, dnsmessage.TypeA), 2*time.Second)
+				if err != nil {
+					t.Fatalf("%s over %s: %v", name, network, err)
+				}
+				if v := verdict(t, resp); v != want {
+					t.Errorf("paused child asks for %s over %s: %s, want %s", name, network, v, want)
+				}
+			}
+		}
+		if out, _ := d.cli(t, "log", "kid"); !strings.Contains(out, "device offline") {
+			t.Errorf("the log does not say why:\n%s", out)
+		}
+	})
+
+	t.Run("thousands of idle TCP connections leave the control socket and UDP DNS working", func(t *testing.T) {
+		pid := d.cmd.Process.Pid
+		lim := unix.Rlimit{Cur: 1024, Max: 1024} // OpenWrt's default
+		if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &lim, nil); err != nil {
+			t.Fatal(err)
+		}
+		// 50 more IPv6 addresses for the child, 40 connections from each.
+		var srcs []string
+		for i := range 50 {
+			a := fmt.Sprintf("2001:db8:1::%x", 0x1000+i)
+			if _, err := l.Exec(ctx, l.Child.NS, "ip", "-6", "addr", "add", a+"/64", "dev", "eth0", "nodad"); err != nil {
+				t.Fatal(err)
+			}
+			srcs = append(srcs, a)
+		}
+		var mu sync.Mutex
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		var wg sync.WaitGroup
+		for _, src := range srcs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				l.In(l.Child.NS, func() error {
+					dialer := net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+					for range 40 {
+						c, err := dialer.Dial("tcp", net.JoinHostPort(lab.RouterV6, "53"))
+						if err != nil {
+							continue
+						}
+						mu.Lock()
+						conns = append(conns, c)
+						mu.Unlock()
+					}
+					return nil
+				})
+			}()
+		}
+		wg.Wait()
+		t.Logf("%d TCP connections to the DNS filter opened", len(conns))
+		began := time.Now()
+		if out, code := d.cli(t, "status"); code != 0 {
+			t.Errorf("status under attack: exit %d: %s", code, out)
+		}
+		t.Logf("status answered in %v", time.Since(began))
+		began = time.Now()
+		resp, err := exchange(l, l.Child.NS, "udp", router53, dnsQuery(t, "fine.test.", dnsmessage.TypeA), 2*time.Second)
+		if err != nil {
+			t.Errorf("UDP DNS under attack: %v", err)
+		} else {
+			t.Logf("child's UDP query answered in %v (%s)", time.Since(began), verdict(t, resp))
+		}
+		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		t.Logf("daemon: %d descriptors open, RSS %d kB", len(fds), lab.RSSKB(pid))
+		if len(fds) > 400 {
+			t.Errorf("the daemon holds %d descriptors for idle connections", len(fds))
+		}
+	})
+
+	t.Run("UDP floods from forged IPv6 sources do not stall DNS", func(t *testing.T) {
+		pid := d.cmd.Process.Pid
+		q := dnsQuery(t, "fine.test.", dnsmessage.TypeA)
+		stop := make(chan struct{})
+		sent := 0
+		done := make(chan error, 1)
+		go func() {
+			done <- l.In(l.Child.NS, func() error {
+				fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM, 0)
+				if err != nil {
+					return err
+				}
+				defer unix.Close(fd)
+				if err := unix.SetsockoptInt(fd, unix.SOL_IPV6, unix.IPV6_TRANSPARENT, 1); err != nil {
+					return err
+				}
+				dst := &unix.SockaddrInet6{Port: 53, Addr: netip.MustParseAddr(lab.RouterV6).As16()}
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return nil
+					default:
+					}
+					// A new socket per forged source: bind needs one.
+					s, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM, 0)
+					if err != nil {
+						return err
+					}
+					unix.SetsockoptInt(s, unix.SOL_IPV6, unix.IPV6_TRANSPARENT, 1)
+					src := netip.MustParseAddr(fmt.Sprintf("2001:db8:1::f:%x:%x", i>>16&0xffff, i&0xffff)).As16()
+					if err := unix.Bind(s, &unix.SockaddrInet6{Port: 40000, Addr: src}); err == nil {
+						if unix.Sendto(s, q, 0, dst) == nil {
+							sent++
+						}
+					}
+					unix.Close(s)
+				}
+			})
+		}()
+		time.Sleep(2 * time.Second)
+		var worst time.Duration
+		failed := 0
+		for range 10 {
+			began := time.Now()
+			if _, err := exchange(l, l.Child.NS, "udp", router53, q, time.Second); err != nil {
+				failed++
+			}
+			worst = max(worst, time.Since(began))
+			time.Sleep(100 * time.Millisecond)
+		}
+		close(stop)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%d forged queries; the child's own queries: %d of 10 unanswered, slowest %v; daemon RSS %d kB", sent, failed, worst, lab.RSSKB(pid))
+		if failed > 1 {
+			t.Errorf("%d of 10 queries from the child's real address went unanswered during the flood", failed)
+		}
+	})
+}
