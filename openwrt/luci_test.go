@@ -188,3 +188,27 @@ func TestTranslationTemplate(t *testing.T) {
 		t.Errorf("only %d strings found: the _() pattern missed some", len(msgs))
 	}
 }
+
+// TestViewsGiveLuCIOnlyTextNodes guards against script injection: LuCI's
+// E(tag, attrs, content) sets a bare string content as innerHTML, and the
+// views show strings a child's device chose (DNS names, DHCP host names).
+// Content must be an array, an element, a translation or a literal — never
+// a bare value; data goes through curfew.dom, which makes text nodes.
+func TestViewsGiveLuCIOnlyTextNodes(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(luci, "htdocs/luci-static/resources/view/curfew/*.js"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("views: %v", err)
+	}
+	// E('tag', {attrs}, X) or E('tag', X) where X does not start with
+	// [, E(, _(, a quote or a closing parenthesis.
+	bare := regexp.MustCompile(`\bE\('[a-z0-9]+'\s*,\s*(?:\{[^{}]*\}\s*,\s*)?([^\s\[{'"_E)][^,)]*)`)
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range bare.FindAllStringSubmatch(string(src), -1) {
+			t.Errorf("%s: %s gives LuCI %q as HTML; use dom.el or an array", filepath.Base(f), m[0], m[1])
+		}
+	}
+}

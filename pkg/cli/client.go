@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -57,13 +58,14 @@ func call[T any](ctx context.Context, env *Env, socket string, asJSON bool, req 
 			fmt.Fprintln(env.Stderr, "curfew: the daemon is not running (start it with: /etc/init.d/curfew start)")
 			return ExitNoDaemon
 		}
-		fmt.Fprintln(env.Stderr, "curfew:", err)
+		fmt.Fprintln(env.Stderr, "curfew:", Printable(err.Error()))
 		return ExitFailure
 	}
 	if asJSON {
 		writeJSON(env.Stdout, res)
 		return ExitOK
 	}
+	escapeStrings(reflect.ValueOf(&res).Elem())
 	show(env.Stdout, res)
 	return ExitOK
 }

@@ -168,3 +168,10 @@ func TestParseDuration(t *testing.T) {
 		}
 	}
 }
+
+func TestBlocklistsOverPlainHTTPAreRefused(t *testing.T) {
+	_, _, err := Parse("curfew", []byte("config profile 'kid'\n\tlist blocklist 'http://lists.example/adult.txt'\n"), services.Builtin())
+	if err == nil || !strings.Contains(err.Error(), "plain http") {
+		t.Errorf("http list accepted: %v", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -405,5 +406,14 @@ func TestPrefixesAreGroupedByFamilyAndLength(t *testing.T) {
 	}
 	if m := maskBytes(20, 4); fmt.Sprint(m) != "[255 255 240 0]" {
 		t.Errorf("mask /20 = %v", m)
+	}
+}
+
+func TestInstantsPastKernelTimeAreClamped(t *testing.T) {
+	if got := ns(time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)); got != math.MaxInt64 {
+		t.Errorf("2300 = %d ns, want the kernel's last instant", got)
+	}
+	if got := ns(time.Date(2262, 1, 1, 0, 0, 0, 0, time.UTC)); got == 0 || got >= math.MaxInt64 {
+		t.Errorf("2262-01-01 = %d", got)
 	}
 }

@@ -93,7 +93,7 @@ return view.extend({
 			E('h2', _('Activity')),
 			E('div', { 'class': 'cbi-map-descr' }, _('Screen time of the last seven days, blocked and bypass attempts, and recent DNS queries.')),
 			E('h3', _('Online minutes')),
-			charts.length ? E('div', {}, charts) : E('p', _('No usage recorded yet.')),
+			charts.length ? dom.el('div', {}, charts) : E('p', _('No usage recorded yet.')),
 			E('h3', _('Per device')),
 			totals(days),
 			E('h3', _('Recent DNS queries')),

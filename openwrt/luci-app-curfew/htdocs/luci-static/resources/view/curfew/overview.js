@@ -72,7 +72,7 @@ function actions(dev) {
 		buttons.push(E('button', { 'class': 'btn', 'click': function() { return act(callGrant(target, '30m')); } }, [ _('+30 min') ]));
 	}
 	buttons.push(E('button', { 'class': 'btn', 'click': function() { allowUntil(target); } }, [ _('Allow until…') ]));
-	return E('div', { 'class': 'cbi-section-actions' }, buttons);
+	return dom.el('div', { 'class': 'cbi-section-actions' }, buttons);
 }
 
 // allowUntil asks for the end of an allow in LuCI's own dialog.
@@ -114,7 +114,7 @@ function deviceTable(plan) {
 
 function unknownTable(devices, profiles) {
 	var rows = (devices || []).filter(function(d) { return !d.configured; }).map(function(d) {
-		var select = E('select', { 'class': 'cbi-input-select' }, profiles.map(function(p) { return dom.el('option', { 'value': p }, p); }));
+		var select = dom.el('select', { 'class': 'cbi-input-select' }, profiles.map(function(p) { return dom.el('option', { 'value': p }, p); }));
 		return [
 			[ d.mac, d.note ? dom.el('div', {}, dom.el('small', {}, d.note)) : '' ],
 			d.hostname || '-',
@@ -130,7 +130,7 @@ function unknownTable(devices, profiles) {
 function draw(st, devices) {
 	var profiles = {};
 	((st.plan && st.plan.devices) || []).forEach(function(d) { if (d.profile) profiles[d.profile] = true; });
-	return E('div', {}, banner(st).concat([
+	return dom.el('div', {}, banner(st).concat([
 		E('h3', _('Children and devices')),
 		deviceTable(st.plan),
 		E('h3', _('Unknown devices')),

@@ -1,0 +1,84 @@
+package daemon
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"curfew/pkg/config"
+	"curfew/pkg/plan"
+	"curfew/pkg/services"
+)
+
+func TestOverridesEndWithinAYear(t *testing.T) {
+	now := time.Date(2026, 11, 27, 20, 0, 0, 0, time.UTC)
+	for _, tc := range []struct{ forArg, until string }{
+		{"", "2300-01-01T00:00:00Z"},
+		{"", "2263-01-01T00:00:00Z"},
+		{"9000h", ""},
+	} {
+		if _, err := when(now, time.UTC, tc.forArg, tc.until); err == nil || !strings.Contains(err.Error(), "at most a year") {
+			t.Errorf("when(--for %q --until %q) = %v, want a refusal", tc.forArg, tc.until, err)
+		}
+	}
+	if got, err := when(now, time.UTC, "", "2027-06-01T00:00:00Z"); err != nil || got.Year() != 2027 {
+		t.Errorf("half a year ahead: %v %v", got, err)
+	}
+}
+
+func TestCorruptOverridesFallBackToThePreviousCopy(t *testing.T) {
+	dir := t.TempDir()
+	first := []plan.Override{{Kind: plan.Pause, Target: "kid", From: time.Unix(1e9, 0).UTC()}}
+	if err := saveOverrides(dir, first); err != nil {
+		t.Fatal(err)
+	}
+	second := append(first, plan.Override{Kind: plan.Grant, Target: "kid", Amount: time.Hour, Day: "2026-11-27"})
+	if err := saveOverrides(dir, second); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, stateFile), []byte("{\"version\":1,\"overr"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := loadOverrides(dir)
+	if err == nil || !strings.Contains(err.Error(), "restored the copy before the last change") {
+		t.Errorf("no notice of the corrupt file: %v", err)
+	}
+	if len(got) != 1 || got[0].Kind != plan.Pause {
+		t.Errorf("restored %+v, want the pause of the previous copy", got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, stateFile+".corrupt")); err != nil {
+		t.Errorf("the corrupt file is not kept for the parent: %v", err)
+	}
+
+	lone := t.TempDir()
+	os.WriteFile(filepath.Join(lone, stateFile), []byte("garbage"), 0o600)
+	if _, err := loadOverrides(lone); err == nil || !strings.Contains(err.Error(), "were lost") {
+		t.Errorf("no earlier copy: %v", err)
+	}
+}
+
+func TestAssignedNamesAreReadBackAsWritten(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"Alice's iPad", "Alice's iPad"},
+		{"evil\x00name\n\toption profile 'grownup'", "evilnameoption profile 'grownup'"},
+		{"\x1b[31mred\x1b[0m", "[31mred[0m"},
+		{strings.Repeat("é", 40), strings.Repeat("é", 32)},
+		{"ok \"quoted\" \\ back", "ok \"quoted\" \\ back"},
+	} {
+		name := cleanName(tc.in)
+		if name != tc.want {
+			t.Errorf("cleanName(%q) = %q, want %q", tc.in, name, tc.want)
+		}
+		cfg := "config profile 'kid'\n\nconfig device\n\toption mac '02:00:00:00:00:01'\n\toption name " + quote(name) + "\n\toption profile 'kid'\n"
+		c, _, err := config.Parse("curfew", []byte(cfg), services.Builtin())
+		if err != nil {
+			t.Errorf("%q written as %s does not parse: %v", name, quote(name), err)
+			continue
+		}
+		if len(c.Devices) != 1 || c.Devices[0].Name != name || c.Devices[0].Profile != "kid" {
+			t.Errorf("%q read back as %+v", name, c.Devices)
+		}
+	}
+}

@@ -1,0 +1,176 @@
+package dnsfilter
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
+)
+
+func TestQueryNameRefusesWhatIsNoHostName(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want string
+		ok   bool
+	}{
+		{"WWW.Example.COM.", "www.example.com", true},
+		{"-odd-.example.com.", "-odd-.example.com", true},
+		{"_dmarc.example.com.", "_dmarc.example.com", true},
+		{"router.", "router", true},
+		{".", "", true},
+		{"x y.example.com.", "", false},
+		{"x\x00y.example.com.", "", false},
+		{"<script>.example.com.", "", false},
+		{"caf\xc3\xa9.example.com.", "", false},
+	} {
+		got, ok := QueryName(tc.in)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("QueryName(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestOfflineDevicesResolveOnlyLocalAndProbeNames(t *testing.T) {
+	for name, want := range map[string]bool{
+		"captive.apple.com":             true,
+		"connectivitycheck.gstatic.com": true,
+		"router":                        true,
+		"printer.lan":                   true,
+		"1.0.168.192.in-addr.arpa":      true,
+		"5.0.20.172.in-addr.arpa":       true,
+		"5.0.40.172.in-addr.arpa":       false,
+		"tunnel.example.com":            false,
+		"captive.apple.com.evil.test":   false,
+		"lan.evil.test":                 false,
+	} {
+		if got := offlineName(name); got != want {
+			t.Errorf("offlineName(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+func TestHandleRefusesOfflineDevicesAndForgedSources(t *testing.T) {
+	s := testServer()
+	s.opts.Identify = func(a netip.Addr) (Device, bool) {
+		switch a {
+		case child:
+			return Device{MAC: "02:00:00:00:00:01", Offline: true}, true
+		}
+		return Device{}, false
+	}
+	var m dnsmessage.Message
+	if err := m.Unpack(s.handle("kid", query(t, "tunnel.example.com.", dnsmessage.TypeTXT), child, false)); err != nil || m.RCode != dnsmessage.RCodeRefused {
+		t.Errorf("offline device, any name: %v %v, want REFUSED", m.RCode, err)
+	}
+	forged := netip.MustParseAddr("2001:db8:1::dead")
+	if resp := s.handle("kid", query(t, "fine.example.", dnsmessage.TypeA), forged, false); resp != nil {
+		t.Errorf("a UDP query from an address no device has got an answer")
+	}
+	if e := s.QueryLog().Recent(nil, 0); len(e) != 1 || e[0].By != "device offline" || e[0].Verdict != "refused" {
+		t.Errorf("log = %+v", e)
+	}
+}
+
+func TestAllowlistAddsAddressesOnlyForAllowedNames(t *testing.T) {
+	s := testServer()
+	var added []string
+	s.opts.Allowed = func(_ string, addrs []netip.Addr, _ time.Duration) {
+		for _, a := range addrs {
+			added = append(added, a.String())
+		}
+	}
+	s.policies["little"] = &Policy{Allowlist: true, Allow: set("allowed.example")}
+	for _, name := range []string{"x y.evil.example.", "other.example."} {
+		var m dnsmessage.Message
+		if err := m.Unpack(s.handle("little", query(t, name, dnsmessage.TypeA), child, false)); err != nil {
+			t.Fatal(err)
+		}
+		if m.RCode == dnsmessage.RCodeServerFailure {
+			t.Errorf("%s was forwarded", name)
+		}
+	}
+	if len(added) != 0 {
+		t.Errorf("addresses added for names not on the allowlist: %v", added)
+	}
+}
+
+func TestUDPAnswersFitTheClientsSize(t *testing.T) {
+	q := query(t, "big.example.", dnsmessage.TypeTXT)
+	var p dnsmessage.Parser
+	p.Start(q)
+	p.AllQuestions()
+	if got := maxUDPAnswer(&p, false); got != 512 {
+		t.Errorf("no EDNS: %d, want 512", got)
+	}
+	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: 1})
+	b.StartQuestions()
+	b.Question(dnsmessage.Question{Name: dnsmessage.MustNewName("big.example."), Type: dnsmessage.TypeTXT, Class: dnsmessage.ClassINET})
+	b.StartAdditionals()
+	var rh dnsmessage.ResourceHeader
+	rh.SetEDNS0(1232, dnsmessage.RCodeSuccess, false)
+	b.OPTResource(rh, dnsmessage.OPTResource{})
+	q, _ = b.Finish()
+	p.Start(q)
+	p.AllQuestions()
+	if got := maxUDPAnswer(&p, false); got != 1232 {
+		t.Errorf("EDNS 1232: %d", got)
+	}
+	h := dnsmessage.Header{ID: 9}
+	tr := truncated(h, dnsmessage.Question{Name: dnsmessage.MustNewName("big.example."), Type: dnsmessage.TypeTXT, Class: dnsmessage.ClassINET})
+	var m dnsmessage.Message
+	if err := m.Unpack(tr); err != nil || !m.Truncated || m.ID != 9 || len(tr) > 512 {
+		t.Errorf("truncated answer: %+v %v", m.Header, err)
+	}
+}
+
+func TestReadFramedReservesNothingForALengthAlone(t *testing.T) {
+	var in bytes.Buffer
+	binary.Write(&in, binary.BigEndian, uint16(65535))
+	if _, err := readFramed(&in, maxQuery); err == nil || !strings.Contains(err.Error(), "limit") {
+		t.Errorf("a 64 KB query was accepted: %v", err)
+	}
+	in.Reset()
+	binary.Write(&in, binary.BigEndian, uint16(3000))
+	in.WriteString("short")
+	if _, err := readFramed(&in, maxQuery); err == nil {
+		t.Error("a message shorter than its length prefix was accepted")
+	}
+}
+
+func TestTCPConnectionsAreCapped(t *testing.T) {
+	l := newConnLimit(3, 2)
+	a, b := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.11")
+	if !l.acquire(a) || !l.acquire(a) || l.acquire(a) {
+		t.Error("per-source cap of 2 not held")
+	}
+	if !l.acquire(b) || l.acquire(b) {
+		t.Error("total cap of 3 not held")
+	}
+	l.release(a)
+	if !l.acquire(b) {
+		t.Error("a released slot is not reusable")
+	}
+}
+
+func TestStatsStayBounded(t *testing.T) {
+	s := NewStats()
+	for i := range maxStatsDevices + 100 {
+		s.Count(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}).String(), false, false)
+	}
+	if len(s.by) != maxStatsDevices {
+		t.Errorf("%d devices counted, cap %d", len(s.by), maxStatsDevices)
+	}
+}
+
+func TestListLinesAreBounded(t *testing.T) {
+	in := "a.example\n" + strings.Repeat("x", 10*maxLineLen) + "\nb.example\n" + strings.Repeat("y", 2*maxLineLen)
+	var got []string
+	st, err := ParseList(strings.NewReader(in), func(d string) { got = append(got, d) })
+	if err != nil || len(got) != 2 || st.Rejected != 2 || st.FirstRejected != 2 {
+		t.Errorf("got %v, %+v, %v; want both domains, 2 long lines rejected from line 2", got, st, err)
+	}
+}
