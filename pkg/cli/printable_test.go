@@ -14,13 +14,13 @@ import (
 
 func TestPrintableEscapesWhatWouldDriveATerminal(t *testing.T) {
 	for in, want := range map[string]string{
-		"tiktok.com":               "tiktok.com",
-		"evil\x1b[2J.example":      `evil\x1b[2J.example`,
-		"line\rover":               `line\x0dover`,
-		"rtl\u202eexe.gpj":         `rtl\u202eexe.gpj`,
-		"bad\xffutf8":              `bad\xffutf8`,
-		"back\\slash":              `back\\slash`,
-		"Alice's iPad":             "Alice's iPad",
+		"tiktok.com":              "tiktok.com",
+		"evil\x1b[2J.example":     `evil\x1b[2J.example`,
+		"line\rover":              `line\x0dover`,
+		"rtl\u202eexe.gpj":        `rtl\u202eexe.gpj`,
+		"bad\xffutf8":             `bad\xffutf8`,
+		"back\\slash":             `back\\slash`,
+		"Alice's iPad":            "Alice's iPad",
 		strings.Repeat("x", 1000): strings.Repeat("x", maxShown) + "…",
 	} {
 		if got := Printable(in); got != want {
