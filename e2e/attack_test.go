@@ -33,6 +33,8 @@ config profile 'grownup'
 config profile 'little'
 	option allowlist '1'
 	list allow 'allowed.test'
+	list allow '%s'
+	list block '%s'
 
 config device
 	option mac '%s'
@@ -43,7 +45,7 @@ config device
 	option mac '%s'
 	option name 'Parent laptop'
 	option profile 'grownup'
-`, l.Child.MAC, l.Parent.MAC)
+`, lab.BlockedName, lab.BlockedNet4, l.Child.MAC, l.Parent.MAC)
 }
 
 // dnsQuery builds a query without EDNS.
@@ -202,6 +204,17 @@ func TestChildAttacks(t *testing.T) {
 				t.Errorf("child asks for %s: %s, want the block answer", name, v)
 			}
 		}
+	})
+
+	t.Run("an allowed name that resolves into a blocked prefix stays blocked", func(t *testing.T) {
+		resp, err := exchange(l, l.Guest.NS, "udp", router53, dnsQuery(t, lab.BlockedName+".", dnsmessage.TypeA), 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := verdict(t, resp); v != "Success A "+lab.BlockedV4 {
+			t.Fatalf("guest resolves an allowed name: %s", v)
+		}
+		reach(t, l, "a blocked address an allowed name resolved to", l.Guest.NS, false, func() error { return l.TCP(l.Guest.NS, lab.BlockedV4) })
 	})
 
 	t.Run("a UDP answer is no larger than the query allows", func(t *testing.T) {

@@ -379,6 +379,11 @@ func (v *validator) main(c *Config, s *uci.Section) {
 	if o, ok := s.Get("unknown_profile"); ok {
 		c.UnknownProfile = o.Value
 	}
+	if c.UnknownProfile == "" {
+		// Not an error (a house without children's rules for visitors may
+		// want it), but the one setting that lets a new MAC out.
+		v.warnf(s, nil, "unknown_profile is empty: devices not listed here — a child's phone with a new random MAC among them — are not restricted")
+	}
 	if o, ok := s.Get("clock_unsynced"); ok {
 		switch o.Value {
 		case "offline":

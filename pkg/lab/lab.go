@@ -59,6 +59,8 @@ const (
 	// CaptiveAnswer is what the router's resolver says for Apple's
 	// captive-portal probe host.
 	CaptiveAnswer = "198.51.100.80"
+	// BlockedName resolves into BlockedNet4.
+	BlockedName = "inblocked.test"
 	// BigName has a TXT answer of about 800 bytes: more than a UDP answer
 	// without EDNS may carry.
 	BigName = "big.test"
@@ -231,7 +233,7 @@ func (l *Lab) resolvers(ctx context.Context) error {
 		// Every other name under .test, and Google's safe-search host,
 		// resolve to the internet namespace: the lab has no real upstream.
 		"--address=/test/"+InternetV4, "--address=/forcesafesearch.google.com/"+SafeSearchAnswer,
-		"--address=/captive.apple.com/"+CaptiveAnswer,
+		"--address=/captive.apple.com/"+CaptiveAnswer, "--address=/"+BlockedName+"/"+BlockedV4,
 		"--txt-record="+BigName+","+strings.Repeat("a", 250)+","+strings.Repeat("b", 250)+","+strings.Repeat("c", 250),
 		"--no-ping", "--interface=br-lan", "--dhcp-range=192.0.2.100,192.0.2.150,1h", "--dhcp-leasefile="+filepath.Join(l.dir, "leases"),
 	); err != nil {
