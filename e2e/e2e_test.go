@@ -225,11 +225,14 @@ func TestBedtime(t *testing.T) {
 		t.Errorf("open connection stopped %v after bedtime, want within 2 s", lag)
 	}
 
-	t.Log("bedtime: the child is offline, the parent is not, the router still answers the child")
+	t.Log("bedtime: the child is offline, the parent is not; the router answers the child's captive-portal probe and refuses other names")
 	online(t, l, l.Child, false)
 	online(t, l, l.Parent, true)
-	if got, err := l.Dig(ctx, l.Child.NS, lab.RouterV4, false); err != nil || got != lab.RouterAnswer {
-		t.Errorf("child's DNS to the router at bedtime: %q %v", got, err)
+	if _, status, err := l.Query(ctx, l.Child.NS, lab.RouterV4, lab.ProbeName, "A"); err != nil || status != "REFUSED" {
+		t.Errorf("child's DNS for an ordinary name at bedtime: %s %v, want REFUSED", status, err)
+	}
+	if ans, _, err := l.Query(ctx, l.Child.NS, lab.RouterV4, "captive.apple.com", "A"); err != nil || len(ans) != 1 || ans[0] != "A "+lab.CaptiveAnswer {
+		t.Errorf("child's captive-portal probe at bedtime: %v %v", ans, err)
 	}
 	childMAC, _ := net.ParseMAC(l.Child.MAC)
 	if err := l.DHCP(l.Child.NS, childMAC); err != nil {
@@ -637,7 +640,7 @@ config device
 		t.Fatalf("assign: %d %s", code, out)
 	}
 	written, _ := os.ReadFile(filepath.Join(dir, "curfew"))
-	if !strings.HasPrefix(string(written), cfg) || !strings.Contains(string(written), "option name \"Guest's tablet\"") {
+	if !strings.HasPrefix(string(written), cfg) || !strings.Contains(string(written), `option name 'Guest'\''s tablet'`) {
 		t.Errorf("config after assign:\n%s", written)
 	}
 	out, _ = d.cli(t, "status", "--json")
@@ -662,8 +665,10 @@ func TestIptablesBackend(t *testing.T) {
 	reach(t, l, "TCP/IPv4 in an all-day window", l.Child.NS, false, func() error { return l.TCP(l.Child.NS, lab.InternetV4) })
 	reach(t, l, "TCP/IPv6 in an all-day window", l.Child.NS, false, func() error { return l.TCP(l.Child.NS, lab.InternetV6) })
 	reach(t, l, "TCP/IPv4 of the parent", l.Parent.NS, true, func() error { return l.TCP(l.Parent.NS, lab.InternetV4) })
-	if got, err := l.Dig(ctx, l.Child.NS, lab.InternetV4, false); err != nil || got != lab.RouterAnswer {
-		t.Errorf("child's query to an outside resolver: %q %v", got, err)
+	// Offline all day: only the captive probe resolves, and the router's
+	// resolver answers it although the child asked an outside one.
+	if ans, _, err := l.Query(ctx, l.Child.NS, lab.InternetV4, "captive.apple.com", "A"); err != nil || len(ans) != 1 || ans[0] != "A "+lab.CaptiveAnswer {
+		t.Errorf("child's query to an outside resolver: %v %v", ans, err)
 	}
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	d.cmd.Wait()
