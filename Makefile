@@ -4,7 +4,8 @@
 #   make test    (root for the kernel tests) lint, unit and end-to-end tests,
 #                brief fuzzing, cross builds
 #   make cross   stripped binaries for the router architectures in dist/
-#   make ipk     installable OpenWrt packages in dist/ipk
+#   make ipk     .ipk packages and opkg feeds (OpenWrt 24.10 and older) in dist/ipk
+#   make apk     .apk packages and apk repositories (OpenWrt 25.12) in dist/apk
 #   make bench   (root) forwarding rate, apply times, DNS against dnsmasq (bench/)
 
 GO       ?= go
@@ -23,14 +24,14 @@ CROSS := mips:linux/mips/GOMIPS=softfloat \
 # package:FuzzTarget, run briefly by `make test` and for longer by `make fuzz FUZZTIME=10m`.
 FUZZ := ./pkg/uci:FuzzParse ./pkg/control:FuzzDecodeRequest ./pkg/dnsfilter:FuzzParseList ./pkg/dnsfilter:FuzzHandle ./pkg/devices:FuzzParseDnsmasq ./pkg/devices:FuzzParseOdhcpd
 
-.PHONY: all build test unit lint fuzz cross ipk demo bench clean
+.PHONY: all build test unit lint fuzz cross ipk apk openwrt-tools demo bench clean
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/curfew ./cmd/curfew
 
-test: lint cross ipk unit fuzz
+test: lint cross ipk apk unit fuzz
 
 unit:
 	$(GO) test -count=1 -timeout 30m ./...
@@ -53,10 +54,24 @@ cross:
 		printf '%-8s %8d bytes\n' $$name $$(stat -c %s dist/curfew-$$name); \
 	done
 
-# Installable .ipk packages (no OpenWrt SDK needed) in dist/ipk.
-IPK_VERSION ?= 0.1.0-r1
+# OpenWrt's own programs (uci, rpcd, apk, opkg, …) built from their sources
+# in ../shared/openwrt, for `make apk` and for the tests that meet the real
+# thing. Built once per version of those sources (about a minute).
+OPENWRT_SRC   ?= ../shared/openwrt
+OPENWRT_TOOLS ?= /var/cache/curfew-openwrt
+export OPENWRT_TOOLS
+openwrt-tools:
+	$(OPENWRT_SRC)/build.sh $(OPENWRT_TOOLS)
+
+# Installable packages (no OpenWrt SDK needed), one feed per architecture.
+# PKG_VERSION is PKG_VERSION-rPKG_RELEASE of the feed Makefiles, a version
+# both opkg and apk accept. APK_SIGN_KEY=FILE signs the apk repositories.
+PKG_VERSION ?= 0.1.0-r1
 ipk: cross
-	./scripts/ipk.sh $(IPK_VERSION) dist/ipk
+	./scripts/ipk.sh $(PKG_VERSION) dist/ipk
+
+apk: cross openwrt-tools
+	APK=$(OPENWRT_TOOLS)/bin/apk ./scripts/apk.sh $(PKG_VERSION) dist/apk
 
 demo: build
 	$(GO) run ./scripts/demo --curfew bin/curfew

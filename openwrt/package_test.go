@@ -49,14 +49,15 @@ var build struct {
 	err  error
 }
 
-// packages runs `make ipk` once (go's build cache makes it cheap after
-// `make cross`) and returns dist/ipk.
+// packages runs `make ipk apk` once (go's build cache makes it cheap after
+// `make cross`) and returns dist/ipk; the .apk files are in dist/apk.
 func packages(t *testing.T) string {
 	t.Helper()
+	tools(t)
 	build.once.Do(func() {
-		out, err := exec.Command("make", "-C", "..", "ipk", "IPK_VERSION="+version).CombinedOutput()
+		out, err := exec.Command("make", "-C", "..", "ipk", "apk", "PKG_VERSION="+version).CombinedOutput()
 		if err != nil {
-			build.err = fmt.Errorf("make ipk: %v\n%s", err, out)
+			build.err = fmt.Errorf("make ipk apk: %v\n%s", err, out)
 		}
 	})
 	if build.err != nil {
@@ -143,7 +144,7 @@ func TestCurfewPackages(t *testing.T) {
 	dir := packages(t)
 	for _, tg := range targets {
 		t.Run(tg.arch, func(t *testing.T) {
-			path := filepath.Join(dir, fmt.Sprintf("curfew_%s_%s.ipk", version, tg.arch))
+			path := filepath.Join(dir, tg.arch, fmt.Sprintf("curfew_%s_%s.ipk", version, tg.arch))
 			info, err := os.Stat(path)
 			if err != nil {
 				t.Fatal(err)
@@ -183,6 +184,17 @@ func TestCurfewPackages(t *testing.T) {
 				"etc/hotplug.d/ntp/25-curfew":  0o644,
 				"etc/capabilities/curfew.json": 0o644,
 				"etc/curfew/":                  0o700,
+				"lib/upgrade/keep.d/curfew":    0o644,
+			}
+			// Directories: none of the system's (opkg would reset its mode).
+			carried := map[string]bool{"etc/curfew/": true, "etc/capabilities/": true, "etc/hotplug.d/ntp/": true}
+			for name := range data {
+				if (strings.HasSuffix(name, "/") || name == "") && !carried[name] {
+					t.Errorf("data carries directory %q, which is the system's", name)
+				}
+			}
+			if got := string(data["lib/upgrade/keep.d/curfew"].data); got != "/etc/curfew/\n" {
+				t.Errorf("keep.d/curfew = %q, want /etc/curfew/ (sysupgrade keeps the overrides)", got)
 			}
 			for name, mode := range wantFiles {
 				e, ok := data[name]
@@ -230,10 +242,22 @@ func TestCurfewPackages(t *testing.T) {
 
 func TestLuciPackage(t *testing.T) {
 	dir := packages(t)
-	_, control, _ := ipk(t, filepath.Join(dir, fmt.Sprintf("luci-app-curfew_%s_all.ipk", version)))
+	_, control, data := ipk(t, filepath.Join(dir, "x86_64", fmt.Sprintf("luci-app-curfew_%s_all.ipk", version)))
 	f := fields(control["control"].data)
 	if f["Architecture"] != "all" || f["Package"] != "luci-app-curfew" || !strings.Contains(f["Depends"], "curfew") {
 		t.Errorf("control = %v", f)
+	}
+	// LuCI apps reload rpcd after a live install (luci.mk), or the pages
+	// find no curfew object until the next reboot.
+	pkg := string(control["postinst-pkg"].data)
+	if !strings.Contains(pkg, "/etc/init.d/rpcd reload") || !strings.Contains(pkg, "luci-indexcache") || !strings.Contains(pkg, `[ -n "${IPKG_INSTROOT}" ] ||`) {
+		t.Errorf("postinst-pkg does not reload rpcd on live systems only:\n%s", pkg)
+	}
+	carried := map[string]bool{"www/luci-static/resources/curfew/": true, "www/luci-static/resources/view/curfew/": true, "usr/libexec/rpcd/": true}
+	for name := range data {
+		if (strings.HasSuffix(name, "/") || name == "") && !carried[name] {
+			t.Errorf("data carries directory %q, which is the system's", name)
+		}
 	}
 }
 

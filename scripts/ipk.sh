@@ -1,105 +1,134 @@
 #!/bin/sh
-# Builds installable OpenWrt packages without the SDK, the way OpenWrt's
-# ipkg-build does: an .ipk is a gzip'd tar of ./debian-binary ("2.0"),
-# ./control.tar.gz and ./data.tar.gz. Owners are root, times fixed, so the
-# same inputs give the same bytes.
+# Builds installable .ipk packages for opkg (OpenWrt 24.10 and older)
+# without the SDK, the way OpenWrt's ipkg-build does: an .ipk is a gzip'd tar
+# of ./debian-binary ("2.0"), ./control.tar.gz and ./data.tar.gz. Owners are
+# root, times fixed, so the same inputs give the same bytes.
+#
+# Output is one opkg feed per architecture: OUTDIR/ARCH/ holds curfew and
+# luci-app-curfew for it and the Packages/Packages.gz index, so a router
+# needs one `src/gz` line (README).
 #
 # usage: scripts/ipk.sh VERSION OUTDIR   (after make cross: uses dist/curfew-*)
 set -eu
 
 version=$1
 out=$2
-top=$(cd "$(dirname "$0")/.." && pwd)
-files=$top/openwrt/curfew/files
+. "$(dirname "$0")/pkgfiles.sh"
 mtime="2026-01-01 00:00:00Z"
+rm -rf "$out"
 mkdir -p "$out"
 
-tarball() { # tarball DIR OUT.tar.gz
-	(cd "$1" && tar --numeric-owner --owner=0 --group=0 --sort=name --mtime="$mtime" -cf - ./) | gzip -9n >"$2"
+# tarball DIR OUT.tar.gz: files and links of DIR, and of its directories
+# only those that are not the system's (pkgfiles.sh), so unpacking it never
+# changes the mode of /, /etc or any other directory of the system.
+tarball() {
+	(cd "$1" && {
+		find . ! -type d
+		carried_dirs . | sed 's|^|./|'
+	} | LC_ALL=C sort | tar --numeric-owner --owner=0 --group=0 --mtime="$mtime" --no-recursion -T - -cf -) |
+		gzip -9n >"$2"
 }
 
-# scripts OpenWrt's package.mk writes for every package: enable and start
-# the service on install, stop and disable it on removal; nothing when
-# installing into an image (IPKG_INSTROOT).
-write_scripts() { # write_scripts CONTROLDIR
-	cat >"$1/postinst" <<'X'
-#!/bin/sh
-[ "${IPKG_NO_SCRIPT}" = "1" ] && exit 0
-[ -s ${IPKG_INSTROOT}/lib/functions.sh ] || exit 0
-. ${IPKG_INSTROOT}/lib/functions.sh
-default_postinst $0 $@
-X
-	cat >"$1/prerm" <<'X'
-#!/bin/sh
-[ -s ${IPKG_INSTROOT}/lib/functions.sh ] || exit 0
-. ${IPKG_INSTROOT}/lib/functions.sh
-default_prerm $0 $@
-X
-	chmod 0755 "$1/postinst" "$1/prerm"
+# The scripts OpenWrt's package-pack.mk writes for every .ipk: the standard
+# steps of /lib/functions.sh (enable and start the service and run its
+# uci-defaults on install, stop and disable it before removal), then the
+# package's own lines; nothing when /lib/functions.sh is absent.
+write_scripts() { # write_scripts CONTROLDIR EXTRA_POSTINST OWN_DIRS
+	{
+		echo '#!/bin/sh'
+		echo '[ "${IPKG_NO_SCRIPT}" = "1" ] && exit 0'
+		echo '[ -s ${IPKG_INSTROOT}/lib/functions.sh ] || exit 0'
+		echo '. ${IPKG_INSTROOT}/lib/functions.sh'
+		echo 'default_postinst $0 $@'
+	} >"$1/postinst"
+	if [ -n "$2" ]; then
+		# the -pkg part runs inside default_postinst, as luci.mk's does
+		{ echo '#!/bin/sh'; echo "$2"; } >"$1/postinst-pkg"
+		chmod 0755 "$1/postinst-pkg"
+	fi
+	{
+		echo '#!/bin/sh'
+		echo '[ -s ${IPKG_INSTROOT}/lib/functions.sh ] || exit 0'
+		echo '. ${IPKG_INSTROOT}/lib/functions.sh'
+		echo 'default_prerm $0 $@'
+	} >"$1/prerm"
+	{
+		echo '#!/bin/sh'
+		for d in $3; do echo "rmdir \"\${IPKG_INSTROOT}$d\" 2>/dev/null"; done
+		echo 'exit 0'
+	} >"$1/postrm"
+	chmod 0755 "$1/postinst" "$1/prerm" "$1/postrm"
 }
 
-package() { # package NAME ARCH DATADIR DEPENDS DESCRIPTION CONFFILES
-	name=$1 arch=$2 data=$3 depends=$4 desc=$5 conffiles=$6
+# package NAME ARCH DATADIR DEPENDS DESCRIPTION CONFFILES EXTRA_POSTINST OWN_DIRS OUTDIR
+package() {
+	name=$1 arch=$2 data=$3 depends=$4 desc=$5 conffiles=$6 extra=$7 own=$8 dest=$9
 	work=$(mktemp -d)
 	mkdir -p "$work/control"
 	size=$(du -sb "$data" | cut -f1)
-	cat >"$work/control/control" <<X
-Package: $name
-Version: $version
-Depends: $depends
-Source: openwrt/$name
-SourceName: $name
-License: Apache-2.0
-Section: net
-Architecture: $arch
-Installed-Size: $size
-Description: $desc
-X
+	{
+		echo "Package: $name"
+		echo "Version: $version"
+		echo "Depends: $(echo "$depends" | sed 's/ /, /g')"
+		echo "Source: feeds/curfew/$name"
+		echo "SourceName: $name"
+		echo "License: $PKG_LICENSE"
+		echo "Section: net"
+		[ -z "$PKG_URL" ] || echo "URL: $PKG_URL"
+		echo "Maintainer: $PKG_MAINTAINER"
+		echo "Architecture: $arch"
+		echo "Installed-Size: $size"
+		echo "Description: $desc"
+	} >"$work/control/control"
 	if [ -n "$conffiles" ]; then
 		printf '%s\n' $conffiles >"$work/control/conffiles"
 	fi
-	write_scripts "$work/control"
+	write_scripts "$work/control" "$extra" "$own"
 	echo "2.0" >"$work/debian-binary"
-	tarball "$work/control" "$work/control.tar.gz"
+	(cd "$work/control" && find . -type f | LC_ALL=C sort | tar --numeric-owner --owner=0 --group=0 --mtime="$mtime" --no-recursion -T - -cf -) |
+		gzip -9n >"$work/control.tar.gz"
 	tarball "$data" "$work/data.tar.gz"
+	file=${name}_${version}_${arch}.ipk
 	(cd "$work" && tar --numeric-owner --owner=0 --group=0 --mtime="$mtime" -cf - ./debian-binary ./control.tar.gz ./data.tar.gz) |
-		gzip -9n >"$out/${name}_${version}_${arch}.ipk"
+		gzip -9n >"$dest/$file"
 	rm -rf "$work"
-	printf '%-45s %8d bytes\n' "${name}_${version}_${arch}.ipk" "$(stat -c %s "$out/${name}_${version}_${arch}.ipk")"
+	printf '%-52s %8d bytes\n' "${dest##*/}/$file" "$(stat -c %s "$dest/$file")"
 }
 
-for pair in mips_24kc:mips mipsel_24kc:mipsle arm_cortex-a7_neon-vfpv4:armv7 aarch64_cortex-a53:arm64 x86_64:amd64; do
+# index DIR: opkg's Packages and Packages.gz for the .ipk files in DIR, the
+# fields of each control file plus Filename, Size and SHA256sum, as
+# OpenWrt's ipkg-make-index.sh writes them.
+index() {
+	: >"$1/Packages"
+	for f in "$1"/*.ipk; do
+		tar -xzOf "$f" ./control.tar.gz | tar -xzOf - ./control | grep -v '^Description:' >>"$1/Packages"
+		{
+			echo "Filename: ${f##*/}"
+			echo "Size: $(stat -c %s "$f")"
+			echo "SHA256sum: $(sha256sum "$f" | cut -d' ' -f1)"
+			tar -xzOf "$f" ./control.tar.gz | tar -xzOf - ./control | grep '^Description:'
+			echo
+		} >>"$1/Packages"
+	done
+	gzip -9nc "$1/Packages" >"$1/Packages.gz"
+}
+
+luci_data=$(mktemp -d)
+stage_luci "$luci_data"
+luci_dir=$(mktemp -d)
+package luci-app-curfew all "$luci_data" "$LUCI_DEPENDS" "$LUCI_DESC" "" "$LUCI_POSTINST" "$LUCI_OWN_DIRS" "$luci_dir"
+rm -rf "$luci_data"
+
+for pair in $ARCHES; do
 	arch=${pair%%:*}
 	bin=$top/dist/curfew-${pair##*:}
 	[ -x "$bin" ] || { echo "missing $bin: run make cross first" >&2; exit 1; }
+	mkdir -p "$out/$arch"
 	data=$(mktemp -d)
-	install -D -m 0755 "$bin" "$data/usr/sbin/curfew"
-	install -D -m 0755 "$files/curfew.init" "$data/etc/init.d/curfew"
-	install -D -m 0600 "$files/curfew.config" "$data/etc/config/curfew"
-	install -D -m 0755 "$files/curfew.uci-defaults" "$data/etc/uci-defaults/90-curfew"
-	install -D -m 0644 "$files/curfew.ntp-hotplug" "$data/etc/hotplug.d/ntp/25-curfew"
-	install -D -m 0644 "$files/curfew.capabilities.json" "$data/etc/capabilities/curfew.json"
-	install -d -m 0700 "$data/etc/curfew"
-	package curfew "$arch" "$data" \
-		"libc, kmod-nft-core, kmod-nft-nat, kmod-nft-fib, kmod-nf-conntrack-netlink" \
-		"Parental controls: bedtimes, screen time and blocked sites per device" \
-		"/etc/config/curfew"
+	stage_curfew "$data" "$bin"
+	package curfew "$arch" "$data" "$CURFEW_DEPENDS" "$CURFEW_DESC" "/etc/config/curfew" "" "$CURFEW_OWN_DIRS" "$out/$arch"
 	rm -rf "$data"
+	cp "$luci_dir"/*.ipk "$out/$arch/"
+	index "$out/$arch"
 done
-
-# luci-app-curfew: architecture independent, whatever the app ships.
-data=$(mktemp -d)
-luci=$top/openwrt/luci-app-curfew
-for d in htdocs root; do
-	if [ -d "$luci/$d" ]; then
-		case $d in
-		htdocs) mkdir -p "$data/www" && cp -a "$luci/htdocs/." "$data/www/" ;;
-		root) cp -a "$luci/root/." "$data/" ;;
-		esac
-	fi
-done
-find "$data" -type d -exec chmod 0755 {} +
-find "$data" -type f -exec chmod 0644 {} +
-if [ -d "$data/usr/libexec/rpcd" ]; then chmod 0755 "$data"/usr/libexec/rpcd/*; fi
-package luci-app-curfew all "$data" "libc, luci-base, rpcd, curfew" "Parental controls (curfew) for LuCI" ""
-rm -rf "$data"
+rm -rf "$luci_dir"
