@@ -243,6 +243,20 @@ func Matches(target string, d *Device) bool {
 	return false
 }
 
+// dependsOnTime reports whether a profile's state can change with the
+// clock alone: it has a daily limit or a schedule of any action.
+func dependsOnTime(c *config.Config, prof *config.Profile) bool {
+	if prof.DailyLimit > 0 {
+		return true
+	}
+	for _, sc := range c.Schedules {
+		if contains(sc.Profiles, prof.ID) {
+			return true
+		}
+	}
+	return false
+}
+
 // evaluate fills a managed device's state; it returns extra instants at
 // which the plan changes without the device's state changing (block
 // windows starting or ending).
@@ -252,7 +266,11 @@ func evaluate(d *Device, in Input, prof *config.Profile, at time.Time, loc *time
 	var extra []time.Time
 
 	var sources []source
-	if !in.ClockTrusted && c.ClockUnsyncedOffline {
+	// Before NTP sync only profiles whose rules read the clock (a schedule
+	// or a daily limit) go offline: a profile without them means the same
+	// at any time, and a router whose NTP is blocked must not lock the
+	// parents out.
+	if !in.ClockTrusted && c.ClockUnsyncedOffline && dependsOnTime(c, prof) {
 		sources = append(sources, source{"clock not synchronised yet (clock_unsynced 'offline')",
 			[]schedule.Interval{{From: Dawn, To: Forever}}})
 	}

@@ -182,6 +182,8 @@ func TestPlanSituations(t *testing.T) {
 			alice, Online, "allowed by parent until 15:30 (overrides daily limit 2h used up)", "2026-01-06 15:30"},
 		{"clock not trusted keeps children offline", "2026-01-06 12:00", nil, nil, true, nil,
 			bob, Offline, "clock not synchronised yet (clock_unsynced 'offline')", "-"},
+		{"clock not trusted leaves a profile without schedules or limit online", "2026-01-06 12:00", nil, nil, true, []string{"5a:11:22:33:44:55"},
+			"5a:11:22:33:44:55", Online, "online", "-"},
 		{"unknown MAC gets the unknown profile", "2026-01-06 12:00", nil, nil, false, []string{"5a:11:22:33:44:55"},
 			"5a:11:22:33:44:55", Online, "online", "-"},
 	}
