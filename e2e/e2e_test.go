@@ -665,6 +665,28 @@ func TestIptablesBackend(t *testing.T) {
 	reach(t, l, "TCP/IPv4 in an all-day window", l.Child.NS, false, func() error { return l.TCP(l.Child.NS, lab.InternetV4) })
 	reach(t, l, "TCP/IPv6 in an all-day window", l.Child.NS, false, func() error { return l.TCP(l.Child.NS, lab.InternetV6) })
 	reach(t, l, "TCP/IPv4 of the parent", l.Parent.NS, true, func() error { return l.TCP(l.Parent.NS, lab.InternetV4) })
+
+	// fw3 flushes the built-in chains on every reload: curfew's jumps are
+	// back within 3 s (checked every 2 s), without waiting for a resync.
+	if out, err := l.Exec(ctx, l.Router, "iptables-legacy", "-F", "FORWARD"); err != nil {
+		t.Fatalf("flush FORWARD: %v %s", err, out)
+	}
+	flushed := time.Now()
+	if err := l.TCP(l.Child.NS, lab.InternetV4); err == nil {
+		t.Logf("right after the flush the child's TCP gets through: the gap being healed")
+	}
+	for {
+		if _, err := l.Exec(ctx, l.Router, "iptables-legacy", "-C", "FORWARD", "-i", "br-lan", "-j", "CURFEW_FWD"); err == nil {
+			break
+		}
+		if time.Since(flushed) > 3*time.Second {
+			t.Fatalf("FORWARD jump not restored within 3 s of a flush")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("FORWARD flush healed in %v", time.Since(flushed).Round(time.Millisecond))
+	reach(t, l, "TCP/IPv4 after the FORWARD flush healed", l.Child.NS, false, func() error { return l.TCP(l.Child.NS, lab.InternetV4) })
+
 	// Offline all day: only the captive probe resolves, and the router's
 	// resolver answers it although the child asked an outside one.
 	if ans, _, err := l.Query(ctx, l.Child.NS, lab.InternetV4, "captive.apple.com", "A"); err != nil || len(ans) != 1 || ans[0] != "A "+lab.CaptiveAnswer {

@@ -123,6 +123,9 @@ default_postinst() {
 default_prerm() {
 	[ -n "$pkgname" ] || local pkgname="$(basename "${1%.*}")"
 	log "default_prerm pkg=$pkgname root=$IPKG_INSTROOT"
+	if [ -f "$IPKG_INSTROOT/usr/lib/opkg/info/$pkgname.prerm-pkg" ]; then
+		( . "$IPKG_INSTROOT/usr/lib/opkg/info/$pkgname.prerm-pkg" )
+	fi
 }
 `
 
@@ -185,6 +188,7 @@ var installed = map[string]os.FileMode{
 	"etc/uci-defaults/90-curfew":                        0o755,
 	"etc/hotplug.d/ntp/25-curfew":                       0o644,
 	"etc/capabilities/curfew.json":                      0o644,
+	"usr/share/curfew/firewall.include":                 0o755,
 	"etc/curfew":                                        0o700 | os.ModeDir,
 	"lib/upgrade/keep.d/curfew":                         0o644,
 	"usr/libexec/rpcd/curfew":                           0o755,
@@ -196,6 +200,7 @@ var installed = map[string]os.FileMode{
 	"www/luci-static/resources/view/curfew/activity.js": 0o644,
 	"www/luci-static/resources/view/curfew":             0o755 | os.ModeDir,
 	"www/luci-static/resources/curfew":                  0o755 | os.ModeDir,
+	"usr/share/curfew":                                  0o755 | os.ModeDir,
 	"etc/hotplug.d/ntp":                                 0o755 | os.ModeDir,
 	"usr/libexec/rpcd":                                  0o755 | os.ModeDir,
 	"etc/capabilities":                                  0o755 | os.ModeDir,
@@ -231,7 +236,7 @@ func checkRemoved(t *testing.T, root, config string) {
 			t.Errorf("/%s left after removal", name)
 		}
 	}
-	for _, d := range []string{"etc/curfew", "www/luci-static/resources/view/curfew", "www/luci-static/resources/curfew"} {
+	for _, d := range []string{"etc/curfew", "usr/share/curfew", "www/luci-static/resources/view/curfew", "www/luci-static/resources/curfew"} {
 		if _, err := os.Lstat(filepath.Join(root, d)); err == nil {
 			t.Errorf("/%s left after removal", d)
 		}
@@ -667,5 +672,63 @@ func TestFeedVersionSuitsBothManagers(t *testing.T) {
 		if out, err := exec.Command(apk, "version", "-c", v).CombinedOutput(); err != nil {
 			t.Errorf("%s: apk refuses version %q: %v %s", mk, v, err, out)
 		}
+	}
+}
+
+// TestFirewallIncludeWithRealUCI runs the package's uci-defaults script and
+// its removal lines against OpenWrt's own uci: the firewall gets an include
+// that tells curfew about every reload (fw3 flushes curfew's jumps), once
+// however often the script runs, and it goes when the package does.
+func TestFirewallIncludeWithRealUCI(t *testing.T) {
+	uci := filepath.Join(tools(t), "bin/uci")
+	confDir, saveDir, bin := t.TempDir(), t.TempDir(), t.TempDir()
+	for name, body := range map[string]string{
+		"network":  "config interface 'lan'\n\toption device 'br-lan'\n\toption proto 'static'\n",
+		"firewall": "config defaults\n\toption input 'REJECT'\n\nconfig include\n\toption path '/etc/firewall.user'\n",
+		"curfew":   "config curfew 'main'\n\toption enabled '0'\n\tlist lan 'br-lan'\n",
+	} {
+		os.WriteFile(filepath.Join(confDir, name), []byte(body), 0o644)
+	}
+	// `uci` in PATH is the real one, pointed at the scratch config
+	os.WriteFile(filepath.Join(bin, "uci"), []byte(fmt.Sprintf("#!/bin/sh\nexec %s -c %s -t %s \"$@\"\n", uci, confDir, saveDir)), 0o755)
+	env := []string{"PATH=" + bin + ":" + os.Getenv("PATH")}
+	get := func(key string) string {
+		out, _ := exec.Command(uci, "-c", confDir, "-t", saveDir, "-q", "get", key).Output()
+		return strings.TrimSpace(string(out))
+	}
+	for range 2 {
+		run(t, env, "sh", "curfew/files/curfew.uci-defaults")
+	}
+	for key, want := range map[string]string{
+		"firewall.curfew":                "include",
+		"firewall.curfew.path":           "/usr/share/curfew/firewall.include",
+		"firewall.curfew.reload":         "1",
+		"firewall.curfew.type":           "script",
+		"firewall.curfew.fw4_compatible": "1",
+		"firewall.@include[0].path":      "/etc/firewall.user",
+	} {
+		if got := get(key); got != want {
+			t.Errorf("%s = %q, want %q", key, got, want)
+		}
+	}
+	show, _ := exec.Command(uci, "-c", confDir, "-t", saveDir, "show", "firewall").Output()
+	if n := strings.Count(string(show), "=include"); n != 2 {
+		t.Errorf("firewall has %d includes after two runs, want 2 (the user's and curfew's):\n%s", n, show)
+	}
+
+	// removal: the prerm lines of the .ipk (the .apk carries the same)
+	_, control, _ := ipk(t, filepath.Join(packages(t), "x86_64", fmt.Sprintf("curfew_%s_x86_64.ipk", version)))
+	prerm := filepath.Join(t.TempDir(), "prerm-pkg")
+	os.WriteFile(prerm, control["prerm-pkg"].data, 0o755)
+	run(t, append(env, "PKG_UPGRADE=1"), "sh", prerm)
+	if get("firewall.curfew") != "include" {
+		t.Error("an upgrade removed the firewall include")
+	}
+	run(t, env, "sh", prerm)
+	if got := get("firewall.curfew"); got != "" {
+		t.Errorf("after removal firewall.curfew = %q", got)
+	}
+	if get("firewall.@include[0].path") != "/etc/firewall.user" {
+		t.Error("removal touched the user's own include")
 	}
 }

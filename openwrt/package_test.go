@@ -177,17 +177,18 @@ func TestCurfewPackages(t *testing.T) {
 				}
 			}
 			wantFiles := map[string]os.FileMode{
-				"usr/sbin/curfew":              0o755,
-				"etc/init.d/curfew":            0o755,
-				"etc/config/curfew":            0o600,
-				"etc/uci-defaults/90-curfew":   0o755,
-				"etc/hotplug.d/ntp/25-curfew":  0o644,
-				"etc/capabilities/curfew.json": 0o644,
-				"etc/curfew/":                  0o700,
-				"lib/upgrade/keep.d/curfew":    0o644,
+				"usr/sbin/curfew":                   0o755,
+				"etc/init.d/curfew":                 0o755,
+				"etc/config/curfew":                 0o600,
+				"etc/uci-defaults/90-curfew":        0o755,
+				"etc/hotplug.d/ntp/25-curfew":       0o644,
+				"etc/capabilities/curfew.json":      0o644,
+				"etc/curfew/":                       0o700,
+				"lib/upgrade/keep.d/curfew":         0o644,
+				"usr/share/curfew/firewall.include": 0o755,
 			}
 			// Directories: none of the system's (opkg would reset its mode).
-			carried := map[string]bool{"etc/curfew/": true, "etc/capabilities/": true, "etc/hotplug.d/ntp/": true}
+			carried := map[string]bool{"etc/curfew/": true, "etc/capabilities/": true, "etc/hotplug.d/ntp/": true, "usr/share/curfew/": true}
 			for name := range data {
 				if (strings.HasSuffix(name, "/") || name == "") && !carried[name] {
 					t.Errorf("data carries directory %q, which is the system's", name)

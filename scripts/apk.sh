@@ -43,7 +43,7 @@ metadata() { # metadata DATADIR NAME CONFFILES
 	fi
 }
 
-# scripts DIR NAME EXTRA_POSTINST: post-install, post-upgrade and
+# scripts DIR NAME EXTRA_POSTINST EXTRA_PRERM: post-install, post-upgrade and
 # pre-deinstall as package-pack.mk writes them: the standard steps of
 # /lib/functions.sh (users, enable and start the service and run its
 # uci-defaults on install; stop and disable it before removal), then the
@@ -72,15 +72,16 @@ scripts() {
 		echo 'export root="${IPKG_INSTROOT}"'
 		echo "export pkgname=\"$2\""
 		echo 'default_prerm'
+		[ -z "$4" ] || echo "$4"
 	} >"$1/pre-deinstall"
 }
 
-# package NAME ARCH DATADIR DEPENDS DESCRIPTION CONFFILES EXTRA_POSTINST OUTDIR
+# package NAME ARCH DATADIR DEPENDS DESCRIPTION CONFFILES EXTRA_POSTINST EXTRA_PRERM OUTDIR
 package() {
-	name=$1 arch=$2 data=$3 depends=$4 desc=$5 conffiles=$6 extra=$7 dest=$8
+	name=$1 arch=$2 data=$3 depends=$4 desc=$5 conffiles=$6 extra=$7 prerm=$8 dest=$9
 	metadata "$data" "$name" "$conffiles"
 	s=$(mktemp -d)
-	scripts "$s" "$name" "$extra"
+	scripts "$s" "$name" "$extra" "$prerm"
 	set -- --info "name:$name" --info "version:$version" --info "description:$desc" \
 		--info "arch:$arch" --info "license:$PKG_LICENSE" --info "origin:$name" \
 		--info "maintainer:$PKG_MAINTAINER" --info "depends:$depends"
@@ -98,7 +99,7 @@ package() {
 luci_data=$(mktemp -d)
 stage_luci "$luci_data"
 luci_dir=$(mktemp -d)
-package luci-app-curfew noarch "$luci_data" "$LUCI_DEPENDS" "$LUCI_DESC" "" "$LUCI_POSTINST" "$luci_dir"
+package luci-app-curfew noarch "$luci_data" "$LUCI_DEPENDS" "$LUCI_DESC" "" "$LUCI_POSTINST" "" "$luci_dir"
 rm -rf "$luci_data"
 
 for pair in $ARCHES; do
@@ -108,7 +109,7 @@ for pair in $ARCHES; do
 	mkdir -p "$out/$arch"
 	data=$(mktemp -d)
 	stage_curfew "$data" "$bin"
-	package curfew "$arch" "$data" "$CURFEW_DEPENDS" "$CURFEW_DESC" "/etc/config/curfew" "" "$out/$arch"
+	package curfew "$arch" "$data" "$CURFEW_DEPENDS" "$CURFEW_DESC" "/etc/config/curfew" "" "$CURFEW_PRERM" "$out/$arch"
 	rm -rf "$data"
 	cp "$luci_dir"/*.apk "$out/$arch/"
 	# shellcheck disable=SC2086

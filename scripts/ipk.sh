@@ -33,7 +33,7 @@ tarball() {
 # steps of /lib/functions.sh (enable and start the service and run its
 # uci-defaults on install, stop and disable it before removal), then the
 # package's own lines; nothing when /lib/functions.sh is absent.
-write_scripts() { # write_scripts CONTROLDIR EXTRA_POSTINST OWN_DIRS
+write_scripts() { # write_scripts CONTROLDIR EXTRA_POSTINST OWN_DIRS EXTRA_PRERM
 	{
 		echo '#!/bin/sh'
 		echo '[ "${IPKG_NO_SCRIPT}" = "1" ] && exit 0'
@@ -52,6 +52,11 @@ write_scripts() { # write_scripts CONTROLDIR EXTRA_POSTINST OWN_DIRS
 		echo '. ${IPKG_INSTROOT}/lib/functions.sh'
 		echo 'default_prerm $0 $@'
 	} >"$1/prerm"
+	if [ -n "$4" ]; then
+		# run by default_prerm, like postinst-pkg by default_postinst
+		{ echo '#!/bin/sh'; echo "$4"; } >"$1/prerm-pkg"
+		chmod 0755 "$1/prerm-pkg"
+	fi
 	{
 		echo '#!/bin/sh'
 		for d in $3; do echo "rmdir \"\${IPKG_INSTROOT}$d\" 2>/dev/null"; done
@@ -60,9 +65,9 @@ write_scripts() { # write_scripts CONTROLDIR EXTRA_POSTINST OWN_DIRS
 	chmod 0755 "$1/postinst" "$1/prerm" "$1/postrm"
 }
 
-# package NAME ARCH DATADIR DEPENDS DESCRIPTION CONFFILES EXTRA_POSTINST OWN_DIRS OUTDIR
+# package NAME ARCH DATADIR DEPENDS DESCRIPTION CONFFILES EXTRA_POSTINST OWN_DIRS EXTRA_PRERM OUTDIR
 package() {
-	name=$1 arch=$2 data=$3 depends=$4 desc=$5 conffiles=$6 extra=$7 own=$8 dest=$9
+	name=$1 arch=$2 data=$3 depends=$4 desc=$5 conffiles=$6 extra=$7 own=$8 prerm=$9 dest=${10}
 	work=$(mktemp -d)
 	mkdir -p "$work/control"
 	size=$(du -sb "$data" | cut -f1)
@@ -83,7 +88,7 @@ package() {
 	if [ -n "$conffiles" ]; then
 		printf '%s\n' $conffiles >"$work/control/conffiles"
 	fi
-	write_scripts "$work/control" "$extra" "$own"
+	write_scripts "$work/control" "$extra" "$own" "$prerm"
 	echo "2.0" >"$work/debian-binary"
 	(cd "$work/control" && find . -type f | LC_ALL=C sort | tar --numeric-owner --owner=0 --group=0 --mtime="$mtime" --no-recursion -T - -cf -) |
 		gzip -9n >"$work/control.tar.gz"
@@ -116,7 +121,7 @@ index() {
 luci_data=$(mktemp -d)
 stage_luci "$luci_data"
 luci_dir=$(mktemp -d)
-package luci-app-curfew all "$luci_data" "$LUCI_DEPENDS" "$LUCI_DESC" "" "$LUCI_POSTINST" "$LUCI_OWN_DIRS" "$luci_dir"
+package luci-app-curfew all "$luci_data" "$LUCI_DEPENDS" "$LUCI_DESC" "" "$LUCI_POSTINST" "$LUCI_OWN_DIRS" "" "$luci_dir"
 rm -rf "$luci_data"
 
 for pair in $ARCHES; do
@@ -126,7 +131,7 @@ for pair in $ARCHES; do
 	mkdir -p "$out/$arch"
 	data=$(mktemp -d)
 	stage_curfew "$data" "$bin"
-	package curfew "$arch" "$data" "$CURFEW_DEPENDS" "$CURFEW_DESC" "/etc/config/curfew" "" "$CURFEW_OWN_DIRS" "$out/$arch"
+	package curfew "$arch" "$data" "$CURFEW_DEPENDS" "$CURFEW_DESC" "/etc/config/curfew" "" "$CURFEW_OWN_DIRS" "$CURFEW_PRERM" "$out/$arch"
 	rm -rf "$data"
 	cp "$luci_dir"/*.ipk "$out/$arch/"
 	index "$out/$arch"

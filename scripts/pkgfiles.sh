@@ -33,7 +33,7 @@ www www/luci-static www/luci-static/resources www/luci-static/resources/view"
 # so it leaves directories behind on removal; the .ipk's postrm removes
 # these when they are empty (apk removes them itself). A non-empty
 # /etc/curfew keeps the parents' overrides for a reinstall.
-CURFEW_OWN_DIRS="/etc/curfew"
+CURFEW_OWN_DIRS="/etc/curfew /usr/share/curfew"
 LUCI_OWN_DIRS="/www/luci-static/resources/view/curfew /www/luci-static/resources/curfew"
 
 # carried_dirs DIR: the directories under DIR a package's archive carries.
@@ -55,6 +55,7 @@ stage_curfew() {
 	install -D -m 0755 "$files/curfew.uci-defaults" "$1/etc/uci-defaults/90-curfew"
 	install -D -m 0644 "$files/curfew.ntp-hotplug" "$1/etc/hotplug.d/ntp/25-curfew"
 	install -D -m 0644 "$files/curfew.capabilities.json" "$1/etc/capabilities/curfew.json"
+	install -D -m 0755 "$files/curfew.firewall-include" "$1/usr/share/curfew/firewall.include"
 	install -d -m 0700 "$1/etc/curfew"
 	# The feed Makefile lists /etc/curfew/ (the parents' overrides and the
 	# day's usage) as a conffile; OpenWrt's build turns conffiles that are
@@ -75,6 +76,14 @@ stage_luci() {
 	find "$1" -type f -exec chmod 0644 {} +
 	chmod 0755 "$1"/usr/libexec/rpcd/*
 }
+
+# What curfew runs before removal (not an upgrade), after the standard
+# steps, on a live router: the firewall include that uci-defaults added
+# goes with it.
+CURFEW_PRERM='[ -n "${IPKG_INSTROOT}" ] || [ "${PKG_UPGRADE}" = "1" ] || {
+	uci -q delete firewall.curfew && uci -q commit firewall
+}
+exit 0'
 
 # What luci-app-curfew runs after the standard steps, as luci.mk does for
 # every LuCI app, and only on a live router (not in an image build, where

@@ -36,6 +36,13 @@ type Resyncer interface {
 	Watch(ctx context.Context, onChange func()) error
 }
 
+// Healer is implemented by backends without a change monitor whose entry
+// points others remove (iptables: fw3 flushes the built-in chains on every
+// reload). The daemon calls Heal every HealEvery.
+type Healer interface {
+	Heal(ctx context.Context) (bool, error)
+}
+
 // Clock is the daemon's view of time; tests replace it.
 type Clock interface {
 	Now() time.Time
@@ -71,6 +78,9 @@ type Options struct {
 	Log        *slog.Logger
 	// ResyncEvery bounds every sleep; zero means 30 s.
 	ResyncEvery time.Duration
+	// HealEvery is how often a Healer backend's jumps are checked; zero
+	// means 2 s, so that a flushed FORWARD chain is back within 3 s.
+	HealEvery time.Duration
 	// DNSPort is where managed devices' DNS is redirected.
 	DNSPort uint16
 	// Version is reported by status.
@@ -143,6 +153,9 @@ func New(opts Options) *Daemon {
 	}
 	if opts.ResyncEvery == 0 {
 		opts.ResyncEvery = 30 * time.Second
+	}
+	if opts.HealEvery == 0 {
+		opts.HealEvery = 2 * time.Second
 	}
 	if opts.ClockTrusted == nil {
 		opts.ClockTrusted = func() bool { return true }
@@ -252,6 +265,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer stopLists()
 	go d.refreshLists(lctx, d.listsWanted)
 	go d.countMinutes(lctx)
+	if h, ok := d.opts.Backend.(Healer); ok {
+		go d.heal(lctx, h)
+	}
 	for {
 		d.reconcile(ctx)
 		sleep := d.opts.ResyncEvery
@@ -276,6 +292,23 @@ func (d *Daemon) Run(ctx context.Context) error {
 			if kernelChanged == nil {
 				d.resync(ctx)
 			}
+		}
+	}
+}
+
+// heal checks the backend's entry points every HealEvery until ctx ends.
+func (d *Daemon) heal(ctx context.Context, h Healer) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.opts.Clock.After(d.opts.HealEvery):
+		}
+		d.applyMu.Lock()
+		_, err := h.Heal(ctx)
+		d.applyMu.Unlock()
+		if err != nil {
+			d.log.Error("restoring the firewall's jumps failed", "err", err)
 		}
 	}
 }

@@ -63,6 +63,7 @@ type Backend struct {
 	mu      sync.Mutex
 	applied map[string][][]string // "family/table/chain" -> rules
 	sets    map[string][]netip.Prefix
+	lan     []string // the LAN interfaces of the last Apply, for Heal
 }
 
 var _ firewall.Backend = (*Backend)(nil) // type check
@@ -325,8 +326,46 @@ func (b *Backend) Apply(ctx context.Context, rs *firewall.Ruleset) error {
 			}
 		}
 		b.applied = rules
+		b.lan = slices.Clone(rs.LAN)
 		return nil
 	})
+}
+
+// Heal puts back the jumps into curfew's chains when someone removed them:
+// fw3 flushes FORWARD, INPUT and PREROUTING on every reload, and without
+// the jumps a child's traffic skips curfew's chains. It checks only the
+// jumps (one iptables call each), so the daemon can afford it every few
+// seconds; Resync checks the chains themselves. It reports whether it
+// changed anything.
+func (b *Backend) Heal(ctx context.Context) (bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.applied == nil {
+		return false, nil
+	}
+	fixed := false
+	err := b.opts.Run(func() error {
+		ts, err := b.tables()
+		if err != nil {
+			return err
+		}
+		for _, fam := range []int{4, 6} {
+			for _, j := range jumps(b.lan) {
+				if ok, err := ts[fam].Exists(j[0], j[1], j[2:]...); err != nil || ok {
+					continue
+				}
+				if err := ts[fam].Insert(j[0], j[1], 1, j[2:]...); err != nil {
+					return fmt.Errorf("restore jump %v: %w", j, err)
+				}
+				fixed = true
+			}
+		}
+		return nil
+	})
+	if fixed {
+		b.log.Warn("iptables: curfew's jumps were removed (a firewall reload?); restored")
+	}
+	return fixed, err
 }
 
 func split(k string) (int, string, string) {
