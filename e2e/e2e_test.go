@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -359,7 +360,7 @@ func TestParentCommands(t *testing.T) {
 	reach(t, l, "TCP/IPv4 of the parent during the pause", l.Parent.NS, true, func() error { return l.TCP(l.Parent.NS, lab.InternetV4) })
 
 	out, _ = d.cli(t, "explain", "Kid phone")
-	if !strings.Contains(out, "offline: paused by parent until") {
+	if !regexp.MustCompile(`offline until [0-9:]+ — paused by parent\n`).MatchString(out) {
 		t.Errorf("explain: %s", out)
 	}
 	out, _ = d.cli(t, "status", "--json")
@@ -608,7 +609,7 @@ config device
 
 	if !lab.WaitFor(15*time.Second, func() bool {
 		out, _ := d.cli(t, "explain", "kid")
-		return strings.Contains(out, "offline: daily limit 2m used up")
+		return strings.Contains(out, "— daily limit 2m used up")
 	}) {
 		out, _ := d.cli(t, "explain", "kid")
 		t.Fatalf("budget never ran out:\n%s", out)

@@ -337,6 +337,9 @@ func (v *validator) build(f *uci.File) *Config {
 			if _, ok := opts[o.Name]; !ok {
 				v.warnf(s, o, "unknown option ignored")
 			}
+			if n := strings.Count(o.Value, "\n"); n > 0 {
+				v.errorf(s, o, "the value runs over %d more line(s): is its closing quote missing?", n)
+			}
 		}
 		switch s.Type {
 		case "curfew":
@@ -361,6 +364,9 @@ func (v *validator) build(f *uci.File) *Config {
 		}
 	}
 	v.crossCheck(c, f)
+	if len(c.Devices) == 0 && c.UnknownProfile == "" {
+		v.warns = append(v.warns, Diag{File: v.file, Line: 1, Msg: "nothing is managed: no device sections and no unknown_profile (see examples/curfew.conf)"})
+	}
 	return c
 }
 
@@ -506,7 +512,7 @@ func (v *validator) device(s *uci.Section) *Device {
 	d := &Device{Line: s.Line}
 	if o, ok := s.Get("mac"); !ok {
 		v.errorf(s, nil, "missing option 'mac'")
-	} else if mac, err := ParseMAC(o.Value); err != nil {
+	} else if mac, err := ParseDeviceMAC(o.Value); err != nil {
 		v.errorf(s, o, "%v", err)
 	} else {
 		d.MAC = mac
@@ -641,6 +647,26 @@ func ParseMAC(s string) (net.HardwareAddr, error) {
 	mac, err := net.ParseMAC(s)
 	if err != nil || len(mac) != 6 || strings.Contains(s, ".") {
 		return nil, fmt.Errorf("invalid MAC address %q (want aa:bb:cc:dd:ee:ff)", s)
+	}
+	return mac, nil
+}
+
+// ParseDeviceMAC is ParseMAC for the address of one device: the all-zero
+// address and group addresses (multicast, broadcast: the first octet's
+// lowest bit set) belong to no device, so a rule for them would silently
+// match nothing. Locally administered (random) addresses are devices.
+func ParseDeviceMAC(s string) (net.HardwareAddr, error) {
+	mac, err := ParseMAC(s)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case mac.String() == "00:00:00:00:00:00":
+		return nil, fmt.Errorf("MAC address %q is all zeros, no device's address", s)
+	case mac.String() == "ff:ff:ff:ff:ff:ff":
+		return nil, fmt.Errorf("MAC address %q is the broadcast address, no device's address", s)
+	case mac[0]&1 == 1:
+		return nil, fmt.Errorf("MAC address %q is a multicast address (first octet odd), no device's address", s)
 	}
 	return mac, nil
 }

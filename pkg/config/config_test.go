@@ -146,13 +146,63 @@ func TestAllErrorsAreReportedAtOnce(t *testing.T) {
 }
 
 func TestUnknownOptionsAreWarnings(t *testing.T) {
-	src := "config profile 'p'\n\toption colour 'blue'\nconfig gadget 'g'\n"
+	src := "config profile 'p'\n\toption colour 'blue'\nconfig gadget 'g'\nconfig device\n\toption mac '02:00:00:00:00:01'\n\toption profile 'p'\n"
 	c, warns, err := Parse("f", []byte(src), services.Builtin())
 	if err != nil || c == nil {
 		t.Fatalf("err = %v", err)
 	}
 	if len(warns) != 2 || !strings.Contains(warns[0].String(), "f:2: section 'p' option 'colour': unknown option ignored") {
 		t.Errorf("warnings = %v", warns)
+	}
+}
+
+func TestDevicesNeedTheAddressOfOneDevice(t *testing.T) {
+	for mac, want := range map[string]string{
+		"00:00:00:00:00:00": "all zeros",
+		"ff:ff:ff:ff:ff:ff": "broadcast",
+		"01:00:5e:00:00:fb": "multicast",
+		"33:33:00:00:00:01": "multicast",
+	} {
+		src := "config profile 'p'\nconfig device\n\toption mac '" + mac + "'\n\toption profile 'p'\n"
+		_, _, err := Parse("f", []byte(src), services.Builtin())
+		if err == nil || !strings.Contains(err.Error(), "f:3: section @device (line 2) option 'mac'") || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v", mac, err)
+		}
+	}
+	// a phone's random (locally administered) address is a device
+	src := "config profile 'p'\nconfig device\n\toption mac '5a:00:00:00:00:09'\n\toption profile 'p'\n"
+	if _, _, err := Parse("f", []byte(src), services.Builtin()); err != nil {
+		t.Errorf("random MAC refused: %v", err)
+	}
+}
+
+func TestAnEmptyConfigWarnsThatNothingIsManaged(t *testing.T) {
+	for _, src := range []string{"", "config curfew 'main'\n\toption unknown_profile ''\n"} {
+		_, warns, err := Parse("f", []byte(src), services.Builtin())
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, w := range warns {
+			found = found || strings.Contains(w.String(), "nothing is managed")
+		}
+		if !found {
+			t.Errorf("%q: warnings %v", src, warns)
+		}
+	}
+}
+
+func TestAMissingClosingQuoteIsReportedWhereItBegan(t *testing.T) {
+	src := "config profile 'p'\nconfig device\n\toption name 'Kid phone\n\toption mac '02:00:00:00:00:01'\n\toption profile 'p'\n\nconfig schedule 's'\n\toption profile 'p'\n"
+	_, _, err := Parse("f", []byte(src), services.Builtin())
+	if err == nil || !strings.Contains(err.Error(), "f:3:") || !strings.Contains(err.Error(), "closing quote") {
+		t.Errorf("error = %v", err)
+	}
+	// quotes that pair up again still leave a value over two lines
+	src = "config profile 'p'\nconfig device\n\toption name 'Kid\nphone'\n\toption mac '02:00:00:00:00:01'\n\toption profile 'p'\n"
+	_, _, err = Parse("f", []byte(src), services.Builtin())
+	if err == nil || !strings.Contains(err.Error(), "f:3: section @device (line 2) option 'name': the value runs over 1 more line(s): is its closing quote missing?") {
+		t.Errorf("error = %v", err)
 	}
 }
 

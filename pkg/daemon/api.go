@@ -159,33 +159,9 @@ func (d *Daemon) explain(target string) (control.Explanation, error) {
 		e := control.Explained{MAC: dev.MAC, Name: dev.Name, Profile: dev.Profile, State: dev.State,
 			Reason: dev.Reason, Until: dev.Until, Blocked: dev.Blocked, AlsoApplies: []string{}}
 		if dev.BudgetLeft != nil {
-			e.BudgetLeft = time.Duration(*dev.BudgetLeft).String()
+			e.BudgetLeft = plan.Short(time.Duration(*dev.BudgetLeft))
 		}
-		var text strings.Builder
-		fmt.Fprintf(&text, "%s: ", dev.State)
-		main := dev.Reason
-		if dev.State == plan.Offline && len(dev.Reasons) > 0 {
-			main = enrich(cfg, dev.Reasons[0])
-			for _, r := range dev.Reasons[1:] {
-				e.AlsoApplies = append(e.AlsoApplies, enrich(cfg, r))
-			}
-		}
-		text.WriteString(main)
-		if dev.Until != nil {
-			fmt.Fprintf(&text, " until %s", plan.When(*dev.Until, p.At, loc))
-		} else if dev.State == plan.Offline {
-			text.WriteString(", no end foreseen")
-		}
-		for _, a := range e.AlsoApplies {
-			fmt.Fprintf(&text, "; %s would also apply", a)
-		}
-		if dev.State == plan.Online && dev.Until != nil {
-			fmt.Fprintf(&text, "; then offline")
-		}
-		if e.BudgetLeft != "" && dev.State == plan.Online && !strings.Contains(main, "left today") {
-			fmt.Fprintf(&text, "; %s of screen time left today", e.BudgetLeft)
-		}
-		e.Text = text.String()
+		e.Text = explainText(cfg, dev, p.At, loc, &e)
 		e.DNSBlocked = []string{}
 		if d.opts.DNS != nil {
 			c := d.opts.DNS.Stats().Get(dev.MAC)
@@ -199,6 +175,41 @@ func (d *Daemon) explain(target string) (control.Explanation, error) {
 		ex.Devices = append(ex.Devices, e)
 	}
 	return ex, nil
+}
+
+// explainText says in one line what state a device is in, until when and
+// why, in the words of the plan table, each fact once: "offline until 07:00
+// — schedule 'bedtime' (21:00-07:00, daily); paused by parent until 22:30
+// would also apply", "online until 21:00, then offline — 2h of screen time
+// left today", "online".
+func explainText(cfg *config.Config, dev plan.Device, at time.Time, loc *time.Location, e *control.Explained) string {
+	var text strings.Builder
+	text.WriteString(string(dev.State))
+	switch {
+	case dev.Until != nil && dev.State == plan.Online:
+		fmt.Fprintf(&text, " until %s, then offline", plan.When(*dev.Until, at, loc))
+	case dev.Until != nil:
+		fmt.Fprintf(&text, " until %s", plan.When(*dev.Until, at, loc))
+	case dev.State == plan.Offline:
+		text.WriteString(", no end foreseen")
+	}
+	main := dev.Reason
+	if dev.State == plan.Offline && len(dev.Reasons) > 0 {
+		main = enrich(cfg, dev.Reasons[0])
+		for _, r := range dev.Reasons[1:] {
+			e.AlsoApplies = append(e.AlsoApplies, enrich(cfg, r))
+		}
+	}
+	if main != "" && main != "online" {
+		text.WriteString(" — " + main)
+	}
+	for _, a := range e.AlsoApplies {
+		fmt.Fprintf(&text, "; %s would also apply", a)
+	}
+	if e.BudgetLeft != "" && dev.State == plan.Online && !strings.Contains(main, "left today") {
+		fmt.Fprintf(&text, "; %s of screen time left today", e.BudgetLeft)
+	}
+	return text.String()
 }
 
 // enrich turns the plan's short schedule reason into the parent-facing one:
@@ -311,13 +322,18 @@ func (d *Daemon) act(ctx context.Context, req *control.Request) (any, error) {
 			msg += " until resumed"
 		}
 	case control.MethodResume:
-		n := len(ovs)
-		ovs = without(ovs, target, plan.Pause)
-		if len(ovs) == n {
+		var still string
+		ovs, msg, still = resume(cfg, ovs, target, now)
+		if msg == "" {
 			d.mu.Unlock()
+			if still != "" {
+				return nil, fmt.Errorf("%s has no pause of its own; %s", target, still)
+			}
 			return nil, fmt.Errorf("%s is not paused", target)
 		}
-		msg = "resumed " + target
+		if still != "" {
+			msg += "; " + still
+		}
 	case control.MethodAllow:
 		until, err := when(now, loc, req.For, req.Until)
 		if err != nil {
@@ -335,7 +351,7 @@ func (d *Daemon) act(ctx context.Context, req *control.Request) (any, error) {
 		}
 		ovs = append(ovs, plan.Override{Kind: plan.Grant, Target: target, From: now, Amount: amount,
 			Day: now.In(loc).Format("2006-01-02")})
-		msg = fmt.Sprintf("granted %s %s more screen time today", target, amount)
+		msg = fmt.Sprintf("granted %s %s more screen time today", target, plan.Short(amount))
 	}
 	if d.opts.StateDir != "" {
 		if err := saveOverrides(d.opts.StateDir, ovs); err != nil {
@@ -350,6 +366,48 @@ func (d *Daemon) act(ctx context.Context, req *control.Request) (any, error) {
 	d.reconcile(ctx)
 	d.kick()
 	return control.ActionResult{Message: msg, Overrides: ovs}, nil
+}
+
+// resume ends pauses for target. A profile's resume is what a parent means
+// by "let Alice back online": the profile's pause and every pause of one of
+// its devices. A device's resume ends the device's own pauses; if its
+// profile is paused too, still says so and how to end that, since ending it
+// would also free the profile's other devices. msg is empty when nothing
+// was resumed.
+func resume(cfg *config.Config, ovs []plan.Override, target string, now time.Time) (out []plan.Override, msg, still string) {
+	n := len(ovs)
+	out = without(ovs, target, plan.Pause)
+	var dev *config.Device
+	if prof := cfg.Profile(target); prof != nil {
+		for _, d := range cfg.Devices {
+			if d.Profile == prof.ID {
+				out = without(without(out, d.MAC.String(), plan.Pause), d.Name, plan.Pause)
+			}
+		}
+	} else {
+		for _, d := range cfg.Devices {
+			if strings.EqualFold(d.Name, target) || d.MAC.String() == target {
+				dev = d
+				out = without(without(out, d.MAC.String(), plan.Pause), d.Name, plan.Pause)
+			}
+		}
+	}
+	if dev != nil {
+		for _, o := range out {
+			if o.Kind == plan.Pause && o.Target == dev.Profile && !o.From.After(now) {
+				still = fmt.Sprintf("it stays paused through profile %s (curfew resume %s ends that, for all its devices)", dev.Profile, dev.Profile)
+			}
+		}
+	}
+	switch removed := n - len(out); {
+	case removed == 0:
+		return out, "", still
+	case removed == 1:
+		msg = "resumed " + target
+	default:
+		msg = fmt.Sprintf("resumed %s (%d pauses ended)", target, removed)
+	}
+	return out, msg, still
 }
 
 // without removes the overrides of the given kinds for target.

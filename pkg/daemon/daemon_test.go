@@ -291,7 +291,7 @@ func TestPauseTakesEffectAtOnceAndExpiresOnItsOwn(t *testing.T) {
 		t.Errorf("message = %q", msg)
 	}
 	// Applied before the answer: no waiting for the loop.
-	if s := h.state(); s.State != plan.Offline || s.Reason != "paused by parent until 12:10" {
+	if s := h.state(); s.State != plan.Offline || s.Reason != "paused by parent" {
 		t.Errorf("after pause: %s %q", s.State, s.Reason)
 	}
 	h.sleeping(slept) // back asleep, now until the pause's end
@@ -342,7 +342,7 @@ func TestAllowAndPauseTheLatestWordWins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "offline: schedule 'bedtime' (21:00-07:00, daily) until Tue 07:00; paused by parent until 22:30 would also apply"
+	want := "offline until Tue 07:00 — schedule 'bedtime' (21:00-07:00, daily); paused by parent until 22:30 would also apply"
 	if got := ex.Devices[0].Text; got != want {
 		t.Errorf("explain:\n got %s\nwant %s", got, want)
 	}
@@ -461,5 +461,78 @@ config device
 	}
 	if got := d.usage.used("2026-03-29")["kid"]; got != time.Minute {
 		t.Errorf("used today = %v", got)
+	}
+}
+
+// TestResumeMeansWhatTheParentMeant: resuming a profile ends its devices'
+// own pauses too; resuming a device whose profile is paused says so, and
+// how to end it, instead of silently leaving it offline.
+func TestResumeMeansWhatTheParentMeant(t *testing.T) {
+	h := start(t, t.TempDir(), london(t, "2026-01-05T12:00:00Z"))
+	ctx := context.Background()
+	do := func(method, target string) (string, error) {
+		res, err := h.d.Handle(ctx, &control.Request{V: 1, Method: method, Target: target})
+		if err != nil {
+			return "", err
+		}
+		return res.(control.ActionResult).Message, nil
+	}
+	if _, err := do(control.MethodPause, "Kid phone"); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := do(control.MethodResume, "kid"); err != nil || msg != "resumed kid" {
+		t.Errorf("resume of the profile: %q %v", msg, err)
+	}
+	if s := h.state(); s.State != plan.Online {
+		t.Errorf("a device pause survived the profile's resume: %s %q", s.State, s.Reason)
+	}
+
+	do(control.MethodPause, "kid")
+	do(control.MethodPause, childMAC)
+	msg, err := do(control.MethodResume, "kid phone")
+	if err != nil || msg != "resumed Kid phone; it stays paused through profile kid (curfew resume kid ends that, for all its devices)" {
+		t.Errorf("resume of the device: %q %v", msg, err)
+	}
+	if s := h.state(); s.State != plan.Offline {
+		t.Errorf("resuming the device ended its profile's pause: %s", s.State)
+	}
+	if _, err := do(control.MethodResume, "kid phone"); err == nil || !strings.Contains(err.Error(), "no pause of its own; it stays paused through profile kid") {
+		t.Errorf("second resume of the device: %v", err)
+	}
+	if msg, err := do(control.MethodResume, "kid"); err != nil || msg != "resumed kid" {
+		t.Errorf("resume of the profile: %q %v", msg, err)
+	}
+	if _, err := do(control.MethodResume, "kid"); err == nil || err.Error() != "kid is not paused" {
+		t.Errorf("resume of nothing: %v", err)
+	}
+}
+
+// TestExplainSaysEachFactOnce: the texts the newcomer's run found
+// repeating themselves.
+func TestExplainSaysEachFactOnce(t *testing.T) {
+	h := start(t, t.TempDir(), london(t, "2026-01-05T12:00:00Z"))
+	ctx := context.Background()
+	explain := func() string {
+		res, err := h.d.Handle(ctx, &control.Request{V: 1, Method: control.MethodExplain, Target: "kid"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.(control.Explanation).Devices[0].Text
+	}
+	if got := explain(); got != "online until 21:00, then offline" {
+		t.Errorf("plain online: %q", got)
+	}
+	h.d.Handle(ctx, &control.Request{V: 1, Method: control.MethodPause, Target: "kid", For: "30m"})
+	h.d.Handle(ctx, &control.Request{V: 1, Method: control.MethodPause, Target: "Kid phone", For: "30m"})
+	if got := explain(); got != "offline until 12:30 — paused by parent" {
+		t.Errorf("paused twice: %q", got)
+	}
+	h.d.Handle(ctx, &control.Request{V: 1, Method: control.MethodAllow, Target: "kid", For: "1h"})
+	if got := explain(); got != "online until 21:00, then offline — allowed by parent until 13:00 (overrides paused by parent until 12:30)" {
+		t.Errorf("allowed: %q", got)
+	}
+	res, err := h.d.Handle(ctx, &control.Request{V: 1, Method: control.MethodGrant, Target: "kid", Amount: "90m"})
+	if err != nil || res.(control.ActionResult).Message != "granted kid 1h30m more screen time today" {
+		t.Errorf("grant: %v %v", res, err)
 	}
 }

@@ -148,7 +148,11 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // source is one reason for being offline, with its intervals.
 type source struct {
 	label string
-	ivs   []schedule.Interval
+	// ends is when this cause itself ends, for causes whose end a parent
+	// set (a pause); zero otherwise. Reasons name it only where it differs
+	// from the device's Until, so that no text says the same time twice.
+	ends time.Time
+	ivs  []schedule.Interval
 }
 
 // Compute returns the plan for in.
@@ -271,8 +275,8 @@ func evaluate(d *Device, in Input, prof *config.Profile, at time.Time, loc *time
 	// at any time, and a router whose NTP is blocked must not lock the
 	// parents out.
 	if !in.ClockTrusted && c.ClockUnsyncedOffline && dependsOnTime(c, prof) {
-		sources = append(sources, source{"clock not synchronised yet (clock_unsynced 'offline')",
-			[]schedule.Interval{{From: Dawn, To: Forever}}})
+		sources = append(sources, source{label: "clock not synchronised yet (clock_unsynced 'offline')",
+			ivs: []schedule.Interval{{From: Dawn, To: Forever}}})
 	}
 	d.BlockDest = append(d.BlockDest, prof.Block...)
 	d.BlockServices = append(d.BlockServices, prof.BlockService...)
@@ -283,7 +287,7 @@ func evaluate(d *Device, in Input, prof *config.Profile, at time.Time, loc *time
 		occ := sc.Window.Occurrences(loc, at.Add(-24*time.Hour), end)
 		label := fmt.Sprintf("schedule %s %s", sc.Label(), sc.Window)
 		if sc.Action == config.ActionOffline {
-			sources = append(sources, source{label, occ})
+			sources = append(sources, source{label: label, ivs: occ})
 			continue
 		}
 		for _, iv := range occ {
@@ -310,11 +314,7 @@ func evaluate(d *Device, in Input, prof *config.Profile, at time.Time, loc *time
 		}
 		switch o.Kind {
 		case Pause:
-			label := "paused by parent"
-			if until.Before(Forever) {
-				label += " until " + clockLabel(until, at, loc)
-			}
-			sources = append(sources, source{label, []schedule.Interval{{From: o.From, To: until}}})
+			sources = append(sources, source{label: "paused by parent", ends: until, ivs: []schedule.Interval{{From: o.From, To: until}}})
 		case Allow:
 			allows = append(allows, schedule.Interval{From: o.From, To: until})
 			if !o.From.After(at) && until.After(allowUntil) {
@@ -342,8 +342,8 @@ func evaluate(d *Device, in Input, prof *config.Profile, at time.Time, loc *time
 		y, m, dd := at.Date()
 		reset := schedule.Resolve(loc, y, m, dd+1, 0)
 		if left == 0 {
-			sources = append(sources, source{fmt.Sprintf("daily limit %s used up", short(limit)),
-				[]schedule.Interval{{From: at, To: reset}}})
+			sources = append(sources, source{label: fmt.Sprintf("daily limit %s used up", Short(limit)),
+				ivs: []schedule.Interval{{From: at, To: reset}}})
 		} else {
 			countingLeft = left
 		}
@@ -362,50 +362,70 @@ func evaluate(d *Device, in Input, prof *config.Profile, at time.Time, loc *time
 		}
 	}
 
-	var active []string
-	for _, s := range sources {
-		for _, iv := range s.ivs {
-			if iv.Contains(at) {
-				active = append(active, s.label)
-				break
-			}
-		}
-	}
-	d.Reasons = active
-
 	var current *schedule.Interval
 	for i := range offline {
 		if offline[i].Contains(at) {
 			current = &offline[i]
 		}
 	}
+	var until time.Time // the device's next change of state, zero if none foreseen
 	if current != nil {
-		d.State = Offline
-		d.Reason = strings.Join(active, "; ")
 		// An end beyond the horizon is no foreseen end (an all-day window
 		// every day, an indefinite pause).
 		if current.To.Before(end) {
-			u := current.To.In(loc)
-			d.Until = &u
+			until = current.To.In(loc)
 		}
 	} else {
-		d.State = Online
-		var next *time.Time
 		for _, iv := range offline {
 			if iv.From.After(at) {
-				t := iv.From.In(loc)
-				next = &t
+				until = iv.From.In(loc)
 				break
 			}
 		}
+	}
+
+	// Causes that apply now, each once (a pause of the device and one of
+	// its profile read the same), with their own end where it is not the
+	// device's.
+	var active []string
+	for _, s := range sources {
+		for _, iv := range s.ivs {
+			if iv.Contains(at) {
+				label := s.label
+				if !s.ends.IsZero() && s.ends.Before(Forever) && !s.ends.Equal(until) {
+					label += " until " + When(s.ends, at, loc)
+				}
+				if !contains(active, label) {
+					active = append(active, label)
+				}
+				break
+			}
+		}
+	}
+	d.Reasons = active
+	if !until.IsZero() {
+		d.Until = &until
+	}
+
+	if current != nil {
+		d.State = Offline
+		d.Reason = strings.Join(active, "; ")
+	} else {
 		// A budget running out is not foreseen here: it depends on use.
 		// The daemon recomputes the plan as minutes are counted.
-		d.Until = next
+		d.State = Online
 		switch {
 		case len(active) > 0:
-			d.Reason = fmt.Sprintf("allowed by parent until %s (overrides %s)", clockLabel(allowUntil, at, loc), strings.Join(active, "; "))
+			label := "allowed by parent"
+			if allowUntil.Before(Forever) && !allowUntil.Equal(until) {
+				label += " until " + When(allowUntil, at, loc)
+			}
+			d.Reason = fmt.Sprintf("%s (overrides %s)", label, strings.Join(active, "; "))
+		case allowUntil.After(at):
+			// nothing to override now, but the allow holds until then
+			d.Reason = "allowed by parent until " + When(allowUntil, at, loc)
 		case countingLeft > 0:
-			d.Reason = fmt.Sprintf("online; %s of screen time left today", short(countingLeft))
+			d.Reason = fmt.Sprintf("%s of screen time left today", Short(countingLeft))
 		default:
 			d.Reason = "online"
 		}
@@ -431,14 +451,6 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// clockLabel is When, but says "further notice" for Forever.
-func clockLabel(t, at time.Time, loc *time.Location) string {
-	if !t.Before(Forever) {
-		return "further notice"
-	}
-	return When(t, at, loc)
-}
-
 // When prints an instant as a parent reads it, relative to at: "07:00" the
 // same local day, "Sat 07:00" within six days, a date beyond.
 func When(t, at time.Time, loc *time.Location) string {
@@ -454,8 +466,9 @@ func When(t, at time.Time, loc *time.Location) string {
 	return t.Format("2006-01-02 15:04")
 }
 
-// short prints a duration without zero units: 2h, 1h30m, 45m.
-func short(d time.Duration) string {
+// Short prints a duration as parents read it, without zero units: 2h,
+// 1h30m, 45m. Every text for people uses it (never Go's 2h30m0s).
+func Short(d time.Duration) string {
 	d = d.Round(time.Minute)
 	h, m := int(d.Hours()), int(d.Minutes())%60
 	switch {

@@ -84,10 +84,28 @@ type lexer struct {
 	pos  int
 	line int
 	col  int
+	// multi is where the first quoted value that ran over a line end began
+	// (line 0: none). A missing closing quote shifts every quote after it,
+	// so the rest of the file reads as values running over lines until
+	// something breaks; the error is reported where the first such value
+	// began.
+	multi, multiCol, multiEnd int
 }
 
 func (l *lexer) errorf(line, col int, format string, args ...any) *Error {
-	return &Error{File: l.name, Line: line, Col: col, Msg: fmt.Sprintf(format, args...)}
+	msg := fmt.Sprintf(format, args...)
+	if l.multi > 0 && l.multi < line {
+		msg = fmt.Sprintf("a quoted value runs from line %d to line %d: is its closing quote missing? (then, at line %d: %s)", l.multi, l.multiEnd, line, msg)
+		line, col = l.multi, l.multiCol
+	}
+	return &Error{File: l.name, Line: line, Col: col, Msg: msg}
+}
+
+// quoted notes a quoted piece that began at line, col and ended here.
+func (l *lexer) quoted(line, col int) {
+	if l.line > line && l.multi == 0 {
+		l.multi, l.multiCol, l.multiEnd = line, col, l.line
+	}
 }
 
 func (l *lexer) next() byte {
@@ -159,6 +177,7 @@ func (l *lexer) word() (token, error) {
 				}
 				b.WriteByte(c)
 			}
+			l.quoted(line, col)
 		case '"':
 			line, col := l.line, l.col
 			l.next()
@@ -168,6 +187,7 @@ func (l *lexer) word() (token, error) {
 				}
 				c := l.next()
 				if c == '"' {
+					l.quoted(line, col)
 					break
 				}
 				if c == '\\' {
