@@ -13,6 +13,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -60,25 +62,43 @@ type Env struct {
 }
 
 type command struct {
-	name    string
-	summary string
-	run     func(ctx context.Context, args []string, env *Env) int
+	name string
+	// args names the positional arguments for help ("TARGET DURATION",
+	// "[FILE]"); min and max bound their number.
+	args     string
+	min, max int
+	summary  string
+	run      func(ctx context.Context, args []string, env *Env) int
 }
 
 func commands() []command {
 	return append([]command{
-		{"daemon", "run the enforcing daemon", func(ctx context.Context, args []string, env *Env) int {
+		{"daemon", "", 0, 0, "run the enforcing daemon (the init script starts it)", func(ctx context.Context, args []string, env *Env) int {
 			if env.Daemon == nil {
 				fmt.Fprintln(env.Stderr, "curfew: daemon not available in this build")
 				return ExitFailure
 			}
 			return env.Daemon(ctx, args, Version, env.Stdout, env.Stderr)
 		}},
-		{"check", "validate the config; exit 1 with every error", runCheck},
-		{"plan", "show what would be enforced at a given time", runPlan},
-		{"services", "list the services block_service can name", runServices},
-		{"version", "print the version", runVersion},
+		{"check", "[FILE]", 0, 1, "validate the config (FILE, or --config); exit 1 with every error", runCheck},
+		{"plan", "", 0, 0, "show what would be enforced at a given time, without the daemon", runPlan},
+		{"services", "", 0, 0, "list the services block_service can name", runServices},
+		{"version", "", 0, 0, "print the version", runVersion},
 	}, clientCommands()...)
+}
+
+// hidden are commands for the router's own scripts, not for people.
+func hidden() []command {
+	return []command{{"clock-synced", "", 0, 0, "", runClockSynced}, {"rpcd", "", 0, 2, "", runRpcd}}
+}
+
+func lookup(name string) (command, bool) {
+	for _, c := range append(commands(), hidden()...) {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return command{}, false
 }
 
 // Run executes the command line args (without the program name).
@@ -87,47 +107,99 @@ func Run(ctx context.Context, args []string, env *Env) int {
 		env.Now = time.Now
 	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		if len(args) == 2 && args[0] == "help" {
+			return Run(ctx, []string{args[1], "--help"}, env)
+		}
 		usage(env.Stdout)
 		if len(args) == 0 {
 			return ExitUsage
 		}
 		return ExitOK
 	}
-	for _, c := range append(commands(), clockSynced, command{"rpcd", "", runRpcd}) {
-		if c.name == args[0] {
-			return c.run(ctx, args[1:], env)
-		}
+	if c, ok := lookup(args[0]); ok {
+		return c.run(ctx, args[1:], env)
 	}
-	fmt.Fprintf(env.Stderr, "curfew: unknown command %q\n\n", args[0])
+	fmt.Fprintf(env.Stderr, "curfew: unknown command %q\n\n", Printable(args[0]))
 	usage(env.Stderr)
 	return ExitUsage
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "curfew: parental controls in the router\n\nUsage: curfew COMMAND [flags]\n\nCommands:")
+	fmt.Fprintln(w, "curfew: parental controls in the router\n\nUsage: curfew COMMAND [ARGUMENTS] [flags]\n\nCommands:")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, c := range commands() {
-		fmt.Fprintf(tw, "  %s\t%s\n", c.name, c.summary)
+		fmt.Fprintf(tw, "  %s %s\t%s\n", c.name, c.args, c.summary)
 	}
 	tw.Flush()
-	fmt.Fprintln(w, "\nEvery command takes --json and --help.")
+	fmt.Fprintln(w, "\nTARGET is a profile id, a device name or a MAC. Every command takes --json\nand --help (curfew help COMMAND).")
 }
 
-// flags makes a flag set that reports errors instead of exiting.
+// flags makes a flag set for command name that reports errors instead of
+// exiting; its help says what the command does and what it takes.
 func flags(name string, env *Env) *pflag.FlagSet {
 	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	fs.SortFlags = false
+	fs.Usage = func() { commandUsage(env.Stdout, fs) }
 	return fs
 }
 
-// parse parses flags; it returns false (and the exit status) on failure.
+// commandUsage is a command's help: usage line, what it does, its flags.
+func commandUsage(w io.Writer, fs *pflag.FlagSet) {
+	c, _ := lookup(fs.Name())
+	line := "curfew " + c.name
+	if c.args != "" {
+		line += " " + c.args
+	}
+	fmt.Fprintf(w, "Usage: %s [flags]\n\n", line)
+	if c.summary != "" {
+		fmt.Fprintf(w, "%s%s.\n", strings.ToUpper(c.summary[:1]), c.summary[1:])
+	}
+	if strings.Contains(c.args, "TARGET") {
+		fmt.Fprintln(w, "TARGET is a profile id, a device name or a MAC.")
+	}
+	fmt.Fprintf(w, "\nFlags:\n%s", fs.FlagUsages())
+}
+
+// negative matches an argument that is a negative number or duration, which
+// pflag would take for a cluster of one-letter flags ("-5m").
+var negative = regexp.MustCompile(`^-[0-9]`)
+
+// parse parses the flags and checks the number of positional arguments.
+// On a usage error it says what was wrong, then the command's usage, and
+// returns false with the exit status; on --help it returns false, ExitOK.
 func parse(fs *pflag.FlagSet, args []string) (int, bool) {
+	c, _ := lookup(fs.Name())
+	fail := func(format string, a ...any) (int, bool) {
+		w := fs.Output()
+		fmt.Fprintf(w, "curfew %s: %s\n\n", c.name, Printable(fmt.Sprintf(format, a...)))
+		commandUsage(w, fs)
+		return ExitUsage, false
+	}
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		if negative.MatchString(a) {
+			if i > 0 && strings.HasPrefix(args[i-1], "-") && !strings.Contains(args[i-1], "=") {
+				a = args[i-1] + " " + a
+			}
+			return fail("%s: negative values are not accepted", a)
+		}
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return ExitOK, false
 		}
-		return ExitUsage, false
+		return fail("%v", err)
+	}
+	switch n := fs.NArg(); {
+	case n < c.min && c.args != "":
+		return fail("missing %s", strings.Join(strings.Fields(c.args)[n:c.min], " "))
+	case n > c.max && c.max == 0:
+		return fail("takes no arguments, got %q", strings.Join(fs.Args(), " "))
+	case n > c.max:
+		return fail("too many arguments: %q", strings.Join(fs.Args()[c.max:], " "))
 	}
 	return 0, true
 }
@@ -181,6 +253,12 @@ func runCheck(_ context.Context, args []string, env *Env) int {
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
+	if fs.NArg() == 1 {
+		if fs.Changed("config") && *path != fs.Arg(0) {
+			return usageError(fs, fmt.Errorf("two files to check: --config %s and %s", *path, fs.Arg(0)))
+		}
+		*path = fs.Arg(0)
+	}
 	_, errs, warns := LoadConfig(*path)
 	if *asJSON {
 		writeJSON(env.Stdout, checkResult{OK: len(errs) == 0, File: *path, Errors: nonNil(errs), Warnings: nonNil(warns)})
@@ -220,6 +298,28 @@ func runPlan(_ context.Context, args []string, env *Env) int {
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
+	// the command line first: its mistakes are usage errors
+	if fs.Changed("system") {
+		if _, err := os.Stat(*system); err != nil {
+			return usageError(fs, fmt.Errorf("--system: %w", err))
+		}
+	}
+	when := env.Now()
+	if *at != "" {
+		var err error
+		when, err = time.Parse(time.RFC3339, *at)
+		if err != nil {
+			return usageError(fs, fmt.Errorf("--at %q: want RFC 3339, e.g. 2026-03-29T06:30:00+01:00", *at))
+		}
+	}
+	var macs []net.HardwareAddr
+	for _, s := range *seen {
+		m, err := config.ParseDeviceMAC(strings.TrimSpace(s))
+		if err != nil {
+			return usageError(fs, fmt.Errorf("--seen: %w", err))
+		}
+		macs = append(macs, m)
+	}
 	c, errs, warns := LoadConfig(*path)
 	for _, w := range warns {
 		fmt.Fprintln(env.Stderr, w)
@@ -234,23 +334,6 @@ func runPlan(_ context.Context, args []string, env *Env) int {
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "curfew:", err)
 		return ExitFailure
-	}
-	when := env.Now()
-	if *at != "" {
-		when, err = time.Parse(time.RFC3339, *at)
-		if err != nil {
-			fmt.Fprintf(env.Stderr, "curfew: --at %q: want RFC 3339, e.g. 2026-03-29T06:30:00+01:00\n", *at)
-			return ExitUsage
-		}
-	}
-	var macs []net.HardwareAddr
-	for _, s := range *seen {
-		m, err := config.ParseMAC(strings.TrimSpace(s))
-		if err != nil {
-			fmt.Fprintf(env.Stderr, "curfew: --seen: %v\n", err)
-			return ExitUsage
-		}
-		macs = append(macs, m)
 	}
 	p := plan.Compute(plan.Input{Config: c, Loc: zone.Loc, At: when, Seen: macs, ClockTrusted: true})
 	if *asJSON {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"reflect"
 	"sort"
 	"strings"
@@ -14,27 +15,29 @@ import (
 	"github.com/spf13/pflag"
 
 	"curfew/pkg/control"
+	"curfew/pkg/plan"
+	"curfew/pkg/tz"
 )
 
 // clientCommands are the commands that talk to the daemon.
 func clientCommands() []command {
 	return []command{
-		{"status", "what is enforced now, and why", runStatus},
-		{"devices", "devices seen on the network and configured", runDevices},
-		{"explain", "why TARGET is online or offline, and what changes next", runExplain},
-		{"pause", "take TARGET offline now [--for D | --until HH:MM]", runAction(control.MethodPause)},
-		{"resume", "end a pause of TARGET", runAction(control.MethodResume)},
-		{"allow", "keep TARGET online despite schedules and budget --for D | --until HH:MM", runAction(control.MethodAllow)},
-		{"grant", "add D to TARGET's screen time today: grant TARGET D", runAction(control.MethodGrant)},
-		{"reload", "re-read the config (a bad one is refused, the old one stays)", runReload},
-		{"log", "recent DNS queries [TARGET] [-n N]", runLog},
-		{"usage", "screen time and activity per day [TARGET] [--days N]", runUsage},
-		{"assign", "add a device to a profile in the config: assign MAC PROFILE [--name N]", runAssign},
+		{"status", "", 0, 0, "what is enforced now, and why", runStatus},
+		{"devices", "", 0, 0, "devices seen on the network and configured", runDevices},
+		{"explain", "TARGET", 1, 1, "why TARGET is online or offline, and what changes next", runExplain},
+		{"pause", "TARGET", 1, 1, "take TARGET offline now: until resumed, or --for D / --until HH:MM", runAction(control.MethodPause)},
+		{"resume", "TARGET", 1, 1, "end TARGET's pauses (a profile's: its devices' too)", runAction(control.MethodResume)},
+		{"allow", "TARGET", 1, 1, "keep TARGET online despite schedules, pauses and budget, --for D or --until HH:MM", runAction(control.MethodAllow)},
+		{"grant", "TARGET DURATION", 2, 2, "add DURATION (e.g. 30m) to TARGET's screen time today", runAction(control.MethodGrant)},
+		{"reload", "", 0, 0, "re-read the config (a bad one is refused, the old one stays)", runReload},
+		{"log", "[TARGET]", 0, 1, "recent DNS queries, of TARGET's devices if given", runLog},
+		{"usage", "[TARGET]", 0, 1, "screen time and activity per day", runUsage},
+		{"assign", "MAC PROFILE", 2, 2, "add a device to a profile in the config", runAssign},
 	}
 }
 
-// clockSynced is the hidden command the NTP hotplug hook runs.
-var clockSynced = command{"clock-synced", "", func(ctx context.Context, args []string, env *Env) int {
+// runClockSynced is the hidden command the NTP hotplug hook runs.
+func runClockSynced(ctx context.Context, args []string, env *Env) int {
 	fs := flags("clock-synced", env)
 	socket := fs.String("socket", DefaultSocket, "control socket")
 	if code, ok := parse(fs, args); !ok {
@@ -43,7 +46,7 @@ var clockSynced = command{"clock-synced", "", func(ctx context.Context, args []s
 	return call(ctx, env, *socket, false, control.Request{Method: control.MethodClockSynced}, func(w io.Writer, r control.ActionResult) {
 		fmt.Fprintln(w, r.Message)
 	})
-}}
+}
 
 // call performs one request and prints the result with show, or as JSON.
 // A daemon that is not running is exit status 2 with a plain sentence.
@@ -70,34 +73,75 @@ func call[T any](ctx context.Context, env *Env, socket string, asJSON bool, req 
 	return ExitOK
 }
 
-func clientFlags(name string, env *Env) (*pflag.FlagSet, *string, *bool) {
+// client is what every command that talks to the daemon takes.
+type client struct {
+	fs     *pflag.FlagSet
+	socket *string
+	asJSON *bool
+	system *string
+}
+
+func clientFlags(name string, env *Env) client {
 	fs := flags(name, env)
-	socket := fs.String("socket", DefaultSocket, "control socket")
-	asJSON := fs.Bool("json", false, "print JSON")
-	return fs, socket, asJSON
+	c := client{fs: fs,
+		socket: fs.String("socket", DefaultSocket, "control socket"),
+		asJSON: fs.Bool("json", false, "print JSON"),
+	}
+	switch name {
+	case "status", "devices", "log": // the commands that print times themselves
+		c.system = fs.String("system", DefaultSystem, "the router's system config: times are shown in its time zone")
+	}
+	return c
+}
+
+// zone is the router's time zone, which every time a person reads is in:
+// the CLI may run with another zone (a router without zoneinfo has UTC)
+// than the router's configured one. An unreadable --system given on the
+// command line is an error; the default one missing means UTC, as for the
+// daemon.
+func (c client) zone(env *Env) (*time.Location, bool) {
+	if c.fs.Changed("system") {
+		if _, err := os.Stat(*c.system); err != nil {
+			fmt.Fprintf(env.Stderr, "curfew: --system: %v\n", err)
+			return nil, false
+		}
+	}
+	z, err := tz.FromSystemFile(*c.system)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "curfew:", err)
+		return nil, false
+	}
+	return z.Loc, true
 }
 
 func runStatus(ctx context.Context, args []string, env *Env) int {
-	fs, socket, asJSON := clientFlags("status", env)
-	if code, ok := parse(fs, args); !ok {
+	c := clientFlags("status", env)
+	if code, ok := parse(c.fs, args); !ok {
 		return code
 	}
-	return call(ctx, env, *socket, *asJSON, control.Request{Method: control.MethodStatus}, func(w io.Writer, st control.Status) {
+	loc, ok := c.zone(env)
+	if !ok {
+		return ExitUsage
+	}
+	return call(ctx, env, *c.socket, *c.asJSON, control.Request{Method: control.MethodStatus}, func(w io.Writer, st control.Status) {
 		clock := "clock trusted"
 		if !st.ClockTrusted {
 			clock = "CLOCK NOT YET SYNCHRONISED"
 		}
 		fmt.Fprintf(w, "curfew %s · backend %s · %s · %s\n", st.Version, st.Backend, clock, st.Zone)
 		if st.Config.OK {
-			fmt.Fprintf(w, "config %s: ok (loaded %s)\n", st.Config.File, st.Config.LoadedAt.Local().Format("2006-01-02 15:04:05"))
+			fmt.Fprintf(w, "config %s: ok (loaded %s)\n", st.Config.File, st.Config.LoadedAt.In(loc).Format("2006-01-02 15:04:05 MST"))
 		} else {
 			fmt.Fprintf(w, "config %s: NOT APPLIED, the last good config stays in force:\n", st.Config.File)
 			for _, e := range st.Config.Errors {
 				fmt.Fprintln(w, "  "+e)
 			}
 		}
+		if st.StateError != "" {
+			fmt.Fprintln(w, "PARENT OVERRIDES: "+st.StateError)
+		}
 		if st.Plan != nil {
-			PrintPlan(w, st.Plan, st.Plan.At.Location())
+			PrintPlan(w, st.Plan, loc)
 		}
 		for _, n := range st.Notes {
 			fmt.Fprintln(w, "note: "+n)
@@ -105,28 +149,38 @@ func runStatus(ctx context.Context, args []string, env *Env) int {
 		if len(st.Overrides) > 0 {
 			fmt.Fprintln(w, "parent overrides:")
 			for _, o := range st.Overrides {
-				fmt.Fprintln(w, "  "+describeOverride(o.Kind, o.Target, o.Until, o.Amount))
+				fmt.Fprintln(w, "  "+describeOverride(o.Kind, o.Target, o.Until, o.Amount, st.Plan, loc))
 			}
 		}
 	})
 }
 
-func describeOverride(kind, target string, until time.Time, amount time.Duration) string {
+// describeOverride is one parent override for people, its end in the
+// router's zone relative to the plan's instant.
+func describeOverride(kind, target string, until time.Time, amount time.Duration, p *plan.Plan, loc *time.Location) string {
 	switch {
 	case kind == "grant":
-		return fmt.Sprintf("grant %s +%s today", target, amount)
+		return fmt.Sprintf("grant %s +%s today", target, plan.Short(amount))
 	case until.IsZero():
 		return fmt.Sprintf("%s %s until resumed", kind, target)
 	}
-	return fmt.Sprintf("%s %s until %s", kind, target, until.Local().Format("Mon 15:04"))
+	at := until
+	if p != nil {
+		at = p.At
+	}
+	return fmt.Sprintf("%s %s until %s", kind, target, plan.When(until, at, loc)+until.In(loc).Format(" MST"))
 }
 
 func runDevices(ctx context.Context, args []string, env *Env) int {
-	fs, socket, asJSON := clientFlags("devices", env)
-	if code, ok := parse(fs, args); !ok {
+	c := clientFlags("devices", env)
+	if code, ok := parse(c.fs, args); !ok {
 		return code
 	}
-	return call(ctx, env, *socket, *asJSON, control.Request{Method: control.MethodDevices}, func(w io.Writer, devs []control.Device) {
+	loc, ok := c.zone(env)
+	if !ok {
+		return ExitUsage
+	}
+	return call(ctx, env, *c.socket, *c.asJSON, control.Request{Method: control.MethodDevices}, func(w io.Writer, devs []control.Device) {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "MAC\tNAME\tDHCP NAME\tPROFILE\tSTATE\tADDRESSES\tLAST SEEN")
 		for _, d := range devs {
@@ -140,7 +194,7 @@ func runDevices(ctx context.Context, args []string, env *Env) int {
 			}
 			seen := "not seen"
 			if d.LastSeen != nil {
-				seen = d.LastSeen.Local().Format("15:04:05")
+				seen = d.LastSeen.In(loc).Format("15:04:05 MST")
 			}
 			addrs := strings.Join(d.Addresses, " ")
 			if addrs == "" {
@@ -162,15 +216,11 @@ func runDevices(ctx context.Context, args []string, env *Env) int {
 }
 
 func runExplain(ctx context.Context, args []string, env *Env) int {
-	fs, socket, asJSON := clientFlags("explain", env)
-	if code, ok := parse(fs, args); !ok {
+	c := clientFlags("explain", env)
+	if code, ok := parse(c.fs, args); !ok {
 		return code
 	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(env.Stderr, "usage: curfew explain TARGET (a profile id, device name or MAC)")
-		return ExitUsage
-	}
-	return call(ctx, env, *socket, *asJSON, control.Request{Method: control.MethodExplain, Target: fs.Arg(0)}, func(w io.Writer, ex control.Explanation) {
+	return call(ctx, env, *c.socket, *c.asJSON, control.Request{Method: control.MethodExplain, Target: c.fs.Arg(0)}, func(w io.Writer, ex control.Explanation) {
 		for _, d := range ex.Devices {
 			name := d.Name
 			if name == "" {
@@ -192,63 +242,67 @@ func runExplain(ctx context.Context, args []string, env *Env) int {
 
 func runAction(method string) func(context.Context, []string, *Env) int {
 	return func(ctx context.Context, args []string, env *Env) int {
-		fs, socket, asJSON := clientFlags(method, env)
+		c := clientFlags(method, env)
 		var forArg, untilArg *string
 		if method == control.MethodPause || method == control.MethodAllow {
-			forArg = fs.String("for", "", "duration, e.g. 30m or 1h30m")
-			untilArg = fs.String("until", "", "local time HH:MM (the next one) or RFC 3339")
+			forArg = c.fs.String("for", "", "duration, e.g. 30m or 1h30m")
+			untilArg = c.fs.String("until", "", "the router's local time HH:MM (the next one) or RFC 3339")
 		}
-		if code, ok := parse(fs, args); !ok {
+		if code, ok := parse(c.fs, args); !ok {
 			return code
 		}
-		want := 1
-		if method == control.MethodGrant {
-			want = 2
-		}
-		if fs.NArg() != want {
-			fmt.Fprintf(env.Stderr, "usage: curfew %s TARGET%s\n", method, map[bool]string{true: " DURATION", false: ""}[want == 2])
-			return ExitUsage
-		}
-		req := control.Request{V: control.Version, Method: method, Target: fs.Arg(0)}
+		req := control.Request{V: control.Version, Method: method, Target: c.fs.Arg(0)}
 		if forArg != nil {
 			req.For, req.Until = *forArg, *untilArg
 		}
-		if want == 2 {
-			req.Amount = fs.Arg(1)
+		if method == control.MethodGrant {
+			req.Amount = c.fs.Arg(1)
 		}
+		// The same checks as the daemon's, before asking it: a mistyped
+		// value is a usage error whether the daemon runs or not.
 		if err := req.Validate(); err != nil {
-			fmt.Fprintln(env.Stderr, "curfew:", err)
-			return ExitUsage
+			return usageError(c.fs, err)
 		}
-		return call(ctx, env, *socket, *asJSON, req, func(w io.Writer, r control.ActionResult) {
+		return call(ctx, env, *c.socket, *c.asJSON, req, func(w io.Writer, r control.ActionResult) {
 			fmt.Fprintln(w, r.Message)
 		})
 	}
 }
 
+// usageError reports a bad argument value as parse reports a bad flag.
+func usageError(fs *pflag.FlagSet, err error) int {
+	fmt.Fprintf(fs.Output(), "curfew %s: %s\n\n", fs.Name(), Printable(err.Error()))
+	commandUsage(fs.Output(), fs)
+	return ExitUsage
+}
+
 func runReload(ctx context.Context, args []string, env *Env) int {
-	fs, socket, asJSON := clientFlags("reload", env)
-	if code, ok := parse(fs, args); !ok {
+	c := clientFlags("reload", env)
+	if code, ok := parse(c.fs, args); !ok {
 		return code
 	}
-	return call(ctx, env, *socket, *asJSON, control.Request{Method: control.MethodReload}, func(w io.Writer, r control.ActionResult) {
+	return call(ctx, env, *c.socket, *c.asJSON, control.Request{Method: control.MethodReload}, func(w io.Writer, r control.ActionResult) {
 		fmt.Fprintln(w, r.Message)
 	})
 }
 
 func runLog(ctx context.Context, args []string, env *Env) int {
-	fs, socket, asJSON := clientFlags("log", env)
-	n := fs.IntP("lines", "n", 50, "newest entries to show (0: all kept)")
-	if code, ok := parse(fs, args); !ok {
+	c := clientFlags("log", env)
+	n := c.fs.IntP("lines", "n", 50, "newest entries to show (0: all kept)")
+	if code, ok := parse(c.fs, args); !ok {
 		return code
 	}
-	if fs.NArg() > 1 {
-		fmt.Fprintln(env.Stderr, "usage: curfew log [TARGET] [-n N]")
+	loc, ok := c.zone(env)
+	if !ok {
 		return ExitUsage
 	}
-	return call(ctx, env, *socket, *asJSON, control.Request{Method: control.MethodLog, Target: fs.Arg(0), Limit: *n}, func(w io.Writer, entries []control.LogEntry) {
+	req := control.Request{V: control.Version, Method: control.MethodLog, Target: c.fs.Arg(0), Limit: *n}
+	if err := req.Validate(); err != nil {
+		return usageError(c.fs, err)
+	}
+	return call(ctx, env, *c.socket, *c.asJSON, req, func(w io.Writer, entries []control.LogEntry) {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "TIME\tDEVICE\tNAME\tTYPE\tVERDICT")
+		fmt.Fprintf(tw, "TIME (%s)\tDEVICE\tNAME\tTYPE\tVERDICT\n", env.Now().In(loc).Format("MST"))
 		for _, e := range entries {
 			dev := e.Device
 			if dev == "" {
@@ -258,23 +312,23 @@ func runLog(ctx context.Context, args []string, env *Env) int {
 			if e.By != "" {
 				verdict += " (" + e.By + ")"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format("15:04:05"), dev, e.Name, e.Type, verdict)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Time.In(loc).Format("15:04:05"), dev, e.Name, e.Type, verdict)
 		}
 		tw.Flush()
 	})
 }
 
 func runUsage(ctx context.Context, args []string, env *Env) int {
-	fs, socket, asJSON := clientFlags("usage", env)
-	days := fs.Int("days", 7, "days of history (kept: 30)")
-	if code, ok := parse(fs, args); !ok {
+	c := clientFlags("usage", env)
+	days := c.fs.Int("days", 7, "days of history (kept: 30)")
+	if code, ok := parse(c.fs, args); !ok {
 		return code
 	}
-	if fs.NArg() > 1 {
-		fmt.Fprintln(env.Stderr, "usage: curfew usage [TARGET] [--days N]")
-		return ExitUsage
+	req := control.Request{V: control.Version, Method: control.MethodUsage, Target: c.fs.Arg(0), Limit: *days}
+	if err := req.Validate(); err != nil {
+		return usageError(c.fs, err)
 	}
-	return call(ctx, env, *socket, *asJSON, control.Request{Method: control.MethodUsage, Target: fs.Arg(0), Limit: *days}, func(w io.Writer, ds []control.UsageDay) {
+	return call(ctx, env, *c.socket, *c.asJSON, req, func(w io.Writer, ds []control.UsageDay) {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "DAY\tWHO\tONLINE\tSENT\tBLOCKED\tBYPASS TRIES")
 		for _, d := range ds {
@@ -305,21 +359,16 @@ func runUsage(ctx context.Context, args []string, env *Env) int {
 }
 
 func runAssign(ctx context.Context, args []string, env *Env) int {
-	fs, socket, asJSON := clientFlags("assign", env)
-	name := fs.String("name", "", "device name (default: its DHCP host name)")
-	if code, ok := parse(fs, args); !ok {
+	c := clientFlags("assign", env)
+	name := c.fs.String("name", "", "device name (default: its DHCP host name)")
+	if code, ok := parse(c.fs, args); !ok {
 		return code
 	}
-	if fs.NArg() != 2 {
-		fmt.Fprintln(env.Stderr, "usage: curfew assign MAC PROFILE [--name N]")
-		return ExitUsage
-	}
-	req := control.Request{V: control.Version, Method: control.MethodAssign, Target: fs.Arg(0), Profile: fs.Arg(1), Name: *name}
+	req := control.Request{V: control.Version, Method: control.MethodAssign, Target: c.fs.Arg(0), Profile: c.fs.Arg(1), Name: *name}
 	if err := req.Validate(); err != nil {
-		fmt.Fprintln(env.Stderr, "curfew:", err)
-		return ExitUsage
+		return usageError(c.fs, err)
 	}
-	return call(ctx, env, *socket, *asJSON, req, func(w io.Writer, r control.ActionResult) {
+	return call(ctx, env, *c.socket, *c.asJSON, req, func(w io.Writer, r control.ActionResult) {
 		fmt.Fprintln(w, r.Message)
 	})
 }

@@ -24,7 +24,18 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"curfew/pkg/config"
+	"curfew/pkg/schedule"
 )
+
+// MaxOverride is how far ahead a pause or allow may end. The kernel's
+// clock runs out in 2262 (and xt_time's in 2038); an override meant "for
+// good" is a pause without an end, or a change to the config.
+const MaxOverride = 366 * 24 * time.Hour
+
+// MaxGrant is the most screen time one grant adds.
+const MaxGrant = 24 * time.Hour
 
 // Version of the request/response format. A request with another version
 // is refused with a clear error rather than half understood.
@@ -97,13 +108,22 @@ func (r *Request) Validate() error {
 		if r.For != "" && r.Until != "" {
 			return errors.New("pause takes --for or --until, not both")
 		}
+		if err := r.validateWhen(); err != nil {
+			return err
+		}
 	case MethodAllow:
 		needTarget = true
 		if (r.For == "") == (r.Until == "") {
 			return errors.New("allow needs exactly one of --for or --until")
 		}
+		if err := r.validateWhen(); err != nil {
+			return err
+		}
 	case MethodAssign:
 		needTarget = true
+		if _, err := config.ParseDeviceMAC(strings.TrimSpace(r.Target)); err != nil {
+			return err
+		}
 		if r.Profile == "" {
 			return errors.New("assign needs a profile")
 		}
@@ -115,6 +135,9 @@ func (r *Request) Validate() error {
 		if r.Amount == "" {
 			return errors.New("grant needs an amount, e.g. 30m")
 		}
+		if d, err := config.ParseDuration(r.Amount); err != nil || d <= 0 || d > MaxGrant {
+			return fmt.Errorf("invalid amount %q (want e.g. 15m or 1h, at most 24h)", r.Amount)
+		}
 	case "":
 		return errors.New("missing method")
 	default:
@@ -124,10 +147,39 @@ func (r *Request) Validate() error {
 		return fmt.Errorf("%s needs a target (profile, device name or MAC)", r.Method)
 	}
 	if r.Limit < 0 || r.Limit > 100000 {
-		return errors.New("limit out of range")
+		switch r.Method {
+		case MethodUsage:
+			return fmt.Errorf("--days %d: want 1 to 100000", r.Limit)
+		case MethodLog:
+			return fmt.Errorf("--lines %d: want 0 (all kept) to 100000", r.Limit)
+		}
+		return fmt.Errorf("limit %d: want 0 to 100000", r.Limit)
 	}
 	if len(r.Target) > 256 || len(r.For) > 32 || len(r.Until) > 64 || len(r.Amount) > 32 {
 		return errors.New("argument too long")
+	}
+	return nil
+}
+
+// validateWhen checks the form of --for and --until; which instant
+// --until HH:MM means is the daemon's to say (it knows the router's zone).
+func (r *Request) validateWhen() error {
+	if r.For != "" {
+		d, err := config.ParseDuration(r.For)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("--for: invalid duration %q (want e.g. 30m or 1h30m)", r.For)
+		}
+		if d > MaxOverride {
+			return fmt.Errorf("--for %s: at most a year (366 days)", r.For)
+		}
+	}
+	if r.Until != "" {
+		if _, err := time.Parse(time.RFC3339, r.Until); err == nil {
+			return nil
+		}
+		if _, err := schedule.ParseClock(r.Until); err != nil {
+			return fmt.Errorf("--until %q: want HH:MM (00:00 to 24:00) or RFC 3339", r.Until)
+		}
 	}
 	return nil
 }

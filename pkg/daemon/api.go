@@ -243,10 +243,6 @@ func resolveTarget(cfg *config.Config, target string) (string, error) {
 	return "", fmt.Errorf("unknown target %q: not a profile id, device name or MAC", target)
 }
 
-// MaxOverride is how far ahead a pause or allow may end. The kernel's
-// clock runs out in 2262 (and xt_time's in 2038); an override meant "for
-// good" is a pause without an end, or a change to the config.
-const MaxOverride = 366 * 24 * time.Hour
 
 // when turns --for / --until into an instant; --until HH:MM is the next
 // such local time, and RFC 3339 is accepted too.
@@ -256,7 +252,7 @@ func when(now time.Time, loc *time.Location, forArg, untilArg string) (time.Time
 		if err != nil || dur <= 0 {
 			return time.Time{}, fmt.Errorf("--for: invalid duration %q (want e.g. 30m or 1h30m)", forArg)
 		}
-		if dur > MaxOverride {
+		if dur > control.MaxOverride {
 			return time.Time{}, fmt.Errorf("--for %s: at most a year (366 days)", forArg)
 		}
 		return now.Add(dur), nil
@@ -268,7 +264,7 @@ func when(now time.Time, loc *time.Location, forArg, untilArg string) (time.Time
 		if !t.After(now) {
 			return time.Time{}, fmt.Errorf("--until %s is in the past", untilArg)
 		}
-		if t.Sub(now) > MaxOverride {
+		if t.Sub(now) > control.MaxOverride {
 			return time.Time{}, fmt.Errorf("--until %s: at most a year (366 days) ahead", untilArg)
 		}
 		return t, nil
@@ -345,7 +341,7 @@ func (d *Daemon) act(ctx context.Context, req *control.Request) (any, error) {
 		msg = fmt.Sprintf("allowed %s until %s", target, plan.When(until, now, loc))
 	case control.MethodGrant:
 		amount, err := config.ParseDuration(req.Amount)
-		if err != nil || amount <= 0 || amount > 24*time.Hour {
+		if err != nil || amount <= 0 || amount > control.MaxGrant {
 			d.mu.Unlock()
 			return nil, fmt.Errorf("invalid amount %q (want e.g. 15m or 1h)", req.Amount)
 		}

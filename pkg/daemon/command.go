@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -46,19 +47,32 @@ func Command(ctx context.Context, args []string, version string, stdout, stderr 
 	verbose := fs.BoolP("verbose", "v", false, "log debug messages")
 	minute := fs.Duration("minute-length", time.Minute, "how often screen time is counted (tests shorten it)")
 	fs.MarkHidden("minute-length")
+	asJSON := fs.Bool("json", false, "log as JSON lines (one object per message) instead of text")
 	legacy := fs.Bool("iptables-legacy", false, "with the iptables backend, use iptables-legacy (where iptables is the nft layer)")
 	fs.MarkHidden("iptables-legacy")
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "Usage: curfew daemon [flags]\n\nRun the enforcing daemon (the init script starts it).\n\nFlags:\n%s", fs.FlagUsages())
+	}
 	if err := fs.Parse(args); err != nil {
 		if err == pflag.ErrHelp {
 			return 0
 		}
+		fmt.Fprintf(stderr, "curfew daemon: %v\n\nUsage: curfew daemon [flags]\n\nFlags:\n%s", err, fs.FlagUsages())
+		return 64
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "curfew daemon: takes no arguments, got %q\n", strings.Join(fs.Args(), " "))
 		return 64
 	}
 	level := slog.LevelInfo
 	if *verbose {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	var handler slog.Handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
+	if *asJSON {
+		handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
+	}
+	log := slog.New(handler)
 	backend, err := chooseBackend(*configPath, *legacy, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "curfew: %v\n", err)
