@@ -243,7 +243,6 @@ func resolveTarget(cfg *config.Config, target string) (string, error) {
 	return "", fmt.Errorf("unknown target %q: not a profile id, device name or MAC", target)
 }
 
-
 // when turns --for / --until into an instant; --until HH:MM is the next
 // such local time, and RFC 3339 is accepted too.
 func when(now time.Time, loc *time.Location, forArg, untilArg string) (time.Time, error) {
