@@ -239,7 +239,7 @@ func TestBedtime(t *testing.T) {
 	if err := l.DHCP(l.Child.NS, childMAC); err != nil {
 		t.Errorf("child's DHCP at bedtime: %v", err)
 	}
-	d.waitLog(t, "Kid phone offline: schedule bedtime", 2*time.Second)
+	d.waitLog(t, "Kid phone offline until", 2*time.Second)
 	if out, _ := l.Exec(ctx, l.Router, "conntrack", "-L", "-s", l.Child.IPv4); strings.Contains(out, "dport="+lab.EchoPort+" ") && strings.Contains(out, "ESTABLISHED") {
 		t.Errorf("child's established connection still in conntrack:\n%s", out)
 	}

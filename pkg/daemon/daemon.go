@@ -476,8 +476,8 @@ func (d *Daemon) cutStaleDNS(ctx context.Context, p *plan.Plan, rs *firewall.Rul
 	}
 	if n, err := d.opts.Backend.Cutoff(ctx, moved, firewall.Flows{DNS: true}); err != nil {
 		d.log.Warn("cut DNS flows opened before the redirect", "err", err)
-	} else if n > 0 {
-		d.log.Info(fmt.Sprintf("cut %d DNS flow(s) opened before the redirect", n))
+	} else if n.Flows > 0 {
+		d.log.Info(fmt.Sprintf("cut %d DNS flow(s) opened before the redirect", n.Flows))
 	}
 }
 
@@ -579,8 +579,8 @@ func (d *Daemon) cut(ctx context.Context, prev, p *plan.Plan, loc *time.Location
 		if added := newlyBlocked(old, dev); len(added) > 0 {
 			if n, err := d.opts.Backend.Cutoff(ctx, []net.HardwareAddr{mac}, firewall.Flows{Dests: added}); err != nil {
 				d.log.Warn("cut flows to newly blocked destinations", "device", label(dev), "err", err)
-			} else if n > 0 {
-				d.log.Info(fmt.Sprintf("cut %d flow(s) to newly blocked destinations", n), "device", label(dev))
+			} else if n.Flows > 0 {
+				d.log.Info(describeCut(n, "to newly blocked destinations"), "device", label(dev))
 			}
 		}
 	}
@@ -588,10 +588,20 @@ func (d *Daemon) cut(ctx context.Context, prev, p *plan.Plan, loc *time.Location
 		n, err := d.opts.Backend.Cutoff(ctx, cut, firewall.Flows{})
 		if err != nil {
 			d.log.Warn("cut open connections", "devices", strings.Join(names, ", "), "err", err)
-		} else if n > 0 {
-			d.log.Info(fmt.Sprintf("cut %d open connection(s)", n), "devices", strings.Join(names, ", "))
+		} else if n.Flows > 0 {
+			d.log.Info(describeCut(n, "at once"), "devices", strings.Join(names, ", "))
 		}
 	}
+}
+
+// describeCut says what a cut stopped the way a parent counts: the open
+// connections, and the rest as finished or idle flows.
+func describeCut(c firewall.Cut, how string) string {
+	s := fmt.Sprintf("stopped %d open connection(s) %s", c.Open, how)
+	if rest := c.Flows - c.Open; rest > 0 {
+		s += fmt.Sprintf(" (and cleared %d finished or idle flow(s))", rest)
+	}
+	return s
 }
 
 // newlyBlocked returns the prefixes blocked for dev now that were not in
@@ -631,12 +641,19 @@ func label(d plan.Device) string {
 	return d.MAC
 }
 
-// describe is the one log line per state change: "Alice iPad offline:
-// schedule bedtime 21:00-07:00 until Tue 07:00".
+// describe is the one log line per state change, in the words of explain:
+// "Alice iPad offline until Tue 07:00 — schedule bedtime 21:00-07:00".
 func describe(d plan.Device, loc *time.Location) string {
-	s := fmt.Sprintf("%s %s: %s", label(d), d.State, d.Reason)
+	s := label(d)
+	if d.Unknown {
+		s += fmt.Sprintf(" (not in the config, profile %s)", d.Profile)
+	}
+	s += " " + string(d.State)
 	if d.Until != nil {
 		s += " until " + d.Until.In(loc).Format("Mon 15:04")
+	}
+	if d.Reason != "" && d.Reason != "online" {
+		s += " — " + d.Reason
 	}
 	return s
 }

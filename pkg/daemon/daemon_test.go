@@ -89,13 +89,13 @@ func (b *fakeBackend) Remove(context.Context) error {
 	return nil
 }
 
-func (b *fakeBackend) Cutoff(_ context.Context, macs []net.HardwareAddr, sel firewall.Flows) (int, error) {
+func (b *fakeBackend) Cutoff(_ context.Context, macs []net.HardwareAddr, sel firewall.Flows) (firewall.Cut, error) {
 	if sel.Dests == nil && !sel.DNS {
 		b.mu.Lock()
 		b.cutoffs = append(b.cutoffs, macs)
 		b.mu.Unlock()
 	}
-	return len(macs), nil
+	return firewall.Cut{Flows: len(macs)}, nil
 }
 
 var _ firewall.Backend = (*fakeBackend)(nil) // type check
@@ -534,5 +534,29 @@ func TestExplainSaysEachFactOnce(t *testing.T) {
 	res, err := h.d.Handle(ctx, &control.Request{V: 1, Method: control.MethodGrant, Target: "kid", Amount: "90m"})
 	if err != nil || res.(control.ActionResult).Message != "granted kid 1h30m more screen time today" {
 		t.Errorf("grant: %v %v", res, err)
+	}
+}
+
+func TestLogLinesSayEachFactOnce(t *testing.T) {
+	loc := time.UTC
+	until := time.Date(2026, 1, 6, 7, 0, 0, 0, loc)
+	for _, tc := range []struct {
+		dev  plan.Device
+		want string
+	}{
+		{plan.Device{Name: "Kid phone", MAC: childMAC, State: plan.Offline, Reason: "schedule bedtime 21:00-07:00", Until: &until},
+			"Kid phone offline until Tue 07:00 — schedule bedtime 21:00-07:00"},
+		{plan.Device{Name: "Parent laptop", State: plan.Online, Reason: "online"}, "Parent laptop online"},
+		{plan.Device{MAC: "5a:00:00:00:00:09", Unknown: true, Profile: "guest", State: plan.Online, Reason: "online"},
+			"5a:00:00:00:00:09 (not in the config, profile guest) online"},
+	} {
+		if got := describe(tc.dev, loc); got != tc.want {
+			t.Errorf("describe = %q\n    want %q", got, tc.want)
+		}
+	}
+	// one long-lived connection and a minute of closed probes: a parent
+	// counts one connection
+	if got := describeCut(firewall.Cut{Flows: 81, Open: 1}, "at once"); got != "stopped 1 open connection(s) at once (and cleared 80 finished or idle flow(s))" {
+		t.Errorf("describeCut = %q", got)
 	}
 }

@@ -17,9 +17,9 @@ import (
 // connection's first-packet checks have already passed, so every change
 // that forbids traffic is followed by this. It is shared by the backends:
 // conntrack is the same under nftables and iptables.
-func Cutoff(h *netlink.Handle, macs []net.HardwareAddr, sel Flows) (int, error) {
+func Cutoff(h *netlink.Handle, macs []net.HardwareAddr, sel Flows) (Cut, error) {
 	if len(macs) == 0 {
-		return 0, nil
+		return Cut{}, nil
 	}
 	want := map[string]bool{}
 	for _, m := range macs {
@@ -27,7 +27,7 @@ func Cutoff(h *netlink.Handle, macs []net.HardwareAddr, sel Flows) (int, error) 
 	}
 	neighs, err := h.NeighList(0, netlink.FAMILY_ALL)
 	if err != nil {
-		return 0, fmt.Errorf("neighbours: %w", err)
+		return Cut{}, fmt.Errorf("neighbours: %w", err)
 	}
 	f := &flowFilter{src: map[netip.Addr]bool{}, dns: sel.DNS}
 	for _, p := range sel.Dests {
@@ -42,18 +42,19 @@ func Cutoff(h *netlink.Handle, macs []net.HardwareAddr, sel Flows) (int, error) 
 		}
 	}
 	if len(f.src) == 0 {
-		return 0, nil
+		return Cut{}, nil
 	}
-	total := 0
+	var c Cut
 	var errs []error
 	for _, fam := range []netlink.InetFamily{unix.AF_INET, unix.AF_INET6} {
 		n, err := h.ConntrackDeleteFilters(netlink.ConntrackTable, fam, f)
-		total += int(n)
+		c.Flows += int(n)
 		if err != nil {
 			errs = append(errs, err)
 		}
 	}
-	return total, errors.Join(errs...)
+	c.Open = min(f.open, c.Flows)
+	return c, errors.Join(errs...)
 }
 
 // flowFilter matches flows whose original source is one of src and, when
@@ -66,6 +67,7 @@ type flowFilter struct {
 	src   map[netip.Addr]bool
 	dests map[int]map[netip.Prefix]bool
 	dns   bool
+	open  int // matched TCP flows in state ESTABLISHED
 }
 
 func (f *flowFilter) add(p netip.Prefix) {
@@ -79,8 +81,22 @@ func (f *flowFilter) add(p netip.Prefix) {
 	f.dests[p.Bits()][p] = true
 }
 
-// MatchConntrackFlow implements netlink.CustomConntrackFilter.
+// tcpEstablished is the kernel's TCP_CONNTRACK_ESTABLISHED.
+const tcpEstablished = 3
+
+// MatchConntrackFlow implements netlink.CustomConntrackFilter; it counts
+// the established TCP connections among the flows it matches.
 func (f *flowFilter) MatchConntrackFlow(flow *netlink.ConntrackFlow) bool {
+	if !f.match(flow) {
+		return false
+	}
+	if tcp, ok := flow.ProtoInfo.(*netlink.ProtoInfoTCP); ok && tcp.State == tcpEstablished {
+		f.open++
+	}
+	return true
+}
+
+func (f *flowFilter) match(flow *netlink.ConntrackFlow) bool {
 	src, ok := netip.AddrFromSlice(flow.Forward.SrcIP)
 	if !ok || !f.src[src.Unmap()] {
 		return false

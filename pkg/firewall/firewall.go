@@ -86,9 +86,17 @@ type Backend interface {
 	Remove(ctx context.Context) error
 	// Cutoff deletes the conntrack entries of the devices with these MACs
 	// (all their IPv4 and IPv6 addresses) that sel selects, so that open
-	// connections and offloaded flows stop at once. It returns how many
-	// were deleted.
-	Cutoff(ctx context.Context, macs []net.HardwareAddr, sel Flows) (int, error)
+	// connections and offloaded flows stop at once. It says how many were
+	// deleted.
+	Cutoff(ctx context.Context, macs []net.HardwareAddr, sel Flows) (Cut, error)
+}
+
+// Cut counts what a Cutoff deleted. Flows are conntrack entries, most of
+// them finished or idle (a TCP connection stays in the table for minutes
+// after it closed); Open are the TCP connections that were established,
+// what a parent calls the device's open connections.
+type Cut struct {
+	Flows, Open int
 }
 
 // Flows selects a device's flows for Cutoff; the zero value selects all.

@@ -1,9 +1,11 @@
 // Command demo shows curfew's main job on a virtual home network (root
 // only): it builds the namespace lab, starts the curfew daemon in the
-// router with a sample config whose bedtime begins about a minute from now,
-// and prints, every two seconds, whether the child's and the parent's
+// router with a sample config whose bedtime begins at the next whole minute
+// at least 20 s away, and prints whether the child's and the parent's
 // devices reach the internet — including a connection the child opened
-// before bedtime. Everything is torn down on exit or Ctrl-C.
+// before bedtime — whenever that changes (and a countdown meanwhile). It
+// ends by itself once bedtime is over; everything is torn down then or on
+// Ctrl-C.
 package main
 
 import (
@@ -26,7 +28,7 @@ import (
 
 func main() {
 	bin := flag.String("curfew", "bin/curfew", "curfew binary to run")
-	window := flag.Duration("bedtime", 90*time.Second, "length of the demo bedtime (rounded up to whole minutes)")
+	window := flag.Duration("bedtime", 90*time.Second, "length of the demo bedtime (rounded up to whole minutes: schedules are HH:MM)")
 	flag.Parse()
 	if err := run(*bin, *window); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
@@ -59,19 +61,18 @@ func run(bin string, window time.Duration) error {
 	if err := l.Serve(ctx); err != nil {
 		return err
 	}
-	fmt.Printf("  child  %s  %s  %s\n  parent %s  %s  %s\n  internet %s, %s\n",
-		l.Child.MAC, l.Child.IPv4, l.Child.IPv6, l.Parent.MAC, l.Parent.IPv4, l.Parent.IPv6, lab.InternetV4, lab.InternetV6)
+	fmt.Printf("  child    %s  %s  %s  \"Kid phone\", profile kid: bedtime\n", l.Child.MAC, l.Child.IPv4, l.Child.IPv6)
+	fmt.Printf("  parent   %s  %s  %s  \"Parent laptop\", profile grownup: no rules\n", l.Parent.MAC, l.Parent.IPv4, l.Parent.IPv6)
+	fmt.Printf("  guest    %s  %s  %s  not in the config: gets unknown_profile 'guest'\n", l.Guest.MAC, l.Guest.IPv4, l.Guest.IPv6)
+	fmt.Printf("  internet %s, %s (a server the devices connect to)\n", lab.InternetV4, lab.InternetV6)
 
 	dir, err := os.MkdirTemp("", "curfew-demo-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	bed := time.Now().UTC().Add(45 * time.Second).Truncate(time.Minute).Add(time.Minute)
-	wake := bed.Add(window).Truncate(time.Minute)
-	if !wake.After(bed) {
-		wake = bed.Add(time.Minute)
-	}
+	bed := time.Now().UTC().Add(20 * time.Second).Truncate(time.Minute).Add(time.Minute)
+	wake := bed.Add(roundUp(window, time.Minute))
 	cfg := l.SampleConfig(bed.Format("15:04"), wake.Format("15:04"), "")
 	cfgPath, sysPath := filepath.Join(dir, "curfew"), filepath.Join(dir, "system")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
@@ -105,19 +106,32 @@ func run(bin string, window time.Duration) error {
 	}
 	defer conn.Close()
 
-	step(fmt.Sprintf("bedtime for the child is %s-%s UTC; watching (Ctrl-C to stop)", bed.Format("15:04"), wake.Format("15:04")))
+	step(fmt.Sprintf("bedtime for the child is %s-%s UTC; a line whenever something changes (Ctrl-C stops early)", bed.Format("15:04"), wake.Format("15:04")))
 	shown := false
+	last, lastAt := "", time.Time{}
 	for tick := time.NewTicker(2 * time.Second); ; {
 		now := time.Now()
-		fmt.Printf("  %s  child: %-34s open connection: %-8s parent: %s\n", now.UTC().Format("15:04:05"),
+		line := fmt.Sprintf("child: %-34s open connection: %-8s parent: %s",
 			status(l.TCP(l.Child.NS, lab.InternetV4), l.TCP(l.Child.NS, lab.InternetV6)),
 			ok(lab.Echo(conn, "ping")),
 			status(l.TCP(l.Parent.NS, lab.InternetV4), l.TCP(l.Parent.NS, lab.InternetV6)))
+		switch {
+		case line != last:
+			fmt.Printf("  %s  %s\n", now.UTC().Format("15:04:05"), line)
+			last, lastAt = line, now
+		case now.Sub(lastAt) >= 10*time.Second:
+			fmt.Printf("  %s  (no change; %s)\n", now.UTC().Format("15:04:05"), countdown(now, bed, wake))
+			lastAt = now
+		}
 		if !shown && now.After(bed.Add(5*time.Second)) {
 			shown = true
-			step("nft list table inet curfew (in the router)")
-			out, _ := l.Exec(ctx, l.Router, "nft", "list", "table", "inet", "curfew")
-			fmt.Print(indent(out))
+			step("the child's part of curfew's nftables table (in the router)")
+			id := strings.ReplaceAll(l.Child.MAC, ":", "")
+			for _, obj := range [][]string{{"chain", "inet", "curfew", "device_" + id}, {"set", "inet", "curfew", "offline_" + id}} {
+				out, _ := l.Exec(ctx, l.Router, "nft", append([]string{"list"}, obj...)...)
+				fmt.Print(indent(out))
+			}
+			fmt.Printf("    (the whole table: ip netns exec %s nft list table inet curfew)\n", l.Router)
 			step("curfew plan now")
 			show(bin, "plan", "--config", cfgPath, "--system", sysPath)
 			fmt.Println()
@@ -132,6 +146,23 @@ func run(bin string, window time.Duration) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// countdown says how long until bedtime starts or ends.
+func countdown(now, bed, wake time.Time) string {
+	switch {
+	case now.Before(bed):
+		return fmt.Sprintf("bedtime in %d s", int(bed.Sub(now).Round(time.Second).Seconds()))
+	case now.Before(wake):
+		return fmt.Sprintf("bedtime ends in %d s", int(wake.Sub(now).Round(time.Second).Seconds()))
+	}
+	return "bedtime is over"
+}
+
+// roundUp rounds d up to a whole multiple of unit (at least one).
+func roundUp(d, unit time.Duration) time.Duration {
+	n := (d + unit - 1) / unit
+	return max(n, 1) * unit
 }
 
 func step(s string) { fmt.Printf("\n==> %s\n", s) }

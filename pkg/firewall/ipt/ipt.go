@@ -506,8 +506,8 @@ func (b *Backend) Remove(ctx context.Context) error {
 
 // Cutoff implements firewall.Backend (conntrack is the same under both
 // backends).
-func (b *Backend) Cutoff(ctx context.Context, macs []net.HardwareAddr, sel firewall.Flows) (int, error) {
-	var n int
+func (b *Backend) Cutoff(ctx context.Context, macs []net.HardwareAddr, sel firewall.Flows) (firewall.Cut, error) {
+	var n firewall.Cut
 	err := b.opts.Run(func() error {
 		h, err := netlink.NewHandle()
 		if err != nil {

@@ -695,12 +695,12 @@ func touchesUs(ev *nftables.MonitorEvent) bool {
 }
 
 // Cutoff implements firewall.Backend.
-func (b *Backend) Cutoff(ctx context.Context, macs []net.HardwareAddr, sel firewall.Flows) (int, error) {
+func (b *Backend) Cutoff(ctx context.Context, macs []net.HardwareAddr, sel firewall.Flows) (firewall.Cut, error) {
 	h := b.opts.Netlink
 	if h == nil {
 		var err error
 		if h, err = netlink.NewHandle(); err != nil {
-			return 0, err
+			return firewall.Cut{}, err
 		}
 		defer h.Close()
 	}

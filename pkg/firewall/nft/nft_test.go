@@ -284,8 +284,8 @@ func TestCutoffDeletesTheDevicesConntrackEntries(t *testing.T) {
 		t.Fatal("no conntrack entries for the child to begin with")
 	}
 	n, err := b.Cutoff(ctx, []net.HardwareAddr{mac(t, l.Child.MAC)}, firewall.Flows{})
-	if err != nil || n < 2 {
-		t.Fatalf("cutoff = %d, %v; want at least the IPv4 and IPv6 flows", n, err)
+	if err != nil || n.Flows < 2 {
+		t.Fatalf("cutoff = %+v, %v; want at least the IPv4 and IPv6 flows", n, err)
 	}
 	if c4, c6 := count(l.Child.IPv4), count(l.Child.IPv6); c4 != 0 || c6 != 0 {
 		t.Errorf("child entries left: %d IPv4, %d IPv6", c4, c6)
@@ -323,8 +323,8 @@ func TestNewBlockCutsOnlyFlowsToIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	n, err := b.Cutoff(ctx, []net.HardwareAddr{child}, firewall.Flows{Dests: []netip.Prefix{netip.MustParsePrefix(lab.BlockedNet4)}})
-	if err != nil || n == 0 {
-		t.Fatalf("cutoff = %d, %v", n, err)
+	if err != nil || n.Flows == 0 || n.Open != 1 {
+		t.Fatalf("cutoff = %+v, %v; want the one open connection to the blocked prefix", n, err)
 	}
 	if err := lab.Echo(toBlocked, "again"); err == nil {
 		t.Error("flow to the newly blocked prefix still carries data")
