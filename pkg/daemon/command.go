@@ -31,6 +31,20 @@ import (
 // tmpfs: after a reboot the clock must be synchronised again.
 const ClockSyncedFile = "/var/run/curfew.clock-synced"
 
+// newLogger is the daemon's logger: text lines for logread, or one JSON
+// object per line (--json) for tools that collect logs.
+func newLogger(w io.Writer, asJSON, verbose bool) *slog.Logger {
+	level := slog.LevelInfo
+	if verbose {
+		level = slog.LevelDebug
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if asJSON {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
 // Command is `curfew daemon`: it parses flags, wires the kernel backend and
 // the control socket, and runs the loop until SIGTERM/SIGINT (ctx); SIGHUP
 // reloads the config.
@@ -64,15 +78,7 @@ func Command(ctx context.Context, args []string, version string, stdout, stderr 
 		fmt.Fprintf(stderr, "curfew daemon: takes no arguments, got %q\n", strings.Join(fs.Args(), " "))
 		return 64
 	}
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
-	}
-	var handler slog.Handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
-	if *asJSON {
-		handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
-	}
-	log := slog.New(handler)
+	log := newLogger(stderr, *asJSON, *verbose)
 	backend, err := chooseBackend(*configPath, *legacy, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "curfew: %v\n", err)

@@ -1,7 +1,9 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"net"
 	"os"
 	"path/filepath"
@@ -558,5 +560,28 @@ func TestLogLinesSayEachFactOnce(t *testing.T) {
 	// counts one connection
 	if got := describeCut(firewall.Cut{Flows: 81, Open: 1}, "at once"); got != "stopped 1 open connection(s) at once (and cleared 80 finished or idle flow(s))" {
 		t.Errorf("describeCut = %q", got)
+	}
+}
+
+// TestDaemonCommandLine: the daemon takes --json like every command, and a
+// mistyped flag says what was wrong (exit 64) before anything starts.
+func TestDaemonCommandLine(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := Command(context.Background(), []string{"--bogus"}, "test", &out, &errb); code != 64 || !strings.Contains(errb.String(), "unknown flag: --bogus") || !strings.Contains(errb.String(), "Usage: curfew daemon") {
+		t.Errorf("--bogus: %d %q", code, errb.String())
+	}
+	errb.Reset()
+	if code := Command(context.Background(), []string{"extra"}, "test", &out, &errb); code != 64 || !strings.Contains(errb.String(), "takes no arguments") {
+		t.Errorf("extra argument: %d %q", code, errb.String())
+	}
+	out.Reset()
+	if code := Command(context.Background(), []string{"--help"}, "test", &out, &errb); code != 0 || !strings.Contains(out.String(), "--json") {
+		t.Errorf("--help: %d %q", code, out.String())
+	}
+	var logs bytes.Buffer
+	newLogger(&logs, true, false).Info("Kid phone offline", "until", "07:00")
+	var line map[string]any
+	if err := json.Unmarshal(logs.Bytes(), &line); err != nil || line["msg"] != "Kid phone offline" || line["until"] != "07:00" {
+		t.Errorf("--json log line %q: %v", logs.String(), err)
 	}
 }
