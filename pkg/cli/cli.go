@@ -226,8 +226,10 @@ func runVersion(_ context.Context, args []string, env *Env) int {
 
 // checkResult is `curfew check --json`.
 type checkResult struct {
-	OK       bool     `json:"ok"`
-	File     string   `json:"file"`
+	OK   bool   `json:"ok"`
+	File string `json:"file"`
+	// Zone is the time zone schedules follow, as read from --system.
+	Zone     string   `json:"zone"`
 	Errors   []string `json:"errors"`
 	Warnings []string `json:"warnings"`
 }
@@ -249,6 +251,7 @@ func LoadConfig(path string) (*config.Config, []string, []string) {
 func runCheck(_ context.Context, args []string, env *Env) int {
 	fs := flags("check", env)
 	path := fs.String("config", DefaultConfig, "config file")
+	system := fs.String("system", DefaultSystem, "the router's system config: says which time zone schedules follow")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if code, ok := parse(fs, args); !ok {
 		return code
@@ -260,8 +263,22 @@ func runCheck(_ context.Context, args []string, env *Env) int {
 		*path = fs.Arg(0)
 	}
 	_, errs, warns := LoadConfig(*path)
+	zone := "UTC"
+	if fs.Changed("system") {
+		if _, err := os.Stat(*system); err != nil {
+			return usageError(fs, fmt.Errorf("--system: %w", err))
+		}
+	}
+	if z, err := tz.FromSystemFile(*system); err != nil {
+		errs = append(errs, err.Error())
+	} else {
+		zone = z.Source
+		if z.Warning != "" {
+			warns = append(warns, "warning: "+z.Warning)
+		}
+	}
 	if *asJSON {
-		writeJSON(env.Stdout, checkResult{OK: len(errs) == 0, File: *path, Errors: nonNil(errs), Warnings: nonNil(warns)})
+		writeJSON(env.Stdout, checkResult{OK: len(errs) == 0, File: *path, Zone: zone, Errors: nonNil(errs), Warnings: nonNil(warns)})
 	} else {
 		for _, w := range warns {
 			fmt.Fprintln(env.Stderr, w)
@@ -270,7 +287,7 @@ func runCheck(_ context.Context, args []string, env *Env) int {
 			fmt.Fprintln(env.Stderr, e)
 		}
 		if len(errs) == 0 {
-			fmt.Fprintf(env.Stdout, "%s: ok\n", *path)
+			fmt.Fprintf(env.Stdout, "%s: ok; schedules follow the router's time zone: %s\n", *path, zone)
 		} else {
 			fmt.Fprintf(env.Stderr, "%s: %d error(s); nothing applied\n", *path, len(errs))
 		}

@@ -76,8 +76,14 @@ func TestUsageErrorsSayWhatWasWrong(t *testing.T) {
 }
 
 func TestCheckTakesThePathAsArgument(t *testing.T) {
-	if code, out, stderr := run(t, "check", example); code != ExitOK || out != example+": ok\n" {
+	if code, out, stderr := run(t, "check", example, "--system", system); code != ExitOK || out != example+": ok; schedules follow the router's time zone: zonename Europe/London\n" {
 		t.Errorf("check FILE: %d %q %q", code, out, stderr)
+	}
+	// what older releases and many scripts write
+	utc := filepath.Join(t.TempDir(), "system")
+	os.WriteFile(utc, []byte("config system\n\toption timezone 'UTC'\n"), 0o644)
+	if code, out, stderr := run(t, "check", example, "--system", utc); code != ExitOK || !strings.HasSuffix(out, "time zone: timezone UTC (UTC+0)\n") || stderr != "" {
+		t.Errorf("timezone 'UTC': %d %q %q", code, out, stderr)
 	}
 	empty := filepath.Join(t.TempDir(), "curfew")
 	os.WriteFile(empty, nil, 0o644)

@@ -216,6 +216,10 @@ func (d *Daemon) load() {
 	}
 	d.loadErrs = nil
 	d.cfg, d.loc, d.zone = c, zone.Loc, zone.Source
+	if zone.Warning != "" {
+		d.log.Warn("time zone: " + zone.Warning)
+		d.zone += " — " + zone.Warning
+	}
 	select {
 	case d.listsWanted <- struct{}{}:
 	default:

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strings"
 	"time"
 
 	"curfew/pkg/uci"
@@ -29,6 +30,9 @@ type Zone struct {
 	Loc *time.Location
 	// Source says where Loc came from, for status output and logs.
 	Source string
+	// Warning says that the system config's zone was not what it seems to
+	// mean and how it was read instead; empty when all is well.
+	Warning string
 }
 
 // FromSystemFile reads zonename and timezone from the first `system` section
@@ -63,25 +67,60 @@ func FromSystemFile(path string) (Zone, error) {
 }
 
 // Resolve picks a location from an IANA name and a POSIX TZ string, either
-// of which may be empty; where names the source in errors.
+// of which may be empty; where names the source in messages.
+//
+// The router's own C library (musl) never refuses a TZ string, and neither
+// does this: curfew must keep time as the router does. A bare name without
+// an offset ("UTC", as older releases and many scripts write) is that name
+// at UTC+0, as musl reads it; an IANA name in `timezone` is looked up in
+// zoneinfo; anything else is UTC with a warning, which is what musl falls
+// back to.
 func Resolve(where, zonename, posix string) (Zone, error) {
 	if zonename != "" && zonename != "UTC" {
 		if loc, err := time.LoadLocation(zonename); err == nil {
 			return Zone{Loc: loc, Source: "zonename " + zonename}, nil
 		}
 	}
-	if posix != "" {
-		loc, err := POSIX(posix)
-		if err != nil {
-			return Zone{}, fmt.Errorf("%s: option timezone: %w", where, err)
+	switch {
+	case posix != "":
+		if loc, err := POSIX(posix); err == nil {
+			return Zone{Loc: loc, Source: "timezone " + posix}, nil
 		}
-		return Zone{Loc: loc, Source: "timezone " + posix}, nil
-	}
-	if zonename != "" && zonename != "UTC" {
-		return Zone{}, fmt.Errorf("%s: option zonename: no zoneinfo for %q on this system and no timezone string to fall back on", where, zonename)
+		if bareName.MatchString(posix) {
+			z := Zone{Loc: time.FixedZone(strings.Trim(posix, "<>"), 0), Source: "timezone " + posix + " (UTC+0)"}
+			if !utcNames[strings.ToUpper(posix)] {
+				z.Warning = fmt.Sprintf("%s: option timezone %q has no offset: read as UTC+0, as the router's C library reads it", where, posix)
+			}
+			return z, nil
+		}
+		if strings.Contains(posix, "/") {
+			if loc, err := time.LoadLocation(strings.TrimPrefix(posix, ":")); err == nil {
+				return Zone{Loc: loc, Source: "timezone " + posix + " (zoneinfo)"}, nil
+			}
+		}
+		if m := stdPart.FindString(posix); m != "" {
+			if loc, err := POSIX(m); err == nil {
+				return Zone{Loc: loc, Source: "timezone " + m,
+					Warning: fmt.Sprintf("%s: option timezone %q: only its standard time %q is understood (no daylight saving time)", where, posix, m)}, nil
+			}
+		}
+		return Zone{Loc: time.UTC, Source: "UTC",
+			Warning: fmt.Sprintf("%s: option timezone %q is not a time zone this router can read (want e.g. CET-1CEST,M3.5.0,M10.5.0/3): using UTC, as its C library does", where, posix)}, nil
+	case zonename != "" && zonename != "UTC":
+		return Zone{Loc: time.UTC, Source: "UTC",
+			Warning: fmt.Sprintf("%s: option zonename %q: no zoneinfo for it on this system and no timezone string beside it: using UTC", where, zonename)}, nil
 	}
 	return Zone{Loc: time.UTC, Source: "UTC"}, nil
 }
+
+// bareName is a TZ string that is only a zone name, without an offset.
+var bareName = regexp.MustCompile(`^(?:[A-Za-z]{3,}|<[A-Za-z0-9+-]{3,}>)$`)
+
+// stdPart is the standard-time part at the start of a TZ string.
+var stdPart = regexp.MustCompile(`^(?:[A-Za-z]{3,}|<[A-Za-z0-9+-]{3,}>)[+-]?\d{1,2}(?::\d{2}(?::\d{2})?)?`)
+
+// utcNames are the bare names that mean UTC on purpose.
+var utcNames = map[string]bool{"UTC": true, "GMT": true, "UCT": true, "UT": true, "ZULU": true}
 
 // posixRE checks the shape of a POSIX TZ string: std name and offset, then
 // optionally a dst name, offset and the two rules. Go's own evaluation of

@@ -127,10 +127,32 @@ func TestFromSystemFile(t *testing.T) {
 			t.Errorf("source = %s", z.Source)
 		}
 	})
-	t.Run("bad timezone names the option", func(t *testing.T) {
-		_, err := FromSystemFile(write("config system\n\toption timezone 'nonsense'\n"))
-		if err == nil || !strings.Contains(err.Error(), "option timezone") {
-			t.Errorf("err = %v", err)
+	t.Run("what OpenWrt and scripts write is read as the router reads it", func(t *testing.T) {
+		for tzs, want := range map[string]struct {
+			offset  int
+			warning bool
+		}{
+			"UTC":            {0, false}, // older releases, many scripts
+			"GMT0":           {0, false},
+			"UTC0":           {0, false}, // LuCI's UTC
+			"<+03>-3":        {3 * 3600, false},
+			"<-03>3":         {-3 * 3600, false},
+			"IST-5:30":       {5*3600 + 1800, false},
+			"CET":            {0, true}, // a name without offset: musl reads UTC+0
+			"nonsense 1 2":   {0, true},
+			"EST5EDT,M3.2.0": {-5 * 3600, true}, // one rule missing: standard time only
+		} {
+			z, err := FromSystemFile(write("config system\n\toption timezone '" + tzs + "'\n"))
+			if err != nil {
+				t.Errorf("%q: %v", tzs, err)
+				continue
+			}
+			if _, off := utc("2026-01-15T12:00:00Z").In(z.Loc).Zone(); off != want.offset || (z.Warning != "") != want.warning {
+				t.Errorf("%q: offset %d, warning %q (source %s)", tzs, off, z.Warning, z.Source)
+			}
+			if want.warning && !strings.Contains(z.Warning, "option timezone") {
+				t.Errorf("%q: warning does not name the option: %q", tzs, z.Warning)
+			}
 		}
 	})
 	t.Run("missing file is UTC", func(t *testing.T) {

@@ -1,18 +1,27 @@
 // Package uci parses OpenWrt's UCI configuration files (/etc/config/*).
 //
-// No Go library for UCI is served, so this is curfew's own, written against
-// the grammar that libuci's file parser accepts: `package`, `config TYPE
-// [NAME]`, `option NAME VALUE` and `list NAME VALUE` statements, one per line;
-// values are unquoted words, 'single-quoted' (literal, may span lines) or
-// "double-quoted" (backslash escapes, may span lines), and adjacent pieces
-// are concatenated ('a'"b"c is "abc"). A `#` at the start of a token begins a
-// comment that runs to the end of the line.
+// No Go library for UCI is served, so this is curfew's own. A config file is
+// shared with LuCI, the init scripts and every other tool of the router, and
+// they all read it through libuci: a file libuci accepts must read here as it
+// reads there, and a file it refuses must be refused. So this parser follows
+// libuci's file parser step by step (file.c of openwrt/uci, the version in
+// ../shared/openwrt): it reads a line into a buffer, takes the keyword with
+// strtok's rules, decodes each argument in place (quotes removed, a `#`
+// ends the line, a `;` ends the command), appends the next line to the
+// buffer where a quote or a trailing backslash continues, and applies
+// libuci's strict-mode checks and semantics — an `option` with an empty
+// value sets nothing, a second `config TYPE NAME` continues the first,
+// `list` after `option` turns it into a list and `option` after `list`
+// replaces it. Its quirks are kept too: after an unquoted word ended by `;`
+// the rest of the line is ignored, as libuci ignores it. A differential test
+// holds this against the real `uci show` on a corpus and under fuzzing.
 //
 // Every statement keeps its line so that callers can name the exact place of
 // a problem; errors carry line and column.
 package uci
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 )
@@ -22,16 +31,20 @@ type File struct {
 	// Name is the file name used in error messages.
 	Name     string
 	Sections []*Section
+	// Packages lists the names given by `package` statements, in order.
+	Packages []string
 }
 
-// Section is one `config TYPE [NAME]` block.
+// Section is one `config TYPE [NAME]` block; a later block with the same
+// name continues it, as in libuci.
 type Section struct {
 	Type string
 	// Name is empty for an anonymous section.
 	Name string
 	Line int
-	// Options are the section's `option` and `list` statements in file order;
-	// a list appears once per `list` line.
+	// Options are the section's `option` and `list` statements in file order
+	// (an `option` with an empty value is none: libuci ignores it); a list
+	// appears once per `list` line. Resolved gives libuci's view of them.
 	Options []*Option
 }
 
@@ -57,8 +70,9 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Col, e.Msg)
 }
 
-// Get returns the value of the last `option NAME` in the section and whether
-// it exists; libuci also lets a later option override an earlier one.
+// Get returns the last `option` or `list` statement NAME in the section and
+// whether there is one; libuci also lets a later option override an earlier
+// one.
 func (s *Section) Get(name string) (*Option, bool) {
 	var found *Option
 	for _, o := range s.Options {
@@ -69,157 +83,39 @@ func (s *Section) Get(name string) (*Option, bool) {
 	return found, found != nil
 }
 
-// token is one word of a statement, quotes removed.
-type token struct {
-	text string
-	line int
-	col  int
+// Resolved is one option as libuci holds it after reading the file: a plain
+// value, or a list of values.
+type Resolved struct {
+	Name   string
+	List   bool
+	Values []string
 }
 
-// lexer splits the input into statements (slices of tokens); a statement ends
-// at a newline outside quotes.
-type lexer struct {
-	name string
-	src  string
-	pos  int
-	line int
-	col  int
-	// multi is where the first quoted value that ran over a line end began
-	// (line 0: none). A missing closing quote shifts every quote after it,
-	// so the rest of the file reads as values running over lines until
-	// something breaks; the error is reported where the first such value
-	// began.
-	multi, multiCol, multiEnd int
-}
-
-func (l *lexer) errorf(line, col int, format string, args ...any) *Error {
-	msg := fmt.Sprintf(format, args...)
-	if l.multi > 0 && l.multi < line {
-		msg = fmt.Sprintf("a quoted value runs from line %d to line %d: is its closing quote missing? (then, at line %d: %s)", l.multi, l.multiEnd, line, msg)
-		line, col = l.multi, l.multiCol
-	}
-	return &Error{File: l.name, Line: line, Col: col, Msg: msg}
-}
-
-// quoted notes a quoted piece that began at line, col and ended here.
-func (l *lexer) quoted(line, col int) {
-	if l.line > line && l.multi == 0 {
-		l.multi, l.multiCol, l.multiEnd = line, col, l.line
-	}
-}
-
-func (l *lexer) next() byte {
-	c := l.src[l.pos]
-	l.pos++
-	if c == '\n' {
-		l.line++
-		l.col = 1
-	} else {
-		l.col++
-	}
-	return c
-}
-
-// statement returns the next non-empty statement, or nil at end of input.
-func (l *lexer) statement() ([]token, error) {
-	var toks []token
-	for l.pos < len(l.src) {
-		c := l.src[l.pos]
+// Resolved applies the section's statements as libuci does: an option keeps
+// the place where its name first appeared; `option` replaces whatever was
+// there (a list too) and `list` appends, turning a plain value into the
+// first item of a list.
+func (s *Section) Resolved() []Resolved {
+	var out []Resolved
+	at := map[string]int{}
+	for _, o := range s.Options {
+		i, ok := at[o.Name]
 		switch {
-		case c == '\n':
-			l.next()
-			if len(toks) > 0 {
-				return toks, nil
-			}
-		case c == ' ' || c == '\t' || c == '\r' || c == ';':
-			// libuci treats ';' like a statement separator only in batch
-			// mode; in files it is whitespace after a statement. We accept it
-			// as whitespace, which is what every file seen in the wild needs.
-			l.next()
-		case c == '#':
-			for l.pos < len(l.src) && l.src[l.pos] != '\n' {
-				l.next()
-			}
+		case !ok:
+			at[o.Name] = len(out)
+			out = append(out, Resolved{Name: o.Name, List: o.List, Values: []string{o.Value}})
+		case o.List:
+			out[i].List = true
+			out[i].Values = append(out[i].Values, o.Value)
 		default:
-			t, err := l.word()
-			if err != nil {
-				return nil, err
-			}
-			toks = append(toks, t)
+			out[i] = Resolved{Name: o.Name, Values: []string{o.Value}}
 		}
 	}
-	if len(toks) > 0 {
-		return toks, nil
-	}
-	return nil, nil
+	return out
 }
 
-// word reads one token made of adjacent unquoted and quoted pieces.
-func (l *lexer) word() (token, error) {
-	t := token{line: l.line, col: l.col}
-	var b strings.Builder
-	for l.pos < len(l.src) {
-		c := l.src[l.pos]
-		switch c {
-		case ' ', '\t', '\r', '\n', ';':
-			t.text = b.String()
-			return t, nil
-		case '\'':
-			line, col := l.line, l.col
-			l.next()
-			for {
-				if l.pos >= len(l.src) {
-					return t, l.errorf(line, col, "unterminated single-quoted string")
-				}
-				c := l.next()
-				if c == '\'' {
-					break
-				}
-				b.WriteByte(c)
-			}
-			l.quoted(line, col)
-		case '"':
-			line, col := l.line, l.col
-			l.next()
-			for {
-				if l.pos >= len(l.src) {
-					return t, l.errorf(line, col, "unterminated double-quoted string")
-				}
-				c := l.next()
-				if c == '"' {
-					l.quoted(line, col)
-					break
-				}
-				if c == '\\' {
-					if l.pos >= len(l.src) {
-						return t, l.errorf(line, col, "unterminated double-quoted string")
-					}
-					c = l.next()
-					if c == '\n' {
-						continue // escaped newline joins lines
-					}
-				}
-				b.WriteByte(c)
-			}
-		case '\\':
-			l.next()
-			if l.pos >= len(l.src) {
-				return t, l.errorf(l.line, l.col, "backslash at end of file")
-			}
-			c := l.next()
-			if c == '\n' {
-				continue
-			}
-			b.WriteByte(c)
-		default:
-			b.WriteByte(l.next())
-		}
-	}
-	t.text = b.String()
-	return t, nil
-}
-
-// validName reports whether s is a UCI identifier: [A-Za-z0-9_]+.
+// validName reports whether s is a UCI identifier (section and option
+// names): [A-Za-z0-9_]+.
 func validName(s string) bool {
 	if s == "" {
 		return false
@@ -233,60 +129,383 @@ func validName(s string) bool {
 	return true
 }
 
-// Parse parses src; name is used in error messages. It stops at the first
-// syntax error: past one, positions of what follows cannot be trusted.
-func Parse(name string, src []byte) (*File, error) {
-	l := &lexer{name: name, src: string(src), line: 1, col: 1}
-	f := &File{Name: name}
-	var cur *Section
-	for {
-		toks, err := l.statement()
-		if err != nil {
-			return nil, err
-		}
-		if toks == nil {
-			return f, nil
-		}
-		kw := toks[0]
-		switch kw.text {
-		case "package":
-			if len(toks) != 2 {
-				return nil, l.errorf(kw.line, kw.col, "package wants one name")
-			}
-		case "config":
-			if len(toks) < 2 || len(toks) > 3 {
-				return nil, l.errorf(kw.line, kw.col, "config wants a type and an optional name")
-			}
-			if !validName(toks[1].text) {
-				return nil, l.errorf(toks[1].line, toks[1].col, "invalid section type %q: use letters, digits and _", toks[1].text)
-			}
-			cur = &Section{Type: toks[1].text, Line: kw.line}
-			if len(toks) == 3 {
-				if !validName(toks[2].text) {
-					return nil, l.errorf(toks[2].line, toks[2].col, "invalid section name %q: use letters, digits and _", toks[2].text)
-				}
-				cur.Name = toks[2].text
-			}
-			f.Sections = append(f.Sections, cur)
-		case "option", "list":
-			if cur == nil {
-				return nil, l.errorf(kw.line, kw.col, "%s outside of a config section", kw.text)
-			}
-			if len(toks) != 3 {
-				return nil, l.errorf(kw.line, kw.col, "%s wants a name and one value (quote values that contain spaces)", kw.text)
-			}
-			if !validName(toks[1].text) {
-				return nil, l.errorf(toks[1].line, toks[1].col, "invalid option name %q: use letters, digits and _", toks[1].text)
-			}
-			cur.Options = append(cur.Options, &Option{
-				Name:  toks[1].text,
-				Value: toks[2].text,
-				List:  kw.text == "list",
-				Line:  kw.line,
-				Col:   toks[2].col,
-			})
-		default:
-			return nil, l.errorf(kw.line, kw.col, "unknown keyword %q: want config, option or list", kw.text)
+// validType reports whether s can be a section type: libuci takes any
+// printable ASCII but space (so "other-type" is a type, as other packages
+// use).
+func validType(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 33 || s[i] > 126 {
+			return false
 		}
 	}
+	return true
+}
+
+// validPackage is a package name: identifier characters and '-'.
+func validPackage(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c != '-' && !validName(string(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// isSpace is C's isspace in the "C" locale.
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
+}
+
+// parser holds libuci's parse state: a buffer of one or more physical lines
+// that is decoded in place, with a NUL after the last valid byte (filled).
+type parser struct {
+	name   string
+	src    []byte
+	in     int // next unread byte of src
+	buf    []byte
+	line   []int // physical line of each buffer byte as read
+	col    []int
+	filled int
+	pos    int
+	lines  int // physical lines read
+
+	f      *File
+	sec    *Section // the section that option and list statements go to
+	byName map[string]*Section
+	// first quoted value that ran over a line end: a missing closing
+	// quote shifts every quote after it, so an error found later is
+	// reported there, with a hint.
+	multi, multiCol, multiEnd int
+}
+
+// fail is a syntax error at buffer index i.
+type fail struct{ err *Error }
+
+func (p *parser) errorAt(i int, format string, args ...any) {
+	line, col := p.lines, 1
+	if i < len(p.line) && i < p.filled {
+		line, col = p.line[i], p.col[i]
+	} else if p.filled > 0 {
+		line, col = p.line[p.filled-1], p.col[p.filled-1]+1
+	}
+	if line < 1 {
+		line = 1
+	}
+	msg := fmt.Sprintf(format, args...)
+	if p.multi > 0 && p.multi < line {
+		msg = fmt.Sprintf("a quoted value runs from line %d to line %d: is its closing quote missing? (then, at line %d: %s)", p.multi, p.multiEnd, line, msg)
+		line, col = p.multi, p.multiCol
+	}
+	panic(fail{&Error{File: p.name, Line: line, Col: col, Msg: msg}})
+}
+
+// getln reads the next physical line into the buffer at offset, replacing
+// whatever followed offset (libuci's uci_getln).
+func (p *parser) getln(offset int) {
+	p.buf, p.line, p.col = p.buf[:offset], p.line[:offset], p.col[:offset]
+	if p.in < len(p.src) {
+		end := bytes.IndexByte(p.src[p.in:], '\n')
+		if end < 0 {
+			end = len(p.src)
+		} else {
+			end += p.in + 1
+		}
+		p.lines++
+		for i, c := range p.src[p.in:end] {
+			p.buf = append(p.buf, c)
+			p.line = append(p.line, p.lines)
+			p.col = append(p.col, i+1)
+		}
+		p.in = end
+	}
+	p.filled = len(p.buf)
+	p.buf = append(p.buf, 0) // the NUL after the valid bytes
+}
+
+func (p *parser) cur() byte { return p.buf[p.pos] }
+
+// at is the byte at i, NUL past the buffer.
+func (p *parser) at(i int) byte {
+	if i >= len(p.buf) {
+		return 0
+	}
+	return p.buf[i]
+}
+
+// cstr is the NUL-terminated string at i.
+func (p *parser) cstr(i int) string {
+	end := bytes.IndexByte(p.buf[i:], 0)
+	return string(p.buf[i : i+end])
+}
+
+func (p *parser) skipSpace() {
+	for c := p.cur(); c != 0 && isSpace(c); c = p.cur() {
+		p.pos++
+	}
+}
+
+func (p *parser) addc(target *int) {
+	p.buf[*target] = p.buf[p.pos]
+	*target++
+	p.pos++
+}
+
+// backslash consumes a backslash; a backslash at the end of a line joins
+// the next line (false: nothing to add), any other escaped byte stands for
+// itself (true).
+func (p *parser) backslash() bool {
+	p.pos++
+	c := p.cur()
+	if c == 0 || c == '\n' || (c == '\r' && p.at(p.pos+1) == '\n' && p.at(p.pos+2) == 0) {
+		p.getln(p.pos)
+		return false
+	}
+	return true
+}
+
+func (p *parser) quoted(startLine, startCol int) {
+	if p.lines > startLine && p.multi == 0 {
+		p.multi, p.multiCol, p.multiEnd = startLine, startCol, p.lines
+	}
+}
+
+func (p *parser) singleQuote(target *int) {
+	start := p.pos
+	line, col := p.line[start], p.col[start]
+	p.pos++
+	for {
+		switch p.cur() {
+		case '\'':
+			p.pos++
+			p.quoted(line, col)
+			return
+		case 0:
+			p.getln(p.pos)
+			if p.cur() == 0 {
+				p.errorAt(start, "unterminated single-quoted string")
+			}
+		default:
+			p.addc(target)
+		}
+	}
+}
+
+func (p *parser) doubleQuote(target *int) {
+	start := p.pos
+	line, col := p.line[start], p.col[start]
+	p.pos++
+	for {
+		switch p.cur() {
+		case '"':
+			p.pos++
+			p.quoted(line, col)
+			return
+		case 0:
+			p.getln(p.pos)
+			if p.cur() == 0 {
+				p.errorAt(start, "unterminated double-quoted string")
+			}
+		case '\\':
+			if p.backslash() {
+				p.addc(target)
+			}
+		default:
+			p.addc(target)
+		}
+	}
+}
+
+// str decodes one argument in place at target: adjacent unquoted, quoted
+// and escaped pieces up to whitespace, a `;` or a `#`.
+func (p *parser) str(target *int) {
+	next := true
+loop:
+	for {
+		switch p.cur() {
+		case '\'':
+			p.singleQuote(target)
+		case '"':
+			p.doubleQuote(target)
+		case '#':
+			p.buf[p.pos] = 0 // the rest of the line is a comment
+			break loop
+		case 0:
+			break loop
+		case ';':
+			next = false
+			break loop
+		case '\\':
+			if p.backslash() {
+				p.addc(target)
+			}
+		default:
+			p.addc(target)
+		}
+		if c := p.cur(); c == 0 || isSpace(c) {
+			break
+		}
+	}
+	if p.cur() != 0 && next {
+		p.pos++
+	}
+	p.buf[*target] = 0
+}
+
+// arg is the next argument: its text and the buffer index where it began.
+func (p *parser) arg(required bool, what string) (string, int) {
+	p.skipSpace()
+	val := p.pos
+	target := p.pos
+	if p.cur() == ';' {
+		p.buf[p.pos] = 0
+		p.pos++
+	} else {
+		p.str(&target)
+	}
+	s := p.cstr(val)
+	if s == "" && required {
+		p.errorAt(val, "%s: insufficient arguments", what)
+	}
+	return s, val
+}
+
+// endOfCommand refuses anything after a command's arguments (libuci's
+// strict mode, which every reader of /etc/config uses).
+func (p *parser) endOfCommand(what string) {
+	p.skipSpace()
+	if extra, at := p.arg(false, what); extra != "" {
+		p.errorAt(at, "%s: too many arguments (quote values that contain spaces)", what)
+	}
+}
+
+// command runs the commands of the buffer, separated by `;`.
+func (p *parser) command() {
+	p.skipSpace()
+	for {
+		// the keyword, by strtok's rules: delimited by space or tab
+		i := p.pos
+		for c := p.buf[i]; c == ' ' || c == '\t'; c = p.buf[i] {
+			i++
+		}
+		if p.buf[i] == 0 {
+			return
+		}
+		j := i
+		for c := p.buf[j]; c != 0 && c != ' ' && c != '\t'; c = p.buf[j] {
+			j++
+		}
+		word := string(p.buf[i:j])
+		line, col := p.line[i], p.col[i]
+		p.buf[j] = 0
+		if word[0] == '#' {
+			return
+		}
+		kw := ""
+		switch word {
+		case "p", "package":
+			kw = "package"
+		case "c", "config":
+			kw = "config"
+		case "o", "option":
+			kw = "option"
+		case "l", "list":
+			kw = "list"
+		default:
+			if k := strings.TrimRight(word, "\r\n\v\f"); k != word && (k == "config" || k == "option" || k == "list" || k == "package") {
+				p.errorAt(i, "%s without arguments", k)
+			}
+			p.errorAt(i, "unknown keyword %q: want config, option or list", word)
+		}
+		if j >= p.filled {
+			p.errorAt(i, "%s without arguments", kw)
+		}
+		p.pos = j + 1
+		switch kw {
+		case "package":
+			name, at := p.arg(true, kw)
+			if !validPackage(name) {
+				p.errorAt(at, "invalid package name %q", name)
+			}
+			p.endOfCommand(kw)
+			p.f.Packages = append(p.f.Packages, name)
+		case "config":
+			typ, at := p.arg(true, kw)
+			if !validType(typ) {
+				p.errorAt(at, "invalid section type %q: use printable characters without spaces", typ)
+			}
+			name, at := p.arg(false, kw)
+			if name != "" && !validName(name) {
+				p.errorAt(at, "invalid section name %q: use letters, digits and _", name)
+			}
+			p.endOfCommand(kw)
+			if name != "" && p.byName[name] != nil {
+				s := p.byName[name]
+				if s.Type != typ {
+					p.errorAt(at, "section %q was declared with type %q (line %d), now %q", name, s.Type, s.Line, typ)
+				}
+				p.sec = s
+				break
+			}
+			p.sec = &Section{Type: typ, Name: name, Line: line}
+			p.f.Sections = append(p.f.Sections, p.sec)
+			if name != "" {
+				p.byName[name] = p.sec
+			}
+		case "option", "list":
+			if p.sec == nil {
+				p.errorAt(i, "%s outside of a config section", kw)
+			}
+			name, at := p.arg(true, kw)
+			if !validName(name) {
+				p.errorAt(at, "invalid option name %q: use letters, digits and _", name)
+			}
+			value, vat := p.arg(false, kw)
+			p.endOfCommand(kw)
+			if value == "" && kw == "option" {
+				break // libuci sets nothing for an empty value
+			}
+			vcol := col
+			if vat < p.filled {
+				vcol = p.col[vat]
+			}
+			p.sec.Options = append(p.sec.Options, &Option{Name: name, Value: value, List: kw == "list", Line: line, Col: vcol})
+		}
+	}
+}
+
+// Parse parses src; name is used in error messages. It stops at the first
+// syntax error, as libuci does in strict mode: past one, positions of what
+// follows cannot be trusted.
+func Parse(name string, src []byte) (f *File, err error) {
+	if i := bytes.IndexByte(src, 0); i >= 0 {
+		// libuci reads lines with fgets and strlen, so a NUL silently
+		// drops the rest of its line; a config file with one is damaged.
+		line := bytes.Count(src[:i], []byte{'\n'}) + 1
+		col := i - bytes.LastIndexByte(src[:i], '\n')
+		return nil, &Error{File: name, Line: line, Col: col, Msg: "NUL byte in the file (damaged?)"}
+	}
+	p := &parser{name: name, src: src, f: &File{Name: name}, byName: map[string]*Section{}}
+	defer func() {
+		if r := recover(); r != nil {
+			fl, ok := r.(fail)
+			if !ok {
+				panic(r)
+			}
+			f, err = nil, fl.err
+		}
+	}()
+	for p.in < len(p.src) {
+		p.pos = 0
+		p.getln(0)
+		if p.buf[0] != 0 {
+			p.command()
+		}
+	}
+	return p.f, nil
 }

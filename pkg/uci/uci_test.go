@@ -74,9 +74,11 @@ func TestParseErrorsNameLineAndColumn(t *testing.T) {
 		{"unterminated double quote", "config a\n\toption b \"x\n", "f:2:11: unterminated double-quoted string"},
 		{"bad section name", "config a 'b-c'\n", "f:1:10: invalid section name \"b-c\""},
 		{"bad option name", "config a\n option b.c d\n", "f:2:9: invalid option name \"b.c\""},
-		{"value with unquoted space", "config a\n option b c d\n", "f:2:2: option wants a name and one value"},
+		{"value with unquoted space", "config a\n option b c d\n", "f:2:13: option: too many arguments (quote values that contain spaces)"},
 		{"unknown keyword", "config a\n\topton b c\n", "f:2:2: unknown keyword \"opton\""},
-		{"config without type", "config\n", "f:1:1: config wants a type"},
+		{"config without type", "config\n", "f:1:1: config without arguments"},
+		{"config with a space but no type", "config \n", "f:1:9: config: insufficient arguments"},
+		{"second section of another type under the same name", "config a 'x'\nconfig b 'x'\n", "f:2:10: section \"x\" was declared with type \"a\" (line 1), now \"b\""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -116,7 +118,7 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		for _, s := range file.Sections {
-			if !validName(s.Type) || (s.Name != "" && !validName(s.Name)) {
+			if !validType(s.Type) || (s.Name != "" && !validName(s.Name)) {
 				t.Fatalf("accepted invalid section %q %q", s.Type, s.Name)
 			}
 			for _, o := range s.Options {
