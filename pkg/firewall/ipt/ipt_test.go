@@ -55,10 +55,21 @@ func reach(t *testing.T, what string, want bool, probe func() error) {
 func TestKernelStartsAndEndsWindowsOnItsOwn(t *testing.T) {
 	l, b := setup(t, "cfi1")
 	child, _ := net.ParseMAC(l.Child.MAC)
-	// xt_time has one-second resolution: a window of whole seconds.
-	start := time.Now().Truncate(time.Second).Add(2 * time.Second)
-	if err := b.Apply(context.Background(), ruleset(child, firewall.Interval{From: start, To: start.Add(3 * time.Second)})); err != nil {
-		t.Fatal(err)
+	// xt_time has one-second resolution: a window of whole seconds. It
+	// must still lie ahead once the rules are in (iptables calls are slow on
+	// a loaded machine), or "before the window" has no time to be seen.
+	var start time.Time
+	for try := 0; ; try++ {
+		start = time.Now().Truncate(time.Second).Add(3 * time.Second)
+		if err := b.Apply(context.Background(), ruleset(child, firewall.Interval{From: start, To: start.Add(3 * time.Second)})); err != nil {
+			t.Fatal(err)
+		}
+		if time.Until(start) > time.Second {
+			break
+		}
+		if try == 5 {
+			t.Fatalf("applying the rules takes longer than the lead of the window")
+		}
 	}
 	reach(t, "child before the window", true, func() error { return l.TCP(l.Child.NS, lab.InternetV4) })
 	time.Sleep(time.Until(start) + 200*time.Millisecond)

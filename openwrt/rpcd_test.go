@@ -1,0 +1,126 @@
+package openwrt
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"curfew/pkg/lab"
+)
+
+// TestRpcdUbusAndACLForReal calls every method of the `curfew` ubus object
+// the way LuCI does — JSON-RPC to uhttpd's /ubus with a session from
+// rpcd's login — with a full and a read-only login, through the real rpcd
+// running curfew's plugin against a running daemon.
+func TestRpcdUbusAndACLForReal(t *testing.T) {
+	s := startStack(t, "cfrp")
+	full, err := s.login(fullUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	viewer, err := s.login(readUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := func(sid, method string, args map[string]any) map[string]any {
+		t.Helper()
+		code, res, err := s.call(sid, "curfew", method, args)
+		if err != nil || code != 0 {
+			t.Fatalf("%s: code %d, %v", method, code, err)
+		}
+		if e, bad := res["error"]; bad {
+			t.Fatalf("%s: error %v", method, e)
+		}
+		return res
+	}
+	list := func(res map[string]any) []any {
+		t.Helper()
+		l, isList := res["result"].([]any)
+		if !isList {
+			t.Fatalf("no result list in %v", res)
+		}
+		return l
+	}
+
+	// reading
+	st := ok(full, "status", nil)
+	if st["backend"] != "nftables" || st["config"].(map[string]any)["ok"] != true {
+		t.Errorf("status = %v", st)
+	}
+	if devs := list(ok(full, "devices", nil)); len(devs) < 2 {
+		t.Errorf("devices = %v", devs)
+	}
+	ex := ok(full, "explain", map[string]any{"target": "kid"})
+	if devs, _ := ex["devices"].([]any); len(devs) != 1 || !strings.Contains(devs[0].(map[string]any)["text"].(string), "online") {
+		t.Errorf("explain = %v", ex)
+	}
+	list(ok(full, "log", map[string]any{"limit": 10}))
+	list(ok(full, "usage", map[string]any{"days": 3}))
+	if svcs := list(ok(full, "services", nil)); len(svcs) < 5 {
+		t.Errorf("services = %v", svcs)
+	}
+	// the read-only login reads too
+	ok(viewer, "status", nil)
+
+	// writing, and what the daemon reports after it
+	if r := ok(full, "pause", map[string]any{"target": "kid", "for": "30m"}); !strings.HasPrefix(r["message"].(string), "paused kid until") {
+		t.Errorf("pause = %v", r)
+	}
+	ex = ok(full, "explain", map[string]any{"target": "kid"})
+	if text := ex["devices"].([]any)[0].(map[string]any)["text"].(string); !strings.Contains(text, "paused by parent") {
+		t.Errorf("after pause: %s", text)
+	}
+	ok(full, "resume", map[string]any{"target": "kid"})
+	ok(full, "allow", map[string]any{"target": "kid", "until": "23:59"})
+	if r := ok(full, "grant", map[string]any{"target": "kid", "amount": "15m"}); r["message"] != "granted kid 15m more screen time today" {
+		t.Errorf("grant = %v", r)
+	}
+	if r := ok(full, "assign", map[string]any{"mac": "02:c0:00:00:00:1e", "profile": "kid", "name": "Guest tablet"}); !strings.Contains(r["message"].(string), "Guest tablet") {
+		t.Errorf("assign = %v", r)
+	}
+
+	// bad arguments: a JSON error at once, never a hang
+	for method, args := range map[string]map[string]any{
+		"explain": {},
+		"pause":   {"target": "kid", "for": "banana"},
+		"grant":   {"target": "kid", "amount": "lots"},
+		"assign":  {"mac": "ff:ff:ff:ff:ff:ff", "profile": "kid"},
+		"allow":   {"target": "nobody", "for": "1h"},
+	} {
+		t0 := time.Now()
+		code, res, err := s.call(full, "curfew", method, args)
+		if err != nil || code != 0 || res["error"] == nil {
+			t.Errorf("%s %v: code %d, %v, %v — want a JSON error", method, args, code, res, err)
+		}
+		if took := time.Since(t0); took > 5*time.Second {
+			t.Errorf("%s with bad arguments took %v", method, took)
+		}
+	}
+
+	// the read-only login may not act
+	for _, method := range []string{"pause", "resume", "allow", "grant", "assign"} {
+		if _, _, err := s.call(viewer, "curfew", method, map[string]any{"target": "kid", "for": "10m"}); err == nil || !strings.Contains(err.Error(), "Access denied") {
+			t.Errorf("read-only %s: %v, want access denied", method, err)
+		}
+	}
+	// nor may a session that never logged in read
+	if _, _, err := s.call("00000000000000000000000000000000", "curfew", "status", nil); err == nil || !strings.Contains(err.Error(), "Access denied") {
+		t.Errorf("anonymous status: %v", err)
+	}
+
+	// the daemon down: a JSON error at once
+	s.stopDaemon()
+	var took time.Duration
+	lab.WaitFor(5*time.Second, func() bool {
+		t0 := time.Now()
+		code, res, err := s.call(full, "curfew", "status", nil)
+		took = time.Since(t0)
+		return err == nil && code == 0 && res["error"] == "the curfew daemon is not running"
+	})
+	if took > 2*time.Second {
+		t.Errorf("status with the daemon down took %v", took)
+	}
+	if code, res, err := s.call(full, "curfew", "status", nil); err != nil || res["error"] != "the curfew daemon is not running" {
+		t.Errorf("daemon down: %d %v %v", code, res, err)
+	}
+}
