@@ -7,6 +7,7 @@
 #   make ipk     .ipk packages and opkg feeds (OpenWrt 24.10 and older) in dist/ipk
 #   make apk     .apk packages and apk repositories (OpenWrt 25.12) in dist/apk
 #   make bench   (root) forwarding rate, apply times, DNS against dnsmasq (bench/)
+#   make screenshots  (root) docs/screenshots: the LuCI pages in chromium
 
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -24,7 +25,7 @@ CROSS := mips:linux/mips/GOMIPS=softfloat \
 # package:FuzzTarget, run briefly by `make test` and for longer by `make fuzz FUZZTIME=10m`.
 FUZZ := ./pkg/uci:FuzzParse ./pkg/uci:FuzzMatchesLibuci ./pkg/control:FuzzDecodeRequest ./pkg/dnsfilter:FuzzParseList ./pkg/dnsfilter:FuzzHandle ./pkg/devices:FuzzParseDnsmasq ./pkg/devices:FuzzParseOdhcpd
 
-.PHONY: all build test unit lint fuzz cross ipk apk openwrt-tools demo bench clean
+.PHONY: all build test unit lint fuzz cross ipk apk openwrt-tools screenshots demo bench clean
 
 all: build
 
@@ -72,6 +73,12 @@ ipk: cross
 
 apk: cross openwrt-tools
 	APK=$(OPENWRT_TOOLS)/bin/apk ./scripts/apk.sh $(PKG_VERSION) dist/apk
+
+# Pictures of the LuCI pages (root; chromium and openwrt/browser's npm
+# packages): taken by the browser test from the lab's sample config.
+screenshots: openwrt-tools
+	rm -rf docs/screenshots
+	CURFEW_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run TestLuCIViewsInARealBrowser ./openwrt
 
 demo: build
 	$(GO) run ./scripts/demo --curfew bin/curfew

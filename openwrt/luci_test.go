@@ -164,6 +164,12 @@ func TestTranslationTemplate(t *testing.T) {
 			set[strings.ReplaceAll(m[1], `\'`, `'`)] = true
 		}
 	}
+	// LuCI translates the menu's titles with the same catalogue
+	var menu map[string]struct{ Title string }
+	readJSON(t, filepath.Join(luci, "root/usr/share/luci/menu.d/luci-app-curfew.json"), &menu)
+	for _, m := range menu {
+		set[m.Title] = true
+	}
 	var msgs []string
 	for m := range set {
 		msgs = append(msgs, m)

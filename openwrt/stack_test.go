@@ -102,7 +102,8 @@ config login
 	list read 'unauthenticated'
 `, fullUser, strings.TrimSpace(string(hash)), readUser, strings.TrimSpace(string(hash)))
 	must(os.WriteFile(filepath.Join(d, "etc-up/config/rpcd"), []byte(rpcd), 0o600))
-	must(os.WriteFile(filepath.Join(d, "etc-up/config/curfew"), []byte(l.SampleConfig("21:00", "07:00", "")), 0o600))
+	cfg := strings.Replace(l.SampleConfig("21:00", "07:00", ""), "config profile 'kid'\n\toption name 'Kid'\n", "config profile 'kid'\n\toption name 'Kid'\n\toption daily_limit '2h'\n", 1)
+	must(os.WriteFile(filepath.Join(d, "etc-up/config/curfew"), []byte(cfg), 0o600))
 	must(os.WriteFile(filepath.Join(d, "etc-up/config/system"), []byte("config system\n\toption hostname 'router'\n\toption zonename 'UTC'\n\toption timezone 'UTC0'\n"), 0o644))
 	luciConf, _ := os.ReadFile(filepath.Join(tdir, "share/luci-root/etc/config/luci"))
 	must(os.WriteFile(filepath.Join(d, "etc-up/config/luci"), luciConf, 0o644))
@@ -122,7 +123,8 @@ ip link set lo up
 %[2]s/sbin/ubusd -s /var/run/ubus/ubus.sock &
 sleep 0.2
 %[2]s/sbin/rpcd -s /var/run/ubus/ubus.sock &
-/usr/sbin/curfew daemon --config /etc/config/curfew --system /etc/config/system --state-dir %[1]s/state --trust-clock &
+ln -s %[1]s/curfew.sock /run/curfew.sock
+/usr/sbin/curfew daemon --config /etc/config/curfew --system /etc/config/system --state-dir %[1]s/state --socket %[1]s/curfew.sock --trust-clock &
 echo $! >%[1]s/daemon.pid
 %[2]s/bin/uhttpd -f -p 127.0.0.1:%[3]s -h %[1]s/www -u /ubus -U /var/run/ubus/ubus.sock -t 20 &
 wait
@@ -161,6 +163,9 @@ wait
 	}) {
 		t.Fatalf("the stack did not come up:\n%s", s.log)
 	}
+	// a guest the config does not know, and DNS for the log
+	l.TCP(l.Guest.NS, lab.InternetV4)
+	l.Query(context.Background(), l.Child.NS, lab.RouterV4, "example.test", "A")
 	return s
 }
 
@@ -244,6 +249,16 @@ func (s *stack) call(sid, object, method string, args map[string]any) (int, map[
 		}
 	}
 	return code, obj, nil
+}
+
+// curfew runs the curfew CLI against the stack's daemon.
+func (s *stack) curfew(args ...string) string {
+	s.t.Helper()
+	out, err := exec.Command(filepath.Join(s.dir, "sbin-up", "curfew"), append(args, "--socket", filepath.Join(s.dir, "curfew.sock"))...).CombinedOutput()
+	if err != nil {
+		s.t.Fatalf("curfew %v: %v %s", args, err, out)
+	}
+	return string(out)
 }
 
 // stopDaemon kills the curfew daemon of the stack (rpcd and uhttpd stay).

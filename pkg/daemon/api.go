@@ -109,9 +109,14 @@ func (d *Daemon) devices() []control.Device {
 	for mac, sd := range d.seen {
 		i, ok := byMAC[mac]
 		if !ok {
+			// seen since the last plan: it gets what unknown devices get
+			dev := control.Device{MAC: mac, State: plan.Online, Addresses: []string{}}
+			if d.last != nil && d.last.UnknownDevices != nil {
+				dev.Profile, dev.State = d.last.UnknownDevices.Profile, d.last.UnknownDevices.State
+			}
 			byMAC[mac] = len(out)
 			i = len(out)
-			out = append(out, control.Device{MAC: mac, State: plan.Online, Addresses: []string{}})
+			out = append(out, dev)
 		}
 		first, last := sd.first, sd.last
 		out[i].FirstSeen, out[i].LastSeen = &first, &last

@@ -118,7 +118,21 @@ type Device struct {
 	BlockServices []string             `json:"-"`
 	// Reasons lists every cause that applies now, the first being Reason's.
 	Reasons []string `json:"-"`
+	// Causes are the kinds of those causes, for programs (LuCI decides its
+	// buttons by them, never by the words of Reason, which may be
+	// translated): "schedule", "pause", "limit", "clock".
+	Causes []string `json:"causes"`
+	// Allowed is true while a parent's allow keeps the device online.
+	Allowed bool `json:"allowed,omitempty"`
 }
+
+// The kinds of cause in Device.Causes.
+const (
+	CauseSchedule = "schedule"
+	CausePause    = "pause"
+	CauseLimit    = "limit"
+	CauseClock    = "clock"
+)
 
 // Span is an interval in JSON form.
 type Span struct {
@@ -126,13 +140,13 @@ type Span struct {
 	To   time.Time `json:"to"`
 }
 
-// Duration marshals as a Go duration string ("1h20m0s") for people and
-// tools alike.
+// Duration marshals as a duration string in the one form people read
+// everywhere ("1h20m", Short), which Go's time.ParseDuration also reads.
 type Duration time.Duration
 
 // MarshalJSON implements json.Marshaler.
 func (d Duration) MarshalJSON() ([]byte, error) {
-	return []byte(`"` + time.Duration(d).String() + `"`), nil
+	return []byte(`"` + Short(time.Duration(d)) + `"`), nil
 }
 
 // UnmarshalJSON implements json.Unmarshaler (for the CLI reading status).
@@ -147,6 +161,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 
 // source is one reason for being offline, with its intervals.
 type source struct {
+	kind  string // Cause*
 	label string
 	// ends is when this cause itself ends, for causes whose end a parent
 	// set (a pause); zero otherwise. Reasons name it only where it differs
@@ -198,7 +213,7 @@ func Compute(in Input) *Plan {
 
 	var changes []time.Time
 	for _, e := range entries {
-		d := Device{MAC: e.mac.String(), Name: e.name, Profile: e.profile, Unknown: e.unknown, Blocked: []string{}}
+		d := Device{MAC: e.mac.String(), Name: e.name, Profile: e.profile, Unknown: e.unknown, Blocked: []string{}, Causes: []string{}}
 		prof := c.Profile(e.profile)
 		switch {
 		case !c.Enabled:
@@ -215,7 +230,7 @@ func Compute(in Input) *Plan {
 		p.Devices = append(p.Devices, d)
 	}
 	if prof := c.Profile(c.UnknownProfile); prof != nil && c.Enabled {
-		d := Device{Profile: prof.ID, Unknown: true, Managed: true, Blocked: []string{}}
+		d := Device{Profile: prof.ID, Unknown: true, Managed: true, Blocked: []string{}, Causes: []string{}}
 		changes = append(changes, evaluate(&d, in, prof, at, loc, horizon, cat)...)
 		p.UnknownDevices = &d
 	}
@@ -275,7 +290,7 @@ func evaluate(d *Device, in Input, prof *config.Profile, at time.Time, loc *time
 	// at any time, and a router whose NTP is blocked must not lock the
 	// parents out.
 	if !in.ClockTrusted && c.ClockUnsyncedOffline && dependsOnTime(c, prof) {
-		sources = append(sources, source{label: "clock not synchronised yet (clock_unsynced 'offline')",
+		sources = append(sources, source{kind: CauseClock, label: "clock not synchronised yet (clock_unsynced 'offline')",
 			ivs: []schedule.Interval{{From: Dawn, To: Forever}}})
 	}
 	d.BlockDest = append(d.BlockDest, prof.Block...)
@@ -287,7 +302,7 @@ func evaluate(d *Device, in Input, prof *config.Profile, at time.Time, loc *time
 		occ := sc.Window.Occurrences(loc, at.Add(-24*time.Hour), end)
 		label := fmt.Sprintf("schedule %s %s", sc.Label(), sc.Window)
 		if sc.Action == config.ActionOffline {
-			sources = append(sources, source{label: label, ivs: occ})
+			sources = append(sources, source{kind: CauseSchedule, label: label, ivs: occ})
 			continue
 		}
 		for _, iv := range occ {
@@ -314,7 +329,7 @@ func evaluate(d *Device, in Input, prof *config.Profile, at time.Time, loc *time
 		}
 		switch o.Kind {
 		case Pause:
-			sources = append(sources, source{label: "paused by parent", ends: until, ivs: []schedule.Interval{{From: o.From, To: until}}})
+			sources = append(sources, source{kind: CausePause, label: "paused by parent", ends: until, ivs: []schedule.Interval{{From: o.From, To: until}}})
 		case Allow:
 			allows = append(allows, schedule.Interval{From: o.From, To: until})
 			if !o.From.After(at) && until.After(allowUntil) {
@@ -342,7 +357,7 @@ func evaluate(d *Device, in Input, prof *config.Profile, at time.Time, loc *time
 		y, m, dd := at.Date()
 		reset := schedule.Resolve(loc, y, m, dd+1, 0)
 		if left == 0 {
-			sources = append(sources, source{label: fmt.Sprintf("daily limit %s used up", Short(limit)),
+			sources = append(sources, source{kind: CauseLimit, label: fmt.Sprintf("daily limit %s used up", Short(limit)),
 				ivs: []schedule.Interval{{From: at, To: reset}}})
 		} else {
 			countingLeft = left
@@ -398,6 +413,9 @@ func evaluate(d *Device, in Input, prof *config.Profile, at time.Time, loc *time
 				if !contains(active, label) {
 					active = append(active, label)
 				}
+				if !contains(d.Causes, s.kind) {
+					d.Causes = append(d.Causes, s.kind)
+				}
 				break
 			}
 		}
@@ -407,6 +425,7 @@ func evaluate(d *Device, in Input, prof *config.Profile, at time.Time, loc *time
 		d.Until = &until
 	}
 
+	d.Allowed = current == nil && allowUntil.After(at)
 	if current != nil {
 		d.State = Offline
 		d.Reason = strings.Join(active, "; ")

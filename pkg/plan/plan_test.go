@@ -323,3 +323,25 @@ func TestGoldenPlans(t *testing.T) {
 		})
 	}
 }
+
+// TestCausesAreMachineReadable: programs (LuCI) learn why a device is
+// offline from Causes, never from the words of Reason.
+func TestCausesAreMachineReadable(t *testing.T) {
+	c := load(t, testConfig)
+	loc := time.UTC
+	at := func(s string) time.Time { v, _ := time.ParseInLocation("2006-01-02 15:04", s, loc); return v }
+	p := Compute(Input{Config: c, Loc: loc, At: at("2026-01-05 22:00"), ClockTrusted: true,
+		Overrides: []Override{{Kind: Pause, Target: "bob", From: at("2026-01-05 21:30")}}})
+	if d := device(p, bob); strings.Join(d.Causes, " ") != "schedule pause" || d.Allowed {
+		t.Errorf("bob at bedtime, paused: causes %q allowed %v", d.Causes, d.Allowed)
+	}
+	p = Compute(Input{Config: c, Loc: loc, At: at("2026-01-05 22:00"), ClockTrusted: true,
+		Overrides: []Override{{Kind: Allow, Target: "bob", From: at("2026-01-05 21:30"), Until: at("2026-01-05 23:00")}}})
+	if d := device(p, bob); d.State != Online || !d.Allowed || strings.Join(d.Causes, " ") != "schedule" {
+		t.Errorf("bob allowed over bedtime: %s causes %q allowed %v", d.State, d.Causes, d.Allowed)
+	}
+	p = Compute(Input{Config: c, Loc: loc, At: at("2026-01-06 12:00"), ClockTrusted: false})
+	if d := device(p, bob); strings.Join(d.Causes, " ") != "clock" {
+		t.Errorf("clock untrusted: causes %q", d.Causes)
+	}
+}

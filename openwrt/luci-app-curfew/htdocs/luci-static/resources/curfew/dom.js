@@ -21,6 +21,15 @@ return baseclass.extend({
 		return E(tag, attrs || {}, nodes(content));
 	},
 
+	// duration says minutes the way the daemon and the CLI say durations:
+	// 2h30m, 2h, 45m.
+	duration: function(minutes) {
+		var h = Math.floor(minutes / 60), m = Math.round(minutes % 60);
+		if (!h)
+			return m + 'm';
+		return m ? h + 'h' + m + 'm' : h + 'h';
+	},
+
 	// table builds a LuCI table: a header row, then one row per entry of
 	// rows (arrays of cell contents), each cell labelled with its column's
 	// title (data-title) for the theme's phone layout; with no rows, one

@@ -33,7 +33,7 @@ function chart(profile, days) {
 		rect.setAttribute('height', bh);
 		rect.setAttribute('fill', '#5b9bd5');
 		var title = document.createElementNS(ns, 'title');
-		title.textContent = _('%s: %d minutes').format(d.date, mins);
+		title.textContent = _('%s: %s online').format(d.date, dom.duration(mins));
 		rect.appendChild(title);
 		svg.appendChild(rect);
 		var label = document.createElementNS(ns, 'text');
@@ -52,7 +52,7 @@ function totals(days) {
 	days.forEach(function(d) {
 		Object.keys(d.devices).sort().forEach(function(mac) {
 			var u = d.devices[mac];
-			rows.push([ d.date, u.name || mac, _('%d min').format(u.minutes), u.blocked, u.bypass_attempts ]);
+			rows.push([ d.date, u.name || mac, dom.duration(u.minutes), u.blocked, u.bypass_attempts ]);
 		});
 	});
 	return dom.table([ _('Day'), _('Device'), _('Online'), _('Blocked'), _('Bypass attempts') ], rows, _('No usage recorded yet.'));

@@ -63,7 +63,8 @@ function banner(st) {
 function actions(dev) {
 	var target = dev.name || dev.mac;
 	var buttons = [];
-	if (dev.state == 'offline' && /paused by parent/.test(dev.reason))
+	// the daemon says why in causes; the words of dev.reason are for people
+	if ((dev.causes || []).indexOf('pause') >= 0)
 		buttons.push(E('button', { 'class': 'btn cbi-button-positive', 'click': function() { return act(callResume(target)); } }, [ _('Resume') ]));
 	else
 		buttons.push(E('button', { 'class': 'btn cbi-button-negative', 'click': function() { return act(callPause(target, '', '')); } }, [ _('Pause') ]));

@@ -62,8 +62,10 @@ return view.extend({
 		s.addremove = true;
 		s.anonymous = false;
 		s.nodescriptions = true;
-		o = s.option(form.Value, 'name', _('Name'));
+		// the grid's first column is the section name (the profile id)
+		o = s.option(form.Value, 'name', _('Display name'));
 		o = s.option(form.Value, 'daily_limit', _('Daily screen time'), _('For example 2h or 1h30m; empty: no limit.'));
+		o.placeholder = _('no limit');
 		o.validate = validDuration;
 		o = s.option(form.DynamicList, 'block', _('Blocked sites'), _('Domains (with their subdomains), addresses or prefixes.'));
 		o.validate = validDestination;
@@ -96,6 +98,10 @@ return view.extend({
 		s = m.section(form.GridSection, 'schedule', _('Schedules'));
 		s.addremove = true;
 		s.anonymous = false;
+		// LuCI's description row has no cell for the name column of a
+		// named grid and would shift every help text one column left: the
+		// help goes into the edit dialog and the placeholders instead.
+		s.nodescriptions = true;
 		o = s.option(form.DynamicList, 'profile', _('Profiles'));
 		o.rmempty = false;
 		o = s.option(form.MultiValue, 'days', _('Days'));
@@ -107,6 +113,7 @@ return view.extend({
 		o.value('sat', _('Saturday'));
 		o.value('sun', _('Sunday'));
 		o = s.option(form.Value, 'start', _('From'), _('HH:MM'));
+		o.placeholder = 'HH:MM';
 		o.validate = validTime;
 		o.rmempty = false;
 		o = s.option(form.Value, 'stop', _('Until'), _('HH:MM; earlier than the start means the next day.'));
@@ -121,6 +128,7 @@ return view.extend({
 		};
 		o.rmempty = false;
 		o = s.option(form.ListValue, 'action', _('What happens'));
+		o.default = 'offline'; // curfew's default when the option is absent
 		o.value('offline', _('No internet at all'));
 		o.value('block', _('Block the sites below'));
 		o = s.option(form.DynamicList, 'block', _('Blocked sites in this window'));
