@@ -363,6 +363,9 @@ func (v *validator) build(f *uci.File) *Config {
 			c.Schedules = append(c.Schedules, v.schedule(s))
 		}
 	}
+	for _, line := range f.NULLines {
+		v.warns = append(v.warns, Diag{File: v.file, Line: line, Msg: "a NUL byte: the rest of this line is ignored, as libuci ignores it (is the file damaged?)"})
+	}
 	v.crossCheck(c, f)
 	if len(c.Devices) == 0 && c.UnknownProfile == "" {
 		v.warns = append(v.warns, Diag{File: v.file, Line: 1, Msg: "nothing is managed: no device sections and no unknown_profile (see examples/curfew.conf)"})

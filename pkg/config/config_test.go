@@ -225,3 +225,20 @@ func TestBlocklistsOverPlainHTTPAreRefused(t *testing.T) {
 		t.Errorf("http list accepted: %v", err)
 	}
 }
+
+// A NUL byte is read as libuci reads it — the rest of its line ignored —
+// with a warning, never a refusal of the whole file.
+func TestANULByteIsAWarning(t *testing.T) {
+	src := "config profile 'p'\n\x00 damaged line\nconfig device\n\toption mac '02:00:00:00:00:01'\n\toption profile 'p'\n"
+	c, warns, err := Parse("f", []byte(src), services.Builtin())
+	if err != nil || len(c.Devices) != 1 {
+		t.Fatalf("config = %+v, %v", c, err)
+	}
+	found := false
+	for _, w := range warns {
+		found = found || strings.HasPrefix(w.String(), "f:2: a NUL byte")
+	}
+	if !found {
+		t.Errorf("warnings = %v", warns)
+	}
+}

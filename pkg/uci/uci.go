@@ -33,6 +33,9 @@ type File struct {
 	Sections []*Section
 	// Packages lists the names given by `package` statements, in order.
 	Packages []string
+	// NULLines are the lines with a NUL byte; libuci ignores the rest of
+	// such a line (a damaged file), and so does this parser.
+	NULLines []int
 }
 
 // Section is one `config TYPE [NAME]` block; a later block with the same
@@ -173,7 +176,10 @@ type parser struct {
 	col    []int
 	filled int
 	pos    int
-	lines  int // physical lines read
+	lines  int // the last line read from
+	bufsz  int // the size of libuci's line buffer, which decides its reads
+	// the position lineAt last computed: byte at0 is at atLine, atCol
+	at0, atLine, atCol int
 
 	f      *File
 	sec    *Section // the section that option and list statements go to
@@ -205,27 +211,73 @@ func (p *parser) errorAt(i int, format string, args ...any) {
 	panic(fail{&Error{File: p.name, Line: line, Col: col, Msg: msg}})
 }
 
-// getln reads the next physical line into the buffer at offset, replacing
-// whatever followed offset (libuci's uci_getln).
+// getln reads the next line into the buffer at offset, replacing whatever
+// followed offset (libuci's uci_getln). libuci reads with fgets into a
+// buffer that starts at 32 bytes and doubles, and keeps what strlen sees:
+// a NUL byte drops the rest of what that fgets call read, and the next read
+// is appended in its place; a read that begins with a NUL adds nothing and
+// ends the line. Without NUL bytes this is simply the next line.
 func (p *parser) getln(offset int) {
 	p.buf, p.line, p.col = p.buf[:offset], p.line[:offset], p.col[:offset]
-	if p.in < len(p.src) {
-		end := bytes.IndexByte(p.src[p.in:], '\n')
-		if end < 0 {
+	if offset >= p.bufsz-1 {
+		p.bufsz *= 2
+	}
+	for ofs := offset; p.in < len(p.src); p.bufsz *= 2 {
+		room := p.bufsz - ofs - 1 // fgets reads at most size-1 bytes
+		if room < 1 {
+			break
+		}
+		end := p.in + room
+		if end > len(p.src) {
 			end = len(p.src)
-		} else {
-			end += p.in + 1
 		}
-		p.lines++
-		for i, c := range p.src[p.in:end] {
-			p.buf = append(p.buf, c)
-			p.line = append(p.line, p.lines)
-			p.col = append(p.col, i+1)
+		if nl := bytes.IndexByte(p.src[p.in:end], '\n'); nl >= 0 {
+			end = p.in + nl + 1
 		}
+		chunk := p.src[p.in:end]
+		start := p.in
 		p.in = end
+		if nul := bytes.IndexByte(chunk, 0); nul >= 0 {
+			line, _ := p.lineAt(start + nul)
+			if n := len(p.f.NULLines); n == 0 || p.f.NULLines[n-1] != line {
+				p.f.NULLines = append(p.f.NULLines, line)
+			}
+			chunk = chunk[:nul]
+		}
+		if len(chunk) == 0 {
+			break
+		}
+		for i, c := range chunk {
+			p.buf = append(p.buf, c)
+			line, col := p.lineAt(start + i)
+			p.line = append(p.line, line)
+			p.col = append(p.col, col)
+		}
+		ofs += len(chunk)
+		if chunk[len(chunk)-1] == '\n' {
+			break
+		}
 	}
 	p.filled = len(p.buf)
 	p.buf = append(p.buf, 0) // the NUL after the valid bytes
+	if n := len(p.line); n > 0 && p.line[n-1] > p.lines {
+		p.lines = p.line[n-1]
+	}
+}
+
+// lineAt is the line and column of byte i of the source; reads only move
+// forward, so it keeps its place.
+func (p *parser) lineAt(i int) (int, int) {
+	for p.at0 < i {
+		if p.src[p.at0] == '\n' {
+			p.atLine++
+			p.atCol = 1
+		} else {
+			p.atCol++
+		}
+		p.at0++
+	}
+	return p.atLine, p.atCol
 }
 
 func (p *parser) cur() byte { return p.buf[p.pos] }
@@ -483,14 +535,8 @@ func (p *parser) command() {
 // syntax error, as libuci does in strict mode: past one, positions of what
 // follows cannot be trusted.
 func Parse(name string, src []byte) (f *File, err error) {
-	if i := bytes.IndexByte(src, 0); i >= 0 {
-		// libuci reads lines with fgets and strlen, so a NUL silently
-		// drops the rest of its line; a config file with one is damaged.
-		line := bytes.Count(src[:i], []byte{'\n'}) + 1
-		col := i - bytes.LastIndexByte(src[:i], '\n')
-		return nil, &Error{File: name, Line: line, Col: col, Msg: "NUL byte in the file (damaged?)"}
-	}
-	p := &parser{name: name, src: src, f: &File{Name: name}, byName: map[string]*Section{}}
+	p := &parser{name: name, src: src, f: &File{Name: name}, byName: map[string]*Section{},
+		bufsz: 32, atLine: 1, atCol: 1}
 	defer func() {
 		if r := recover(); r != nil {
 			fl, ok := r.(fail)
