@@ -387,15 +387,24 @@ func PrintPlan(w io.Writer, p *plan.Plan, loc *time.Location) {
 	}
 	tw.Flush()
 	var blocked []string
-	for _, d := range p.Devices {
-		if len(d.Blocked) > 0 {
-			blocked = append(blocked, fmt.Sprintf("  %s: %s", label(d), strings.Join(d.Blocked, ", ")))
+	for _, r := range p.Profiles {
+		if len(r.Blocked) > 0 {
+			blocked = append(blocked, fmt.Sprintf("  profile %s: %s", r.ID, listSome(r.Blocked, 20)))
 		}
 	}
 	if len(blocked) > 0 {
 		fmt.Fprintln(w, "blocked destinations:")
 		fmt.Fprintln(w, strings.Join(blocked, "\n"))
 	}
+}
+
+// listSome joins the first n items; a long list (a profile may block
+// 100,000 prefixes) ends with how many more there are.
+func listSome(items []string, n int) string {
+	if len(items) <= n {
+		return strings.Join(items, ", ")
+	}
+	return fmt.Sprintf("%s … and %d more", strings.Join(items[:n], ", "), len(items)-n)
 }
 
 func label(d plan.Device) string {

@@ -162,7 +162,10 @@ func (d *Daemon) explain(target string) (control.Explanation, error) {
 	ex := control.Explanation{Target: target}
 	for _, dev := range devs {
 		e := control.Explained{MAC: dev.MAC, Name: dev.Name, Profile: dev.Profile, State: dev.State,
-			Reason: dev.Reason, Until: dev.Until, Blocked: dev.Blocked, AlsoApplies: []string{}}
+			Reason: dev.Reason, Until: dev.Until, Blocked: append([]string{}, dev.Blocked...), AlsoApplies: []string{}}
+		if r := p.Rules(dev.Profile); r != nil {
+			e.Blocked = append(e.Blocked, r.Blocked...)
+		}
 		if dev.BudgetLeft != nil {
 			e.BudgetLeft = plan.Short(time.Duration(*dev.BudgetLeft))
 		}

@@ -566,8 +566,18 @@ func live(ovs []plan.Override, now time.Time, loc *time.Location) []plan.Overrid
 func (d *Daemon) cut(ctx context.Context, prev, p *plan.Plan, loc *time.Location) {
 	var cut []net.HardwareAddr
 	var names []string
+	before := map[string]*plan.Device{}
+	if prev != nil {
+		for i := range prev.Devices {
+			before[prev.Devices[i].MAC] = &prev.Devices[i]
+		}
+	}
+	// Devices whose profile blocks more than before, grouped by what it
+	// was before: one conntrack walk per group, not per device.
+	type move struct{ from, to string }
+	groups := map[move][]net.HardwareAddr{}
 	for _, dev := range p.Devices {
-		old := find(prev, dev.MAC)
+		old := before[dev.MAC]
 		if old == nil || old.State != dev.State || old.Reason != dev.Reason {
 			d.log.Info(describe(dev, loc))
 		}
@@ -580,12 +590,25 @@ func (d *Daemon) cut(ctx context.Context, prev, p *plan.Plan, loc *time.Location
 			names = append(names, label(dev))
 			continue
 		}
-		if added := newlyBlocked(old, dev); len(added) > 0 {
-			if n, err := d.opts.Backend.Cutoff(ctx, []net.HardwareAddr{mac}, firewall.Flows{Dests: added}); err != nil {
-				d.log.Warn("cut flows to newly blocked destinations", "device", label(dev), "err", err)
-			} else if n.Flows > 0 {
-				d.log.Info(describeCut(n, "to newly blocked destinations"), "device", label(dev))
-			}
+		m := move{to: dev.Profile}
+		if old != nil && old.Managed {
+			m.from = old.Profile
+		}
+		groups[m] = append(groups[m], mac)
+	}
+	for m, macs := range groups {
+		var had *plan.ProfileRules
+		if prev != nil && m.from != "" {
+			had = prev.Rules(m.from)
+		}
+		added := newlyBlocked(had, p.Rules(m.to))
+		if len(added) == 0 {
+			continue
+		}
+		if n, err := d.opts.Backend.Cutoff(ctx, macs, firewall.Flows{Dests: added}); err != nil {
+			d.log.Warn("cut flows to newly blocked destinations", "profile", m.to, "err", err)
+		} else if n.Flows > 0 {
+			d.log.Info(describeCut(n, "to newly blocked destinations"), "profile", m.to)
 		}
 	}
 	if len(cut) > 0 {
@@ -608,35 +631,27 @@ func describeCut(c firewall.Cut, how string) string {
 	return s
 }
 
-// newlyBlocked returns the prefixes blocked for dev now that were not in
-// its previous state (all of them for a device not seen before).
-func newlyBlocked(old *plan.Device, dev plan.Device) []netip.Prefix {
-	had := map[netip.Prefix]bool{}
-	if old != nil {
-		for _, b := range old.BlockDest {
-			had[b.Prefix] = true
+// newlyBlocked returns the prefixes that now blocks and had did not
+// (all of them when had is nil: a device not managed before).
+func newlyBlocked(had, now *plan.ProfileRules) []netip.Prefix {
+	if now == nil {
+		return nil
+	}
+	old := map[netip.Prefix]bool{}
+	if had != nil {
+		for _, b := range had.BlockDest {
+			old[b.Prefix] = true
 		}
 	}
 	var out []netip.Prefix
-	for _, b := range dev.BlockDest {
-		if b.Domain == "" && !had[b.Prefix] {
+	for _, b := range now.BlockDest {
+		if b.Domain == "" && !old[b.Prefix] {
 			out = append(out, b.Prefix)
 		}
 	}
 	return out
 }
 
-func find(p *plan.Plan, mac string) *plan.Device {
-	if p == nil {
-		return nil
-	}
-	for i := range p.Devices {
-		if p.Devices[i].MAC == mac {
-			return &p.Devices[i]
-		}
-	}
-	return nil
-}
 
 func label(d plan.Device) string {
 	if d.Name != "" {

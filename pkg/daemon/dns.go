@@ -25,20 +25,10 @@ type policyMemo struct {
 
 // dnsBindings builds the DNS filter's per-profile policies for the plan.
 func (d *Daemon) dnsBindings(cfg *config.Config, p *plan.Plan) []dnsfilter.Binding {
-	rep := map[string]*plan.Device{}
-	for i := range p.Devices {
-		dev := &p.Devices[i]
-		if dev.Managed && rep[dev.Profile] == nil {
-			rep[dev.Profile] = dev
-		}
-	}
-	if u := p.UnknownDevices; u != nil && rep[u.Profile] == nil {
-		rep[u.Profile] = u
-	}
 	cat := services.Builtin()
 	var out []dnsfilter.Binding
 	for i, prof := range cfg.Profiles {
-		dev := rep[prof.ID]
+		dev := p.Rules(prof.ID) // only the profiles in use have rules in the plan
 		if dev == nil || !cfg.Restricted(prof) {
 			continue
 		}

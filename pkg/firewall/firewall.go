@@ -120,7 +120,10 @@ func Render(p *plan.Plan, c *config.Config, dnsPort uint16) *Ruleset {
 	blocks := map[string][]config.Destination{}
 	add := func(d *plan.Device) {
 		if _, ok := blocks[d.Profile]; !ok {
-			blocks[d.Profile] = d.BlockDest
+			blocks[d.Profile] = nil
+			if r := p.Rules(d.Profile); r != nil {
+				blocks[d.Profile] = r.BlockDest
+			}
 		}
 	}
 	for i := range p.Devices {

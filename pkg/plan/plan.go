@@ -87,10 +87,36 @@ type Plan struct {
 	At         time.Time  `json:"at"`
 	Devices    []Device   `json:"devices"`
 	NextChange *time.Time `json:"next_change"`
+	// Profiles hold what each profile in use blocks now, once: a profile's
+	// lists are never repeated per device, so a plan grows with devices
+	// plus rules, not devices times rules.
+	Profiles []ProfileRules `json:"profiles"`
 	// UnknownDevices is the state any MAC not yet seen would get from the
 	// unknown profile; nil when unknown devices are unrestricted. Backends
 	// enforce it for new MACs before the daemon has seen them.
 	UnknownDevices *Device `json:"unknown_devices,omitempty"`
+}
+
+// ProfileRules is what a profile blocks at the plan's instant: its own
+// lists and those of its block windows open now.
+type ProfileRules struct {
+	ID      string   `json:"id"`
+	Blocked []string `json:"blocked"`
+	// BlockDest and BlockServices are Blocked in structured form, for the
+	// backends and the DNS filter.
+	BlockDest     []config.Destination `json:"-"`
+	BlockServices []string             `json:"-"`
+}
+
+// Rules returns what profile id blocks, or nil for a profile the plan does
+// not use.
+func (p *Plan) Rules(id string) *ProfileRules {
+	for i := range p.Profiles {
+		if p.Profiles[i].ID == id {
+			return &p.Profiles[i]
+		}
+	}
+	return nil
 }
 
 // Device is one device's desired state.
@@ -102,8 +128,11 @@ type Device struct {
 	// Reason says why, for a person.
 	Reason string `json:"reason"`
 	// Until is the next change of State, or nil when none is foreseen.
-	Until   *time.Time `json:"until"`
-	Blocked []string   `json:"blocked"`
+	Until *time.Time `json:"until"`
+	// Blocked is what this device has blocked beyond its profile's
+	// (Plan.Profiles); BlockedCount counts all of it, the profile's too.
+	Blocked      []string `json:"blocked"`
+	BlockedCount int      `json:"blocked_count"`
 	// Unknown is true for a MAC that the config does not list.
 	Unknown bool `json:"unknown,omitempty"`
 	// Managed is false for devices curfew leaves alone.
@@ -112,10 +141,6 @@ type Device struct {
 	BudgetLeft *Duration `json:"budget_left,omitempty"`
 	// Offline lists the predicted offline intervals from now on.
 	Offline []Span `json:"offline_windows,omitempty"`
-	// BlockDest and BlockServices are Blocked in structured form, for the
-	// backends and the DNS filter.
-	BlockDest     []config.Destination `json:"-"`
-	BlockServices []string             `json:"-"`
 	// Reasons lists every cause that applies now, the first being Reason's.
 	Reasons []string `json:"-"`
 	// Causes are the kinds of those causes, for programs (LuCI decides its
@@ -182,7 +207,7 @@ func Compute(in Input) *Plan {
 		horizon = DefaultHorizon
 	}
 	c := in.Config
-	p := &Plan{At: at, Devices: []Device{}}
+	p := &Plan{At: at, Devices: []Device{}, Profiles: []ProfileRules{}}
 	cat := services.Builtin()
 
 	type entry struct {
@@ -222,7 +247,8 @@ func Compute(in Input) *Plan {
 			d.State, d.Reason = Online, "unknown device, not managed (unknown_profile is empty)"
 		default:
 			d.Managed = true
-			changes = append(changes, evaluate(&d, in, prof, at, loc, horizon, cat)...)
+			changes = append(changes, evaluate(&d, in, prof, at, loc, horizon)...)
+			d.BlockedCount = len(p.rules(c, prof, at, loc, cat).Blocked)
 		}
 		if d.Until != nil {
 			changes = append(changes, *d.Until)
@@ -231,7 +257,8 @@ func Compute(in Input) *Plan {
 	}
 	if prof := c.Profile(c.UnknownProfile); prof != nil && c.Enabled {
 		d := Device{Profile: prof.ID, Unknown: true, Managed: true, Blocked: []string{}, Causes: []string{}}
-		changes = append(changes, evaluate(&d, in, prof, at, loc, horizon, cat)...)
+		changes = append(changes, evaluate(&d, in, prof, at, loc, horizon)...)
+		d.BlockedCount = len(p.rules(c, prof, at, loc, cat).Blocked)
 		p.UnknownDevices = &d
 	}
 	for _, t := range changes {
@@ -279,7 +306,7 @@ func dependsOnTime(c *config.Config, prof *config.Profile) bool {
 // evaluate fills a managed device's state; it returns extra instants at
 // which the plan changes without the device's state changing (block
 // windows starting or ending).
-func evaluate(d *Device, in Input, prof *config.Profile, at time.Time, loc *time.Location, horizon time.Duration, cat services.Catalogue) []time.Time {
+func evaluate(d *Device, in Input, prof *config.Profile, at time.Time, loc *time.Location, horizon time.Duration) []time.Time {
 	c := in.Config
 	end := at.Add(horizon)
 	var extra []time.Time
@@ -293,8 +320,6 @@ func evaluate(d *Device, in Input, prof *config.Profile, at time.Time, loc *time
 		sources = append(sources, source{kind: CauseClock, label: "clock not synchronised yet (clock_unsynced 'offline')",
 			ivs: []schedule.Interval{{From: Dawn, To: Forever}}})
 	}
-	d.BlockDest = append(d.BlockDest, prof.Block...)
-	d.BlockServices = append(d.BlockServices, prof.BlockService...)
 	for _, sc := range c.Schedules {
 		if !contains(sc.Profiles, prof.ID) {
 			continue
@@ -306,11 +331,7 @@ func evaluate(d *Device, in Input, prof *config.Profile, at time.Time, loc *time
 			continue
 		}
 		for _, iv := range occ {
-			if iv.Contains(at) {
-				d.BlockDest = append(d.BlockDest, sc.Block...)
-				d.BlockServices = append(d.BlockServices, sc.BlockService...)
-			}
-			extra = append(extra, iv.From, iv.To)
+			extra = append(extra, iv.From, iv.To) // its block list starts or ends
 		}
 	}
 
@@ -450,15 +471,41 @@ func evaluate(d *Device, in Input, prof *config.Profile, at time.Time, loc *time
 		}
 	}
 
-	for _, dst := range d.BlockDest {
-		d.Blocked = append(d.Blocked, dst.String())
+	return extra
+}
+
+// rules returns what profile prof blocks at instant at — its lists and
+// those of its block windows open now — computed once per plan, however
+// many devices share the profile.
+func (p *Plan) rules(c *config.Config, prof *config.Profile, at time.Time, loc *time.Location, cat services.Catalogue) *ProfileRules {
+	if r := p.Rules(prof.ID); r != nil {
+		return r
 	}
-	for _, s := range d.BlockServices {
-		if cat.Has(s) {
-			d.Blocked = append(d.Blocked, "service "+s)
+	r := ProfileRules{ID: prof.ID, Blocked: []string{}}
+	r.BlockDest = append(r.BlockDest, prof.Block...)
+	r.BlockServices = append(r.BlockServices, prof.BlockService...)
+	for _, sc := range c.Schedules {
+		if sc.Action == config.ActionOffline || !contains(sc.Profiles, prof.ID) {
+			continue
+		}
+		for _, iv := range sc.Window.Occurrences(loc, at.Add(-24*time.Hour), at.Add(time.Second)) {
+			if iv.Contains(at) {
+				r.BlockDest = append(r.BlockDest, sc.Block...)
+				r.BlockServices = append(r.BlockServices, sc.BlockService...)
+				break
+			}
 		}
 	}
-	return extra
+	for _, dst := range r.BlockDest {
+		r.Blocked = append(r.Blocked, dst.String())
+	}
+	for _, s := range r.BlockServices {
+		if cat.Has(s) {
+			r.Blocked = append(r.Blocked, "service "+s)
+		}
+	}
+	p.Profiles = append(p.Profiles, r)
+	return &p.Profiles[len(p.Profiles)-1]
 }
 
 func contains(list []string, s string) bool {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -236,9 +237,10 @@ func TestUnknownDevicesWithoutUnknownProfileAreUnmanaged(t *testing.T) {
 func TestBlockWindowAddsDestinationsOnlyInside(t *testing.T) {
 	loc := london(t)
 	c := load(t, testConfig)
-	inside := device(Compute(Input{Config: c, Loc: loc, At: at(t, loc, "2026-01-06 16:30"), ClockTrusted: true}), bob)
-	if got := strings.Join(inside.Blocked, ","); got != "minecraft.net,service roblox" {
-		t.Errorf("inside homework blocked = %s", got)
+	in := Compute(Input{Config: c, Loc: loc, At: at(t, loc, "2026-01-06 16:30"), ClockTrusted: true})
+	inside := device(in, bob)
+	if got := strings.Join(in.Rules("bob").Blocked, ","); got != "minecraft.net,service roblox" || inside.BlockedCount != 2 {
+		t.Errorf("inside homework blocked = %s (%d)", got, inside.BlockedCount)
 	}
 	if inside.State != Online {
 		t.Errorf("a block window must not take the device offline")
@@ -247,9 +249,9 @@ func TestBlockWindowAddsDestinationsOnlyInside(t *testing.T) {
 	if p.NextChange == nil || !p.NextChange.Equal(at(t, loc, "2026-01-06 18:00")) {
 		t.Errorf("next change = %v, want the end of the block window", p.NextChange)
 	}
-	outside := device(Compute(Input{Config: c, Loc: loc, At: at(t, loc, "2026-01-06 18:30"), ClockTrusted: true}), bob)
-	if len(outside.Blocked) != 0 {
-		t.Errorf("outside homework blocked = %v", outside.Blocked)
+	out := Compute(Input{Config: c, Loc: loc, At: at(t, loc, "2026-01-06 18:30"), ClockTrusted: true})
+	if r := out.Rules("bob"); len(r.Blocked) != 0 || device(out, bob).BlockedCount != 0 {
+		t.Errorf("outside homework blocked = %v", r.Blocked)
 	}
 }
 
@@ -344,4 +346,39 @@ func TestCausesAreMachineReadable(t *testing.T) {
 	if d := device(p, bob); strings.Join(d.Causes, " ") != "clock" {
 		t.Errorf("clock untrusted: causes %q", d.Causes)
 	}
+}
+
+// TestPlanGrowsWithDevicesPlusRules: a profile's list is held once, so the
+// plan of 200 devices in a profile of 20,000 prefixes is not 200 times the
+// list (its JSON, what status and rpcd carry, is measured).
+func TestPlanGrowsWithDevicesPlusRules(t *testing.T) {
+	size := func(devices, prefixes int) int {
+		var b strings.Builder
+		b.WriteString("config curfew 'main'\nconfig profile 'kid'\n")
+		for i := 0; i < prefixes; i++ {
+			fmt.Fprintf(&b, "\tlist block '10.%d.%d.0/24'\n", i/256, i%256)
+		}
+		for i := 0; i < devices; i++ {
+			fmt.Fprintf(&b, "config device\n\toption mac '02:00:00:00:%02x:%02x'\n\toption profile 'kid'\n", i/256, i%256)
+		}
+		c := load(t, b.String())
+		p := Compute(Input{Config: c, Loc: time.UTC, At: time.Date(2026, 1, 5, 12, 0, 0, 0, time.UTC), ClockTrusted: true})
+		if len(p.Profiles) != 1 || len(p.Profiles[0].Blocked) != prefixes || p.Devices[0].BlockedCount != prefixes {
+			t.Fatalf("profiles = %d, blocked %d", len(p.Profiles), p.Devices[0].BlockedCount)
+		}
+		j, err := json.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(j)
+	}
+	one, many := size(1, 20000), size(200, 20000)
+	perDevice := (many - one) / 199
+	if perDevice > 2000 {
+		t.Errorf("each device adds %d bytes to a plan with 20,000 prefixes: the list is repeated per device", perDevice)
+	}
+	if rules := size(1, 20000) - size(1, 0); many-one > rules {
+		t.Errorf("199 devices add %d bytes, more than the 20,000 prefixes themselves (%d)", many-one, rules)
+	}
+	t.Logf("plan JSON: 1 device %d bytes, 200 devices %d bytes (%d per device)", one, many, perDevice)
 }
