@@ -10,6 +10,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -163,6 +164,7 @@ type Diag struct {
 }
 
 func (d Diag) String() string {
+	d.Msg = uci.Clip(d.Msg) // it may quote a value of any length
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s:%d:", d.File, d.Line)
 	if d.Section != "" {
@@ -193,12 +195,26 @@ func (e Errors) Error() string {
 // *uci.Error (syntax) or Errors (every semantic problem); warnings are
 // returned in both cases.
 func Load(path string, services ServiceCatalogue) (*Config, []Diag, error) {
-	src, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read config: %w", err)
 	}
+	defer f.Close()
+	// read at most one byte past the limit: a huge file is refused before
+	// it is in memory
+	src, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, nil, fmt.Errorf("read config: %w", err)
+	}
+	if len(src) > MaxFileSize {
+		return nil, nil, Errors{{File: path, Line: 1, Msg: fmt.Sprintf("the file is larger than %d MB, curfew's limit for a config file (long block lists belong in a blocklist file)", MaxFileSize>>20)}}
+	}
 	return Parse(path, src, services)
 }
+
+// MaxFileSize bounds a config file: 100,000 blocked prefixes take about
+// 3 MB; past 16 MB a file is a mistake or an attack on a router's memory.
+const MaxFileSize = 16 << 20
 
 // Restricted reports whether a profile has any rule at all (blocks, lists,
 // safe search, allowlist, a daily limit, a schedule). Profiles without one

@@ -1,7 +1,10 @@
 package config
 
 import (
+	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -240,5 +243,35 @@ func TestANULByteIsAWarning(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("warnings = %v", warns)
+	}
+}
+
+// Limits on what a file can make curfew hold or say: a config past 16 MB is
+// refused before it is read whole, and no message echoes a long value.
+func TestInputLimits(t *testing.T) {
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big")
+	f, _ := os.Create(big)
+	f.WriteString("config curfew 'main'\n# ")
+	f.Write(bytes.Repeat([]byte("x"), MaxFileSize))
+	f.Close()
+	_, _, err := Load(big, services.Builtin())
+	if err == nil || !strings.Contains(err.Error(), "larger than 16 MB") {
+		t.Errorf("16 MB config: %v", err)
+	}
+	long := strings.Repeat("y", 1<<20)
+	for _, src := range []string{
+		"config profile 'p'\n\toption daily_limit '" + long + "'\n", // a value
+		"config profile '" + strings.Repeat("-", 1<<20) + "'\n",     // a name (a syntax error)
+	} {
+		_, _, err := Parse("f", []byte(src), services.Builtin())
+		if err == nil {
+			t.Fatal("accepted")
+		}
+		for _, line := range Problems(err) {
+			if len(line) > 400 || !strings.HasSuffix(line, "…") {
+				t.Errorf("message of %d bytes: %.80s…", len(line), line)
+			}
+		}
 	}
 }

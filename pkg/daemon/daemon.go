@@ -652,7 +652,6 @@ func newlyBlocked(had, now *plan.ProfileRules) []netip.Prefix {
 	return out
 }
 
-
 func label(d plan.Device) string {
 	if d.Name != "" {
 		return d.Name

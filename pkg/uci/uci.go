@@ -24,6 +24,7 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // File is a parsed UCI file: its sections in file order.
@@ -70,7 +71,22 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Col, e.Msg)
+	return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Col, Clip(e.Msg))
+}
+
+// Clip shortens a message, which may quote a word of a file, to 300 bytes
+// on a rune boundary, with "…" where it was cut: a 50 MB line must not
+// come back whole in an error.
+func Clip(msg string) string {
+	const limit = 300
+	if len(msg) <= limit {
+		return msg
+	}
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut] + "…"
 }
 
 // Get returns the last `option` or `list` statement NAME in the section and
