@@ -388,8 +388,8 @@ func PrintPlan(w io.Writer, p *plan.Plan, loc *time.Location) {
 	tw.Flush()
 	var blocked []string
 	for _, r := range p.Profiles {
-		if len(r.Blocked) > 0 {
-			blocked = append(blocked, fmt.Sprintf("  profile %s: %s", r.ID, listSome(r.Blocked, 20)))
+		if r.Count() > 0 {
+			blocked = append(blocked, fmt.Sprintf("  profile %s: %s", r.ID, listSome(r.Blocked(), 20)))
 		}
 	}
 	if len(blocked) > 0 {

@@ -164,7 +164,7 @@ func (d *Daemon) explain(target string) (control.Explanation, error) {
 		e := control.Explained{MAC: dev.MAC, Name: dev.Name, Profile: dev.Profile, State: dev.State,
 			Reason: dev.Reason, Until: dev.Until, Blocked: append([]string{}, dev.Blocked...), AlsoApplies: []string{}}
 		if r := p.Rules(dev.Profile); r != nil {
-			e.Blocked = append(e.Blocked, r.Blocked...)
+			e.Blocked = append(e.Blocked, r.Blocked()...)
 		}
 		if dev.BudgetLeft != nil {
 			e.BudgetLeft = plan.Short(time.Duration(*dev.BudgetLeft))

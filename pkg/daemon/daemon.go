@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -105,16 +106,19 @@ type Daemon struct {
 	// applyMu serialises reconciles: the loop's and a parent's command's.
 	applyMu sync.Mutex
 
-	mu        sync.Mutex
-	cfg       *config.Config
-	loc       *time.Location
-	zone      string
-	loadErrs  []string
-	loadedAt  time.Time
-	last      *plan.Plan
-	applied   bool
-	overrides []plan.Override
-	seen      map[string]*seenDevice
+	mu       sync.Mutex
+	cfg      *config.Config
+	loc      *time.Location
+	zone     string
+	loadErrs []string
+	loadedAt time.Time
+	last     *plan.Plan
+	applied  bool
+	// appliedPrefixes counts the blocked prefixes last applied (reconcile
+	// hands memory back when it changes).
+	appliedPrefixes int
+	overrides       []plan.Override
+	seen            map[string]*seenDevice
 	// byIP and byMAC index the neighbours and the plan for the DNS
 	// filter, which asks for every query. byIP is rebuilt from each read
 	// of the neighbour table, so it holds no more than the kernel does.
@@ -437,6 +441,17 @@ func (d *Daemon) reconcile(ctx context.Context) {
 		d.log.Error("apply kernel rules", "backend", d.opts.Backend.Name(), "err", err)
 		return
 	}
+	// Programming a big list takes transient memory (netlink messages for
+	// every element); a router has 64-256 MB. Hand it back at once when
+	// the lists changed, not minutes later when Go's scavenger would.
+	prefixes := 0
+	for _, pr := range rs.Profiles {
+		prefixes += len(pr.Block)
+	}
+	if prefixes != d.appliedPrefixes && prefixes > 1000 {
+		debug.FreeOSMemory()
+	}
+	d.appliedPrefixes = prefixes
 	byMAC := make(map[string]*plan.Device, len(p.Devices))
 	for i := range p.Devices {
 		byMAC[p.Devices[i].MAC] = &p.Devices[i]
@@ -636,6 +651,9 @@ func describeCut(c firewall.Cut, how string) string {
 func newlyBlocked(had, now *plan.ProfileRules) []netip.Prefix {
 	if now == nil {
 		return nil
+	}
+	if had != nil && len(had.BlockDest) == len(now.BlockDest) && (len(now.BlockDest) == 0 || &had.BlockDest[0] == &now.BlockDest[0]) {
+		return nil // the same list (the config's own): nothing new
 	}
 	old := map[netip.Prefix]bool{}
 	if had != nil {

@@ -14,6 +14,7 @@
 package plan
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"sort"
@@ -98,14 +99,64 @@ type Plan struct {
 }
 
 // ProfileRules is what a profile blocks at the plan's instant: its own
-// lists and those of its block windows open now.
+// lists and those of its block windows open now. It shares the config's
+// list when no window adds to it, and it is put into words ("blocked" in
+// JSON) only when a plan is printed: a pause must not format 100,000
+// prefixes.
 type ProfileRules struct {
+	ID            string
+	BlockDest     []config.Destination
+	BlockServices []string
+	// services is the catalogue's view of BlockServices.
+	services []string
+}
+
+// Blocked lists what the profile blocks, for people: destinations, then
+// "service NAME".
+func (r *ProfileRules) Blocked() []string {
+	out := make([]string, 0, len(r.BlockDest)+len(r.services))
+	for _, dst := range r.BlockDest {
+		out = append(out, dst.String())
+	}
+	for _, s := range r.services {
+		out = append(out, "service "+s)
+	}
+	return out
+}
+
+// Count is len(Blocked()), without building it.
+func (r *ProfileRules) Count() int { return len(r.BlockDest) + len(r.services) }
+
+type profileRulesJSON struct {
 	ID      string   `json:"id"`
 	Blocked []string `json:"blocked"`
-	// BlockDest and BlockServices are Blocked in structured form, for the
-	// backends and the DNS filter.
-	BlockDest     []config.Destination `json:"-"`
-	BlockServices []string             `json:"-"`
+}
+
+// MarshalJSON implements json.Marshaler.
+func (r ProfileRules) MarshalJSON() ([]byte, error) {
+	return json.Marshal(profileRulesJSON{ID: r.ID, Blocked: r.Blocked()})
+}
+
+// UnmarshalJSON implements json.Unmarshaler (for the CLI reading status):
+// the words come back, the structured lists do not.
+func (r *ProfileRules) UnmarshalJSON(b []byte) error {
+	var v profileRulesJSON
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	r.ID = v.ID
+	r.BlockDest = nil
+	r.services = nil
+	for _, s := range v.Blocked {
+		if name, ok := strings.CutPrefix(s, "service "); ok {
+			r.services = append(r.services, name)
+			continue
+		}
+		if d, err := config.ParseDestination(s); err == nil {
+			r.BlockDest = append(r.BlockDest, d)
+		}
+	}
+	return nil
 }
 
 // Rules returns what profile id blocks, or nil for a profile the plan does
@@ -248,7 +299,7 @@ func Compute(in Input) *Plan {
 		default:
 			d.Managed = true
 			changes = append(changes, evaluate(&d, in, prof, at, loc, horizon)...)
-			d.BlockedCount = len(p.rules(c, prof, at, loc, cat).Blocked)
+			d.BlockedCount = p.rules(c, prof, at, loc, cat).Count()
 		}
 		if d.Until != nil {
 			changes = append(changes, *d.Until)
@@ -258,7 +309,7 @@ func Compute(in Input) *Plan {
 	if prof := c.Profile(c.UnknownProfile); prof != nil && c.Enabled {
 		d := Device{Profile: prof.ID, Unknown: true, Managed: true, Blocked: []string{}, Causes: []string{}}
 		changes = append(changes, evaluate(&d, in, prof, at, loc, horizon)...)
-		d.BlockedCount = len(p.rules(c, prof, at, loc, cat).Blocked)
+		d.BlockedCount = p.rules(c, prof, at, loc, cat).Count()
 		p.UnknownDevices = &d
 	}
 	for _, t := range changes {
@@ -481,9 +532,10 @@ func (p *Plan) rules(c *config.Config, prof *config.Profile, at time.Time, loc *
 	if r := p.Rules(prof.ID); r != nil {
 		return r
 	}
-	r := ProfileRules{ID: prof.ID, Blocked: []string{}}
-	r.BlockDest = append(r.BlockDest, prof.Block...)
-	r.BlockServices = append(r.BlockServices, prof.BlockService...)
+	r := ProfileRules{ID: prof.ID}
+	// the config's own slices, shared until a window adds to them
+	r.BlockDest = prof.Block[:len(prof.Block):len(prof.Block)]
+	r.BlockServices = prof.BlockService[:len(prof.BlockService):len(prof.BlockService)]
 	for _, sc := range c.Schedules {
 		if sc.Action == config.ActionOffline || !contains(sc.Profiles, prof.ID) {
 			continue
@@ -496,12 +548,9 @@ func (p *Plan) rules(c *config.Config, prof *config.Profile, at time.Time, loc *
 			}
 		}
 	}
-	for _, dst := range r.BlockDest {
-		r.Blocked = append(r.Blocked, dst.String())
-	}
 	for _, s := range r.BlockServices {
 		if cat.Has(s) {
-			r.Blocked = append(r.Blocked, "service "+s)
+			r.services = append(r.services, s)
 		}
 	}
 	p.Profiles = append(p.Profiles, r)

@@ -239,7 +239,7 @@ func TestBlockWindowAddsDestinationsOnlyInside(t *testing.T) {
 	c := load(t, testConfig)
 	in := Compute(Input{Config: c, Loc: loc, At: at(t, loc, "2026-01-06 16:30"), ClockTrusted: true})
 	inside := device(in, bob)
-	if got := strings.Join(in.Rules("bob").Blocked, ","); got != "minecraft.net,service roblox" || inside.BlockedCount != 2 {
+	if got := strings.Join(in.Rules("bob").Blocked(), ","); got != "minecraft.net,service roblox" || inside.BlockedCount != 2 {
 		t.Errorf("inside homework blocked = %s (%d)", got, inside.BlockedCount)
 	}
 	if inside.State != Online {
@@ -250,8 +250,8 @@ func TestBlockWindowAddsDestinationsOnlyInside(t *testing.T) {
 		t.Errorf("next change = %v, want the end of the block window", p.NextChange)
 	}
 	out := Compute(Input{Config: c, Loc: loc, At: at(t, loc, "2026-01-06 18:30"), ClockTrusted: true})
-	if r := out.Rules("bob"); len(r.Blocked) != 0 || device(out, bob).BlockedCount != 0 {
-		t.Errorf("outside homework blocked = %v", r.Blocked)
+	if r := out.Rules("bob"); r.Count() != 0 || device(out, bob).BlockedCount != 0 {
+		t.Errorf("outside homework blocked = %v", r.Blocked())
 	}
 }
 
@@ -363,7 +363,7 @@ func TestPlanGrowsWithDevicesPlusRules(t *testing.T) {
 		}
 		c := load(t, b.String())
 		p := Compute(Input{Config: c, Loc: time.UTC, At: time.Date(2026, 1, 5, 12, 0, 0, 0, time.UTC), ClockTrusted: true})
-		if len(p.Profiles) != 1 || len(p.Profiles[0].Blocked) != prefixes || p.Devices[0].BlockedCount != prefixes {
+		if len(p.Profiles) != 1 || p.Profiles[0].Count() != prefixes || p.Devices[0].BlockedCount != prefixes {
 			t.Fatalf("profiles = %d, blocked %d", len(p.Profiles), p.Devices[0].BlockedCount)
 		}
 		j, err := json.Marshal(p)
@@ -381,4 +381,24 @@ func TestPlanGrowsWithDevicesPlusRules(t *testing.T) {
 		t.Errorf("199 devices add %d bytes, more than the 20,000 prefixes themselves (%d)", many-one, rules)
 	}
 	t.Logf("plan JSON: 1 device %d bytes, 200 devices %d bytes (%d per device)", one, many, perDevice)
+}
+
+// The CLI reads the plan back from the daemon's JSON: a profile's rules
+// come back as the same words.
+func TestProfileRulesRoundTrip(t *testing.T) {
+	loc := london(t)
+	p := Compute(Input{Config: load(t, testConfig), Loc: loc, At: at(t, loc, "2026-01-06 16:30"), ClockTrusted: true})
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Plan
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"alice", "bob"} {
+		if got, want := strings.Join(back.Rules(id).Blocked(), ","), strings.Join(p.Rules(id).Blocked(), ","); got != want || want == "" {
+			t.Errorf("%s: %q after the round trip, want %q", id, got, want)
+		}
+	}
 }

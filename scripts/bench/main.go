@@ -50,7 +50,19 @@ func main() {
 	rounds := flag.Int("rounds", 5, "alternating rounds per variant and size")
 	sample := flag.Duration("sample", time.Second, "length of one pps sample")
 	quick := flag.Bool("quick", false, "fewer sizes (a smoke run)")
+	e2eOnly := flag.String("e2e", "", "only the end-to-end section, with this curfew binary; the table goes to stdout")
 	flag.Parse()
+	if *e2eOnly != "" {
+		l, err := lab.New(context.Background(), "curfew-e2e")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		bin, _ := filepath.Abs(*e2eOnly)
+		fmt.Print(endToEnd(context.Background(), l, bin))
+		l.Close()
+		return
+	}
 	if err := run(*out, *rounds, *sample, *quick); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)

@@ -98,9 +98,16 @@ type prefixRendering struct {
 
 func (m *prefixMemo) groups(profile string, ps []netip.Prefix) []prefixGroup {
 	h := fnv.New64a()
+	var buf [18]byte
 	for _, p := range ps {
-		b, _ := p.MarshalBinary()
-		h.Write(b)
+		a := p.Addr().As16()
+		copy(buf[:16], a[:])
+		buf[16] = byte(p.Bits())
+		buf[17] = 0
+		if p.Addr().Is4() {
+			buf[17] = 1 // ::ffff:a.b.c.d and a.b.c.d differ
+		}
+		h.Write(buf[:])
 	}
 	fp := h.Sum64()
 	if r, ok := (*m)[profile]; ok && r.fingerprint == fp {
@@ -400,6 +407,9 @@ func (b *Backend) update(c *nftables.Conn, old, d *desired) (int, error) {
 				n++
 			}
 			continue
+		}
+		if len(o.elems) == len(s.elems) && (len(o.elems) == 0 || &o.elems[0] == &s.elems[0]) {
+			continue // the same rendering, reused from the memo: a pause must not diff 100,000 prefixes
 		}
 		del, add := diffElems(o.elems, s.elems)
 		if err := deleteElements(c, o.set, del); err != nil {

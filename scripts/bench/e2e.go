@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"curfew/pkg/lab"
+)
+
+// The daemon path end to end: a generated config file → parse → plan →
+// ruleset → netlink, with the real daemon in the lab router. For each size:
+// the time from exec to the table in the kernel, the resident memory once
+// settled, and the time of a pause (the CLI returns when the kernel has
+// it). The sizes are one profile blocking P prefixes with D devices in it,
+// and one profile with a blocklist file of N domains.
+
+type e2eSize struct {
+	devices, prefixes, domains int
+}
+
+var e2eSizes = []e2eSize{{10, 0, 0}, {100, 10000, 0}, {1000, 0, 0}, {1000, 100000, 0}, {5000, 100000, 0}, {100, 0, 1000000}}
+
+type e2eResult struct {
+	e2eSize
+	toTable time.Duration
+	rssMB   float64
+	pause   time.Duration
+	err     error
+}
+
+// e2eConfig writes the config (and the blocklist file) for one size.
+func e2eConfig(dir string, s e2eSize) (string, error) {
+	var b strings.Builder
+	b.WriteString("config curfew 'main'\n\tlist lan 'br-lan'\n\nconfig profile 'kid'\n\toption name 'Kid'\n")
+	for i := 0; i < s.prefixes; i++ {
+		// inside 10.0.0.0/8: the lab never routes there
+		fmt.Fprintf(&b, "\tlist block '10.%d.%d.0/24'\n", i/256%256, i%256)
+	}
+	if s.domains > 0 {
+		list := filepath.Join(dir, "list.txt")
+		f, err := os.Create(list)
+		if err != nil {
+			return "", err
+		}
+		for i := 0; i < s.domains; i++ {
+			fmt.Fprintf(f, "0.0.0.0 host%d.blocked.test\n", i)
+		}
+		f.Close()
+		fmt.Fprintf(&b, "\tlist blocklist '%s'\n", list)
+	}
+	for i := 0; i < s.devices; i++ {
+		fmt.Fprintf(&b, "\nconfig device\n\toption mac '02:aa:00:00:%02x:%02x'\n\toption name 'dev%d'\n\toption profile 'kid'\n", i/256, i%256, i)
+	}
+	path := filepath.Join(dir, "curfew")
+	return path, os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+func e2eRun(ctx context.Context, l *lab.Lab, bin, dir string, s e2eSize) e2eResult {
+	r := e2eResult{e2eSize: s}
+	cfg, err := e2eConfig(dir, s)
+	if err != nil {
+		r.err = err
+		return r
+	}
+	system := filepath.Join(dir, "system")
+	os.WriteFile(system, []byte("config system\n\toption timezone 'UTC0'\n"), 0o644)
+	sock := filepath.Join(dir, "sock")
+	l.Exec(ctx, l.Router, "nft", "delete", "table", "inet", "curfew")
+	t0 := time.Now()
+	cmd := exec.Command("ip", "netns", "exec", l.Router, bin, "daemon", "--config", cfg, "--system", system,
+		"--state-dir", dir, "--socket", sock, "--trust-clock")
+	// as the init script runs it on a router (procd: GOGC=50)
+	cmd.Env = append(os.Environ(), "GOGC=50")
+	if r.err = cmd.Start(); r.err != nil {
+		return r
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	// the table goes in as one batch: its last chain there means all of it
+	if !lab.WaitFor(120*time.Second, func() bool {
+		_, err := l.Exec(ctx, l.Router, "nft", "list", "chain", "inet", "curfew", "forward")
+		return err == nil
+	}) {
+		r.err = fmt.Errorf("no table within 120 s")
+		return r
+	}
+	r.toTable = time.Since(t0)
+	time.Sleep(3 * time.Second)
+	r.rssMB = float64(lab.RSSKB(cmd.Process.Pid)) / 1024
+	if s.devices > 0 {
+		t1 := time.Now()
+		if out, err := exec.Command(bin, "pause", "dev0", "--for", "10m", "--socket", sock).CombinedOutput(); err != nil {
+			r.err = fmt.Errorf("pause: %v %s", err, out)
+			return r
+		}
+		r.pause = time.Since(t1)
+	}
+	return r
+}
+
+// endToEnd measures every size and returns the report section.
+func endToEnd(ctx context.Context, l *lab.Lab, bin string) string {
+	var b strings.Builder
+	b.WriteString("| devices | prefixes | blocklist domains | exec → table in kernel | resident | pause, command → kernel |\n|---:|---:|---:|---:|---:|---:|\n")
+	for _, s := range e2eSizes {
+		dir, err := os.MkdirTemp("", "curfew-e2e-")
+		if err != nil {
+			return err.Error()
+		}
+		r := e2eRun(ctx, l, bin, dir, s)
+		os.RemoveAll(dir)
+		if r.err != nil {
+			fmt.Fprintf(&b, "| %d | %d | %d | failed: %v | | |\n", s.devices, s.prefixes, s.domains, r.err)
+			continue
+		}
+		fmt.Fprintf(&b, "| %d | %d | %d | %v | %.1f MB | %v |\n", s.devices, s.prefixes, s.domains,
+			r.toTable.Round(time.Millisecond), r.rssMB, r.pause.Round(time.Millisecond))
+		fmt.Fprintf(os.Stderr, "e2e %+v: %v, %.1f MB, pause %v\n", s, r.toTable, r.rssMB, r.pause)
+	}
+	return b.String()
+}
