@@ -95,8 +95,9 @@ demo: build
 
 # Benchmarks (root): kernel enforcement in bench/REPORT.md, the DNS filter
 # against dnsmasq in bench/DNS.md (needs dnsperf and dnsmasq).
-bench:
+bench: build
 	$(GO) run ./scripts/bench --out bench/REPORT.md
+	$(GO) run ./scripts/bench --e2e bin/curfew > bench/E2E.md
 	CGO_ENABLED=0 $(GO) build -o bin/dnsbench ./scripts/dnsbench
 	bin/dnsbench --out bench/DNS.md
 

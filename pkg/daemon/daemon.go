@@ -441,17 +441,6 @@ func (d *Daemon) reconcile(ctx context.Context) {
 		d.log.Error("apply kernel rules", "backend", d.opts.Backend.Name(), "err", err)
 		return
 	}
-	// Programming a big list takes transient memory (netlink messages for
-	// every element); a router has 64-256 MB. Hand it back at once when
-	// the lists changed, not minutes later when Go's scavenger would.
-	prefixes := 0
-	for _, pr := range rs.Profiles {
-		prefixes += len(pr.Block)
-	}
-	if prefixes != d.appliedPrefixes && prefixes > 1000 {
-		debug.FreeOSMemory()
-	}
-	d.appliedPrefixes = prefixes
 	byMAC := make(map[string]*plan.Device, len(p.Devices))
 	for i := range p.Devices {
 		byMAC[p.Devices[i].MAC] = &p.Devices[i]
@@ -462,6 +451,18 @@ func (d *Daemon) reconcile(ctx context.Context) {
 	d.mu.Unlock()
 	d.cut(ctx, prev, p, loc)
 	d.cutStaleDNS(ctx, p, rs)
+	// Programming and cutting a big list takes transient memory (netlink
+	// messages for every element, a filter of every prefix); a router has
+	// 64-256 MB. Hand it back at once when the lists changed, not minutes
+	// later when Go's scavenger would.
+	prefixes := 0
+	for _, pr := range rs.Profiles {
+		prefixes += len(pr.Block)
+	}
+	if prefixes != d.appliedPrefixes && prefixes > 1000 {
+		debug.FreeOSMemory()
+	}
+	d.appliedPrefixes = prefixes
 }
 
 // cutStaleDNS deletes the DNS flows of devices whose DNS now goes

@@ -394,8 +394,8 @@ func TestPrefixesAreGroupedByFamilyAndLength(t *testing.T) {
 	var got []string
 	for _, g := range groups {
 		var keys []string
-		for _, e := range g.elems {
-			a, _ := netip.AddrFromSlice(e.Key)
+		for k := g.keys; len(k) > 0; k = k[g.size():] {
+			a, _ := netip.AddrFromSlice(k[:g.size()])
 			keys = append(keys, a.String())
 		}
 		got = append(got, fmt.Sprintf("v6=%v/%d:%s", g.v6, g.bits, strings.Join(keys, ",")))
