@@ -38,7 +38,7 @@ unit:
 	$(GO) test -count=1 -timeout 30m ./...
 
 lint:
-	@out=$$(gofmt -l cmd pkg); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l cmd pkg e2e openwrt scripts); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
 # Go's fuzzing engine can end a short run with a bare "context deadline

@@ -76,7 +76,7 @@ func testPage(view, sid, lang, catalogue string) string {
 	env := map[string]any{
 		"resource": "/luci-static/resources", "media": "/luci-static/bootstrap",
 		"scriptname": "/cgi-bin/luci", "ubuspath": "/ubus/", "sessionid": sid, "token": strings.Repeat("0", 32),
-		"requestpath": []string{"admin", "services", "curfew", filepath.Base(view)},
+		"requestpath":  []string{"admin", "services", "curfew", filepath.Base(view)},
 		"dispatchpath": []string{"admin", "services", "curfew", filepath.Base(view)},
 		"nodespec":     map[string]any{"satisfied": true, "action": map[string]string{"type": "view", "path": view}},
 		"pollinterval": 5, "apply_rollback": 90, "apply_holdoff": 1, "apply_timeout": 5, "apply_display": 1,
