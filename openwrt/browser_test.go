@@ -103,6 +103,7 @@ func testPage(view, sid, lang, catalogue string) string {
 
 type pageResult struct {
 	View, Viewport string
+	Pwned          bool
 	Errors         []string
 	Failed         string
 	Overflow       int
@@ -225,6 +226,12 @@ func TestLuCIViewsInARealBrowser(t *testing.T) {
 			if !strings.Contains(p.Text, w) {
 				t.Errorf("%s does not show %q:\n%s", where, w, p.Text)
 			}
+		}
+		if p.Pwned {
+			t.Errorf("%s: the device name %q became markup and ran", where, hostileName)
+		}
+		if strings.HasPrefix(p.View, "curfew/overview") && !strings.Contains(p.Text, hostileName) {
+			t.Errorf("%s does not show the device name %q as text", where, hostileName)
 		}
 		if p.View == "curfew/overview" && strings.Contains(p.Text, "unrestricted") {
 			t.Errorf("%s calls the guest unrestricted although unknown_profile is 'guest':\n%s", where, p.Text)

@@ -51,7 +51,7 @@ func TestRpcdUbusAndACLForReal(t *testing.T) {
 		t.Errorf("devices = %v", devs)
 	}
 	ex := ok(full, "explain", map[string]any{"target": "kid"})
-	if devs, _ := ex["devices"].([]any); len(devs) != 1 || !strings.Contains(devs[0].(map[string]any)["text"].(string), "online") {
+	if devs, _ := ex["devices"].([]any); len(devs) != 2 || !strings.Contains(devs[0].(map[string]any)["text"].(string), "online") {
 		t.Errorf("explain = %v", ex)
 	}
 	list(ok(full, "log", map[string]any{"limit": 10}))

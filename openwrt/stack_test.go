@@ -35,6 +35,10 @@ type stack struct {
 	log    *bytes.Buffer
 }
 
+// hostileName is markup in a device name (a parent may paste anything; a
+// DHCP name is chosen by the device): it must reach a page as text.
+const hostileName = `<img src=x onerror="window.__pwned=1">Tablet`
+
 // The logins of /etc/config/rpcd: a parent with every right, and one who
 // may only look (LuCI's read ACL of curfew).
 const (
@@ -103,6 +107,8 @@ config login
 `, fullUser, strings.TrimSpace(string(hash)), readUser, strings.TrimSpace(string(hash)))
 	must(os.WriteFile(filepath.Join(d, "etc-up/config/rpcd"), []byte(rpcd), 0o600))
 	cfg := strings.Replace(l.SampleConfig("21:00", "07:00", ""), "config profile 'kid'\n\toption name 'Kid'\n", "config profile 'kid'\n\toption name 'Kid'\n\toption daily_limit '2h'\n", 1)
+	// a device whose name is markup: the pages must show it as text
+	cfg += "\nconfig device\n\toption mac '02:c0:00:00:00:99'\n\toption name '" + hostileName + "'\n\toption profile 'kid'\n"
 	must(os.WriteFile(filepath.Join(d, "etc-up/config/curfew"), []byte(cfg), 0o600))
 	must(os.WriteFile(filepath.Join(d, "etc-up/config/system"), []byte("config system\n\toption hostname 'router'\n\toption zonename 'UTC'\n\toption timezone 'UTC0'\n"), 0o644))
 	luciConf, _ := os.ReadFile(filepath.Join(tdir, "share/luci-root/etc/config/luci"))

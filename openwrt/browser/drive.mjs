@@ -58,6 +58,7 @@ async function inspect(page) {
 				hidden.push((b.textContent || b.name || b.id || b.tagName).trim().slice(0, 40));
 		}
 		return {
+			pwned: window.__pwned === 1 || document.querySelector('#view img[src="x"]') !== null,
 			overflow: document.documentElement.scrollWidth - document.documentElement.clientWidth,
 			unlabelled, unreachable: hidden,
 			text: document.querySelector('#view').innerText,
