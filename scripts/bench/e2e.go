@@ -103,8 +103,41 @@ func e2eRun(ctx context.Context, l *lab.Lab, bin, dir string, s e2eSize) e2eResu
 	return r
 }
 
-// endToEnd measures every size and returns the report section.
-func endToEnd(ctx context.Context, l *lab.Lab, bin string) string {
+// memoryChart draws the resident memory of each size as bars, a
+// self-contained SVG.
+func memoryChart(rs []e2eResult) string {
+	const w, h, pad, top = 640, 260, 40, 20
+	max := 40.0 // the target for 1,000 devices × 100,000 prefixes
+	for _, r := range rs {
+		if r.rssMB > max {
+			max = r.rssMB
+		}
+	}
+	bw := float64(w-2*pad) / float64(len(rs))
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="10">`, w, h)
+	fmt.Fprintf(&b, `<text x="%d" y="12">resident memory of the daemon, MB (line: 40 MB)</text>`, pad)
+	y40 := float64(h-pad) - float64(h-pad-top)*40/max
+	fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#c00" stroke-dasharray="4"/>`, pad, w-pad, y40, y40)
+	for i, r := range rs {
+		bh := float64(h-pad-top) * r.rssMB / max
+		x := float64(pad) + float64(i)*bw
+		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#5b9bd5"/>`, x+6, float64(h-pad)-bh, bw-12, bh)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%.1f</text>`, x+bw/2, float64(h-pad)-bh-3, r.rssMB)
+		label := fmt.Sprintf("%dd %dp", r.devices, r.prefixes)
+		if r.domains > 0 {
+			label = fmt.Sprintf("%dd %dk dom", r.devices, r.domains/1000)
+		}
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`, x+bw/2, h-pad+14, label)
+	}
+	b.WriteString("</svg>\n")
+	return b.String()
+}
+
+// endToEnd measures every size and returns the report section; with svg
+// set, it also writes the memory chart there.
+func endToEnd(ctx context.Context, l *lab.Lab, bin, svg string) string {
+	var results []e2eResult
 	var b strings.Builder
 	b.WriteString("| devices | prefixes | blocklist domains | exec → table in kernel | resident | pause, command → kernel |\n|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range e2eSizes {
@@ -114,6 +147,7 @@ func endToEnd(ctx context.Context, l *lab.Lab, bin string) string {
 		}
 		r := e2eRun(ctx, l, bin, dir, s)
 		os.RemoveAll(dir)
+		results = append(results, r)
 		if r.err != nil {
 			fmt.Fprintf(&b, "| %d | %d | %d | failed: %v | | |\n", s.devices, s.prefixes, s.domains, r.err)
 			continue
@@ -121,6 +155,11 @@ func endToEnd(ctx context.Context, l *lab.Lab, bin string) string {
 		fmt.Fprintf(&b, "| %d | %d | %d | %v | %.1f MB | %v |\n", s.devices, s.prefixes, s.domains,
 			r.toTable.Round(time.Millisecond), r.rssMB, r.pause.Round(time.Millisecond))
 		fmt.Fprintf(os.Stderr, "e2e %+v: %v, %.1f MB, pause %v\n", s, r.toTable, r.rssMB, r.pause)
+	}
+	if svg != "" {
+		if err := os.WriteFile(svg, []byte(memoryChart(results)), 0o644); err == nil {
+			fmt.Fprintf(&b, "\n![resident memory against size](%s)\n", filepath.Base(svg))
+		}
 	}
 	return b.String()
 }

@@ -51,6 +51,7 @@ func main() {
 	sample := flag.Duration("sample", time.Second, "length of one pps sample")
 	quick := flag.Bool("quick", false, "fewer sizes (a smoke run)")
 	e2eOnly := flag.String("e2e", "", "only the end-to-end section, with this curfew binary; the table goes to stdout")
+	e2eSVG := flag.String("e2e-chart", "bench/e2e-memory.svg", "where --e2e draws its memory chart")
 	flag.Parse()
 	if *e2eOnly != "" {
 		l, err := lab.New(context.Background(), "curfew-e2e")
@@ -63,7 +64,7 @@ func main() {
 			"The real daemon (GOGC=50, as the init script runs it) in the lab router on generated configs: one profile blocking P prefixes with D devices in it, or a blocklist file of N domains. "+
 			"Exec → table: from starting the daemon to its table in the kernel (one netlink batch). Resident: 3 s later. Pause: `curfew pause` of one device, command to kernel. "+
 			"Single runs on a shared machine: expect ±30%% between runs.\n\n", kernel(), runtime.NumCPU(), time.Now().UTC().Format("2006-01-02"))
-		fmt.Print(endToEnd(context.Background(), l, bin))
+		fmt.Print(endToEnd(context.Background(), l, bin, *e2eSVG))
 		l.Close()
 		return
 	}
