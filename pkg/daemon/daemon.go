@@ -117,8 +117,10 @@ type Daemon struct {
 	// appliedPrefixes counts the blocked prefixes last applied (reconcile
 	// hands memory back when it changes).
 	appliedPrefixes int
-	overrides       []plan.Override
-	seen            map[string]*seenDevice
+	// prefixes keeps the rendered block lists between reconciles.
+	prefixes  firewall.PrefixCache
+	overrides []plan.Override
+	seen      map[string]*seenDevice
 	// byIP and byMAC index the neighbours and the plan for the DNS
 	// filter, which asks for every query. byIP is rebuilt from each read
 	// of the neighbour table, so it holds no more than the kernel does.
@@ -435,7 +437,7 @@ func (d *Daemon) reconcile(ctx context.Context) {
 		Used:         d.usedToday(now, loc),
 		ClockTrusted: trusted,
 	})
-	rs := firewall.Render(p, cfg, d.opts.DNSPort)
+	rs := firewall.Render(p, cfg, d.opts.DNSPort, &d.prefixes)
 	d.configureDNS(cfg, p, rs)
 	if err := d.opts.Backend.Apply(ctx, rs); err != nil {
 		d.log.Error("apply kernel rules", "backend", d.opts.Backend.Name(), "err", err)

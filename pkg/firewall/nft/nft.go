@@ -94,9 +94,17 @@ type prefixMemo map[string]prefixRendering
 type prefixRendering struct {
 	fingerprint uint64
 	groups      []prefixGroup
+	// first and n identify the slice rendered: the same slice again (the
+	// daemon's PrefixCache hands it back while the list is unchanged)
+	// needs no fingerprint either
+	first *netip.Prefix
+	n     int
 }
 
 func (m *prefixMemo) groups(profile string, ps []netip.Prefix) []prefixGroup {
+	if r, ok := (*m)[profile]; ok && len(ps) > 0 && r.first == &ps[0] && r.n == len(ps) {
+		return r.groups
+	}
 	h := fnv.New64a()
 	var buf [18]byte
 	for _, p := range ps {
@@ -110,14 +118,20 @@ func (m *prefixMemo) groups(profile string, ps []netip.Prefix) []prefixGroup {
 		h.Write(buf[:])
 	}
 	fp := h.Sum64()
+	var first *netip.Prefix
+	if len(ps) > 0 {
+		first = &ps[0]
+	}
 	if r, ok := (*m)[profile]; ok && r.fingerprint == fp {
+		r.first, r.n = first, len(ps)
+		(*m)[profile] = r
 		return r.groups
 	}
 	g := groupPrefixes(ps)
 	if *m == nil {
 		*m = prefixMemo{}
 	}
-	(*m)[profile] = prefixRendering{fp, g}
+	(*m)[profile] = prefixRendering{fingerprint: fp, groups: g, first: first, n: len(ps)}
 	return g
 }
 
