@@ -137,18 +137,7 @@ func tablePresent(l *lab.Lab) bool {
 
 func newLab(t *testing.T, name string) *lab.Lab {
 	t.Helper()
-	lab.Require(t, "dig", "dnsmasq", "conntrack")
-	l, err := lab.New(context.Background(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(l.Close)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	if err := l.Serve(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return l
+	return lab.Start(t, name, "dig", "dnsmasq", "conntrack")
 }
 
 // reach checks reachability from ns, retrying briefly so that a first

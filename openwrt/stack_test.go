@@ -49,20 +49,7 @@ func startStack(t *testing.T, name string) *stack {
 	t.Helper()
 	needRoot(t)
 	tdir := tools(t)
-	lab.Require(t, "dnsmasq", "dig", "conntrack")
-	if _, err := exec.LookPath("unshare"); err != nil {
-		t.Fatal("unshare missing (util-linux)")
-	}
-	l, err := lab.New(context.Background(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(l.Close)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	if err := l.Serve(ctx); err != nil {
-		t.Fatal(err)
-	}
+	l := lab.Start(t, name, "dnsmasq", "dig", "conntrack", "unshare")
 
 	s := &stack{t: t, l: l, dir: t.TempDir(), port: "8089", log: &bytes.Buffer{}}
 	d := s.dir

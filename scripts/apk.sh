@@ -102,17 +102,13 @@ luci_dir=$(mktemp -d)
 package luci-app-curfew noarch "$luci_data" "$LUCI_DEPENDS" "$LUCI_DESC" "" "$LUCI_POSTINST" "" "$luci_dir"
 rm -rf "$luci_data"
 
-for pair in $ARCHES; do
-	arch=${pair%%:*}
-	bin=$top/dist/curfew-${pair##*:}
-	[ -x "$bin" ] || { echo "missing $bin: run make cross first" >&2; exit 1; }
-	mkdir -p "$out/$arch"
-	data=$(mktemp -d)
-	stage_curfew "$data" "$bin"
-	package curfew "$arch" "$data" "$CURFEW_DEPENDS" "$CURFEW_DESC" "/etc/config/curfew" "" "$CURFEW_PRERM" "$out/$arch"
-	rm -rf "$data"
-	cp "$luci_dir"/*.apk "$out/$arch/"
+# one repository per architecture: curfew, luci-app-curfew and the index
+repository() { # repository ARCH DATADIR
+	mkdir -p "$out/$1"
+	package curfew "$1" "$2" "$CURFEW_DEPENDS" "$CURFEW_DESC" "/etc/config/curfew" "" "$CURFEW_PRERM" "$out/$1"
+	cp "$luci_dir"/*.apk "$out/$1/"
 	# shellcheck disable=SC2086
-	"$apk" mkndx $sign --allow-untrusted --output "$out/$arch/packages.adb" "$out/$arch"/*.apk
-done
+	"$apk" mkndx $sign --allow-untrusted --output "$out/$1/packages.adb" "$out/$1"/*.apk
+}
+each_arch repository
 rm -rf "$luci_dir"

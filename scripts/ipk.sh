@@ -124,16 +124,12 @@ luci_dir=$(mktemp -d)
 package luci-app-curfew all "$luci_data" "$LUCI_DEPENDS" "$LUCI_DESC" "" "$LUCI_POSTINST" "$LUCI_OWN_DIRS" "" "$luci_dir"
 rm -rf "$luci_data"
 
-for pair in $ARCHES; do
-	arch=${pair%%:*}
-	bin=$top/dist/curfew-${pair##*:}
-	[ -x "$bin" ] || { echo "missing $bin: run make cross first" >&2; exit 1; }
-	mkdir -p "$out/$arch"
-	data=$(mktemp -d)
-	stage_curfew "$data" "$bin"
-	package curfew "$arch" "$data" "$CURFEW_DEPENDS" "$CURFEW_DESC" "/etc/config/curfew" "" "$CURFEW_OWN_DIRS" "$CURFEW_PRERM" "$out/$arch"
-	rm -rf "$data"
-	cp "$luci_dir"/*.ipk "$out/$arch/"
-	index "$out/$arch"
-done
+# one feed per architecture: curfew, luci-app-curfew and the index
+feed() { # feed ARCH DATADIR
+	mkdir -p "$out/$1"
+	package curfew "$1" "$2" "$CURFEW_DEPENDS" "$CURFEW_DESC" "/etc/config/curfew" "" "$CURFEW_OWN_DIRS" "$CURFEW_PRERM" "$out/$1"
+	cp "$luci_dir"/*.ipk "$out/$1/"
+	index "$out/$1"
+}
+each_arch feed
 rm -rf "$luci_dir"

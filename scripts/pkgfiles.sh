@@ -66,6 +66,20 @@ stage_curfew() {
 	find "$1" -type d ! -path "$1/etc/curfew" -exec chmod 0755 {} +
 }
 
+# each_arch FUNC: for every architecture, stage package curfew's files from
+# its cross build and run FUNC ARCH DATADIR (the directory is removed after).
+each_arch() {
+	for pair in $ARCHES; do
+		a=${pair%%:*}
+		bin=$top/dist/curfew-${pair##*:}
+		[ -x "$bin" ] || { echo "missing $bin: run make cross first" >&2; exit 1; }
+		staged=$(mktemp -d)
+		stage_curfew "$staged" "$bin"
+		"$1" "$a" "$staged"
+		rm -rf "$staged"
+	done
+}
+
 # stage_luci DIR: the files of luci-app-curfew under DIR, as luci.mk
 # installs them (htdocs under /www, root/ as is).
 stage_luci() {

@@ -362,6 +362,30 @@ func Require(t interface {
 	t.Skip(msg)
 }
 
+// Start is how a kernel test begins: Require (root, ip, nft and tools), a
+// lab named name that is removed when the test ends, also on failure, and
+// its servers running until then.
+func Start(t interface {
+	Helper()
+	Skip(...any)
+	Fatal(...any)
+	Cleanup(func())
+}, name string, tools ...string) *Lab {
+	t.Helper()
+	Require(t, tools...)
+	l, err := New(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := l.Serve(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 // SampleConfig is the lab's curfew config: a child ("Kid phone", profile
 // kid, blocked from the lab's blocked prefixes, bedtime from start to stop
 // every day), a parent without rules, and a guest profile for unknown

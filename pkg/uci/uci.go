@@ -135,41 +135,29 @@ func (s *Section) Resolved() []Resolved {
 
 // validName reports whether s is a UCI identifier (section and option
 // names): [A-Za-z0-9_]+.
-func validName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
+func validName(s string) bool { return every(s, nameByte) }
 
 // validType reports whether s can be a section type: libuci takes any
 // printable ASCII but space (so "other-type" is a type, as other packages
 // use).
-func validType(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 33 || s[i] > 126 {
-			return false
-		}
-	}
-	return true
-}
+func validType(s string) bool { return every(s, func(c byte) bool { return c >= 33 && c <= 126 }) }
 
 // validPackage is a package name: identifier characters and '-'.
 func validPackage(s string) bool {
+	return every(s, func(c byte) bool { return c == '-' || nameByte(c) })
+}
+
+func nameByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
+}
+
+// every reports whether s is not empty and ok holds for each of its bytes.
+func every(s string, ok func(byte) bool) bool {
 	if s == "" {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c != '-' && !validName(string(c)) {
+		if !ok(s[i]) {
 			return false
 		}
 	}

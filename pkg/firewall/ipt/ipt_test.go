@@ -17,17 +17,7 @@ import (
 
 func setup(t *testing.T, name string) (*lab.Lab, *Backend) {
 	t.Helper()
-	lab.Require(t, "iptables-legacy", "ip6tables-legacy")
-	l, err := lab.New(context.Background(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(l.Close)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	if err := l.Serve(ctx); err != nil {
-		t.Fatal(err)
-	}
+	l := lab.Start(t, name, "iptables-legacy", "ip6tables-legacy")
 	b := New(Options{Legacy: true, Run: func(f func() error) error { return l.In(l.Router, f) }})
 	t.Cleanup(func() { b.Remove(context.Background()) })
 	return l, b
