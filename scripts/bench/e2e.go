@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"curfew/pkg/lab"
 )
 
@@ -31,11 +33,16 @@ type e2eResult struct {
 	toTable time.Duration
 	rssMB   float64
 	pause   time.Duration
-	err     error
+	// none and curfew are the forwarding rates (packets per second) of
+	// the lab child without and with the daemon's table, round by round.
+	none, curfew []float64
+	err          error
 }
 
-// e2eConfig writes the config (and the blocklist file) for one size.
-func e2eConfig(dir string, s e2eSize) (string, error) {
+// e2eConfig writes the config (and the blocklist file) for one size; the
+// lab child (child, its MAC) is one of the devices, so that forwarding is
+// measured through the daemon's own table.
+func e2eConfig(dir string, s e2eSize, child string) (string, error) {
 	var b strings.Builder
 	b.WriteString("config curfew 'main'\n\tlist lan 'br-lan'\n\nconfig profile 'kid'\n\toption name 'Kid'\n")
 	for i := 0; i < s.prefixes; i++ {
@@ -54,6 +61,7 @@ func e2eConfig(dir string, s e2eSize) (string, error) {
 		f.Close()
 		fmt.Fprintf(&b, "\tlist blocklist '%s'\n", list)
 	}
+	fmt.Fprintf(&b, "\nconfig device\n\toption mac '%s'\n\toption name 'lab child'\n\toption profile 'kid'\n", child)
 	for i := 0; i < s.devices; i++ {
 		fmt.Fprintf(&b, "\nconfig device\n\toption mac '02:aa:00:00:%02x:%02x'\n\toption name 'dev%d'\n\toption profile 'kid'\n", i/256, i%256, i)
 	}
@@ -61,9 +69,9 @@ func e2eConfig(dir string, s e2eSize) (string, error) {
 	return path, os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
-func e2eRun(ctx context.Context, l *lab.Lab, bin, dir string, s e2eSize) e2eResult {
+func e2eRun(ctx context.Context, l *lab.Lab, h *netlink.Handle, bin, dir string, s e2eSize, rounds int) e2eResult {
 	r := e2eResult{e2eSize: s}
-	cfg, err := e2eConfig(dir, s)
+	cfg, err := e2eConfig(dir, s, l.Child.MAC)
 	if err != nil {
 		r.err = err
 		return r
@@ -100,6 +108,30 @@ func e2eRun(ctx context.Context, l *lab.Lab, bin, dir string, s e2eSize) e2eResu
 		}
 		r.pause = time.Since(t1)
 	}
+	// Forwarding: the daemon is killed (a clean stop would remove its
+	// table) and the table it left is switched off and on between rounds
+	// (a dormant table's hooks are unregistered).
+	cmd.Process.Kill()
+	cmd.Wait()
+	for i := 0; i < rounds; i++ {
+		if out, err := l.Exec(ctx, l.Router, "nft", "add table inet curfew { flags dormant; }"); err != nil {
+			r.err = fmt.Errorf("nft: %v %s", err, out)
+			return r
+		}
+		v, err := pps(l, h, time.Second)
+		if err != nil {
+			r.err = err
+			return r
+		}
+		r.none = append(r.none, v)
+		l.Exec(ctx, l.Router, "nft", "add table inet curfew")
+		if v, err = pps(l, h, time.Second); err != nil {
+			r.err = err
+			return r
+		}
+		r.curfew = append(r.curfew, v)
+	}
+	l.Exec(ctx, l.Router, "nft", "delete", "table", "inet", "curfew")
 	return r
 }
 
@@ -136,25 +168,26 @@ func memoryChart(rs []e2eResult) string {
 
 // endToEnd measures every size and returns the report section; with svg
 // set, it also writes the memory chart there.
-func endToEnd(ctx context.Context, l *lab.Lab, bin, svg string) string {
+func endToEnd(ctx context.Context, l *lab.Lab, h *netlink.Handle, bin, svg string, rounds int) string {
 	var results []e2eResult
 	var b strings.Builder
-	b.WriteString("| devices | prefixes | blocklist domains | exec → table in kernel | resident | pause, command → kernel |\n|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| devices | prefixes | blocklist domains | exec → table in kernel | resident | pause, command → kernel | forwarding, table / none |\n|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range e2eSizes {
 		dir, err := os.MkdirTemp("", "curfew-e2e-")
 		if err != nil {
 			return err.Error()
 		}
-		r := e2eRun(ctx, l, bin, dir, s)
+		r := e2eRun(ctx, l, h, bin, dir, s, rounds)
 		os.RemoveAll(dir)
 		results = append(results, r)
 		if r.err != nil {
-			fmt.Fprintf(&b, "| %d | %d | %d | failed: %v | | |\n", s.devices, s.prefixes, s.domains, r.err)
+			fmt.Fprintf(&b, "| %d | %d | %d | failed: %v | | | |\n", s.devices, s.prefixes, s.domains, r.err)
 			continue
 		}
-		fmt.Fprintf(&b, "| %d | %d | %d | %v | %.1f MB | %v |\n", s.devices, s.prefixes, s.domains,
-			r.toTable.Round(time.Millisecond), r.rssMB, r.pause.Round(time.Millisecond))
-		fmt.Fprintf(os.Stderr, "e2e %+v: %v, %.1f MB, pause %v\n", s, r.toTable, r.rssMB, r.pause)
+		fmt.Fprintf(&b, "| %d | %d | %d | %v | %.1f MB | %v | **%.2f** (%.2f–%.2f) |\n", s.devices, s.prefixes, s.domains,
+			r.toTable.Round(time.Millisecond), r.rssMB, r.pause.Round(time.Millisecond),
+			ratio(r.curfew, r.none), minRatio(r.curfew, r.none), maxRatio(r.curfew, r.none))
+		fmt.Fprintf(os.Stderr, "e2e %+v: %v, %.1f MB, pause %v, forwarding %.2f\n", s, r.toTable, r.rssMB, r.pause, ratio(r.curfew, r.none))
 	}
 	if svg != "" {
 		if err := os.WriteFile(svg, []byte(memoryChart(results)), 0o644); err == nil {

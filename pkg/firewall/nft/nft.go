@@ -84,6 +84,16 @@ type Backend struct {
 	memo     prefixMemo
 	// allowed remembers allowlist additions and when they expire.
 	allowed map[string]map[netip.Addr]time.Time
+	// carry holds, by MAC, the bytes that elements of the online set had
+	// counted when the set was last refilled (a refill starts its element
+	// counters from zero), so that Counters only ever grows until the table
+	// is replaced.
+	carry map[string]uint64
+	// clockOffset is the wall clock minus the monotonic clock when the
+	// online set was last filled: its element timeouts run on the
+	// monotonic clock, so a step of the wall clock (NTP's first sync)
+	// must refill it.
+	clockOffset time.Duration
 }
 
 // prefixMemo keeps the rendered elements of each profile's blocked
@@ -270,6 +280,9 @@ func addElements(c *nftables.Conn, s *nftables.Set, elems []nftables.SetElement)
 
 // fill adds the spec's elements to set, a message at a time.
 func (s *setSpec) fill(c *nftables.Conn, set *nftables.Set) error {
+	if s.until != nil {
+		return addElements(c, set, timed(s.elems, s.until, time.Now()))
+	}
 	if s.packed == nil {
 		return addElements(c, set, s.elems)
 	}
@@ -294,6 +307,24 @@ func (s *setSpec) same(o *setSpec) bool {
 		return len(s.packed) == len(o.packed) && (len(s.packed) == 0 || &s.packed[0] == &o.packed[0])
 	}
 	return sameElems(o.elems, s.elems)
+}
+
+// timed gives each element the timeout that ends it at its deadline.
+// Elements whose deadline has passed are left out: the kernel would not
+// match them anyway.
+func timed(elems []nftables.SetElement, until []time.Time, now time.Time) []nftables.SetElement {
+	out := make([]nftables.SetElement, 0, len(elems))
+	for i, e := range elems {
+		if !until[i].IsZero() {
+			left := until[i].Sub(now)
+			if left < time.Millisecond {
+				continue
+			}
+			e.Timeout = left
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 func deleteElements(c *nftables.Conn, s *nftables.Set, elems []nftables.SetElement) error {
@@ -337,6 +368,10 @@ type setSpec struct {
 	// dynamic marks sets whose elements others add at run time (allowlist
 	// addresses from the DNS filter): updates leave them alone.
 	dynamic bool
+	// until holds, for a set with timeouts (the online set), each
+	// element's deadline; the zero time means none. Timeouts are relative,
+	// so they are worked out when the elements are sent.
+	until []time.Time
 }
 
 type chainSpec struct {
@@ -358,7 +393,7 @@ func (d *desired) set(name string) *setSpec {
 func (b *Backend) Apply(ctx context.Context, rs *firewall.Ruleset) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	d, err := render(rs, &b.memo)
+	d, err := render(rs, &b.memo, time.Now())
 	if err != nil {
 		return err
 	}
@@ -440,11 +475,49 @@ func (b *Backend) replace(c *nftables.Conn, d *desired) error {
 		}
 	}
 	b.restoreAllowed(c, d)
+	offset := clockOffset()
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables: replace table inet %s: %w", TableName, err)
 	}
 	b.tampered.Store(false)
+	// A new table counts from zero, its named counters as its elements.
+	b.carry = nil
+	b.clockOffset = offset
 	return nil
+}
+
+// clockOffset is the wall clock minus the monotonic clock.
+func clockOffset() time.Duration {
+	var mono, wall unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono)
+	unix.ClockGettime(unix.CLOCK_REALTIME, &wall)
+	return time.Duration(wall.Nano() - mono.Nano())
+}
+
+// clockStepped says whether the wall clock moved against the monotonic
+// one since the online set was filled (by more than scheduling noise):
+// its timeouts then end at the wrong wall-clock instants.
+func (b *Backend) clockStepped() bool {
+	d := clockOffset() - b.clockOffset
+	return d > time.Second || d < -time.Second
+}
+
+// carryCounts adds what the online set's element counters hold to carry,
+// by MAC, before the set is refilled.
+func (b *Backend) carryCounts(c *nftables.Conn, set *nftables.Set) {
+	elems, err := c.GetSetElements(set)
+	if err != nil {
+		b.log.Warn("nftables: online set counters not read before refilling it", "err", err)
+		return
+	}
+	if b.carry == nil {
+		b.carry = map[string]uint64{}
+	}
+	for _, e := range elems {
+		if e.Counter != nil && len(e.Key) >= 6 {
+			b.carry[net.HardwareAddr(e.Key[:6]).String()] += e.Counter.Bytes
+		}
+	}
 }
 
 // update changes set elements only; it returns the number of changes.
@@ -457,7 +530,16 @@ func (b *Backend) update(c *nftables.Conn, old, d *desired) (int, error) {
 			continue
 		}
 		if s.rebuild {
-			if !s.same(o) {
+			if s.until != nil {
+				if s.same(o) && !b.clockStepped() {
+					continue
+				}
+				// The refill starts the element counters anew: keep what
+				// they counted.
+				b.carryCounts(c, o.set)
+				b.clockOffset = clockOffset()
+			}
+			if !s.same(o) || s.until != nil {
 				c.FlushSet(o.set)
 				if err := s.fill(c, o.set); err != nil {
 					return 0, err
@@ -485,7 +567,7 @@ func (b *Backend) update(c *nftables.Conn, old, d *desired) (int, error) {
 }
 
 func elemKey(e nftables.SetElement) string {
-	k := string(e.Key) + "|" + string(e.KeyEnd)
+	k := string(e.Key) + "|" + string(e.KeyEnd) + "|" + e.Comment
 	if e.IntervalEnd {
 		k += "|end"
 	}
@@ -562,17 +644,38 @@ func (b *Backend) intact(c *nftables.Conn, d *desired) (bool, string) {
 }
 
 // Counters returns the bytes each device sent through curfew so far, by
-// MAC; a replaced table starts again from zero.
+// MAC: what its named counter counted on the chains' way and what its
+// element of the online set counted on the fast path. A replaced table
+// starts again from zero.
 func (b *Backend) Counters(ctx context.Context) (map[string]uint64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	c, err := b.conn()
 	if err != nil {
 		return nil, err
 	}
-	objs, err := c.GetObjects(&nftables.Table{Name: TableName, Family: nftables.TableFamilyINet})
+	t := &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
+	objs, err := c.GetObjects(t)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]uint64{}
+	for mac, n := range b.carry {
+		out[mac] = n
+	}
+	if b.applied != nil {
+		if s := b.applied.set("online"); s != nil {
+			elems, err := c.GetSetElements(s.set)
+			if err != nil {
+				return nil, err
+			}
+			for _, e := range elems {
+				if e.Counter != nil && len(e.Key) >= 6 {
+					out[net.HardwareAddr(e.Key[:6]).String()] += e.Counter.Bytes
+				}
+			}
+		}
+	}
 	for _, o := range objs {
 		co, ok := o.(*nftables.CounterObj)
 		if !ok || !strings.HasPrefix(co.Name, "usage_") {
@@ -583,7 +686,7 @@ func (b *Backend) Counters(ctx context.Context) (map[string]uint64, error) {
 			continue
 		}
 		mac := id[0:2] + ":" + id[2:4] + ":" + id[4:6] + ":" + id[6:8] + ":" + id[8:10] + ":" + id[10:12]
-		out[mac] = co.Bytes
+		out[mac] += co.Bytes
 	}
 	return out, nil
 }
@@ -776,7 +879,7 @@ func (b *Backend) Cutoff(ctx context.Context, macs []net.HardwareAddr, sel firew
 }
 
 // render builds the desired table from a ruleset.
-func render(rs *firewall.Ruleset, memo *prefixMemo) (*desired, error) {
+func render(rs *firewall.Ruleset, memo *prefixMemo, now time.Time) (*desired, error) {
 	t := &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
 	d := &desired{table: t}
 	var sig strings.Builder
@@ -825,7 +928,18 @@ func render(rs *firewall.Ruleset, memo *prefixMemo) (*desired, error) {
 		KeyType: nftables.TypeEtherAddr, DataType: nftables.TypeVerdict,
 		Comment: "configured device MAC -> its profile's DNS redirect",
 	}}
+	// The fast path for established flows (see onlineRule): each
+	// configured device that is online now, until its next offline
+	// instant. An element's own counter counts its bytes for screen time.
+	online := &setSpec{rebuild: true, until: []time.Time{}, set: &nftables.Set{
+		Table: t, Name: "online", HasTimeout: true, Counter: true, Size: 65536,
+		KeyType: nftables.TypeEtherAddr,
+		Comment: "configured devices online now, each until its next offline instant",
+	}}
 	d.sets = append(d.sets, devices, dnsOf)
+	if len(rs.Devices) > 0 {
+		d.sets = append(d.sets, online)
+	}
 	for _, dev := range rs.Devices {
 		id := strings.ReplaceAll(dev.MAC.String(), ":", "")
 		name := dev.Name
@@ -851,6 +965,14 @@ func render(rs *firewall.Ruleset, memo *prefixMemo) (*desired, error) {
 			Key:         dev.MAC,
 			VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: "dns_" + dev.Profile},
 		})
+		if until, ok := onlineUntil(dev.Offline, now); ok {
+			e := nftables.SetElement{Key: dev.MAC, Comment: name}
+			if !until.IsZero() {
+				e.Comment = name + ", until " + until.UTC().Format(time.RFC3339)
+			}
+			online.elems = append(online.elems, e)
+			online.until = append(online.until, until)
+		}
 	}
 	if rs.Unknown != nil {
 		fmt.Fprintf(&sig, " unknown=%s", rs.Unknown.Profile)
@@ -990,6 +1112,10 @@ func render(rs *firewall.Ruleset, memo *prefixMemo) (*desired, error) {
 
 	fwd := &chainSpec{chain: &nftables.Chain{Name: "forward", Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityRef(-10), Policy: policy(nftables.ChainPolicyAccept)}}
+	if len(rs.Devices) > 0 {
+		fmt.Fprintf(&sig, " online")
+		fwd.add("established flows of a device online now: counted, nothing else to check", onlineRule(rs.LAN))
+	}
 	for _, lan := range rs.LAN {
 		fwd.add("clients of "+lan, ifname(expr.MetaKeyIIFNAME, lan), &expr.Verdict{Kind: expr.VerdictJump, Chain: "managed"})
 	}
@@ -1027,6 +1153,51 @@ func render(rs *firewall.Ruleset, memo *prefixMemo) (*desired, error) {
 	renderGuard(d, rs, &sig)
 	d.sig = sig.String()
 	return d, nil
+}
+
+// onlineUntil says whether a device with these offline intervals is
+// online at now, and until when (the zero time: no offline instant ahead).
+func onlineUntil(offline []firewall.Interval, now time.Time) (time.Time, bool) {
+	var next time.Time
+	for _, iv := range offline {
+		if !iv.To.After(iv.From) {
+			continue
+		}
+		if !now.Before(iv.From) && now.Before(iv.To) {
+			return time.Time{}, false
+		}
+		if iv.From.After(now) && (next.IsZero() || iv.From.Before(next)) {
+			next = iv.From
+		}
+	}
+	return next, true
+}
+
+// onlineRule is the first rule of the forward hook: a packet of an
+// established flow, leaving the LAN, from a device in the online set, is
+// counted by that element and accepted at once. It is the same decision
+// the device and profile chains would reach — online now (the element
+// expires in the kernel at the device's next offline instant, daemon or
+// not), and established flows were checked at their start — in one rule
+// instead of six with two jumps; measured, that took the forwarding rate
+// with curfew's table from about 0.89 to about 0.95 of the rate without
+// it. Anything else goes the whole way through the chains below.
+func onlineRule(lan []string) []expr.Any {
+	r := []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED),
+			Xor:  binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+	}
+	for _, name := range lan {
+		b := make([]byte, 16)
+		copy(b, name)
+		r = append(r, &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: b})
+	}
+	r = append(r, etherSaddr(1)...)
+	return append(r, &expr.Lookup{SourceRegister: 1, SetName: "online"}, &expr.Verdict{Kind: expr.VerdictAccept})
 }
 
 // renderGuard keeps the DNS filter's ports for the queries the redirect

@@ -350,6 +350,8 @@ func TestListingIsReadable(t *testing.T) {
 		t.Fatalf("%v: %s", err, out)
 	}
 	got := regexp.MustCompile(`counter packets \d+ bytes \d+`).ReplaceAllString(out, "counter packets N bytes N")
+	// timeouts count down: the listing keeps only that there is one
+	got = regexp.MustCompile(`timeout \S+ expires \S+`).ReplaceAllString(got, "timeout T expires T")
 	path := filepath.Join("testdata", "listing.nft")
 	if *update {
 		os.MkdirAll("testdata", 0o755)
@@ -415,5 +417,102 @@ func TestInstantsPastKernelTimeAreClamped(t *testing.T) {
 	}
 	if got := ns(time.Date(2262, 1, 1, 0, 0, 0, 0, time.UTC)); got == 0 || got >= math.MaxInt64 {
 		t.Errorf("2262-01-01 = %d", got)
+	}
+}
+
+// An open connection takes the fast path (the online set) while its device
+// is online; the element expires in the kernel at the window's start, with
+// no daemon to remove it, and the next packet meets the offline rule.
+func TestFastPathEndsAtTheWindowStartOnItsOwn(t *testing.T) {
+	l, b, _ := setup(t, "cfnf")
+	ctx := context.Background()
+	child := mac(t, l.Child.MAC)
+	start := time.Now().Add(1500 * time.Millisecond)
+	if err := b.Apply(ctx, ruleset(child, firewall.Interval{From: start, To: start.Add(time.Hour)})); err != nil {
+		t.Fatal(err)
+	}
+	c, err := l.Dial(l.Child.NS, "tcp", net.JoinHostPort(lab.InternetV4, lab.EchoPort), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	before, err := b.Counters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		if err := lab.Echo(c, fmt.Sprintf("line %d", i)); err != nil {
+			t.Fatalf("open connection before the window: %v", err)
+		}
+	}
+	out, err := l.Exec(ctx, l.Router, "nft", "list", "set", "inet", TableName, "online")
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if m := regexp.MustCompile(`counter packets (\d+)`).FindStringSubmatch(string(out)); m == nil || m[1] == "0" {
+		t.Errorf("established packets did not take the fast path:\n%s", out)
+	}
+	after, err := b.Counters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after[child.String()] <= before[child.String()] {
+		t.Errorf("screen-time counter %d after 20 lines, %d before: fast-path bytes not counted", after[child.String()], before[child.String()])
+	}
+	time.Sleep(time.Until(start) + 100*time.Millisecond)
+	if err := lab.Echo(c, "inside the window"); err == nil {
+		t.Error("open connection still carries data inside the window (no daemon involved)")
+	}
+}
+
+// Refilling the online set (a pause, its end) starts its element counters
+// anew; what they had counted is kept, so a device's count never falls.
+func TestScreenTimeCountersSurviveARefill(t *testing.T) {
+	l, b, _ := setup(t, "cfnc")
+	ctx := context.Background()
+	child := mac(t, l.Child.MAC)
+	now := time.Now()
+	online := ruleset(child, firewall.Interval{From: now.Add(time.Hour), To: now.Add(2 * time.Hour)})
+	if err := b.Apply(ctx, online); err != nil {
+		t.Fatal(err)
+	}
+	talk := func() {
+		t.Helper()
+		c, err := l.Dial(l.Child.NS, "tcp", net.JoinHostPort(lab.InternetV4, lab.EchoPort), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for i := 0; i < 10; i++ {
+			if err := lab.Echo(c, strings.Repeat("x", 500)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	count := func() uint64 {
+		t.Helper()
+		got, err := b.Counters(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got[child.String()]
+	}
+	talk()
+	first := count()
+	if first < 5000 {
+		t.Fatalf("counted %d bytes for 10 lines of 500 bytes", first)
+	}
+	if err := b.Apply(ctx, ruleset(child, firewall.Interval{From: now, To: now.Add(2 * time.Hour)})); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Apply(ctx, online); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(); got < first {
+		t.Fatalf("counter fell from %d to %d across a pause", first, got)
+	}
+	talk()
+	if got := count(); got < first+5000 {
+		t.Errorf("counter %d after more traffic, %d before", got, first)
 	}
 }
