@@ -52,7 +52,15 @@ func main() {
 	quick := flag.Bool("quick", false, "fewer sizes (a smoke run)")
 	e2eOnly := flag.String("e2e", "", "only the end-to-end section, with this curfew binary; the table goes to stdout")
 	e2eSVG := flag.String("e2e-chart", "bench/e2e-memory.svg", "where --e2e draws its memory chart")
+	rulesOnly := flag.Bool("rules", false, "only what each rule costs; the table goes to stdout")
 	flag.Parse()
+	if *rulesOnly {
+		if err := rulesAlone(*rounds, *sample); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *e2eOnly != "" {
 		l, err := lab.New(context.Background(), "curfew-e2e")
 		if err != nil {

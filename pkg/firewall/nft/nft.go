@@ -513,9 +513,15 @@ func (b *Backend) carryCounts(c *nftables.Conn, set *nftables.Set) {
 	if b.carry == nil {
 		b.carry = map[string]uint64{}
 	}
+	addElementBytes(b.carry, elems)
+}
+
+// addElementBytes adds the bytes each element of the online set counted to
+// its MAC's total.
+func addElementBytes(by map[string]uint64, elems []nftables.SetElement) {
 	for _, e := range elems {
 		if e.Counter != nil && len(e.Key) >= 6 {
-			b.carry[net.HardwareAddr(e.Key[:6]).String()] += e.Counter.Bytes
+			by[net.HardwareAddr(e.Key[:6]).String()] += e.Counter.Bytes
 		}
 	}
 }
@@ -669,11 +675,7 @@ func (b *Backend) Counters(ctx context.Context) (map[string]uint64, error) {
 			if err != nil {
 				return nil, err
 			}
-			for _, e := range elems {
-				if e.Counter != nil && len(e.Key) >= 6 {
-					out[net.HardwareAddr(e.Key[:6]).String()] += e.Counter.Bytes
-				}
-			}
+			addElementBytes(out, elems)
 		}
 	}
 	for _, o := range objs {
