@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"curfew/pkg/firewall"
 	"curfew/pkg/firewall/nft"
@@ -62,22 +63,12 @@ func main() {
 		return
 	}
 	if *e2eOnly != "" {
-		l, err := lab.New(context.Background(), "curfew-e2e")
+		l, _, h, done, err := routerLab(context.Background(), "curfew-e2e")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}
 		bin, _ := filepath.Abs(*e2eOnly)
-		fd, err := lab.Fd(l.Router)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			os.Exit(1)
-		}
-		h, err := netlink.NewHandleAt(fd)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			os.Exit(1)
-		}
 		fmt.Printf("# curfew end to end: config file to kernel\n\n%s, %d CPUs, %s. `make bench` (or `go run ./scripts/bench --e2e bin/curfew`) writes this file.\n\n"+
 			"The real daemon (GOGC=50, as the init script runs it) in the lab router on generated configs: one profile blocking P prefixes with D devices in it, or a blocklist file of N domains. "+
 			"Exec → table: from starting the daemon to its table in the kernel (one netlink batch). Resident: 3 s later. Pause: `curfew pause` of one device, command to kernel. "+
@@ -85,9 +76,7 @@ func main() {
 			"the median of %d interleaved round ratios, with their spread. "+
 			"The times and memory are single runs on a shared machine: expect ±30%% between runs.\n\n", kernel(), runtime.NumCPU(), time.Now().UTC().Format("2006-01-02"), *rounds)
 		fmt.Print(endToEnd(context.Background(), l, h, bin, *e2eSVG, *rounds))
-		h.Close()
-		fd.Close()
-		l.Close()
+		done()
 		return
 	}
 	if err := run(*out, *rounds, *sample, *quick); err != nil {
@@ -104,23 +93,31 @@ type cell struct {
 	changeCurfew      time.Duration
 }
 
+// routerLab builds a lab and a netlink handle in its router namespace;
+// done closes all of it.
+func routerLab(ctx context.Context, name string) (l *lab.Lab, fd netns.NsHandle, h *netlink.Handle, done func(), err error) {
+	if l, err = lab.New(ctx, name); err != nil {
+		return nil, 0, nil, nil, err
+	}
+	if fd, err = lab.Fd(l.Router); err != nil {
+		l.Close()
+		return nil, 0, nil, nil, err
+	}
+	if h, err = netlink.NewHandleAt(fd); err != nil {
+		fd.Close()
+		l.Close()
+		return nil, 0, nil, nil, err
+	}
+	return l, fd, h, func() { h.Close(); fd.Close(); l.Close() }, nil
+}
+
 func run(out string, rounds int, sample time.Duration, quick bool) error {
 	ctx := context.Background()
-	l, err := lab.New(ctx, "curfew-bench")
+	l, fd, h, done, err := routerLab(ctx, "curfew-bench")
 	if err != nil {
 		return err
 	}
-	defer l.Close()
-	fd, err := lab.Fd(l.Router)
-	if err != nil {
-		return err
-	}
-	defer fd.Close()
-	h, err := netlink.NewHandleAt(fd)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
+	defer done()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if err := l.Serve(sctx); err != nil {

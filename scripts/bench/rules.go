@@ -101,21 +101,11 @@ func ruleCost(ctx context.Context, l *lab.Lab, h *netlink.Handle, dir string, ro
 // of the whole report's twenty).
 func rulesAlone(rounds int, sample time.Duration) error {
 	ctx := context.Background()
-	l, err := lab.New(ctx, "curfew-rules")
+	l, _, h, done, err := routerLab(ctx, "curfew-rules")
 	if err != nil {
 		return err
 	}
-	defer l.Close()
-	fd, err := lab.Fd(l.Router)
-	if err != nil {
-		return err
-	}
-	defer fd.Close()
-	h, err := netlink.NewHandleAt(fd)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
+	defer done()
 	dir, err := os.MkdirTemp("", "curfew-rules-")
 	if err != nil {
 		return err
