@@ -536,22 +536,20 @@ func (b *Backend) update(c *nftables.Conn, old, d *desired) (int, error) {
 			continue
 		}
 		if s.rebuild {
+			if s.same(o) && (s.until == nil || !b.clockStepped()) {
+				continue
+			}
 			if s.until != nil {
-				if s.same(o) && !b.clockStepped() {
-					continue
-				}
 				// The refill starts the element counters anew: keep what
 				// they counted.
 				b.carryCounts(c, o.set)
 				b.clockOffset = clockOffset()
 			}
-			if !s.same(o) || s.until != nil {
-				c.FlushSet(o.set)
-				if err := s.fill(c, o.set); err != nil {
-					return 0, err
-				}
-				n++
+			c.FlushSet(o.set)
+			if err := s.fill(c, o.set); err != nil {
+				return 0, err
 			}
+			n++
 			continue
 		}
 		if len(o.elems) == len(s.elems) && (len(o.elems) == 0 || &o.elems[0] == &s.elems[0]) {
@@ -968,9 +966,11 @@ func render(rs *firewall.Ruleset, memo *prefixMemo, now time.Time) (*desired, er
 			VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: "dns_" + dev.Profile},
 		})
 		if until, ok := onlineUntil(dev.Offline, now); ok {
-			e := nftables.SetElement{Key: dev.MAC, Comment: name}
+			// The kernel keeps at most 256 bytes of an element's comment.
+			short := strings.ToValidUTF8(name[:min(len(name), 128)], "")
+			e := nftables.SetElement{Key: dev.MAC, Comment: short}
 			if !until.IsZero() {
-				e.Comment = name + ", until " + until.UTC().Format(time.RFC3339)
+				e.Comment = short + ", until " + until.UTC().Format(time.RFC3339)
 			}
 			online.elems = append(online.elems, e)
 			online.until = append(online.until, until)
