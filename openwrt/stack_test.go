@@ -93,7 +93,11 @@ config login
 	list read 'unauthenticated'
 `, fullUser, strings.TrimSpace(string(hash)), readUser, strings.TrimSpace(string(hash)))
 	must(os.WriteFile(filepath.Join(d, "etc-up/config/rpcd"), []byte(rpcd), 0o600))
-	cfg := strings.Replace(l.SampleConfig("21:00", "07:00", ""), "config profile 'kid'\n\toption name 'Kid'\n", "config profile 'kid'\n\toption name 'Kid'\n\toption daily_limit '2h'\n", 1)
+	// A bedtime of eight hours that begins 11 to 12 hours from now (the
+	// router's zone is UTC): the tests start with the child online,
+	// whatever the hour they run at.
+	bed := time.Now().UTC().Add(12 * time.Hour).Truncate(time.Hour)
+	cfg := strings.Replace(l.SampleConfig(bed.Format("15:04"), bed.Add(8*time.Hour).Format("15:04"), ""), "config profile 'kid'\n\toption name 'Kid'\n", "config profile 'kid'\n\toption name 'Kid'\n\toption daily_limit '2h'\n", 1)
 	// a device whose name is markup: the pages must show it as text
 	cfg += "\nconfig device\n\toption mac '02:c0:00:00:00:99'\n\toption name '" + hostileName + "'\n\toption profile 'kid'\n"
 	must(os.WriteFile(filepath.Join(d, "etc-up/config/curfew"), []byte(cfg), 0o600))
