@@ -13,7 +13,9 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,6 +33,33 @@ import (
 // below; watching video at 3 Mbit/s sends about 60 KiB a minute of
 // acknowledgements alone, and browsing or playing far more.
 const DefaultActiveThreshold = 16 << 10
+
+// DefaultPagePort is where the bedtime page listens on the LAN side.
+const DefaultPagePort = 8099
+
+// MaxRequestsPerDay bounds requests_per_day: each request is a line in
+// the state file on flash and a message to the parents.
+const MaxRequestsPerDay = 50
+
+// MaxNotify bounds the notify URLs: every event is sent to each.
+const MaxNotify = 8
+
+// NotifyEventNames are the events notify_events may select.
+var NotifyEventNames = []string{"request", "new_device", "bypass", "budget_used"}
+
+// checkNotifyURL accepts http and https URLs with a host. Plain http is
+// allowed: a home's webhook receiver (Home Assistant, a NAS) is often on
+// the LAN without a certificate; the events carry no secrets.
+func checkNotifyURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("invalid notify URL %q (want http:// or https:// with a host)", raw)
+	}
+	if len(raw) > 2048 {
+		return fmt.Errorf("notify URL of %d bytes: at most 2048", len(raw))
+	}
+	return nil
+}
 
 // Config is a validated curfew configuration.
 type Config struct {
@@ -60,9 +89,21 @@ type Config struct {
 	// ActiveThreshold is how many bytes a profile's devices must send in a
 	// minute for it to count as screen time.
 	ActiveThreshold uint64
-	Profiles        []*Profile
-	Devices         []*Device
-	Schedules       []*Schedule
+	// Page turns on the bedtime page: an offline device's plain-HTTP
+	// requests (port 80) are answered by the daemon's page on PagePort,
+	// where the child can ask for more time.
+	Page     bool
+	PagePort uint16
+	// RequestsPerDay bounds a device's requests for more time per local
+	// day; 0 turns asking off (the page still says why and until when).
+	RequestsPerDay int
+	// Notify lists the URLs the daemon posts events to, and NotifyEvents
+	// the events it posts (all of NotifyEventNames by default).
+	Notify       []string
+	NotifyEvents []string
+	Profiles     []*Profile
+	Devices      []*Device
+	Schedules    []*Schedule
 }
 
 // Profile is a named set of rules shared by a child's devices.
@@ -301,7 +342,8 @@ func (v *validator) warnf(s *uci.Section, o *uci.Option, format string, args ...
 // does, except that a repeated `option` keeps only its last value.
 var known = map[string]map[string]bool{
 	"curfew": {"enabled": false, "lan": true, "unknown_profile": false, "clock_unsynced": false, "backend": false,
-		"dns_filter": false, "dns_upstream": false, "dns_port": false, "bypass_prevention": false, "doh_address": true, "active_threshold": false},
+		"dns_filter": false, "dns_upstream": false, "dns_port": false, "bypass_prevention": false, "doh_address": true, "active_threshold": false,
+		"page": false, "page_port": false, "requests_per_day": false, "notify": true, "notify_events": true},
 	"profile":  {"name": false, "daily_limit": false, "block": true, "block_service": true, "blocklist": true, "safesearch": false, "allowlist": false, "allow": true},
 	"device":   {"mac": false, "name": false, "profile": false, "hostname": false, "match_hostname": false},
 	"schedule": {"profile": true, "days": true, "start": false, "stop": false, "action": false, "block": true, "block_service": true},
@@ -341,7 +383,8 @@ func (v *validator) bool(s *uci.Section, name string, def bool) bool {
 func (v *validator) build(f *uci.File) *Config {
 	c := &Config{File: v.file, Enabled: true, ClockUnsyncedOffline: true, Backend: "auto",
 		DNSFilter: true, DNSUpstream: "127.0.0.1:53", DNSPort: 5353 + 100, BypassPrevention: true,
-		ActiveThreshold: DefaultActiveThreshold}
+		ActiveThreshold: DefaultActiveThreshold, Page: true, PagePort: DefaultPagePort, RequestsPerDay: 5,
+		NotifyEvents: NotifyEventNames}
 	var mains int
 	for _, s := range f.Sections {
 		opts, ok := known[s.Type]
@@ -441,6 +484,47 @@ func (v *validator) main(c *Config, s *uci.Section) {
 			v.errorf(s, o, "invalid byte count %q (want e.g. 16384)", o.Value)
 		} else {
 			c.ActiveThreshold = n
+		}
+	}
+	c.Page = v.bool(s, "page", true)
+	if o, ok := s.Get("page_port"); ok {
+		port, err := strconv.Atoi(o.Value)
+		if err != nil || port < 1024 || port > 65535 || strconv.Itoa(port) != o.Value {
+			v.errorf(s, o, "invalid port %q (want 1024 to 65535)", o.Value)
+		} else {
+			c.PagePort = uint16(port)
+		}
+	}
+	if o, ok := s.Get("requests_per_day"); ok {
+		n, err := strconv.Atoi(o.Value)
+		if err != nil || n < 0 || n > MaxRequestsPerDay {
+			v.errorf(s, o, "invalid count %q (want 0 to %d; 0 turns asking off)", o.Value, MaxRequestsPerDay)
+		} else {
+			c.RequestsPerDay = n
+		}
+	}
+	for _, o := range values(s, "notify") {
+		if err := checkNotifyURL(o.Value); err != nil {
+			v.errorf(s, o, "%v", err)
+			continue
+		}
+		c.Notify = append(c.Notify, o.Value)
+	}
+	if len(c.Notify) > MaxNotify {
+		v.errorf(s, nil, "%d notify URLs: at most %d", len(c.Notify), MaxNotify)
+	}
+	if evs := values(s, "notify_events"); len(evs) > 0 {
+		c.NotifyEvents = nil
+		for _, o := range evs {
+			for _, ev := range strings.Fields(o.Value) {
+				if !slices.Contains(NotifyEventNames, ev) {
+					v.errorf(s, o, "unknown event %q (want %s)", ev, strings.Join(NotifyEventNames, ", "))
+					continue
+				}
+				if !slices.Contains(c.NotifyEvents, ev) {
+					c.NotifyEvents = append(c.NotifyEvents, ev)
+				}
+			}
 		}
 	}
 	for _, o := range values(s, "doh_address") {
@@ -620,6 +704,13 @@ func (v *validator) crossCheck(c *Config, f *uci.File) {
 	opt := func(line int, name string) *uci.Option {
 		o, _ := byLine[line].Get(name)
 		return o
+	}
+	if c.Page && c.DNSFilter && c.PagePort >= c.DNSPort && int(c.PagePort) < int(c.DNSPort)+len(c.Profiles) {
+		for _, s := range f.Sections {
+			if o, ok := s.Get("page_port"); ok && s.Type == "curfew" {
+				v.errorf(s, o, "port %d is the DNS filter's port of a profile (dns_port %d, one per profile); choose another", c.PagePort, c.DNSPort)
+			}
+		}
 	}
 	if c.UnknownProfile != "" && c.Profile(c.UnknownProfile) == nil {
 		for _, s := range f.Sections {

@@ -67,6 +67,20 @@ func TestParseGoodConfig(t *testing.T) {
 	if !c.Enabled || c.Backend != "auto" || !c.ClockUnsyncedOffline {
 		t.Errorf("defaults wrong: %+v", c)
 	}
+	if !c.Page || c.PagePort != DefaultPagePort || c.RequestsPerDay != 5 || len(c.Notify) != 0 || len(c.NotifyEvents) != 4 {
+		t.Errorf("page defaults wrong: page %v port %d per day %d notify %v events %v", c.Page, c.PagePort, c.RequestsPerDay, c.Notify, c.NotifyEvents)
+	}
+}
+
+func TestNotifySettings(t *testing.T) {
+	c, _, err := Parse("f", []byte("config curfew 'main'\n\tlist notify 'https://ntfy.example/kids?format=text'\n\tlist notify 'http://192.0.2.5:8123/hook'\n"+
+		"\toption notify_events 'request budget_used request'\n\toption requests_per_day '0'\n\toption page '0'\n"), services.Builtin())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Notify) != 2 || strings.Join(c.NotifyEvents, ",") != "request,budget_used" || c.RequestsPerDay != 0 || c.Page {
+		t.Errorf("notify %v events %v per day %d page %v", c.Notify, c.NotifyEvents, c.RequestsPerDay, c.Page)
+	}
 }
 
 // TestEveryErrorNamesLineAndOption feeds one broken line at a time and
@@ -116,6 +130,16 @@ func TestEveryErrorNamesLineAndOption(t *testing.T) {
 			`f:2: section 'main' option 'clock_unsynced': invalid value "maybe"`},
 		{"missing start", "config profile 'p'\nconfig schedule 's'\n\toption profile 'p'\n\toption stop '07:00'\n",
 			`f:2: section 's': missing option 'start'`},
+		{"page port out of range", "config curfew 'main'\n\toption page_port '80'\n",
+			`f:2: section 'main' option 'page_port': invalid port "80"`},
+		{"page port is a DNS filter port", "config curfew 'main'\n\toption page_port '5454'\nconfig profile 'a'\nconfig profile 'b'\n",
+			`f:2: section 'main' option 'page_port': port 5454 is the DNS filter's port of a profile`},
+		{"requests per day negative", "config curfew 'main'\n\toption requests_per_day '-1'\n",
+			`f:2: section 'main' option 'requests_per_day': invalid count "-1"`},
+		{"notify not a URL", "config curfew 'main'\n\tlist notify 'ntfy.sh/kids'\n",
+			`f:2: section 'main' option 'notify': invalid notify URL "ntfy.sh/kids"`},
+		{"unknown notify event", "config curfew 'main'\n\tlist notify_events 'request bedtime'\n",
+			`f:2: section 'main' option 'notify_events': unknown event "bedtime"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

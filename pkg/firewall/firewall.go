@@ -41,6 +41,10 @@ type Ruleset struct {
 	// Bypass lists public DNS-over-HTTPS resolvers' addresses, rejected
 	// for managed devices; empty turns that off.
 	Bypass []netip.Prefix
+	// PagePort is the router port of the bedtime page: plain HTTP (TCP
+	// 80) of a managed device that is offline now is redirected there.
+	// Zero turns that off.
+	PagePort uint16
 }
 
 // Profile is a profile's kernel-level rules.
@@ -161,6 +165,9 @@ func Render(p *plan.Plan, c *config.Config, dnsPort uint16, cache *PrefixCache) 
 	rs := &Ruleset{LAN: append([]string(nil), c.LAN...), DNSPort: dnsPort}
 	if !c.Enabled {
 		return rs
+	}
+	if c.Page {
+		rs.PagePort = c.PagePort
 	}
 	blocks := map[string][]config.Destination{}
 	add := func(d *plan.Device) {

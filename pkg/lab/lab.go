@@ -131,6 +131,7 @@ func New(ctx context.Context, prefix string) (l *Lab, err error) {
 		{i, "addr add 203.0.113.10/32 dev lo"},
 		{i, "addr add 198.51.100.53/32 dev lo"},
 		{i, "addr add 198.51.100.44/32 dev lo"},
+		{i, "addr add " + CaptiveAnswer + "/32 dev lo"},
 		{i, "addr add 2001:db8:bad::10/128 dev lo"},
 		{i, "route add 2001:db8:1::/64 via 2001:db8:100::2"},
 		{r, "route add default via 198.51.100.1"},

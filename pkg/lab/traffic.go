@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"syscall"
 	"time"
@@ -50,7 +51,84 @@ func (l *Lab) Serve(ctx context.Context) error {
 		go acceptLoop(ln)
 		go udpEcho(pc)
 	}
+	for _, addr := range []string{InternetV4, InternetV6, CaptiveAnswer} {
+		if err := l.ServeHTTP(ctx, l.Internet, net.JoinHostPort(addr, "80"), http.HandlerFunc(probeAnswer)); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// probeAnswer answers as the hosts behind the connectivity checks of
+// phones and laptops do when the internet is there: Android's
+// /generate_204 with 204, Apple's /hotspot-detect.html with "Success";
+// anything else with InternetAnswer.
+func probeAnswer(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/generate_204":
+		w.WriteHeader(http.StatusNoContent)
+	case "/hotspot-detect.html":
+		fmt.Fprint(w, "<HTML><HEAD><TITLE>Success</TITLE></HEAD><BODY>Success</BODY></HTML>")
+	default:
+		fmt.Fprintln(w, InternetAnswer)
+	}
+}
+
+// InternetAnswer is the body of the internet's plain-HTTP servers.
+const InternetAnswer = "the internet"
+
+// ServeHTTP serves h on addr inside namespace ns until ctx ends.
+func (l *Lab) ServeHTTP(ctx context.Context, ns, addr string, h http.Handler) error {
+	var ln net.Listener
+	if err := l.In(ns, func() error {
+		var err error
+		ln, err = net.Listen("tcp", addr)
+		return err
+	}); err != nil {
+		return fmt.Errorf("serve http %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() { <-ctx.Done(); srv.Close() }()
+	go srv.Serve(ln)
+	return nil
+}
+
+// Get fetches url from inside namespace ns (no redirects followed, no
+// proxy) and returns the status and up to 64 KiB of the body.
+func (l *Lab) Get(ns, url string, header ...string) (int, string, error) {
+	return l.Do(ns, http.MethodGet, url, "", header...)
+}
+
+// Do sends a request from inside namespace ns; body, when given, is a
+// form. header holds name, value pairs.
+func (l *Lab) Do(ns, method, url, form string, header ...string) (int, string, error) {
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return l.Dial(ns, network, addr, 2*time.Second)
+	}, DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 3 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	var body io.Reader
+	if form != "" {
+		body = strings.NewReader(form)
+	}
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		return 0, "", err
+	}
+	if form != "" {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return resp.StatusCode, string(data), err
 }
 
 func acceptLoop(ln net.Listener) {

@@ -6,13 +6,15 @@
 // Chains (both families):
 //
 //	FORWARD  -i LAN -j CURFEW_FWD                      (inserted first)
-//	CURFEW_FWD    -o LAN -j RETURN; -m mac --mac-source M -j CURFEW_D_M …;
+//	CURFEW_FWD    -o LAN -j RETURN; -m mac --mac-source M -g CURFEW_D_M …;
 //	              unknown devices: their windows, then their profile
 //	CURFEW_D_M    -m time --datestart A --datestop B -j CURFEW_REJECT …;
 //	              -j CURFEW_P_profile
 //	CURFEW_P_p    established: RETURN; DoT (853): reject; DoH addresses and
 //	              blocked prefixes (ipsets): reject
-//	nat PREROUTING -i LAN -j CURFEW_DNS: -m mac … -j CURFEW_N_p: REDIRECT 53
+//	nat PREROUTING -i LAN -j CURFEW_DNS: TCP 80 -j CURFEW_PAGE (a device's
+//	              windows: REDIRECT to the bedtime page); -m mac … -j
+//	              CURFEW_N_p: REDIRECT 53
 //	INPUT    -i LAN -j CURFEW_IN: DNS filter ports, not redirected: DROP
 //
 // Differences from the nftables backend, documented for parents on old
@@ -151,6 +153,12 @@ func desired(rs *firewall.Ruleset) (map[string][][]string, map[string][]netip.Pr
 		return []string{"-m", "time", "--datestart", from.UTC().Format("2006-01-02T15:04:05"),
 			"--datestop", to.UTC().Format("2006-01-02T15:04:05"), "-j", "CURFEW_REJECT"}
 	}
+	// page redirects plain HTTP inside a window to the bedtime page.
+	page := func(fam int, mac []string, iv firewall.Interval) {
+		w := window(iv)
+		spec := append(append([]string{"-p", "tcp", "--dport", "80"}, mac...), w[:len(w)-2]...)
+		add(fam, "nat", "CURFEW_PAGE", append(spec, "-j", "REDIRECT", "--to-ports", fmt.Sprint(rs.PagePort))...)
+	}
 	for _, fam := range []int{4, 6} {
 		ensure(fam, "filter", "CURFEW_REJECT")
 		add(fam, "filter", "CURFEW_REJECT", "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset")
@@ -162,6 +170,30 @@ func desired(rs *firewall.Ruleset) (map[string][][]string, map[string][]netip.Pr
 		ensure(fam, "filter", "CURFEW_FWD")
 		ensure(fam, "filter", "CURFEW_IN")
 		ensure(fam, "nat", "CURFEW_DNS")
+		if rs.PagePort != 0 {
+			// The bedtime page: each device's windows again, as
+			// redirects of plain HTTP; the router's own addresses
+			// (LuCI) stay what they are.
+			ensure(fam, "nat", "CURFEW_PAGE")
+			add(fam, "nat", "CURFEW_DNS", "-p", "tcp", "--dport", "80", "-j", "CURFEW_PAGE")
+			add(fam, "nat", "CURFEW_PAGE", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "RETURN")
+			for _, d := range rs.Devices {
+				mac := []string{"-m", "mac", "--mac-source", d.MAC.String()}
+				for _, iv := range d.Offline {
+					if iv.To.After(iv.From) {
+						page(fam, mac, iv)
+					}
+				}
+				add(fam, "nat", "CURFEW_PAGE", append(mac, "-j", "RETURN")...)
+			}
+			if u := rs.Unknown; u != nil {
+				for _, iv := range u.Offline {
+					if iv.To.After(iv.From) {
+						page(fam, nil, iv)
+					}
+				}
+			}
+		}
 		// A profile's filter port takes only queries that the redirect
 		// below sent there: asked directly, another profile's port would
 		// answer by that profile's (looser) rules.
@@ -225,8 +257,10 @@ func desired(rs *firewall.Ruleset) (map[string][][]string, map[string][]netip.Pr
 				}
 			}
 			add(fam, "filter", dc, "-j", chainName("CURFEW_P_", d.Profile))
-			add(fam, "filter", "CURFEW_FWD", "-m", "mac", "--mac-source", d.MAC.String(), "-j", dc)
-			add(fam, "nat", "CURFEW_DNS", "-m", "mac", "--mac-source", d.MAC.String(), "-j", chainName("CURFEW_N_", d.Profile))
+			// -g, not -j: a configured device's packet must not come back
+			// to CURFEW_FWD, where the unknown devices' windows follow.
+			add(fam, "filter", "CURFEW_FWD", "-m", "mac", "--mac-source", d.MAC.String(), "-g", dc)
+			add(fam, "nat", "CURFEW_DNS", "-m", "mac", "--mac-source", d.MAC.String(), "-g", chainName("CURFEW_N_", d.Profile))
 		}
 		if u := rs.Unknown; u != nil {
 			for _, iv := range u.Offline {

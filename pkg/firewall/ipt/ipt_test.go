@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"curfew/pkg/firewall"
+	"curfew/pkg/firewall/fwtest"
 	"curfew/pkg/lab"
 )
 
@@ -143,4 +144,9 @@ func strip(s string) string {
 		out = append(out, line)
 	}
 	return strings.Join(out, "\n")
+}
+
+func TestPlainHTTPOfAnOfflineDeviceGoesToThePage(t *testing.T) {
+	l, b := setup(t, "cfip")
+	fwtest.BedtimePage(t, l, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) })
 }

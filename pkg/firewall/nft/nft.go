@@ -16,7 +16,9 @@
 //	                 its offline intervals, else on to its profile chain.
 //	chain profile_X  DoT (853) and blocked prefixes of profile X.
 //	chain dns        hook prerouting, priority dstnat - 10: DNS from managed
-//	                 devices to any address is redirected to the router.
+//	                 devices to any address is redirected to the router;
+//	                 first, chain page sends plain HTTP of a device that is
+//	                 offline now to the daemon's bedtime page.
 //
 // All changing data lives in sets and maps, so the per-packet cost does not
 // grow with the number of devices or blocked prefixes, and a change for one
@@ -1148,6 +1150,12 @@ func render(rs *firewall.Ruleset, memo *prefixMemo, now time.Time) (*desired, er
 	}
 	pre := &chainSpec{chain: &nftables.Chain{Name: "dns", Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(-110), Policy: policy(nftables.ChainPolicyAccept)}}
+	if page := renderPage(t, rs, &sig); page != nil {
+		d.chains = append(d.chains, page)
+		for _, lan := range rs.LAN {
+			pre.add("clients of "+lan+": the bedtime page", ifname(expr.MetaKeyIIFNAME, lan), &expr.Verdict{Kind: expr.VerdictJump, Chain: "page"})
+		}
+	}
 	for _, lan := range rs.LAN {
 		pre.add("clients of "+lan, ifname(expr.MetaKeyIIFNAME, lan), &expr.Verdict{Kind: expr.VerdictJump, Chain: "dns_redirect"})
 	}
@@ -1200,6 +1208,46 @@ func onlineRule(lan []string) []expr.Any {
 	}
 	r = append(r, etherSaddr(1)...)
 	return append(r, &expr.Lookup{SourceRegister: 1, SetName: "online"}, &expr.Verdict{Kind: expr.VerdictAccept})
+}
+
+// renderPage sends the plain-HTTP requests (TCP 80, to any address but
+// the router's own) of a managed device that is offline now to the
+// daemon's bedtime page: phones and laptops probe a plain-HTTP address and
+// show what answers as a "sign in to network" notification. "Offline now"
+// is the kernel's own test, not a list the daemon keeps: a configured
+// device that is not in @online (its element expired at the window's
+// start), an unknown one inside @unknown_offline's intervals. So the page
+// starts and ends with the window to the second, daemon or not. Nil when
+// the page is off.
+func renderPage(t *nftables.Table, rs *firewall.Ruleset, sig *strings.Builder) *chainSpec {
+	if rs.PagePort == 0 || (len(rs.Devices) == 0 && rs.Unknown == nil) {
+		return nil
+	}
+	fmt.Fprintf(sig, " page=%d", rs.PagePort)
+	redirect := []expr.Any{
+		&expr.Immediate{Register: 1, Data: binaryutil.BigEndian.PutUint16(rs.PagePort)},
+		&expr.Redir{RegisterProtoMin: 1, Flags: unix.NF_NAT_RANGE_PROTO_SPECIFIED},
+	}
+	page := &chainSpec{chain: &nftables.Chain{Name: "page", Table: t}}
+	page.add("the router's own addresses (LuCI) stay what they are",
+		&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
+		&expr.Verdict{Kind: expr.VerdictReturn})
+	if len(rs.Devices) > 0 {
+		page.add("configured device offline now: plain HTTP goes to the bedtime page",
+			l4proto(unix.IPPROTO_TCP), dport(80),
+			etherSaddr(1), &expr.Lookup{SourceRegister: 1, SetName: "device_chain"},
+			&expr.Lookup{SourceRegister: 1, SetName: "online", Invert: true}, redirect)
+	}
+	if rs.Unknown != nil {
+		page.add("unknown device inside an offline interval: plain HTTP goes to the bedtime page",
+			l4proto(unix.IPPROTO_TCP), dport(80),
+			etherSaddr(1), &expr.Lookup{SourceRegister: 1, SetName: "device_chain", Invert: true},
+			&expr.Meta{Key: metaTimeNS, Register: 1},
+			&expr.Byteorder{SourceRegister: 1, DestRegister: 1, Op: expr.ByteorderHton, Len: 8, Size: 8},
+			&expr.Lookup{SourceRegister: 1, SetName: "unknown_offline"}, redirect)
+	}
+	return page
 }
 
 // renderGuard keeps the DNS filter's ports for the queries the redirect

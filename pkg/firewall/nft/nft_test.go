@@ -20,6 +20,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"curfew/pkg/firewall"
+	"curfew/pkg/firewall/fwtest"
 	"curfew/pkg/lab"
 )
 
@@ -342,6 +343,7 @@ func TestListingIsReadable(t *testing.T) {
 	from := time.Date(2030, 1, 7, 21, 0, 0, 0, time.UTC)
 	rs := ruleset(mac(t, l.Child.MAC), firewall.Interval{From: from, To: from.Add(10 * time.Hour)})
 	rs.Unknown = &firewall.Unknown{Profile: "kid", Offline: []firewall.Interval{{From: from, To: from.Add(time.Hour)}}}
+	rs.PagePort = 8099
 	if err := b.Apply(ctx, rs); err != nil {
 		t.Fatal(err)
 	}
@@ -515,4 +517,9 @@ func TestScreenTimeCountersSurviveARefill(t *testing.T) {
 	if got := count(); got < first+5000 {
 		t.Errorf("counter %d after more traffic, %d before", got, first)
 	}
+}
+
+func TestPlainHTTPOfAnOfflineDeviceGoesToThePage(t *testing.T) {
+	l, b, _ := setup(t, "cfnp")
+	fwtest.BedtimePage(t, l, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) })
 }

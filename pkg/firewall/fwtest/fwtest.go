@@ -1,0 +1,86 @@
+// Package fwtest holds the scenarios that every firewall backend must pass
+// in the lab, written once: each backend's tests run them against the
+// real kernel with their own Apply.
+package fwtest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"curfew/pkg/firewall"
+	"curfew/pkg/lab"
+)
+
+// PagePort is where the scenarios' stand-in for the bedtime page listens
+// in the router namespace.
+const PagePort = 18099
+
+// pageAnswer is the stand-in page's body.
+const pageAnswer = "the bedtime page"
+
+// BedtimePage checks the redirect to the bedtime page: the child (a
+// configured device) gets the internet's answer on port 80 until its
+// window starts and the page from then on — the kernel switching on its
+// own, over IPv4 and IPv6; the guest (an unknown device, offline now)
+// gets the page; the parent (no window) never does; the router's own
+// address is never redirected; other ports are dropped as before, not
+// redirected.
+func BedtimePage(t *testing.T, l *lab.Lab, apply func(*firewall.Ruleset) error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := l.ServeHTTP(ctx, l.Router, fmt.Sprintf("[::]:%d", PagePort), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, pageAnswer)
+	})); err != nil {
+		t.Fatal(err)
+	}
+	child, _ := net.ParseMAC(l.Child.MAC)
+	parent, _ := net.ParseMAC(l.Parent.MAC)
+	now := time.Now()
+	start := now.Add(2 * time.Second)
+	rs := &firewall.Ruleset{
+		LAN: []string{"br-lan"}, DNSPort: 53, PagePort: PagePort,
+		Profiles: []firewall.Profile{{ID: "kid"}, {ID: "parents", Open: true}},
+		Devices: []firewall.Device{
+			{MAC: child, Name: "Kid phone", Profile: "kid", Offline: []firewall.Interval{{From: start, To: start.Add(time.Hour)}}},
+			{MAC: parent, Name: "Parent laptop", Profile: "parents"},
+		},
+		Unknown: &firewall.Unknown{Profile: "kid", Offline: []firewall.Interval{{From: now.Add(-time.Hour), To: now.Add(time.Hour)}}},
+	}
+	if err := apply(rs); err != nil {
+		t.Fatal(err)
+	}
+	body := func(ns, host string) string {
+		_, b, err := l.Get(ns, "http://"+net.JoinHostPort(host, "80")+"/")
+		if err != nil {
+			return err.Error()
+		}
+		return strings.TrimSpace(b)
+	}
+	want := func(who, ns, host, answer string) {
+		t.Helper()
+		if got := body(ns, host); got != answer {
+			t.Errorf("%s, http://%s/: %q, want %q", who, host, got, answer)
+		}
+	}
+	want("child before its window", l.Child.NS, lab.InternetV4, lab.InternetAnswer)
+	want("guest (unknown, offline)", l.Guest.NS, lab.InternetV4, pageAnswer)
+	want("guest over IPv6", l.Guest.NS, lab.InternetV6, pageAnswer)
+	time.Sleep(time.Until(start) + 200*time.Millisecond)
+	want("child inside its window", l.Child.NS, lab.InternetV4, pageAnswer)
+	want("child inside its window, IPv6", l.Child.NS, lab.InternetV6, pageAnswer)
+	want("child inside its window, Apple's probe address", l.Child.NS, lab.CaptiveAnswer, pageAnswer)
+	want("parent", l.Parent.NS, lab.InternetV4, lab.InternetAnswer)
+	want("parent, IPv6", l.Parent.NS, lab.InternetV6, lab.InternetAnswer)
+	if got := body(l.Child.NS, lab.RouterV4); got == pageAnswer {
+		t.Errorf("child, http://%s/ (the router itself): redirected to the page", lab.RouterV4)
+	}
+	if err := l.TCP(l.Child.NS, lab.InternetV4); err == nil {
+		t.Error("child inside its window reaches the echo port: only plain HTTP may go to the page, the rest stays blocked")
+	}
+}
