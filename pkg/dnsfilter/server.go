@@ -18,6 +18,8 @@ import (
 
 	"golang.org/x/net/dns/dnsmessage"
 	"golang.org/x/sys/unix"
+
+	"curfew/pkg/bind"
 )
 
 // The wire format is handled with golang.org/x/net/dns/dnsmessage, the
@@ -183,21 +185,8 @@ func (s *Server) Close() {
 	}
 }
 
-func bindTo(ifc string) net.ListenConfig {
-	return net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptString(int(fd), syscall.SOL_SOCKET, syscall.SO_BINDTODEVICE, ifc)
-		})
-		if err != nil {
-			return err
-		}
-		return serr
-	}}
-}
-
 func (s *Server) listen(profile, ifc string, port uint16) (*listener, error) {
-	lc := bindTo(ifc)
+	lc := bind.To(ifc)
 	addr := fmt.Sprintf(":%d", port)
 	pc, err := lc.ListenPacket(context.Background(), "udp", addr)
 	if err != nil {

@@ -1,0 +1,234 @@
+package page
+
+import (
+	"flag"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+var (
+	berlin, _ = time.LoadLocation("Europe/Berlin")
+	evening   = time.Date(2026, 12, 1, 21, 7, 0, 0, berlin)
+	morning   = time.Date(2026, 12, 2, 7, 0, 0, 0, berlin)
+)
+
+func TestPageSaysWhyUntilWhenAndOffersToAsk(t *testing.T) {
+	tests := []struct {
+		name string
+		lang string
+		v    View
+	}{
+		{"bedtime", "en", View{Device: "Kid phone", Cause: "schedule", Schedule: "bedtime", Until: morning, CanAsk: true, AsksLeft: 5}},
+		{"bedtime-de", "de", View{Device: "Kid phone", Cause: "schedule", Schedule: "bedtime", Until: morning, CanAsk: true, AsksLeft: 5}},
+		{"paused-without-end", "en", View{Device: "Kid phone", Cause: "pause", CanAsk: true, AsksLeft: 2}},
+		{"budget-used", "de", View{Device: "Kid phone", Cause: "limit", Until: morning, CanAsk: true, AsksLeft: 5}},
+		{"asked-waiting", "en", View{Device: "Kid phone", Cause: "schedule", Until: morning, CanAsk: true, AsksLeft: 4,
+			Request: &Request{Minutes: 30, Message: "homework, please", AskedAt: evening, Status: "open"}}},
+		{"approved-online", "en", View{Device: "Kid phone", Online: true, Until: evening.Add(30 * time.Minute),
+			Request: &Request{Minutes: 30, AskedAt: evening, Status: "approved", AnsweredAt: evening.Add(time.Minute), Granted: 30}}},
+		{"denied-de", "de", View{Device: "Kid phone", Cause: "schedule", Until: morning, CanAsk: true, AsksLeft: 3,
+			Request: &Request{Minutes: 60, AskedAt: evening, Status: "denied", AnsweredAt: evening.Add(time.Minute)}}},
+		{"last-request-used", "en", View{Device: "Kid phone", Cause: "schedule", Until: morning, AsksLeft: 0,
+			Request: &Request{Minutes: 15, AskedAt: evening, Status: "denied", AnsweredAt: evening.Add(time.Minute)}}},
+		{"clock-not-set", "en", View{Device: "02:c0:00:00:00:0a", Cause: "clock"}},
+		{"unknown-language-is-english", "fr", View{Device: "Kid phone", Cause: "pause", Until: evening.Add(time.Hour)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.v.Now, tt.v.Loc, tt.v.Base = evening, berlin, "http://192.0.2.1:8099"
+			got := Render(tt.v, tt.lang)
+			path := filepath.Join("testdata", tt.name+".html")
+			if *update {
+				os.MkdirAll("testdata", 0o755)
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test -update)", err)
+			}
+			if string(got) != string(want) {
+				t.Errorf("page differs from %s (run go test -update and review):\n%s", path, got)
+			}
+		})
+	}
+}
+
+func TestWhatADeviceSentIsTextNotMarkup(t *testing.T) {
+	v := View{Device: `<b onmouseover="x">Kid</b>`, Cause: "schedule", Schedule: `"><script>`, CanAsk: true, AsksLeft: 1,
+		Request: &Request{Minutes: 15, Message: `<script>alert("hi")</script>`, AskedAt: evening, Status: "denied"},
+		Now:     evening, Loc: berlin, Base: "http://192.0.2.1:8099"}
+	got := string(Render(v, "en"))
+	for _, bad := range []string{"<script>", "<b ", `"><script>`} {
+		if strings.Contains(got, bad) {
+			t.Errorf("page contains %q unescaped:\n%s", bad, got)
+		}
+	}
+	if !strings.Contains(got, "&lt;script&gt;alert(&#34;hi&#34;)&lt;/script&gt;") {
+		t.Errorf("message not shown as text:\n%s", got)
+	}
+}
+
+func TestLanguage(t *testing.T) {
+	tests := []struct{ header, want string }{
+		{"", "en"},
+		{"de-DE,de;q=0.9,en;q=0.8", "de"},
+		{"en-US,en;q=0.9,de;q=0.8", "en"},
+		{"fr-FR,fr;q=0.9,de;q=0.5", "de"},
+		{"fr-FR", "en"},
+		{"DE", "de"},
+		{"de;q=0", "en"},
+		{"de;q=2", "en"},
+		{"en;q=0.1, de;q=0.3", "de"},
+	}
+	for _, tt := range tests {
+		if got := Language(tt.header); got != tt.want {
+			t.Errorf("Language(%q) = %q, want %q", tt.header, got, tt.want)
+		}
+	}
+}
+
+func TestCleanMessage(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"  homework,\n\tplease  ", "homework, please"},
+		{"\x1b[31mred\x1b[0m", "[31mred[0m"},
+		{"evil\u202etxt.exe", "eviltxt.exe"},
+		{"bad \xff utf8", "bad utf8"},
+		{strings.Repeat("é", 200), strings.Repeat("é", MaxMessage)},
+	}
+	for _, tt := range tests {
+		if got := CleanMessage(tt.in); got != tt.want {
+			t.Errorf("CleanMessage(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// fakeSource is one device at 192.0.2.10, offline at bedtime.
+type fakeSource struct {
+	asked []string
+	err   error
+}
+
+func (f *fakeSource) View(a netip.Addr) (View, bool) {
+	if !a.IsLoopback() {
+		return View{}, false
+	}
+	v := View{Device: "Kid phone", Cause: "schedule", Until: morning, CanAsk: true, AsksLeft: 5, Now: evening, Loc: berlin}
+	if len(f.asked) > 0 {
+		v.Request = &Request{Minutes: 30, AskedAt: evening, Status: "open", Message: f.asked[len(f.asked)-1]}
+	}
+	return v, true
+}
+
+func (f *fakeSource) Ask(a netip.Addr, minutes int, message string) error {
+	if f.err != nil {
+		return f.err
+	}
+	f.asked = append(f.asked, message)
+	return nil
+}
+
+func TestServerAnswersEveryPathWithThePageAndTakesRequests(t *testing.T) {
+	src := &fakeSource{}
+	s := NewServer(src, slog.New(slog.DiscardHandler))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go s.http.Serve(limited{ln, s.sem})
+	srv := struct{ URL string }{"http://" + ln.Addr().String()}
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Get(srv.URL + "/generate_204")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "Kid phone is offline.") {
+		t.Errorf("probe got %d:\n%s", resp.StatusCode, body)
+	}
+	if !resp.Close {
+		t.Error("connection kept alive: after an approval the device's next request must leave for the internet")
+	}
+	if !strings.Contains(string(body), `action="`+srv.URL+`/request"`) {
+		t.Errorf("form does not post to the page's own address %s:\n%s", srv.URL, body)
+	}
+	post := func(form string) *http.Response {
+		t.Helper()
+		resp, err := noRedirect.Post(srv.URL+"/request", "application/x-www-form-urlencoded", strings.NewReader(form))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = b
+		return resp
+	}
+	if r := post("minutes=30&message=" + strings.Repeat("x", 10)); r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != srv.URL+"/" {
+		t.Errorf("request: %d, Location %q", r.StatusCode, r.Header.Get("Location"))
+	}
+	if len(src.asked) != 1 || src.asked[0] != strings.Repeat("x", 10) {
+		t.Errorf("asked %q", src.asked)
+	}
+	if r := post("minutes=600"); r.StatusCode != 200 || !strings.Contains(string(body), "Choose 15, 30 or 60 minutes.") {
+		t.Errorf("600 minutes: %d\n%s", r.StatusCode, body)
+	}
+	if r := post("minutes=15&message=" + strings.Repeat("y", MaxBody)); r.StatusCode != 200 || len(src.asked) != 1 {
+		t.Errorf("a body over %d bytes: %d, asked %d times", MaxBody, r.StatusCode, len(src.asked))
+	}
+	src.err = TooMany
+	if r := post("minutes=15"); r.StatusCode != 200 || !strings.Contains(string(body), "You have asked as often as you can today.") {
+		t.Errorf("too many: %d\n%s", r.StatusCode, body)
+	}
+	req, _ := http.NewRequest(http.MethodPut, srv.URL+"/request", nil)
+	if resp, err := noRedirect.Do(req); err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("PUT: %v %v", resp, err)
+	}
+}
+
+func FuzzLanguage(f *testing.F) {
+	f.Add("de-DE,de;q=0.9,en;q=0.8")
+	f.Add("en;q=abc,,;;=")
+	f.Fuzz(func(t *testing.T, h string) {
+		if got := Language(h); texts[got] == nil {
+			t.Fatalf("Language(%q) = %q, not a language of the page", h, got)
+		}
+	})
+}
+
+func FuzzParseForm(f *testing.F) {
+	f.Add("minutes=30&message=hello")
+	f.Add("minutes=15&message=%3Cscript%3E%1b%5B31m")
+	f.Fuzz(func(t *testing.T, body string) {
+		minutes, msg, err := ParseForm(strings.NewReader(body), "application/x-www-form-urlencoded")
+		if err != nil {
+			return
+		}
+		if minutes != 15 && minutes != 30 && minutes != 60 {
+			t.Fatalf("minutes %d taken", minutes)
+		}
+		if !utf8.ValidString(msg) || utf8.RuneCountInString(msg) > MaxMessage {
+			t.Fatalf("message %q: invalid or too long", msg)
+		}
+		for _, r := range msg {
+			if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
+				t.Fatalf("message %q keeps control character %U", msg, r)
+			}
+		}
+	})
+}
