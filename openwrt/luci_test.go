@@ -96,7 +96,7 @@ func TestMenuACLAndPluginAgree(t *testing.T) {
 	}
 	for _, w := range a.Write.Ubus["curfew"] {
 		switch w {
-		case "pause", "resume", "allow", "grant", "assign":
+		case "pause", "resume", "allow", "grant", "assign", "approve", "deny":
 		default:
 			t.Errorf("ACL grants write to %s", w)
 		}

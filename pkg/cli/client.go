@@ -33,6 +33,9 @@ func clientCommands() []command {
 		{"log", "[TARGET]", 0, 1, "recent DNS queries, of TARGET's devices if given", runLog},
 		{"usage", "[TARGET]", 0, 1, "screen time and activity per day", runUsage},
 		{"assign", "MAC PROFILE", 2, 2, "add a device to a profile in the config", runAssign},
+		{"requests", "", 0, 0, "children's requests for more time (from the bedtime page), open ones first", runRequests},
+		{"approve", "ID", 1, 1, "grant request ID: the minutes asked (or --minutes N), to the device (or --profile)", runAnswer(control.MethodApprove)},
+		{"deny", "ID", 1, 1, "turn request ID down", runAnswer(control.MethodDeny)},
 	}
 }
 
@@ -233,6 +236,9 @@ func runExplain(ctx context.Context, args []string, env *Env) int {
 			for _, b := range d.DNSBlocked {
 				fmt.Fprintf(w, "  dns: %s\n", b)
 			}
+			for _, r := range d.Requests {
+				fmt.Fprintf(w, "  %s\n", r)
+			}
 			if d.DNS.BypassAttempts > 0 {
 				fmt.Fprintf(w, "  dns: %d attempts to bypass curfew's DNS\n", d.DNS.BypassAttempts)
 			}
@@ -355,6 +361,21 @@ func runUsage(ctx context.Context, args []string, env *Env) int {
 			}
 		}
 		tw.Flush()
+		var extra []string
+		for _, d := range ds {
+			for _, r := range d.Requests {
+				if r.Status == control.RequestApproved && r.AnsweredAt != nil {
+					extra = append(extra, fmt.Sprintf("%s %s  %s: %d min extra (%s of the %s; request %s, asked %s)", d.Date,
+						r.AnsweredAt.Local().Format("15:04"), r.Device, r.Granted, r.Override, r.Scope, r.ID, r.AskedAt.Local().Format("15:04")))
+				}
+			}
+		}
+		if len(extra) > 0 {
+			fmt.Fprintln(w, "\nExtra time approved:")
+			for _, e := range extra {
+				fmt.Fprintln(w, "  "+e)
+			}
+		}
 	})
 }
 
@@ -371,4 +392,55 @@ func runAssign(ctx context.Context, args []string, env *Env) int {
 	return call(ctx, env, *c.socket, *c.asJSON, req, func(w io.Writer, r control.ActionResult) {
 		fmt.Fprintln(w, r.Message)
 	})
+}
+
+func runRequests(ctx context.Context, args []string, env *Env) int {
+	c := clientFlags("requests", env)
+	if code, ok := parse(c.fs, args); !ok {
+		return code
+	}
+	return call(ctx, env, *c.socket, *c.asJSON, control.Request{V: control.Version, Method: control.MethodRequests}, func(w io.Writer, rs []control.TimeRequest) {
+		if len(rs) == 0 {
+			fmt.Fprintln(w, "No requests for more time.")
+			return
+		}
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tASKED\tDEVICE\tMINUTES\tSTATUS\tMESSAGE")
+		for _, r := range rs {
+			status := r.Status
+			if r.Status == control.RequestApproved {
+				status = fmt.Sprintf("approved %d min", r.Granted)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.AskedAt.Local().Format("Mon 15:04"), r.Device, r.Minutes, status, r.Message)
+		}
+		tw.Flush()
+	})
+}
+
+func runAnswer(method string) func(context.Context, []string, *Env) int {
+	return func(ctx context.Context, args []string, env *Env) int {
+		c := clientFlags(method, env)
+		var minutes *int
+		var profile *bool
+		if method == control.MethodApprove {
+			minutes = c.fs.Int("minutes", 0, "give this many minutes instead of what was asked")
+			profile = c.fs.Bool("profile", false, "give the time to every device of the profile, not only the one that asked")
+		}
+		if code, ok := parse(c.fs, args); !ok {
+			return code
+		}
+		req := control.Request{V: control.Version, Method: method, ID: c.fs.Arg(0)}
+		if minutes != nil {
+			req.Minutes, req.WholeProfile = *minutes, *profile
+			if *minutes < 0 || (c.fs.Changed("minutes") && *minutes == 0) {
+				return usageError(c.fs, fmt.Errorf("--minutes %d: want 1 to %d", *minutes, control.MaxApprove))
+			}
+		}
+		if err := req.Validate(); err != nil {
+			return usageError(c.fs, err)
+		}
+		return call(ctx, env, *c.socket, *c.asJSON, req, func(w io.Writer, r control.ActionResult) {
+			fmt.Fprintln(w, r.Message)
+		})
+	}
 }

@@ -30,6 +30,10 @@ type rpcdArgs struct {
 	Amount  string `json:"amount"`
 	Limit   int    `json:"limit"`
 	Days    int    `json:"days"`
+	// ID, Minutes and WholeProfile answer a child's request.
+	ID           string `json:"id"`
+	Minutes      int    `json:"minutes"`
+	WholeProfile bool   `json:"whole_profile"`
 }
 
 func forward[T any](req control.Request) func(context.Context, string, rpcdArgs) (any, error) {
@@ -49,6 +53,10 @@ func forward[T any](req control.Request) func(context.Context, string, rpcdArgs)
 			r.Target, r.Limit = in.Target, in.Days
 		case control.MethodAssign:
 			r.Target, r.Profile, r.Name = in.MAC, in.Profile, in.Name
+		case control.MethodApprove:
+			r.ID, r.Minutes, r.WholeProfile = in.ID, in.Minutes, in.WholeProfile
+		case control.MethodDeny:
+			r.ID = in.ID
 		}
 		if err := r.Validate(); err != nil {
 			return nil, err
@@ -75,6 +83,9 @@ func rpcdMethods() map[string]rpcdMethod {
 		"allow":    {map[string]string{"target": "str", "for": "str", "until": "str"}, forward[control.ActionResult](control.Request{Method: control.MethodAllow})},
 		"grant":    {map[string]string{"target": "str", "amount": "str"}, forward[control.ActionResult](control.Request{Method: control.MethodGrant})},
 		"assign":   {map[string]string{"mac": "str", "profile": "str", "name": "str"}, forward[control.ActionResult](control.Request{Method: control.MethodAssign})},
+		"requests": {nil, forward[[]control.TimeRequest](control.Request{Method: control.MethodRequests})},
+		"approve":  {map[string]string{"id": "str", "minutes": "int", "whole_profile": "bool"}, forward[control.ActionResult](control.Request{Method: control.MethodApprove})},
+		"deny":     {map[string]string{"id": "str"}, forward[control.ActionResult](control.Request{Method: control.MethodDeny})},
 		"services": {nil, func(context.Context, string, rpcdArgs) (any, error) { return services.Builtin().All(), nil }},
 	}
 }
@@ -98,9 +109,12 @@ func runRpcd(ctx context.Context, args []string, env *Env) int {
 		for name, m := range methods {
 			a := map[string]any{}
 			for k, typ := range m.args {
-				if typ == "int" {
+				switch typ {
+				case "int":
 					a[k] = 0
-				} else {
+				case "bool":
+					a[k] = false
+				default:
 					a[k] = "str"
 				}
 			}
@@ -134,7 +148,7 @@ func runRpcd(ctx context.Context, args []string, env *Env) int {
 		}
 		// rpcd wants a JSON object; lists are wrapped.
 		switch res.(type) {
-		case []control.Device, []control.LogEntry, []control.UsageDay, []*services.Service:
+		case []control.Device, []control.LogEntry, []control.UsageDay, []*services.Service, []control.TimeRequest:
 			res = map[string]any{"result": res}
 		}
 		writeJSON(env.Stdout, res)

@@ -58,7 +58,13 @@ const (
 	MethodLog         = "log"
 	MethodUsage       = "usage"
 	MethodAssign      = "assign"
+	MethodRequests    = "requests"
+	MethodApprove     = "approve"
+	MethodDeny        = "deny"
 )
+
+// MaxApprove is the most time one approval gives.
+const MaxApprove = 12 * 60
 
 // Request is one call.
 type Request struct {
@@ -77,6 +83,12 @@ type Request struct {
 	// Profile and Name are an assign's profile and device name.
 	Profile string `json:"profile,omitempty"`
 	Name    string `json:"name,omitempty"`
+	// ID names a child's request for approve and deny; Minutes changes
+	// what an approval gives (0: what was asked), and WholeProfile
+	// gives it to every device of the profile.
+	ID           string `json:"id,omitempty"`
+	Minutes      int    `json:"minutes,omitempty"`
+	WholeProfile bool   `json:"whole_profile,omitempty"`
 }
 
 // Response is the answer to one call.
@@ -100,7 +112,14 @@ func (r *Request) Validate() error {
 	}
 	needTarget := false
 	switch r.Method {
-	case MethodStatus, MethodDevices, MethodReload, MethodClockSynced, MethodLog, MethodUsage:
+	case MethodStatus, MethodDevices, MethodReload, MethodClockSynced, MethodLog, MethodUsage, MethodRequests:
+	case MethodApprove, MethodDeny:
+		if strings.TrimSpace(r.ID) == "" || len(r.ID) > 16 {
+			return fmt.Errorf("%s needs a request id (see curfew requests)", r.Method)
+		}
+		if r.Minutes < 0 || r.Minutes > MaxApprove {
+			return fmt.Errorf("--minutes %d: want 1 to %d", r.Minutes, MaxApprove)
+		}
 	case MethodExplain, MethodResume:
 		needTarget = true
 	case MethodPause:

@@ -73,6 +73,9 @@ type Explained struct {
 	DNS DNSCounters `json:"dns"`
 	// Text is the whole explanation in one sentence, for people.
 	Text string `json:"text"`
+	// Requests are the device's requests for more time today, newest
+	// last, as sentences: "asked 30 min at 21:07 (open)".
+	Requests []string `json:"requests"`
 }
 
 // ActionResult answers pause, resume, allow, grant, reload and
@@ -104,6 +107,9 @@ type LogEntry struct {
 // UsageDay is one local day of `usage`.
 type UsageDay struct {
 	Date string `json:"date"`
+	// Requests are the day's requests for more time and their answers:
+	// who got how much extra time, when.
+	Requests []TimeRequest `json:"requests"`
 	// Profiles maps a profile to its online minutes (its screen time).
 	Profiles map[string]int `json:"profiles"`
 	// Devices maps a MAC to its activity.
@@ -119,3 +125,40 @@ type DeviceUsage struct {
 	Blocked        int    `json:"blocked"`
 	BypassAttempts int    `json:"bypass_attempts"`
 }
+
+// TimeRequest is a child's request for more time, asked on the bedtime
+// page; `requests` lists them, approve and deny answer them. Message is
+// the child's words: text, shown as text everywhere.
+type TimeRequest struct {
+	ID      string    `json:"id"`
+	MAC     string    `json:"mac"`
+	Device  string    `json:"device"`
+	Profile string    `json:"profile"`
+	Minutes int       `json:"minutes"`
+	Message string    `json:"message"`
+	AskedAt time.Time `json:"asked_at"`
+	// Cause is why the device was offline (schedule, pause, limit) and
+	// Reason the same for people.
+	Cause  string `json:"cause"`
+	Reason string `json:"reason"`
+	// Expires is the end of the offline time asked about: an open
+	// request ends then.
+	Expires time.Time `json:"expires"`
+	// Status is open, approved, denied or expired.
+	Status     string     `json:"status"`
+	AnsweredAt *time.Time `json:"answered_at,omitempty"`
+	// Granted and Scope say what an approval gave: minutes, to the
+	// device or to its whole profile, as an allow or a grant
+	// (Override).
+	Granted  int    `json:"granted,omitempty"`
+	Scope    string `json:"scope,omitempty"`
+	Override string `json:"override,omitempty"`
+}
+
+// The states of a TimeRequest.
+const (
+	RequestOpen     = "open"
+	RequestApproved = "approved"
+	RequestDenied   = "denied"
+	RequestExpired  = "expired"
+)

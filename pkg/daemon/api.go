@@ -29,6 +29,10 @@ func (d *Daemon) Handle(ctx context.Context, req *control.Request) (any, error) 
 		return d.act(ctx, req)
 	case control.MethodAssign:
 		return d.assign(ctx, req)
+	case control.MethodRequests:
+		return d.listRequests(), nil
+	case control.MethodApprove, control.MethodDeny:
+		return d.answer(ctx, req)
 	case control.MethodUsage:
 		return d.usageReport(req.Target, req.Limit)
 	case control.MethodLog:
@@ -170,6 +174,9 @@ func (d *Daemon) explain(target string) (control.Explanation, error) {
 			e.BudgetLeft = plan.Short(time.Duration(*dev.BudgetLeft))
 		}
 		e.Text = explainText(cfg, dev, p.At, loc, &e)
+		d.mu.Lock()
+		e.Requests = d.requestLines(dev.MAC, d.opts.Clock.Now())
+		d.mu.Unlock()
 		e.DNSBlocked = []string{}
 		if d.opts.DNS != nil {
 			c := d.opts.DNS.Stats().Get(dev.MAC)
@@ -357,11 +364,10 @@ func (d *Daemon) act(ctx context.Context, req *control.Request) (any, error) {
 		msg = fmt.Sprintf("granted %s %s more screen time today", target, plan.Short(amount))
 	}
 	if d.opts.StateDir != "" {
-		if err := saveOverrides(d.opts.StateDir, ovs); err != nil {
+		if err := d.saveLocked(ovs); err != nil {
 			d.mu.Unlock()
-			return nil, fmt.Errorf("save overrides: %w", err)
+			return nil, err
 		}
-		d.stateErr = ""
 	}
 	d.overrides = ovs
 	d.mu.Unlock()

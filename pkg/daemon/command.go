@@ -22,6 +22,7 @@ import (
 	"curfew/pkg/firewall"
 	"curfew/pkg/firewall/ipt"
 	"curfew/pkg/firewall/nft"
+	"curfew/pkg/notify"
 	"curfew/pkg/services"
 )
 
@@ -93,6 +94,7 @@ func Command(ctx context.Context, args []string, version string, stdout, stderr 
 	jumps := make(chan struct{}, 1)
 	go watchClockSteps(ctx, jumps, log)
 	var d *Daemon
+	notifier := notify.New(log)
 	dns := dnsfilter.NewServer(dnsfilter.Options{
 		Identify: func(a netip.Addr) (dnsfilter.Device, bool) { return d.identify(a) },
 		Allowed: func(profile string, addrs []netip.Addr, ttl time.Duration) {
@@ -127,7 +129,10 @@ func Command(ctx context.Context, args []string, version string, stdout, stderr 
 		Version:      version,
 		MinuteLength: *minute,
 		LeasesFile:   *leases,
+		Page:         true,
+		Notify:       notifier,
 	})
+	go notifier.Run(ctx)
 	go func() {
 		if err := control.Serve(ctx, ln, d.Handle, log); err != nil {
 			log.Error("control socket stopped", "err", err)

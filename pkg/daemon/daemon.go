@@ -17,14 +17,18 @@ import (
 	"net"
 	"net/netip"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"curfew/pkg/config"
+	"curfew/pkg/control"
 	"curfew/pkg/devices"
 	"curfew/pkg/dnsfilter"
 	"curfew/pkg/firewall"
+	"curfew/pkg/notify"
+	"curfew/pkg/page"
 	"curfew/pkg/plan"
 	"curfew/pkg/services"
 	"curfew/pkg/tz"
@@ -96,6 +100,10 @@ type Options struct {
 	MinuteLength time.Duration
 	// LeasesFile is dnsmasq's lease file (/tmp/dhcp.leases); empty: none.
 	LeasesFile string
+	// Page serves the bedtime page on the LAN (config page, page_port).
+	Page bool
+	// Notify sends events to the parents' URLs; nil: none.
+	Notify *notify.Notifier
 }
 
 // Daemon is a running reconcile loop.
@@ -145,6 +153,22 @@ type Daemon struct {
 	lastDNS    map[string]dnsfilter.Counters
 	leases     map[string]devices.Lease
 	knownHosts map[string]*config.Device
+
+	// page serves the bedtime page; nil without Options.Page.
+	page *page.Server
+	// requests are the children's requests for more time (kept with the
+	// overrides), nextRequest the last id given.
+	requests    []control.TimeRequest
+	nextRequest int
+	// started is set after the first reconcile: devices present at
+	// start-up are no news.
+	started bool
+	// bypassTold, newDeviceHour and newDeviceCount bound the events.
+	bypassTold     map[string]time.Time
+	newDeviceHour  time.Time
+	newDeviceCount int
+	// budgetTold holds "profile date" for budget_used events sent.
+	budgetTold map[string]bool
 }
 
 type seenDevice struct {
@@ -182,11 +206,16 @@ func New(opts Options) *Daemon {
 	if opts.MinuteLength == 0 {
 		opts.MinuteLength = time.Minute
 	}
-	return &Daemon{opts: opts, log: log, wake: make(chan struct{}, 1), listsWanted: make(chan struct{}, 1),
+	d := &Daemon{opts: opts, log: log, wake: make(chan struct{}, 1), listsWanted: make(chan struct{}, 1),
 		seen: map[string]*seenDevice{}, byIP: map[netip.Addr]string{}, byMAC: map[string]*plan.Device{},
 		memo:  map[string]*policyMemo{},
 		usage: &usageBook{}, lastBytes: map[string]uint64{}, lastDNS: map[string]dnsfilter.Counters{},
-		leases: map[string]devices.Lease{}, knownHosts: map[string]*config.Device{}}
+		leases: map[string]devices.Lease{}, knownHosts: map[string]*config.Device{},
+		bypassTold: map[string]time.Time{}, budgetTold: map[string]bool{}}
+	if opts.Page {
+		d.page = page.NewServer(d, log)
+	}
+	return d
 }
 
 func (d *Daemon) kick() {
@@ -222,6 +251,9 @@ func (d *Daemon) load() {
 	}
 	d.loadErrs = nil
 	d.cfg, d.loc, d.zone = c, zone.Loc, zone.Source
+	if d.opts.Notify != nil {
+		d.opts.Notify.Configure(c.Notify, c.NotifyEvents)
+	}
 	if zone.Warning != "" {
 		d.log.Warn("time zone: " + zone.Warning)
 		d.zone += " — " + zone.Warning
@@ -255,7 +287,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}()
 	}
 	if d.opts.StateDir != "" {
-		ovs, err := loadOverrides(d.opts.StateDir)
+		doc, err := loadState(d.opts.StateDir)
+		ovs := doc.Overrides
 		if err != nil {
 			d.log.Error("parent overrides", "err", err)
 			d.mu.Lock()
@@ -268,6 +301,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 		d.mu.Lock()
 		d.overrides, d.usage = ovs, u
+		d.requests, d.nextRequest = doc.Requests, doc.NextRequest
 		d.mu.Unlock()
 	}
 	d.load()
@@ -346,6 +380,9 @@ func (d *Daemon) stop() error {
 	if d.opts.DNS != nil {
 		d.opts.DNS.Close()
 	}
+	if d.page != nil {
+		d.page.Close()
+	}
 	if d.opts.StateDir != "" {
 		d.saveUsage()
 	}
@@ -396,6 +433,7 @@ func (d *Daemon) reconcile(ctx context.Context) {
 	}
 	d.overrides = live(d.overrides, now, loc)
 	ovs := append([]plan.Override(nil), d.overrides...)
+	d.expireRequests(now)
 	d.mu.Unlock()
 
 	if !cfg.Enabled {
@@ -439,6 +477,7 @@ func (d *Daemon) reconcile(ctx context.Context) {
 	})
 	rs := firewall.Render(p, cfg, d.opts.DNSPort, &d.prefixes)
 	d.configureDNS(cfg, p, rs)
+	d.configurePage(cfg, rs)
 	if err := d.opts.Backend.Apply(ctx, rs); err != nil {
 		d.log.Error("apply kernel rules", "backend", d.opts.Backend.Name(), "err", err)
 		return
@@ -449,7 +488,7 @@ func (d *Daemon) reconcile(ctx context.Context) {
 	}
 	d.mu.Lock()
 	prev := d.last
-	d.last, d.applied, d.byMAC = p, true, byMAC
+	d.last, d.applied, d.byMAC, d.started = p, true, byMAC, true
 	d.mu.Unlock()
 	d.cut(ctx, prev, p, loc)
 	d.cutStaleDNS(ctx, p, rs)
@@ -528,6 +567,25 @@ func (d *Daemon) configureDNS(cfg *config.Config, p *plan.Plan, rs *firewall.Rul
 	}
 }
 
+// configurePage starts or stops the bedtime page's listeners; a page
+// that could not listen gets no redirect (a device would get "connection
+// refused" instead of the plain offline it had before).
+func (d *Daemon) configurePage(cfg *config.Config, rs *firewall.Ruleset) {
+	if d.page == nil || rs.PagePort == 0 {
+		rs.PagePort = 0
+		if d.page != nil {
+			d.page.Configure(cfg.LAN, 0) //nolint:errcheck // stopping cannot fail
+		}
+		return
+	}
+	if err := d.page.Configure(cfg.LAN, rs.PagePort); err != nil {
+		d.log.Error("bedtime page", "err", err)
+	}
+	if !d.page.Listening(cfg.LAN) {
+		rs.PagePort = 0
+	}
+}
+
 // maxSeen bounds the devices remembered as seen: a child's device can
 // show a new random MAC every second, and each must not cost memory for
 // the daemon's lifetime. Past it, the longest-unseen are forgotten.
@@ -543,6 +601,7 @@ func (d *Daemon) noteSeen(neighbours []Neighbour, now time.Time) {
 		if sd == nil {
 			sd = &seenDevice{first: now}
 			d.seen[n.MAC.String()] = sd
+			d.noteNewDevice(n.MAC.String(), now)
 		}
 		sd.last, sd.ips = now, n.IPs
 		for _, ip := range n.IPs {
@@ -598,6 +657,9 @@ func (d *Daemon) cut(ctx context.Context, prev, p *plan.Plan, loc *time.Location
 		old := before[dev.MAC]
 		if old == nil || old.State != dev.State || old.Reason != dev.Reason {
 			d.log.Info(describe(dev, loc))
+		}
+		if dev.State == plan.Offline && slices.Contains(dev.Causes, plan.CauseLimit) {
+			d.noteBudgetUsed(dev, p.At, loc)
 		}
 		mac, err := net.ParseMAC(dev.MAC)
 		if err != nil || !dev.Managed {

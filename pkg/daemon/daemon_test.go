@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -104,6 +105,8 @@ var _ firewall.Backend = (*fakeBackend)(nil) // type check
 
 const childMAC = "02:c0:00:00:00:0a"
 
+var childIP = netip.MustParseAddr("192.0.2.10")
+
 const testConfig = `config curfew 'main'
 	list lan 'br-lan'
 
@@ -153,7 +156,7 @@ func startWith(t *testing.T, dir string, at time.Time, trusted func() bool) *har
 		SystemPath:   filepath.Join(dir, "system"),
 		StateDir:     filepath.Join(dir, "state"),
 		Backend:      h.backend,
-		Seen:         func([]string) []Neighbour { return []Neighbour{{MAC: mac}} },
+		Seen:         func([]string) []Neighbour { return []Neighbour{{MAC: mac, IPs: []netip.Addr{childIP}}} },
 		ClockJumps:   h.jumps,
 		ClockTrusted: trusted,
 		Clock:        h.clock,

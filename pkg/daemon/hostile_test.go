@@ -31,17 +31,18 @@ func TestOverridesEndWithinAYear(t *testing.T) {
 func TestCorruptOverridesFallBackToThePreviousCopy(t *testing.T) {
 	dir := t.TempDir()
 	first := []plan.Override{{Kind: plan.Pause, Target: "kid", From: time.Unix(1e9, 0).UTC()}}
-	if err := saveOverrides(dir, first); err != nil {
+	if err := saveState(dir, stateDoc{Overrides: first}); err != nil {
 		t.Fatal(err)
 	}
 	second := append(first, plan.Override{Kind: plan.Grant, Target: "kid", Amount: time.Hour, Day: "2026-11-27"})
-	if err := saveOverrides(dir, second); err != nil {
+	if err := saveState(dir, stateDoc{Overrides: second}); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, stateFile), []byte("{\"version\":1,\"overr"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	got, err := loadOverrides(dir)
+	doc, err := loadState(dir)
+	got := doc.Overrides
 	if err == nil || !strings.Contains(err.Error(), "restored the copy before the last change") {
 		t.Errorf("no notice of the corrupt file: %v", err)
 	}
@@ -54,7 +55,7 @@ func TestCorruptOverridesFallBackToThePreviousCopy(t *testing.T) {
 
 	lone := t.TempDir()
 	os.WriteFile(filepath.Join(lone, stateFile), []byte("garbage"), 0o600)
-	if _, err := loadOverrides(lone); err == nil || !strings.Contains(err.Error(), "were lost") {
+	if _, err := loadState(lone); err == nil || !strings.Contains(err.Error(), "were lost") {
 		t.Errorf("no earlier copy: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"curfew/pkg/control"
 	"curfew/pkg/plan"
 )
 
@@ -19,6 +20,10 @@ const stateFile = "overrides.json"
 type stateDoc struct {
 	Version   int             `json:"version"`
 	Overrides []plan.Override `json:"overrides"`
+	// Requests are the children's requests for more time, open and
+	// answered (the audit trail), and NextRequest the next one's id.
+	Requests    []control.TimeRequest `json:"requests,omitempty"`
+	NextRequest int                   `json:"next_request,omitempty"`
 }
 
 // previousFile is the copy before the last write: a hard link kept by
@@ -31,42 +36,43 @@ const previousFile = stateFile + ".prev"
 // parent to look at), the copy before the last write is used instead, and
 // the problem is returned as a notice for status and LuCI (err) while the
 // overrides that could be saved come back.
-func loadOverrides(dir string) ([]plan.Override, error) {
+func loadState(dir string) (stateDoc, error) {
 	path := filepath.Join(dir, stateFile)
-	ovs, err := readOverrides(path)
+	doc, err := readState(path)
 	if err == nil || errors.Is(err, os.ErrNotExist) {
-		return ovs, nil
+		return doc, nil
 	}
 	bad := path + ".corrupt"
 	os.Rename(path, bad) //nolint:errcheck // the notice below names the file either way
-	prev, perr := readOverrides(filepath.Join(dir, previousFile))
+	prev, perr := readState(filepath.Join(dir, previousFile))
 	if perr != nil {
-		return nil, fmt.Errorf("%s could not be read (%v; kept as %s); no earlier copy: parents' pauses and allows were lost", path, err, bad)
+		return stateDoc{}, fmt.Errorf("%s could not be read (%v; kept as %s); no earlier copy: parents' pauses and allows were lost", path, err, bad)
 	}
 	return prev, fmt.Errorf("%s could not be read (%v; kept as %s); restored the copy before the last change, which may lack the latest pause or allow", path, err, bad)
 }
 
-func readOverrides(path string) ([]plan.Override, error) {
+func readState(path string) (stateDoc, error) {
+	var doc stateDoc
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return doc, err
 	}
-	var doc stateDoc
 	if err := json.Unmarshal(data, &doc); err != nil {
-		return nil, err
+		return stateDoc{}, err
 	}
 	for _, o := range doc.Overrides {
 		if o.Kind != plan.Pause && o.Kind != plan.Allow && o.Kind != plan.Grant {
-			return nil, fmt.Errorf("unknown override kind %q", o.Kind)
+			return stateDoc{}, fmt.Errorf("unknown override kind %q", o.Kind)
 		}
 	}
-	return doc.Overrides, nil
+	return doc, nil
 }
 
-// saveOverrides writes the overrides file, keeping the previous one as
+// saveState writes the overrides file, keeping the previous one as
 // overrides.json.prev.
-func saveOverrides(dir string, ovs []plan.Override) error {
-	data, err := json.MarshalIndent(stateDoc{Version: 1, Overrides: ovs}, "", "  ")
+func saveState(dir string, doc stateDoc) error {
+	doc.Version = 1
+	data, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
 		return err
 	}

@@ -138,6 +138,9 @@ func (d *Daemon) tick(ctx context.Context) {
 			last := d.lastDNS[dev.MAC]
 			du.Blocked += c.Blocked - last.Blocked
 			du.BypassAttempts += c.Bypass - last.Bypass
+			if c.Bypass > last.Bypass {
+				d.noteBypass(dev, now)
+			}
 			d.lastDNS[dev.MAC] = c
 		}
 		perProfile[dev.Profile] += delta
@@ -221,7 +224,12 @@ func (d *Daemon) usageReport(target string, days int) ([]control.UsageDay, error
 	out := []control.UsageDay{}
 	for _, date := range dates {
 		day := d.usage.Days[date]
-		ud := control.UsageDay{Date: date, Profiles: map[string]int{}, Devices: map[string]control.DeviceUsage{}}
+		ud := control.UsageDay{Date: date, Profiles: map[string]int{}, Devices: map[string]control.DeviceUsage{}, Requests: []control.TimeRequest{}}
+		for _, r := range d.requests {
+			if r.AskedAt.In(d.loc).Format("2006-01-02") == date && (macs == nil || macs[r.MAC]) {
+				ud.Requests = append(ud.Requests, r)
+			}
+		}
 		for p, m := range day.Profiles {
 			if profiles == nil || profiles[p] {
 				ud.Profiles[p] = m

@@ -17,6 +17,9 @@ var callResume = rpc.declare({ object: 'curfew', method: 'resume', params: [ 'ta
 var callAllow = rpc.declare({ object: 'curfew', method: 'allow', params: [ 'target', 'for', 'until' ] });
 var callGrant = rpc.declare({ object: 'curfew', method: 'grant', params: [ 'target', 'amount' ] });
 var callAssign = rpc.declare({ object: 'curfew', method: 'assign', params: [ 'mac', 'profile', 'name' ] });
+var callRequests = rpc.declare({ object: 'curfew', method: 'requests', expect: { result: [] } });
+var callApprove = rpc.declare({ object: 'curfew', method: 'approve', params: [ 'id', 'minutes', 'whole_profile' ] });
+var callDeny = rpc.declare({ object: 'curfew', method: 'deny', params: [ 'id' ] });
 
 function when(iso) {
 	if (!iso)
@@ -128,10 +131,35 @@ function unknownTable(devices, profiles) {
 	return dom.table([ _('MAC'), _('DHCP name'), _('Treated as'), _('Assign to profile') ], rows, _('No unknown devices.'));
 }
 
-function draw(st, devices) {
+// requestList shows the children's open requests for more time (asked on
+// the bedtime page), each with Approve and Deny; the message is the
+// child's words and reaches the page as text.
+function requestList(requests) {
+	var open = (requests || []).filter(function(r) { return r.status == 'open'; });
+	if (!open.length)
+		return [];
+	var rows = open.map(function(r) {
+		return [
+			when(r.asked_at),
+			[ r.device, E('br'), dom.el('small', {}, r.reason || r.cause) ],
+			dom.duration(r.minutes),
+			r.message ? dom.el('q', {}, r.message) : '-',
+			dom.el('div', { 'class': 'cbi-section-actions' }, [
+				E('button', { 'class': 'btn cbi-button-positive', 'click': function() { return act(callApprove(r.id, 0, false)); } }, [ _('Approve') ]), ' ',
+				E('button', { 'class': 'btn cbi-button-negative', 'click': function() { return act(callDeny(r.id)); } }, [ _('Deny') ])
+			])
+		];
+	});
+	return [
+		E('h3', _('Requests for more time')),
+		dom.table([ _('Asked'), _('Device'), _('Wants'), _('Message'), _('Answer') ], rows, '')
+	];
+}
+
+function draw(st, devices, requests) {
 	var profiles = {};
 	((st.plan && st.plan.devices) || []).forEach(function(d) { if (d.profile) profiles[d.profile] = true; });
-	return dom.el('div', {}, banner(st).concat([
+	return dom.el('div', {}, banner(st).concat(requestList(requests), [
 		E('h3', _('Children and devices')),
 		deviceTable(st.plan),
 		E('h3', _('Unknown devices')),
@@ -140,19 +168,19 @@ function draw(st, devices) {
 }
 
 function refresh() {
-	return Promise.all([ callStatus(), callDevices() ]).then(function(r) {
+	return Promise.all([ callStatus(), callDevices(), callRequests() ]).then(function(r) {
 		if (container)
-			container.replaceChildren(draw(r[0] || {}, r[1] || []));
+			container.replaceChildren(draw(r[0] || {}, r[1] || [], r[2] || []));
 	});
 }
 
 return view.extend({
 	load: function() {
-		return Promise.all([ callStatus(), callDevices() ]);
+		return Promise.all([ callStatus(), callDevices(), callRequests() ]);
 	},
 
 	render: function(data) {
-		container = E('div', {}, [ draw(data[0] || {}, data[1] || []) ]);
+		container = E('div', {}, [ draw(data[0] || {}, data[1] || [], data[2] || []) ]);
 		poll.add(refresh, 10);
 		return E('div', { 'class': 'cbi-map' }, [
 			E('h2', _('Parental controls')),

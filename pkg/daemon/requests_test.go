@@ -1,0 +1,132 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"curfew/pkg/control"
+	"curfew/pkg/page"
+	"curfew/pkg/plan"
+)
+
+func (h *harness) ask(minutes int, msg string) error {
+	h.t.Helper()
+	return h.d.Ask(childIP, minutes, msg)
+}
+
+func (h *harness) answer(method, id string, minutes int) (control.ActionResult, error) {
+	h.t.Helper()
+	res, err := h.d.Handle(context.Background(), &control.Request{V: 1, Method: method, ID: id, Minutes: minutes})
+	if err != nil {
+		return control.ActionResult{}, err
+	}
+	return res.(control.ActionResult), nil
+}
+
+func TestABedtimeRequestIsAnsweredByAParent(t *testing.T) {
+	dir := t.TempDir()
+	h := start(t, dir, london(t, "2026-01-05T21:30:00Z"))
+	v, ok := h.d.View(childIP)
+	if !ok || v.Online || v.Cause != plan.CauseSchedule || v.Schedule != "bedtime" || !v.CanAsk || v.AsksLeft != 5 ||
+		v.Until.Format(time.RFC3339) != "2026-01-06T07:00:00Z" {
+		t.Fatalf("page at bedtime: %+v %v", v, ok)
+	}
+	if _, ok := h.d.View(netip.MustParseAddr("192.0.2.99")); ok {
+		t.Error("an address of no device gets a page")
+	}
+	if err := h.d.Ask(netip.MustParseAddr("192.0.2.99"), 15, ""); !errors.Is(err, page.NotOffline) {
+		t.Errorf("a request from an address of no device: %v", err)
+	}
+	if err := h.ask(30, "homework <b>please</b>"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.ask(60, "again"); err != nil {
+		t.Fatal(err)
+	}
+	rs := h.d.listRequests()
+	if len(rs) != 1 || rs[0].ID != "1" || rs[0].Minutes != 30 || rs[0].Message != "homework <b>please</b>" || rs[0].Status != control.RequestOpen ||
+		rs[0].Device != "Kid phone" || rs[0].Profile != "kid" || rs[0].MAC != childMAC {
+		t.Fatalf("asking twice: %+v", rs)
+	}
+	if v, _ := h.d.View(childIP); v.Request == nil || v.Request.Status != control.RequestOpen || v.CanAsk && v.Request == nil {
+		t.Errorf("the page does not show the open request: %+v", v)
+	}
+	res, err := h.answer(control.MethodApprove, "1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Message != "approved request 1: allowed Kid phone until 22:00" {
+		t.Errorf("message %q", res.Message)
+	}
+	// in the kernel before the answer, like every parent's action
+	if s := h.state(); s.State != plan.Online || !s.Allowed {
+		t.Errorf("after approve: %s %q", s.State, s.Reason)
+	}
+	if _, err := h.answer(control.MethodDeny, "1", 0); err == nil || !strings.Contains(err.Error(), "approved already") {
+		t.Errorf("answering twice: %v", err)
+	}
+	ex, err := h.d.explain("Kid phone")
+	if err != nil || len(ex.Devices[0].Requests) != 1 || !strings.Contains(ex.Devices[0].Requests[0], "approved at 21:30: 30 min (allow of the device)") {
+		t.Errorf("explain: %+v %v", ex.Devices, err)
+	}
+	h.stop()
+	h2 := start(t, dir, london(t, "2026-01-05T21:40:00Z"))
+	if rs := h2.d.listRequests(); len(rs) != 1 || rs[0].Status != control.RequestApproved || rs[0].Granted != 30 {
+		t.Errorf("after a restart: %+v", rs)
+	}
+	if s := h2.state(); s.State != plan.Online {
+		t.Errorf("the approval's allow did not survive a restart: %s", s.State)
+	}
+	h2.cycle(func() { h2.clock.set(london(t, "2026-01-05T22:00:01Z")) })
+	if s := h2.state(); s.State != plan.Offline {
+		t.Errorf("after the approved 30 minutes: %s", s.State)
+	}
+}
+
+func TestRequestsArePerDayAndExpireWithTheirWindow(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, strings.Replace(testConfig, "list lan 'br-lan'", "list lan 'br-lan'\n\toption requests_per_day '2'", 1))
+	h := start(t, dir, london(t, "2026-01-05T21:30:00Z"))
+	for i, id := range []string{"1", "2"} {
+		if err := h.ask(15, ""); err != nil {
+			t.Fatalf("request %d: %v", i+1, err)
+		}
+		if _, err := h.answer(control.MethodDeny, id, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.ask(15, ""); !errors.Is(err, page.TooMany) {
+		t.Errorf("third request with requests_per_day 2: %v", err)
+	}
+	if v, _ := h.d.View(childIP); v.CanAsk || v.AsksLeft != 0 || v.Request == nil || v.Request.Status != control.RequestDenied {
+		t.Errorf("page after the last request: %+v", v)
+	}
+	// the next evening: asking again, and a request that waits past the
+	// window's end expires
+	h.cycle(func() { h.clock.set(london(t, "2026-01-06T21:30:00Z")) })
+	if err := h.ask(15, ""); err != nil {
+		t.Fatal(err)
+	}
+	h.cycle(func() { h.clock.set(london(t, "2026-01-07T07:00:01Z")) })
+	if rs := h.d.listRequests(); rs[0].ID != "3" || rs[0].Status != control.RequestExpired {
+		t.Errorf("after the window: %+v", rs[0])
+	}
+	if _, err := h.answer(control.MethodApprove, "3", 0); err == nil {
+		t.Error("an expired request was approved")
+	}
+}
+
+func TestAnOnlineDeviceHasNothingToAsk(t *testing.T) {
+	h := start(t, t.TempDir(), london(t, "2026-01-05T12:00:00Z"))
+	v, ok := h.d.View(childIP)
+	if !ok || !v.Online || v.CanAsk || v.Until.Format(time.RFC3339) != "2026-01-05T21:00:00Z" {
+		t.Errorf("online page: %+v", v)
+	}
+	if err := h.ask(15, ""); !errors.Is(err, page.NotOffline) {
+		t.Errorf("request while online: %v", err)
+	}
+}

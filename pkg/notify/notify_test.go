@@ -1,0 +1,120 @@
+package notify
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+)
+
+type received struct {
+	mu    sync.Mutex
+	got   []*http.Request
+	body  [][]byte
+	fails int // answer 500 this many times first
+}
+
+func (rc *received) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.fails > 0 {
+		rc.fails--
+		w.WriteHeader(http.StatusInternalServerError)
+		return
+	}
+	rc.got, rc.body = append(rc.got, r), append(rc.body, b)
+}
+
+func (rc *received) wait(t *testing.T, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		rc.mu.Lock()
+		k := len(rc.got)
+		rc.mu.Unlock()
+		if k >= n {
+			return
+		}
+	}
+	t.Fatalf("%d notifications arrived, want %d", len(rc.got), n)
+}
+
+func start(t *testing.T, urls []string, events ...string) *Notifier {
+	n := New(slog.New(slog.DiscardHandler))
+	n.Retry = 10 * time.Millisecond
+	n.Configure(urls, events)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go n.Run(ctx)
+	return n
+}
+
+var ev = Event{Event: Request, Device: "Kid <phone>", MAC: "02:c0:00:00:00:0a", Profile: "kid",
+	Text: "Kid <phone> asks for 30 more minutes", Time: time.Unix(1.8e9, 0).UTC(), ID: "3", Minutes: 30, Message: `<b>"please"</b>`}
+
+func TestAWebhookGetsTheEventAsJSON(t *testing.T) {
+	rc := &received{fails: 2}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	n := start(t, []string{srv.URL + "/hook"}, Request)
+	n.Send(ev)
+	n.Send(Event{Event: NewDevice, Device: "x"}) // not selected
+	rc.wait(t, 1)
+	if ct := rc.got[0].Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type %q", ct)
+	}
+	var got Event
+	if err := json.Unmarshal(rc.body[0], &got); err != nil {
+		t.Fatal(err)
+	}
+	if got != ev {
+		t.Errorf("got %+v\nwant %+v", got, ev)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if len(rc.got) != 1 {
+		t.Errorf("%d notifications: an event not in notify_events was sent", len(rc.got))
+	}
+}
+
+func TestAnNtfyTopicGetsTextAndATitle(t *testing.T) {
+	rc := &received{}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	n := start(t, []string{srv.URL + "/kids?format=text&priority=high"}, Request)
+	n.Send(ev)
+	rc.wait(t, 1)
+	r := rc.got[0]
+	if r.URL.Query().Has("format") || r.URL.Query().Get("priority") != "high" {
+		t.Errorf("query sent: %q (format=text must be removed, the rest kept)", r.URL.RawQuery)
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "text/plain; charset=utf-8" || string(rc.body[0]) != ev.Text {
+		t.Errorf("%q: %q", ct, rc.body[0])
+	}
+	title, err := new(mime.WordDecoder).DecodeHeader(r.Header.Get("Title"))
+	if err != nil || title != "curfew: Kid <phone> asks for more time" {
+		t.Errorf("Title %q (%v)", title, err)
+	}
+}
+
+func TestAReceiverThatIsDownNeverBlocksTheSender(t *testing.T) {
+	n := start(t, []string{"http://127.0.0.1:1/down"}, Request)
+	begin := time.Now()
+	for i := 0; i < QueueSize*3; i++ {
+		n.Send(ev)
+	}
+	if d := time.Since(begin); d > time.Second {
+		t.Errorf("sending %d events to a dead receiver took %v", QueueSize*3, d)
+	}
+}
+
+func TestTitleDropsControlCharacters(t *testing.T) {
+	if got := Title(Event{Event: Bypass, Device: "a\r\nInjected: yes\u202e"}); got != "curfew: aInjected: yes tried to get around the filter" {
+		t.Errorf("Title = %q", got)
+	}
+}
