@@ -3,6 +3,7 @@ package openwrt
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"curfew/pkg/lab"
+	"curfew/pkg/page"
 )
 
 // The LuCI views in a real browser: Debian's chromium, driven by
@@ -114,7 +119,11 @@ type pageResult struct {
 }
 
 type driveResult struct {
-	Pages   []pageResult
+	Pages  []pageResult
+	Stills []struct {
+		Name, Text, Failed string
+		Overflow           int
+	}
 	Actions []struct {
 		Name, Result, Failed string
 	}
@@ -162,7 +171,18 @@ func drive(t *testing.T, s *stack, shots string, act bool) driveResult {
 			pages = append(pages, map[string]string{"view": view, "file": file})
 		}
 	}
-	arg, _ := json.Marshal(map[string]any{"base": s.url(""), "pages": pages, "shots": shots, "act": act})
+	// The bedtime page as the child's phone shows it, from the real
+	// renderer (the daemon's own page answers only devices on the LAN,
+	// and chromium runs on the router).
+	bedtime := time.Now().Truncate(time.Minute)
+	still := page.Render(page.View{Device: "Kid phone", Cause: "schedule", Schedule: "bedtime", Until: bedtime.Add(10 * time.Hour),
+		CanAsk: true, AsksLeft: 4, Now: bedtime, Loc: time.Local, Base: "http://192.168.1.1:8099",
+		Request: &page.Request{Minutes: 30, Message: "homework <b>please</b>", AskedAt: bedtime.Add(-5 * time.Minute), Status: "denied", AnsweredAt: bedtime.Add(-3 * time.Minute)}}, "en")
+	if err := os.WriteFile(filepath.Join(s.dir, "www", "curfew-test", "bedtime-page.html"), still, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stills := []map[string]string{{"file": "curfew-test/bedtime-page.html", "name": "bedtime-page"}}
+	arg, _ := json.Marshal(map[string]any{"base": s.url(""), "pages": pages, "shots": shots, "act": act, "stills": stills})
 	cmd := exec.Command("ip", "netns", "exec", s.l.Router, node, "drive.mjs", string(arg))
 	cmd.Dir = "browser"
 	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
@@ -186,7 +206,19 @@ func TestLuCIViewsInARealBrowser(t *testing.T) {
 		shots, _ = filepath.Abs(dir)
 		os.MkdirAll(shots, 0o755)
 	}
+	// A child asks for more time on the bedtime page, with markup in the
+	// message: LuCI's request list must show it as text.
+	s.curfew("pause", "Kid phone")
+	if code, body, err := s.l.Do(s.l.Child.NS, "POST", "http://"+lab.InternetV4+"/request", "minutes=30&message="+url.QueryEscape(hostileMessage)); err != nil || code != 303 {
+		t.Fatalf("child's request: %d %v\n%s", code, err, body)
+	}
+	s.curfew("resume", "Kid phone")
 	res := drive(t, s, shots, true)
+	for _, st := range res.Stills {
+		if st.Failed != "" || !strings.Contains(st.Text, "Kid phone is offline.") || !strings.Contains(st.Text, "homework <b>please</b>") || st.Overflow > 0 {
+			t.Errorf("bedtime page on a phone: %+v", st)
+		}
+	}
 	if len(res.Pages) != 4*len(pagesUnderTest) {
 		t.Fatalf("pages = %+v", res.Pages)
 	}
@@ -214,11 +246,11 @@ func TestLuCIViewsInARealBrowser(t *testing.T) {
 		}
 		// the daemon's data is on the page
 		want := map[string][]string{
-			"curfew/overview": {"Kid phone", "Parent laptop", "02:c0:00:00:00:1e", "Children and devices"},
+			"curfew/overview": {"Kid phone", "Parent laptop", "02:c0:00:00:00:1e", "Children and devices", "Requests for more time", hostileMessage},
 			"curfew/profiles": {"kid", "grownup", "bedtime", "Schedules"},
 			"curfew/activity": {"Kid phone", "Recent DNS queries"},
 			// the German catalogue reaches the page through LuCI's _()
-			"curfew/overview@de": {"Kid phone", "Kindersicherung", "Kinder und Geräte", "Pausieren", "Unbekannte Geräte"},
+			"curfew/overview@de": {"Kid phone", "Kindersicherung", "Kinder und Geräte", "Pausieren", "Unbekannte Geräte", "Bitten um mehr Zeit", "Erlauben"},
 			"curfew/profiles@de": {"kid", "Zeitpläne", "Allgemein", "Aktiviert", "Profil für unbekannte Geräte"},
 			"curfew/activity@de": {"Kid phone", "Letzte DNS-Anfragen"},
 		}[p.View]
@@ -245,11 +277,14 @@ func TestLuCIViewsInARealBrowser(t *testing.T) {
 		}
 	}
 	// what the clicks changed, as the daemon reports it
-	if len(res.Actions) != 6 {
+	if len(res.Actions) != 7 {
 		t.Fatalf("actions = %+v", res.Actions)
 	}
 	if out := s.curfew("status"); !strings.Contains(out, "allow Kid phone until") || !strings.Contains(out, "grant Kid phone +15m today") {
 		t.Errorf("status after the clicks:\n%s", out)
+	}
+	if out := s.curfew("requests"); !strings.Contains(out, "approved 30 min") {
+		t.Errorf("requests after Approve:\n%s", out)
 	}
 	if out := s.curfew("explain", "02:c0:00:00:00:1e"); !strings.Contains(out, "profile kid") {
 		t.Errorf("assigned guest:\n%s", out)

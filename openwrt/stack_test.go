@@ -39,6 +39,9 @@ type stack struct {
 // DHCP name is chosen by the device): it must reach a page as text.
 const hostileName = `<img src=x onerror="window.__pwned=1">Tablet`
 
+// hostileMessage is markup in a child's request for more time.
+const hostileMessage = `<img src=x onerror="window.__pwned=1">please`
+
 // The logins of /etc/config/rpcd: a parent with every right, and one who
 // may only look (LuCI's read ACL of curfew).
 const (

@@ -5,6 +5,8 @@
 //   pages   [{view, file}] test pages standing in for LuCI's ucode header
 //   shots   a directory for screenshots, or ""
 //   act     true: also click through the parent actions
+//   stills  [{file, name}] plain pages (the bedtime page) to show on the
+//           phone: their text is returned, and a picture kept in shots
 // It prints one JSON object: per page and viewport the console errors, the
 // table cells without a data-title, the horizontal overflow, the view's
 // text; and the outcome of each action.
@@ -30,7 +32,7 @@ const viewports = {
 	mobile: { width: 390, height: 844, isMobile: true, hasTouch: true, deviceScaleFactor: 2 },
 };
 
-const out = { pages: [], actions: [] };
+const out = { pages: [], actions: [], stills: [] };
 
 async function open(page, url) {
 	await page.goto(url, { waitUntil: 'networkidle0', timeout: 30000 });
@@ -96,6 +98,23 @@ for (const p of cfg.pages) {
 	}
 }
 
+for (const st of cfg.stills || []) {
+	const page = await browser.newPage();
+	await page.setViewport(viewports.mobile);
+	const res = { name: st.name };
+	try {
+		await page.goto(cfg.base + '/' + st.file, { waitUntil: 'load', timeout: 20000 });
+		res.text = await page.evaluate(() => document.body.innerText);
+		res.overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+		if (cfg.shots)
+			await page.screenshot({ path: join(cfg.shots, st.name + '-mobile.png'), fullPage: true });
+	} catch (e) {
+		res.failed = String(e);
+	}
+	out.stills.push(res);
+	await page.close();
+}
+
 // The parent's actions, clicked as a parent would, on the overview.
 async function action(name, f) {
 	try {
@@ -150,6 +169,11 @@ if (cfg.act) {
 		await page.$eval('.modal input[type=time]', (i) => { i.value = '23:59'; });
 		await page.evaluate(() => [...document.querySelectorAll('.modal button')].find((b) => b.innerText.trim() === 'Allow').click());
 		await page.waitForFunction(() => /allowed/.test(document.body.innerText), { timeout: 10000 });
+		return notice();
+	});
+	await action('approve request', async () => {
+		await click('please', 'Approve');
+		await page.waitForFunction(() => /approved request/.test(document.body.innerText), { timeout: 10000 });
 		return notice();
 	});
 	await action('assign', async () => {

@@ -133,12 +133,18 @@ func (d *Daemon) refreshLists(ctx context.Context, wanted <-chan struct{}) {
 // new) and the plan. An address that is in no neighbour entry belongs to
 // no device on the LAN (false).
 func (d *Daemon) identify(a netip.Addr) (dnsfilter.Device, bool) {
+	return d.identifyWithin(a, time.Second)
+}
+
+// identifyWithin is identify with the neighbour table read again when it
+// is older than maxAge.
+func (d *Daemon) identifyWithin(a netip.Addr, maxAge time.Duration) (dnsfilter.Device, bool) {
 	if dev, ok := d.lookupSeen(a); ok {
 		return dev, true
 	}
 	d.mu.Lock()
 	cfg := d.cfg
-	stale := time.Since(d.neighRead) > time.Second
+	stale := time.Since(d.neighRead) > maxAge
 	if stale {
 		d.neighRead = time.Now()
 	}

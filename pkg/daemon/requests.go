@@ -29,6 +29,10 @@ const (
 	keepRequests    = 8 * 24 * time.Hour
 )
 
+// pageNeighRead bounds how often page requests from addresses not yet
+// known read the neighbour table.
+const pageNeighRead = 20 * time.Millisecond
+
 // askable are the causes a child may ask more time for: a schedule, a
 // parent's pause, a used-up budget. Not the unset clock: no answer of a
 // parent's makes that right.
@@ -60,7 +64,16 @@ type pageDevice struct {
 // neighbour table) and its state now: the kernel's own test, an offline
 // interval containing now, wins over the last plan's state.
 func (d *Daemon) deviceAt(a netip.Addr) (pageDevice, bool) {
-	found, ok := d.identify(a)
+	// A fresher table than DNS gets: a page request is rarer than a
+	// query (the page's connections are bounded), and its source — a
+	// new IPv6 privacy address — is often younger than a second. Read at
+	// most every pageNeighRead; if the last read was too recent to have
+	// seen the address, wait for the next one.
+	found, ok := d.identifyWithin(a, pageNeighRead)
+	if !ok {
+		time.Sleep(pageNeighRead + 5*time.Millisecond)
+		found, ok = d.identifyWithin(a, pageNeighRead)
+	}
 	if !ok {
 		return pageDevice{}, false
 	}
@@ -327,9 +340,13 @@ func (d *Daemon) answer(ctx context.Context, req *control.Request) (control.Acti
 			msg = fmt.Sprintf("approved request %s: granted %s %s more screen time today", r.ID, target, plan.Short(amount))
 		} else {
 			// A pause stays: the allow overrides it for its time, and
-			// the pause is back after it.
-			ovs = without(ovs, target, plan.Allow)
-			ovs = append(ovs, plan.Override{Kind: plan.Allow, Target: target, From: now, Until: now.Add(amount)})
+			// the pause is back after it. A longer allow the parent gave
+			// stays too: an approval never shortens one.
+			end := now.Add(amount)
+			ovs = slices.DeleteFunc(ovs, func(o plan.Override) bool {
+				return o.Kind == plan.Allow && strings.EqualFold(o.Target, target) && !o.Until.After(end)
+			})
+			ovs = append(ovs, plan.Override{Kind: plan.Allow, Target: target, From: now, Until: end})
 			r.Override = plan.Allow
 			msg = fmt.Sprintf("approved request %s: allowed %s until %s", r.ID, target, plan.When(now.Add(amount), now, d.loc))
 		}

@@ -130,3 +130,19 @@ func TestAnOnlineDeviceHasNothingToAsk(t *testing.T) {
 		t.Errorf("request while online: %v", err)
 	}
 }
+
+func TestAnApprovalNeverShortensAnAllow(t *testing.T) {
+	h := start(t, t.TempDir(), london(t, "2026-01-05T21:30:00Z"))
+	if err := h.ask(15, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.d.Handle(context.Background(), &control.Request{V: 1, Method: control.MethodAllow, Target: "Kid phone", Until: "23:30"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.answer(control.MethodApprove, "1", 0); err != nil {
+		t.Fatal(err)
+	}
+	if s := h.state(); s.Until == nil || s.Until.Format("15:04") != "23:30" {
+		t.Errorf("after approving 15 min inside an allow until 23:30: online until %v", s.Until)
+	}
+}
