@@ -23,7 +23,8 @@ CROSS := mips:linux/mips/GOMIPS=softfloat \
          amd64:linux/amd64/
 
 # package:FuzzTarget, run briefly by `make test` and for longer by `make fuzz FUZZTIME=10m`.
-FUZZ := ./pkg/uci:FuzzParse ./pkg/uci:FuzzMatchesLibuci ./pkg/control:FuzzDecodeRequest ./pkg/dnsfilter:FuzzParseList ./pkg/dnsfilter:FuzzHandle ./pkg/devices:FuzzParseDnsmasq ./pkg/devices:FuzzParseOdhcpd
+FUZZ := ./pkg/uci:FuzzParse ./pkg/uci:FuzzMatchesLibuci ./pkg/control:FuzzDecodeRequest ./pkg/dnsfilter:FuzzParseList ./pkg/dnsfilter:FuzzHandle ./pkg/devices:FuzzParseDnsmasq ./pkg/devices:FuzzParseOdhcpd \
+        ./pkg/page:FuzzParseForm ./pkg/page:FuzzLanguage
 
 .PHONY: all build test unit lint fuzz cross ipk apk openwrt-tools screenshots demo bench clean
 
