@@ -13,12 +13,14 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"html"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -134,6 +136,7 @@ func run(bin string, window time.Duration) error {
 			fmt.Printf("    (the whole table: ip netns exec %s nft list table inet curfew)\n", l.Router)
 			step("curfew plan now")
 			show(bin, "plan", "--config", cfgPath, "--system", sysPath)
+			askForMoreTime(l, bin, filepath.Join(dir, "sock"))
 			fmt.Println()
 		}
 		if now.After(wake.Add(6 * time.Second)) {
@@ -214,3 +217,34 @@ func prefix(r io.Reader, p string) {
 		fmt.Println(p + sc.Text())
 	}
 }
+
+// askForMoreTime shows the bedtime page: the child's phone checks for the
+// internet and gets the page, asks for more time, and a parent approves
+// a minute of it.
+func askForMoreTime(l *lab.Lab, bin, sock string) {
+	probe := "http://" + lab.InternetV4 + "/generate_204"
+	step("the child's phone checks for the internet (" + probe + ") and gets the bedtime page instead")
+	code, body, err := l.Get(l.Child.NS, probe)
+	if err != nil {
+		fmt.Println("  ", err)
+		return
+	}
+	fmt.Printf("  HTTP %d (not the 204 the phone expects: it shows \"sign in to network\")\n", code)
+	for _, m := range pageText.FindAllStringSubmatch(body, -1) {
+		if t := strings.TrimSpace(html.UnescapeString(m[2])); t != "" && !strings.Contains(t, "<") && !strings.HasPrefix(t, "This page comes") {
+			fmt.Println("    | " + t)
+		}
+	}
+	step("the child taps \"Ask for more time\": 15 minutes, \"homework!\"")
+	if code, _, err := l.Do(l.Child.NS, "POST", "http://"+lab.InternetV4+"/request", "minutes=15&message=homework%21"); err != nil || code != 303 {
+		fmt.Println("   request:", code, err)
+		return
+	}
+	step("a parent sees it (and gets it on a phone with list notify): curfew requests")
+	show(bin, "requests", "--socket", sock)
+	step("and gives one minute of it: curfew approve 1 --minutes 1")
+	show(bin, "approve", "1", "--minutes", "1", "--socket", sock)
+}
+
+// pageText finds the headline and paragraphs of the bedtime page.
+var pageText = regexp.MustCompile(`(?s)<(h1|p|q)[^>]*>(.*?)</`)
