@@ -2,13 +2,22 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"curfew/pkg/control"
+	"curfew/pkg/notify"
 	"curfew/pkg/page"
 	"curfew/pkg/plan"
 )
@@ -144,5 +153,98 @@ func TestAnApprovalNeverShortensAnAllow(t *testing.T) {
 	}
 	if s := h.state(); s.Until == nil || s.Until.Format("15:04") != "23:30" {
 		t.Errorf("after approving 15 min inside an allow until 23:30: online until %v", s.Until)
+	}
+}
+
+// events collects what a notifier posts.
+type events struct {
+	mu  sync.Mutex
+	got []notify.Event
+}
+
+func (e *events) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var ev notify.Event
+	json.NewDecoder(r.Body).Decode(&ev)
+	e.mu.Lock()
+	e.got = append(e.got, ev)
+	e.mu.Unlock()
+}
+
+func (e *events) kinds() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for _, ev := range e.got {
+		out = append(out, ev.Event)
+	}
+	return strings.Join(out, " ")
+}
+
+// A used-up budget: the parents hear of it once, the child may ask, and
+// the approval is a grant of screen time; a new MAC is told once, devices
+// present at start-up not at all; bypass attempts at most once an hour.
+func TestBudgetRequestsAreGrantsAndEventsAreToldOnce(t *testing.T) {
+	dir := t.TempDir()
+	rec := &events{}
+	srv := httptest.NewServer(rec)
+	defer srv.Close()
+	cfg := strings.Replace(testConfig, "list lan 'br-lan'", "list lan 'br-lan'\n\tlist notify '"+srv.URL+"/hook'", 1)
+	write(t, dir, strings.Replace(cfg, "option name 'Kid'", "option name 'Kid'\n\toption daily_limit '2m'", 1))
+	os.WriteFile(filepath.Join(dir, "system"), []byte("config system\n\toption timezone 'UTC0'\n"), 0o644)
+	cb := &countingBackend{fakeBackend: newFakeBackend(), bytes: map[string]uint64{childMAC: 0}}
+	clock := &fakeClock{now: london(t, "2026-01-05T12:00:00Z")}
+	child, _ := net.ParseMAC(childMAC)
+	stranger, _ := net.ParseMAC("5a:00:00:00:00:01")
+	seen := []Neighbour{{MAC: child, IPs: []netip.Addr{childIP}}}
+	var seenMu sync.Mutex
+	n := notify.New(slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go n.Run(ctx)
+	d := New(Options{ConfigPath: filepath.Join(dir, "curfew"), SystemPath: filepath.Join(dir, "system"), StateDir: filepath.Join(dir, "state"),
+		Backend: cb, Clock: clock, Notify: n,
+		Seen: func([]string) []Neighbour {
+			seenMu.Lock()
+			defer seenMu.Unlock()
+			return append([]Neighbour(nil), seen...)
+		}})
+	d.load()
+	d.reconcile(ctx)
+	d.tick(ctx)
+	for i := 0; i < 3; i++ {
+		cb.send(childMAC, 1<<20)
+		clock.advance(time.Minute)
+		d.tick(ctx)
+		d.reconcile(ctx)
+	}
+	seenMu.Lock()
+	seen = append(seen, Neighbour{MAC: stranger})
+	seenMu.Unlock()
+	d.reconcile(ctx)
+	d.reconcile(ctx)
+	d.mu.Lock()
+	for i := 0; i < 3; i++ {
+		d.noteBypass(plan.Device{MAC: childMAC, Name: "Kid phone", Profile: "kid"}, clock.Now())
+	}
+	d.mu.Unlock()
+	if err := d.Ask(childIP, 15, ""); err != nil {
+		t.Fatal(err)
+	}
+	res, err := d.Handle(ctx, &control.Request{V: 1, Method: control.MethodApprove, ID: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg := res.(control.ActionResult).Message; msg != "approved request 1: granted Kid phone 15m more screen time today" {
+		t.Errorf("approving a used-up budget: %q", msg)
+	}
+	if s := d.status(); s.Plan.Devices[0].State != plan.Online {
+		t.Errorf("after the grant: %+v", s.Plan.Devices[0])
+	}
+	want := "budget_used new_device bypass request"
+	for deadline := time.Now().Add(3 * time.Second); rec.kinds() != want && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := rec.kinds(); got != want {
+		t.Errorf("events %q, want %q", got, want)
 	}
 }
