@@ -2,7 +2,9 @@
 // daemon POSTs to every URL of `list notify` — a JSON object to a plain
 // webhook receiver, or, for an ntfy-style topic URL marked with the query
 // parameter format=text, the event's sentence as text/plain with a Title
-// header (the parameter is removed before sending).
+// header (the parameter is removed before sending). Plain-HTTP URLs are
+// posted by the daemon itself; https ones by the router's own curl,
+// uclient-fetch or wget, which bring TLS and the CA bundle.
 //
 // Sending never holds up enforcement: events go into a bounded queue that
 // one goroutine empties, each POST has a short timeout and a few retries,
@@ -10,14 +12,18 @@
 package notify
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"mime"
-	"net/http"
+	"net"
 	"net/url"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -60,9 +66,8 @@ const (
 
 // Notifier sends events to the configured URLs.
 type Notifier struct {
-	log    *slog.Logger
-	client *http.Client
-	queue  chan Event
+	log   *slog.Logger
+	queue chan Event
 	// Retry is the wait before the second try; it doubles after.
 	Retry time.Duration
 
@@ -73,10 +78,7 @@ type Notifier struct {
 
 // New returns a notifier; Run sends what it is given.
 func New(log *slog.Logger) *Notifier {
-	return &Notifier{log: log, queue: make(chan Event, QueueSize), Retry: time.Second,
-		client: &http.Client{Timeout: Timeout, CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse // a receiver that moved is a config error, said in the log
-		}}}
+	return &Notifier{log: log, queue: make(chan Event, QueueSize), Retry: time.Second}
 }
 
 // Configure sets the URLs and the events sent to them (config notify,
@@ -151,34 +153,104 @@ func (n *Notifier) post(ctx context.Context, raw string, ev Event) error {
 		return err
 	}
 	var body []byte
-	contentType := "application/json"
-	title := ""
+	var title string
+	header := [][2]string{{"User-Agent", "curfew"}, {"Content-Type", "application/json"}}
 	q := u.Query()
 	if q.Get("format") == "text" {
 		q.Del("format")
 		u.RawQuery = q.Encode()
-		body, contentType, title = []byte(ev.Text), "text/plain; charset=utf-8", Title(ev)
+		body = []byte(ev.Text)
+		header[1][1] = "text/plain; charset=utf-8"
+		title = Title(ev)
+		header = append(header, [2]string{"Title", mime.QEncoding.Encode("utf-8", title)})
 	} else if body, err = json.Marshal(ev); err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
-	if err != nil {
-		return err
+	ctx, cancel := context.WithTimeout(ctx, Timeout)
+	defer cancel()
+	if u.Scheme == "http" {
+		return postPlain(ctx, u, header, body)
 	}
-	req.Header.Set("Content-Type", contentType)
-	req.Header.Set("User-Agent", "curfew")
-	if title != "" {
-		req.Header.Set("Title", mime.QEncoding.Encode("utf-8", title))
+	name, args := command(u, header, title, body, exec.LookPath)
+	if name == "" {
+		return errors.New("no curl, uclient-fetch or wget for an https URL")
 	}
-	resp, err := n.client.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("HTTP %d", resp.StatusCode)
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdin = bytes.NewReader(body)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %v: %.200s", name, err, out)
 	}
 	return nil
+}
+
+// postPlain is a plain-HTTP POST, spoken here: curfew carries no HTTP
+// client or TLS stack (net/http and crypto/tls would add megabytes to a
+// binary in a router's flash). One request per connection.
+func postPlain(ctx context.Context, u *url.URL, header [][2]string, body []byte) error {
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "80")
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl) //nolint:errcheck // a socket always takes a deadline
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "POST %s HTTP/1.1\r\nHost: %s\r\n", u.RequestURI(), u.Host)
+	for _, h := range header {
+		fmt.Fprintf(&b, "%s: %s\r\n", h[0], h[1])
+	}
+	fmt.Fprintf(&b, "Content-Length: %d\r\nConnection: close\r\n\r\n", len(body))
+	b.Write(body)
+	if _, err := c.Write(b.Bytes()); err != nil {
+		return err
+	}
+	status, err := bufio.NewReader(io.LimitReader(c, 1024)).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("no answer: %v", err)
+	}
+	var proto string
+	var code int
+	if _, err := fmt.Sscanf(status, "%s %d", &proto, &code); err != nil || !strings.HasPrefix(proto, "HTTP/") {
+		return fmt.Errorf("not an HTTP answer: %.60q", status)
+	}
+	if code/100 != 2 {
+		return fmt.Errorf("HTTP %d", code)
+	}
+	return nil
+}
+
+// command is how an https URL is posted: with the router's own tool,
+// which brings the TLS stack and CA bundle (as block lists are
+// downloaded). curl takes the headers and the body on stdin;
+// uclient-fetch and busybox-style wget take no custom headers, so there
+// a text event's title goes in the query ("title", which ntfy reads).
+func command(u *url.URL, header [][2]string, title string, body []byte, look func(string) (string, error)) (string, []string) {
+	if _, err := look("curl"); err == nil {
+		args := []string{"-fsS", "-o", "/dev/null", "--max-time", fmt.Sprint(int(Timeout.Seconds())), "-X", "POST"}
+		for _, h := range header {
+			args = append(args, "-H", h[0]+": "+h[1])
+		}
+		return "curl", append(args, "--data-binary", "@-", u.String())
+	}
+	for _, tool := range []string{"uclient-fetch", "wget"} {
+		if _, err := look(tool); err != nil {
+			continue
+		}
+		v := *u
+		if title != "" {
+			q := v.Query()
+			q.Set("title", title)
+			v.RawQuery = q.Encode()
+		}
+		return tool, []string{"-q", "-T", fmt.Sprint(int(Timeout.Seconds())), "-O", "/dev/null", "--post-data=" + string(body), v.String()}
+	}
+	return "", nil
 }
 
 // Title is an event's headline: "curfew: Kid phone asks for more time".

@@ -3,11 +3,14 @@ package notify
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"mime"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -116,5 +119,30 @@ func TestAReceiverThatIsDownNeverBlocksTheSender(t *testing.T) {
 func TestTitleDropsControlCharacters(t *testing.T) {
 	if got := Title(Event{Event: Bypass, Device: "a\r\nInjected: yes\u202e"}); got != "curfew: aInjected: yes tried to get around the filter" {
 		t.Errorf("Title = %q", got)
+	}
+}
+
+func TestHTTPSGoesThroughTheRoutersOwnTool(t *testing.T) {
+	u, _ := url.Parse("https://ntfy.example/kids?priority=high")
+	header := [][2]string{{"Content-Type", "text/plain; charset=utf-8"}, {"Title", "curfew: Kid asks for more time"}}
+	has := func(tools ...string) func(string) (string, error) {
+		return func(name string) (string, error) {
+			if slices.Contains(tools, name) {
+				return "/usr/bin/" + name, nil
+			}
+			return "", errors.New("not found")
+		}
+	}
+	name, args := command(u, header, "curfew: Kid asks for more time", []byte("x"), has("curl", "uclient-fetch"))
+	if name != "curl" || !slices.Contains(args, "Title: curfew: Kid asks for more time") || args[len(args)-1] != u.String() {
+		t.Errorf("curl: %s %q", name, args)
+	}
+	name, args = command(u, header, "curfew: Kid asks for more time", []byte("x"), has("uclient-fetch"))
+	if name != "uclient-fetch" || !slices.Contains(args, "--post-data=x") ||
+		args[len(args)-1] != "https://ntfy.example/kids?priority=high&title=curfew%3A+Kid+asks+for+more+time" {
+		t.Errorf("uclient-fetch: %s %q", name, args)
+	}
+	if name, _ := command(u, header, "", nil, has()); name != "" {
+		t.Errorf("no tool: %s", name)
 	}
 }

@@ -5,17 +5,17 @@
 // network" notification; so the child learns why the device is offline,
 // until when, and can ask for more time, with nothing installed on it.
 //
-// The page is rendered by html/template: every value in it (the device's
-// name, a child's message) is text, never markup. It needs no JavaScript
+// Every value in the page (the device's name, a child's message) is
+// escaped: text, never markup. It is written by hand rather than by
+// html/template, which would add its reflection-driven engine to a binary
+// that lives in a router's flash. It needs no JavaScript
 // and no other file; it refreshes itself with a meta refresh while a
 // request waits.
 package page
 
 import (
-	"bytes"
-	"embed"
 	"fmt"
-	"html/template"
+	"html"
 	"strings"
 	"time"
 	"unicode"
@@ -69,13 +69,24 @@ type Request struct {
 	Granted int
 }
 
-//go:embed page.html.tmpl
-var files embed.FS
+// style is the page's only style sheet, inline: the page loads nothing
+// else.
+const style = `body{font:17px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f4f1ea;color:#1d1d1f}
+main{max-width:30em;margin:0 auto;padding:1.5em 1.2em}
+h1{font-size:1.5em;margin:.2em 0 .4em}
+.card{background:#fff;border-radius:14px;padding:1em 1.1em;margin:1em 0;box-shadow:0 1px 3px rgba(0,0,0,.12)}
+.when{font-size:1.2em;font-weight:600}
+.answer{font-weight:600}
+.error{color:#a40000;font-weight:600}
+label.opt{display:block;padding:.55em .2em;font-size:1.05em}
+textarea{width:100%;box-sizing:border-box;font:inherit;padding:.4em;border:1px solid #bbb;border-radius:8px}
+button{font:inherit;font-weight:600;width:100%;padding:.75em;margin-top:.8em;border:0;border-radius:10px;background:#2c5fd6;color:#fff}
+q{font-style:italic}
+footer{font-size:.85em;color:#555}
+`
 
-var tmpl = template.Must(template.New("page.html.tmpl").ParseFS(files, "page.html.tmpl"))
-
-// data is what the template sees: sentences already in the page's
-// language, for the template to escape.
+// data is what the page says: sentences already in its language, for
+// html to escape.
 type data struct {
 	Lang, Title, Headline, Status, When string
 	Refresh                             int
@@ -165,13 +176,70 @@ func Render(v View, lang string) []byte {
 	if v.Error != "" {
 		d.Error = v.Error
 	}
-	var b bytes.Buffer
-	if err := tmpl.Execute(&b, d); err != nil {
-		// The template is fixed and its data plain strings: a failure
-		// here is a bug, shown as text rather than a half page.
-		return []byte("curfew: page: " + err.Error())
+	return d.html()
+}
+
+// html writes the page. Every value goes through esc: it may hold what a
+// child's device sent (a message) or a parent wrote (a device's name).
+func (d *data) html() []byte {
+	var b strings.Builder
+	esc := html.EscapeString
+	line := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	line(`<!DOCTYPE html>`)
+	line(`<html lang="%s">`, esc(d.Lang))
+	line(`<head>`)
+	line(`<meta charset="utf-8">`)
+	line(`<meta name="viewport" content="width=device-width, initial-scale=1">`)
+	if d.Refresh > 0 {
+		line(`<meta http-equiv="refresh" content="%d;url=%s/">`, d.Refresh, esc(d.Base))
 	}
-	return b.Bytes()
+	line(`<title>%s</title>`, esc(d.Title))
+	b.WriteString("<style>\n" + style + "</style>\n")
+	line(`</head>`)
+	line(`<body>`)
+	line(`<main>`)
+	line(`<h1>%s</h1>`, esc(d.Headline))
+	if d.Status != "" {
+		line(`<p>%s</p>`, esc(d.Status))
+	}
+	if d.When != "" {
+		line(`<p class="when">%s</p>`, esc(d.When))
+	}
+	if d.Error != "" {
+		line(`<p class="error">%s</p>`, esc(d.Error))
+	}
+	if d.Asked != "" {
+		line(`<div class="card">`)
+		line(`<p>%s</p>`, esc(d.Asked))
+		if d.Message != "" {
+			line(`<p><q>%s</q></p>`, esc(d.Message))
+		}
+		line(`<p class="answer">%s</p>`, esc(d.Answer))
+		line(`</div>`)
+	}
+	switch {
+	case d.Form:
+		line(`<form class="card" method="post" action="%s/request">`, esc(d.Base))
+		line(`<h2>%s</h2>`, esc(d.AskLabel))
+		for _, o := range d.Options {
+			checked := ""
+			if o.Checked {
+				checked = " checked"
+			}
+			line(`<label class="opt"><input type="radio" name="minutes" value="%d"%s> %s</label>`, o.Minutes, checked, esc(o.Label))
+		}
+		line(`<p><label>%s<br><textarea name="message" rows="2" maxlength="%d"></textarea></label></p>`, esc(d.MessageLabel), d.MaxMessage)
+		line(`<button type="submit">%s</button>`, esc(d.Submit))
+		line(`<p>%s</p>`, esc(d.Left))
+		line(`</form>`)
+	case d.Left != "":
+		line(`<p>%s</p>`, esc(d.Left))
+	}
+	line(`<footer><p>%s</p></footer>`, esc(d.Footer))
+	line(`</main>`)
+	line(`</body>`)
+	line(`</html>`)
+	return []byte(b.String())
 }
 
 // CleanMessage makes a child's message safe to store and show anywhere:

@@ -1,7 +1,9 @@
 package page
 
 import (
+	"bufio"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -150,7 +152,7 @@ func TestServerAnswersEveryPathWithThePageAndTakesRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go s.http.Serve(limited{ln, s.sem})
+	go s.serve(ln)
 	srv := struct{ URL string }{"http://" + ln.Addr().String()}
 	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := noRedirect.Get(srv.URL + "/generate_204")
@@ -188,7 +190,7 @@ func TestServerAnswersEveryPathWithThePageAndTakesRequests(t *testing.T) {
 	if r := post("minutes=600"); r.StatusCode != 200 || !strings.Contains(string(body), "Choose 15, 30 or 60 minutes.") {
 		t.Errorf("600 minutes: %d\n%s", r.StatusCode, body)
 	}
-	if r := post("minutes=15&message=" + strings.Repeat("y", MaxBody)); r.StatusCode != 200 || len(src.asked) != 1 {
+	if r := post("minutes=15&message=" + strings.Repeat("y", MaxBody)); r.StatusCode != 413 || len(src.asked) != 1 {
 		t.Errorf("a body over %d bytes: %d, asked %d times", MaxBody, r.StatusCode, len(src.asked))
 	}
 	src.err = TooMany
@@ -229,6 +231,46 @@ func FuzzParseForm(f *testing.F) {
 			if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
 				t.Fatalf("message %q keeps control character %U", msg, r)
 			}
+		}
+	})
+}
+
+func TestRequestsAreReadWithinTheirBounds(t *testing.T) {
+	tests := []struct {
+		name, raw string
+		want      error
+		path      string
+	}{
+		{"probe", "GET /generate_204 HTTP/1.1\r\nHost: connectivitycheck.gstatic.com\r\n\r\n", nil, "/generate_204"},
+		{"query dropped", "GET /hotspot-detect.html?x=1 HTTP/1.0\r\n\r\n", nil, "/hotspot-detect.html"},
+		{"absolute form", "GET http://captive.apple.com/a/b HTTP/1.1\r\n\r\n", nil, "/a/b"},
+		{"form post", "POST /request HTTP/1.1\r\nContent-Length: 10\r\n\r\nminutes=15", nil, "/request"},
+		{"header too large", "GET / HTTP/1.1\r\nX: " + strings.Repeat("a", MaxHeader) + "\r\n\r\n", errTooLarge, ""},
+		{"too many fields", "GET / HTTP/1.1\r\n" + strings.Repeat("X: y\r\n", maxFields+1) + "\r\n", errTooLarge, ""},
+		{"body too large", fmt.Sprintf("POST /request HTTP/1.1\r\nContent-Length: %d\r\n\r\n", MaxBody+1), errTooLarge, ""},
+		{"chunked", "POST /request HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", errBad, ""},
+		{"not HTTP", "HELLO\r\n\r\n", errBad, ""},
+		{"short body", "POST /request HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc", errBad, ""},
+		{"bad field", "GET / HTTP/1.1\r\nNo colon here\r\n\r\n", errBad, ""},
+	}
+	for _, tt := range tests {
+		r, err := readRequest(bufio.NewReaderSize(strings.NewReader(tt.raw), 4096))
+		if err != tt.want || (err == nil && r.path != tt.path) {
+			t.Errorf("%s: %v %+v, want %v %q", tt.name, err, r, tt.want, tt.path)
+		}
+	}
+}
+
+func FuzzReadRequest(f *testing.F) {
+	f.Add("POST /request HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 10\r\n\r\nminutes=15")
+	f.Add("GET http://x/ HTTP/1.1\r\nAccept-Language: de\r\n\r\n")
+	f.Fuzz(func(t *testing.T, raw string) {
+		r, err := readRequest(bufio.NewReaderSize(strings.NewReader(raw), 4096))
+		if err != nil {
+			return
+		}
+		if len(r.body) > MaxBody || len(r.header) > maxFields || !strings.HasPrefix(r.path, "/") && r.path != "" && !strings.Contains(raw, r.path) {
+			t.Fatalf("%q read as %+v", raw, r)
 		}
 	})
 }

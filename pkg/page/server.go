@@ -1,13 +1,14 @@
 package page
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"net/url"
 	"slices"
@@ -46,10 +47,9 @@ const (
 
 // Server serves the page on the LAN interfaces.
 type Server struct {
-	src  Source
-	log  *slog.Logger
-	http *http.Server
-	sem  chan struct{}
+	src Source
+	log *slog.Logger
+	sem chan struct{}
 
 	mu        sync.Mutex
 	port      uint16
@@ -58,20 +58,7 @@ type Server struct {
 
 // NewServer returns a server; Configure starts its listeners.
 func NewServer(src Source, log *slog.Logger) *Server {
-	s := &Server{src: src, log: log, sem: make(chan struct{}, MaxConns), listeners: map[string]net.Listener{}}
-	s.http = &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      10 * time.Second,
-		MaxHeaderBytes:    MaxHeader,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
-	// One request per connection: after a parent's approval the next
-	// request must leave the router for the internet, which a kept-alive
-	// connection to the page would not.
-	s.http.SetKeepAlivesEnabled(false)
-	return s
+	return &Server{src: src, log: log, sem: make(chan struct{}, MaxConns), listeners: map[string]net.Listener{}}
 }
 
 // Configure listens on port of each LAN interface (IPv4 and IPv6), and
@@ -112,7 +99,7 @@ func (s *Server) Configure(lan []string, port uint16) error {
 			continue
 		}
 		s.listeners[ifc] = ln
-		go s.http.Serve(limited{ln, s.sem}) //nolint:errcheck // ends when the listener is closed
+		go s.serve(ln)
 	}
 	return errors.Join(errs...)
 }
@@ -140,24 +127,64 @@ func (s *Server) Close() {
 	}
 }
 
-// ServeHTTP answers any path: a probe's, a browser's, the form's post.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h := w.Header()
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
-	remote, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		http.Error(w, "bad address", http.StatusBadRequest)
+// serve accepts connections until ln is closed: at most MaxConns at a
+// time (more are closed at once, not left waiting in the backlog), each
+// one request within connTimeout.
+func (s *Server) serve(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // out of descriptors: let some close
+			continue
+		}
+		select {
+		case s.sem <- struct{}{}:
+			go func() {
+				defer func() { <-s.sem }()
+				s.conn(c)
+			}()
+		default:
+			c.Close()
+		}
+	}
+}
+
+// connTimeout bounds one connection: reading the request, answering it.
+const connTimeout = 10 * time.Second
+
+func (s *Server) conn(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(connTimeout)) //nolint:errcheck // a socket always takes a deadline
+	local, err1 := netip.ParseAddrPort(c.LocalAddr().String())
+	remote, err2 := netip.ParseAddrPort(c.RemoteAddr().String())
+	if err1 != nil || err2 != nil {
 		return
 	}
+	req, err := readRequest(bufio.NewReaderSize(c, 4096))
+	var resp *response
+	switch {
+	case errors.Is(err, errTooLarge):
+		resp = plain(413, "request too large")
+	case err != nil:
+		resp = plain(400, "bad request")
+	default:
+		resp = s.answer(req, local, remote)
+	}
+	resp.write(c, req != nil && req.method == "HEAD") //nolint:errcheck // the device may be gone
+}
+
+// answer answers any path: a probe's, a browser's, the form's post.
+func (s *Server) answer(req *request, local, remote netip.AddrPort) *response {
 	addr := remote.Addr().Unmap()
-	base := baseURL(r)
-	lang := Language(r.Header.Get("Accept-Language"))
+	base := baseURL(local)
+	lang := Language(req.header["accept-language"])
 	var problem string
 	switch {
-	case r.Method == http.MethodPost && r.URL.Path == "/request":
-		minutes, message, err := ParseForm(http.MaxBytesReader(w, r.Body, MaxBody), r.Header.Get("Content-Type"))
+	case req.method == "POST" && req.path == "/request":
+		minutes, message, err := ParseForm(bytes.NewReader(req.body), req.header["content-type"])
 		if err == nil {
 			err = s.src.Ask(addr, minutes, message)
 		}
@@ -166,44 +193,41 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case err == nil:
 			// Post, redirect, get: a reload of the answer does not ask
 			// again.
-			http.Redirect(w, r, base+"/", http.StatusSeeOther)
-			return
+			return &response{status: 303, header: [][2]string{{"Location", base + "/"}, {"Cache-Control", "no-store"}}}
 		case errors.As(err, &p):
 			problem = p.In(lang)
 		default:
 			problem = BadAmount.In(lang)
 		}
-	case r.Method != http.MethodGet && r.Method != http.MethodHead:
-		h.Set("Allow", "GET, HEAD, POST")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
+	case req.method != "GET" && req.method != "HEAD":
+		r := plain(405, "method not allowed")
+		r.header = append(r.header, [2]string{"Allow", "GET, HEAD, POST"})
+		return r
 	}
 	v, ok := s.src.View(addr)
 	if !ok {
-		http.Error(w, "curfew: this address is no device on the home network", http.StatusForbidden)
-		return
+		return plain(403, "curfew: this address is no device on the home network")
 	}
 	v.Base, v.Error = base, problem
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Language", lang)
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action "+base+"; base-uri 'none'; frame-ancestors 'none'")
 	// 200 with a page, never the probe's expected answer (Android's 204,
 	// Apple's "Success"): that is what makes a device show its
 	// captive-portal notification.
-	w.Write(Render(v, lang)) //nolint:errcheck // the device may be gone
+	return &response{status: 200, body: Render(v, lang), header: [][2]string{
+		{"Content-Type", "text/html; charset=utf-8"},
+		{"Content-Language", lang},
+		{"Cache-Control", "no-store"},
+		{"X-Content-Type-Options", "nosniff"},
+		{"Referrer-Policy", "no-referrer"},
+		{"Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action " + base + "; base-uri 'none'; frame-ancestors 'none'"},
+	}}
 }
 
 // baseURL is the page's own address, as the device reached it: the
 // redirect's target (the router's address on the device's interface)
 // and the page port, never the Host the device asked for.
-func baseURL(r *http.Request) string {
-	la, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
-	ap, err := netip.ParseAddrPort(fmt.Sprint(la))
-	if err != nil {
-		return ""
-	}
-	a := ap.Addr().Unmap().WithZone("")
-	return (&url.URL{Scheme: "http", Host: netip.AddrPortFrom(a, ap.Port()).String()}).String()
+func baseURL(local netip.AddrPort) string {
+	a := local.Addr().Unmap().WithZone("")
+	return "http://" + netip.AddrPortFrom(a, local.Port()).String()
 }
 
 // ParseForm reads the request form: minutes (one of Minutes) and an
@@ -225,37 +249,4 @@ func ParseForm(body io.Reader, contentType string) (int, string, error) {
 		return 0, "", BadAmount
 	}
 	return minutes, CleanMessage(form.Get("message")), nil
-}
-
-// limited closes connections beyond the server's bound at once, instead
-// of letting them wait in the backlog.
-type limited struct {
-	net.Listener
-	sem chan struct{}
-}
-
-func (l limited) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		select {
-		case l.sem <- struct{}{}:
-			return &release{Conn: c, sem: l.sem}, nil
-		default:
-			c.Close()
-		}
-	}
-}
-
-type release struct {
-	net.Conn
-	sem  chan struct{}
-	once sync.Once
-}
-
-func (c *release) Close() error {
-	c.once.Do(func() { <-c.sem })
-	return c.Conn.Close()
 }
