@@ -59,8 +59,9 @@ func TestRpcdUbusAndACLForReal(t *testing.T) {
 	if svcs := list(ok(full, "services", nil)); len(svcs) < 5 {
 		t.Errorf("services = %v", svcs)
 	}
-	// the read-only login reads too
+	// the read-only login reads too, the children's requests among it
 	ok(viewer, "status", nil)
+	list(ok(viewer, "requests", nil))
 
 	// writing, and what the daemon reports after it
 	if r := ok(full, "pause", map[string]any{"target": "kid", "for": "30m"}); !strings.HasPrefix(r["message"].(string), "paused kid until") {
@@ -86,6 +87,9 @@ func TestRpcdUbusAndACLForReal(t *testing.T) {
 		"grant":   {"target": "kid", "amount": "lots"},
 		"assign":  {"mac": "ff:ff:ff:ff:ff:ff", "profile": "kid"},
 		"allow":   {"target": "nobody", "for": "1h"},
+		// every argument type as rpcd passes it (a string, an int, a bool)
+		"approve": {"id": "99", "minutes": 15, "whole_profile": true},
+		"deny":    {"id": "99"},
 	} {
 		t0 := time.Now()
 		code, res, err := s.call(full, "curfew", method, args)
@@ -98,8 +102,8 @@ func TestRpcdUbusAndACLForReal(t *testing.T) {
 	}
 
 	// the read-only login may not act
-	for _, method := range []string{"pause", "resume", "allow", "grant", "assign"} {
-		if _, _, err := s.call(viewer, "curfew", method, map[string]any{"target": "kid", "for": "10m"}); err == nil || !strings.Contains(err.Error(), "Access denied") {
+	for _, method := range []string{"pause", "resume", "allow", "grant", "assign", "approve", "deny"} {
+		if _, _, err := s.call(viewer, "curfew", method, map[string]any{"target": "kid", "for": "10m", "id": "1"}); err == nil || !strings.Contains(err.Error(), "Access denied") {
 			t.Errorf("read-only %s: %v, want access denied", method, err)
 		}
 	}
