@@ -57,6 +57,25 @@ return view.extend({
 		o = s.option(form.ListValue, 'clock_unsynced', _('Before the clock is synchronised'));
 		o.value('offline', _('Managed devices offline'));
 		o.value('online', _('Managed devices online'));
+		o = s.option(form.Flag, 'page', _('Bedtime page'),
+			_('An offline device that opens a plain-HTTP page (as phones do to check the connection) sees why, until when, and can ask for more time.'));
+		o.default = '1';
+		o = s.option(form.Value, 'requests_per_day', _('Requests per device and day'), _('0: the page has no form.'));
+		o.datatype = 'range(0,50)';
+		o.placeholder = '5';
+		o.depends('page', '1');
+		o = s.option(form.DynamicList, 'notify', _('Notify'),
+			_('Webhook URLs that get each event as JSON; add ?format=text for an ntfy topic.'));
+		o.datatype = 'string';
+		o.validate = function(section, value) {
+			return (!value || /^https?:\/\/[^\/\s]+/.test(value)) ? true : _('Expecting an http:// or https:// URL');
+		};
+		o = s.option(form.MultiValue, 'notify_events', _('Events to notify'));
+		o.value('request', _('A child asks for more time'));
+		o.value('new_device', _('An unknown device joins'));
+		o.value('bypass', _('A device tries to get around the filter'));
+		o.value('budget_used', _('Screen time used up'));
+		o.placeholder = _('all');
 
 		s = m.section(form.GridSection, 'profile', _('Profiles'));
 		s.addremove = true;
