@@ -3,7 +3,6 @@ package openwrt
 import (
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,10 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"curfew/pkg/lab"
-	"curfew/pkg/page"
 )
 
 // The LuCI views in a real browser: Debian's chromium, driven by
@@ -121,8 +118,9 @@ type pageResult struct {
 type driveResult struct {
 	Pages  []pageResult
 	Stills []struct {
-		Name, Text, Failed string
-		Overflow           int
+		Name, Text, Asked, Failed string
+		Overflow                  int
+		Pwned                     bool
 	}
 	Actions []struct {
 		Name, Result, Failed string
@@ -138,18 +136,6 @@ func knownError(e string) bool {
 
 func drive(t *testing.T, s *stack, shots string, act bool) driveResult {
 	t.Helper()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatal("node missing (CI installs nodejs)")
-	}
-	for _, need := range []string{"/usr/bin/chromium", "browser/node_modules/puppeteer-core"} {
-		if _, err := os.Stat(need); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s missing: .ci/run installs chromium and runs npm ci in openwrt/browser", need)
-			}
-			t.Skipf("%s missing (apt-get install chromium; npm ci --prefix openwrt/browser)", need)
-		}
-	}
 	sid, err := s.login(fullUser)
 	if err != nil {
 		t.Fatal(err)
@@ -171,19 +157,26 @@ func drive(t *testing.T, s *stack, shots string, act bool) driveResult {
 			pages = append(pages, map[string]string{"view": view, "file": file})
 		}
 	}
-	// The bedtime page as the child's phone shows it, from the real
-	// renderer (the daemon's own page answers only devices on the LAN,
-	// and chromium runs on the router).
-	bedtime := time.Now().Truncate(time.Minute)
-	still := page.Render(page.View{Device: "Kid phone", Cause: "schedule", Schedule: "bedtime", Until: bedtime.Add(10 * time.Hour),
-		CanAsk: true, AsksLeft: 4, Now: bedtime, Loc: time.Local, Base: "http://192.168.1.1:8099",
-		Request: &page.Request{Minutes: 30, Message: "homework <b>please</b>", AskedAt: bedtime.Add(-5 * time.Minute), Status: "denied", AnsweredAt: bedtime.Add(-3 * time.Minute)}}, "en")
-	if err := os.WriteFile(filepath.Join(s.dir, "www", "curfew-test", "bedtime-page.html"), still, 0o644); err != nil {
-		t.Fatal(err)
+	arg, _ := json.Marshal(map[string]any{"base": s.url(""), "pages": pages, "shots": shots, "act": act})
+	return runDrive(t, s.l.Router, arg)
+}
+
+// runDrive runs drive.mjs in namespace ns.
+func runDrive(t *testing.T, ns string, arg []byte) driveResult {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("node missing (CI installs nodejs)")
 	}
-	stills := []map[string]string{{"file": "curfew-test/bedtime-page.html", "name": "bedtime-page"}}
-	arg, _ := json.Marshal(map[string]any{"base": s.url(""), "pages": pages, "shots": shots, "act": act, "stills": stills})
-	cmd := exec.Command("ip", "netns", "exec", s.l.Router, node, "drive.mjs", string(arg))
+	for _, need := range []string{"/usr/bin/chromium", "browser/node_modules/puppeteer-core"} {
+		if _, err := os.Stat(need); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s missing: .ci/run installs chromium and runs npm ci in openwrt/browser", need)
+			}
+			t.Skipf("%s missing (apt-get install chromium; npm ci --prefix openwrt/browser)", need)
+		}
+	}
+	cmd := exec.Command("ip", "netns", "exec", ns, node, "drive.mjs", string(arg))
 	cmd.Dir = "browser"
 	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
 	var stderr strings.Builder
@@ -206,19 +199,25 @@ func TestLuCIViewsInARealBrowser(t *testing.T) {
 		shots, _ = filepath.Abs(dir)
 		os.MkdirAll(shots, 0o755)
 	}
-	// A child asks for more time on the bedtime page, with markup in the
-	// message: LuCI's request list must show it as text.
+	// The child's phone, paused: chromium in the child's namespace opens
+	// Android's probe address, gets the daemon's bedtime page through the
+	// kernel's redirect, and asks for more time with markup in the
+	// message, which the page and then LuCI's request list must show as
+	// text.
 	s.curfew("pause", "Kid phone")
-	if code, body, err := s.l.Do(s.l.Child.NS, "POST", "http://"+lab.InternetV4+"/request", "minutes=30&message="+url.QueryEscape(hostileMessage)); err != nil || code != 303 {
-		t.Fatalf("child's request: %d %v\n%s", code, err, body)
+	arg, _ := json.Marshal(map[string]any{"shots": shots, "pages": []any{}, "stills": []any{map[string]any{
+		"url": "http://" + lab.InternetV4 + "/generate_204", "name": "bedtime-page",
+		"ask": map[string]any{"minutes": 30, "message": hostileMessage}}}})
+	phone := runDrive(t, s.l.Child.NS, arg)
+	if len(phone.Stills) != 1 {
+		t.Fatalf("phone: %+v", phone)
+	}
+	if st := phone.Stills[0]; st.Failed != "" || !strings.Contains(st.Text, "Kid phone is offline.") || !strings.Contains(st.Text, "Ask for more time") ||
+		st.Overflow > 0 || !strings.Contains(st.Asked, "Waiting for an answer") || !strings.Contains(st.Asked, hostileMessage) || st.Pwned {
+		t.Errorf("the bedtime page on the child's phone: %+v", st)
 	}
 	s.curfew("resume", "Kid phone")
 	res := drive(t, s, shots, true)
-	for _, st := range res.Stills {
-		if st.Failed != "" || !strings.Contains(st.Text, "Kid phone is offline.") || !strings.Contains(st.Text, "homework <b>please</b>") || st.Overflow > 0 {
-			t.Errorf("bedtime page on a phone: %+v", st)
-		}
-	}
 	if len(res.Pages) != 4*len(pagesUnderTest) {
 		t.Fatalf("pages = %+v", res.Pages)
 	}

@@ -5,8 +5,9 @@
 //   pages   [{view, file}] test pages standing in for LuCI's ucode header
 //   shots   a directory for screenshots, or ""
 //   act     true: also click through the parent actions
-//   stills  [{file, name}] plain pages (the bedtime page) to show on the
-//           phone: their text is returned, and a picture kept in shots
+//   stills  [{url, name, ask}] plain pages (the bedtime page) opened on
+//           a phone: their text is returned, a picture kept in shots;
+//           with ask {minutes, message} the form is filled and sent
 // It prints one JSON object: per page and viewport the console errors, the
 // table cells without a data-title, the horizontal overflow, the view's
 // text; and the outcome of each action.
@@ -103,11 +104,19 @@ for (const st of cfg.stills || []) {
 	await page.setViewport(viewports.mobile);
 	const res = { name: st.name };
 	try {
-		await page.goto(cfg.base + '/' + st.file, { waitUntil: 'load', timeout: 20000 });
+		await page.goto(st.url, { waitUntil: 'load', timeout: 20000 });
 		res.text = await page.evaluate(() => document.body.innerText);
 		res.overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
 		if (cfg.shots)
 			await page.screenshot({ path: join(cfg.shots, st.name + '-mobile.png'), fullPage: true });
+		if (st.ask) {
+			// the child's taps: an amount, a message, Ask
+			await page.click(`input[name=minutes][value="${st.ask.minutes}"]`);
+			await page.type('textarea[name=message]', st.ask.message);
+			await Promise.all([page.waitForNavigation({ waitUntil: 'load', timeout: 20000 }), page.click('button[type=submit]')]);
+			res.asked = await page.evaluate(() => document.body.innerText);
+			res.pwned = await page.evaluate(() => window.__pwned === 1 || document.querySelector('img') !== null);
+		}
 	} catch (e) {
 		res.failed = String(e);
 	}

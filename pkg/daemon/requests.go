@@ -88,12 +88,16 @@ func (d *Daemon) deviceAt(a netip.Addr) (pageDevice, bool) {
 		return pageDevice{mac: found.MAC, name: found.MAC}, true
 	}
 	dev := pageDevice{mac: found.MAC, name: cmp.Or(pd.Name, found.MAC), profile: pd.Profile, unknown: pd.Unknown || pd.MAC == ""}
-	for _, s := range pd.Offline {
+	// The plan's state and next change, unless an offline interval has
+	// begun since the plan was made (the kernel enforces it already).
+	var inside *plan.Span
+	for i, s := range pd.Offline {
 		if !now.Before(s.From) && now.Before(s.To) {
-			dev.offline, dev.until = true, s.To
+			inside = &pd.Offline[i]
 		}
 	}
-	if pd.State == plan.Offline {
+	switch {
+	case pd.State == plan.Offline:
 		dev.offline = true
 		if len(pd.Causes) > 0 {
 			dev.cause = pd.Causes[0]
@@ -101,10 +105,15 @@ func (d *Daemon) deviceAt(a netip.Addr) (pageDevice, bool) {
 		if len(pd.Reasons) > 0 {
 			dev.reason = pd.Reasons[0]
 		}
-		if dev.until.IsZero() && pd.Until != nil {
+		if pd.Until != nil {
 			dev.until = *pd.Until
 		}
-	} else if !dev.offline && pd.Until != nil {
+	case inside != nil:
+		dev.offline = true
+		if inside.To.Sub(now) <= control.MaxOverride { // not the plan's "no end"
+			dev.until = inside.To
+		}
+	case pd.Until != nil:
 		dev.until = *pd.Until
 	}
 	return dev, true

@@ -248,3 +248,15 @@ func TestBudgetRequestsAreGrantsAndEventsAreToldOnce(t *testing.T) {
 		t.Errorf("events %q, want %q", got, want)
 	}
 }
+
+func TestAPauseWithoutEndHasNoEndOnThePage(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, strings.Replace(testConfig, "option name 'Kid'", "option name 'Kid'\n\toption daily_limit '2h'", 1))
+	h := start(t, dir, london(t, "2026-01-05T12:00:00Z"))
+	if _, err := h.d.Handle(context.Background(), &control.Request{V: 1, Method: control.MethodPause, Target: "Kid phone"}); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := h.d.View(childIP); v.Online || v.Cause != plan.CausePause || !v.Until.IsZero() {
+		t.Errorf("paused until resumed: %+v", v)
+	}
+}
