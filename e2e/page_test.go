@@ -169,3 +169,35 @@ func TestAskForMoreTime(t *testing.T) {
 		t.Errorf("explain lacks the request:\n%s", out)
 	}
 }
+
+// TestNetworkRestart: OpenWrt's network restart creates br-lan anew. The
+// daemon's listeners, bound to the old interface, follow at once: the
+// child's DNS is answered and its probe gets the page again.
+func TestNetworkRestart(t *testing.T) {
+	l := newLab(t, "cfe9")
+	now := time.Now().In(london)
+	start(t, l, l.SampleConfig(now.Add(-time.Minute).Format("15:04"), now.Add(3*time.Hour).Format("15:04"), ""))
+	probe := "http://" + lab.InternetV4 + "/generate_204"
+	check := func(when string) {
+		t.Helper()
+		ok := lab.WaitFor(3*time.Second, func() bool {
+			code, body := curl(t, l, l.Child.NS, probe)
+			return code == 200 && strings.Contains(body, "Kid phone is offline.")
+		})
+		if !ok {
+			t.Errorf("%s: the child's probe does not get the page", when)
+		}
+		ok = lab.WaitFor(3*time.Second, func() bool {
+			ans, _, err := l.Query(context.Background(), l.Child.NS, lab.RouterV4, "captive.apple.com", "A")
+			return err == nil && len(ans) == 1
+		})
+		if !ok {
+			t.Errorf("%s: the child's DNS is not answered", when)
+		}
+	}
+	check("before the restart")
+	if err := l.RestartLAN(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	check("after br-lan was created anew")
+}

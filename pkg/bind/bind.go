@@ -24,3 +24,15 @@ func To(ifc string) net.ListenConfig {
 		return serr
 	}}
 }
+
+// Index is interface ifc's index now, 0 when there is none. A socket
+// bound to an interface stays bound to its index: when the interface is
+// created anew (OpenWrt's network restart recreates br-lan), its
+// listeners must be opened again.
+func Index(ifc string) int {
+	i, err := net.InterfaceByName(ifc)
+	if err != nil {
+		return 0
+	}
+	return i.Index
+}

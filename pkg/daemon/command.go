@@ -93,6 +93,8 @@ func Command(ctx context.Context, args []string, version string, stdout, stderr 
 	defer os.Remove(*socket)
 	jumps := make(chan struct{}, 1)
 	go watchClockSteps(ctx, jumps, log)
+	relinked := make(chan struct{}, 1)
+	go watchLinks(ctx, relinked, log)
 	var d *Daemon
 	notifier := notify.New(log)
 	dns := dnsfilter.NewServer(dnsfilter.Options{
@@ -133,6 +135,16 @@ func Command(ctx context.Context, args []string, version string, stdout, stderr 
 		Notify:       notifier,
 	})
 	go notifier.Run(ctx)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-relinked:
+				d.kick()
+			}
+		}
+	}()
 	go func() {
 		if err := control.Serve(ctx, ln, d.Handle, log); err != nil {
 			log.Error("control socket stopped", "err", err)
@@ -263,4 +275,51 @@ func neighbours(lan []string) []Neighbour {
 		out = append(out, *byMAC[k])
 	}
 	return out
+}
+
+// watchLinks reports interfaces that are created anew or removed (by
+// name, a new index): OpenWrt's network restart recreates br-lan, and the
+// DNS filter's and the bedtime page's listeners, bound to the old one,
+// must be opened again at once, not at the next periodic wake-up. A
+// change of state (carrier, up, down) is no news.
+func watchLinks(ctx context.Context, out chan<- struct{}, log *slog.Logger) {
+	ch := make(chan netlink.LinkUpdate, 64)
+	done := make(chan struct{})
+	defer close(done)
+	if err := netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{
+		ErrorCallback: func(err error) { log.Debug("link updates", "err", err) },
+	}); err != nil {
+		log.Warn("interface changes not watched; relying on periodic wake-ups", "err", err)
+		return
+	}
+	index := map[string]int32{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case u, ok := <-ch:
+			if !ok {
+				return
+			}
+			name, i := u.Attrs().Name, u.Index
+			changed := false
+			switch u.Header.Type {
+			case unix.RTM_DELLINK:
+				_, changed = index[name]
+				delete(index, name)
+			case unix.RTM_NEWLINK:
+				old, seen := index[name]
+				changed = !seen || old != i
+				if len(index) < maxSeen || seen {
+					index[name] = i
+				}
+			}
+			if changed {
+				select {
+				case out <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}
 }

@@ -80,8 +80,11 @@ type Server struct {
 
 type listener struct {
 	port uint16
-	pc   net.PacketConn
-	ln   net.Listener
+	// index is the interface's index when the listener was bound: an
+	// interface created anew has another one (see bind.Index).
+	index int
+	pc    net.PacketConn
+	ln    net.Listener
 }
 
 func (l *listener) close() {
@@ -141,7 +144,8 @@ func (s *Server) Configure(lan []string, upstream string, bindings []Binding) er
 		}
 	}
 	for key, l := range s.listeners {
-		if b, ok := want[key]; !ok || b.Port != l.port {
+		ifc := key[strings.LastIndexByte(key, '/')+1:]
+		if b, ok := want[key]; !ok || b.Port != l.port || bind.Index(ifc) != l.index {
 			l.close()
 			delete(s.listeners, key)
 		}
@@ -186,6 +190,10 @@ func (s *Server) Close() {
 }
 
 func (s *Server) listen(profile, ifc string, port uint16) (*listener, error) {
+	index := bind.Index(ifc)
+	if index == 0 {
+		return nil, fmt.Errorf("no interface %s", ifc)
+	}
 	lc := bind.To(ifc)
 	addr := fmt.Sprintf(":%d", port)
 	pc, err := lc.ListenPacket(context.Background(), "udp", addr)
@@ -199,7 +207,7 @@ func (s *Server) listen(profile, ifc string, port uint16) (*listener, error) {
 	}
 	go s.serveUDP(profile, pc)
 	go s.serveTCP(profile, ln)
-	return &listener{port: port, pc: pc, ln: ln}, nil
+	return &listener{port: port, index: index, pc: pc, ln: ln}, nil
 }
 
 // udpWorkers read the same socket side by side; each answers its query

@@ -426,6 +426,24 @@ config schedule 'bedtime'
 `, extra, BlockedNet4, BlockedNet6, BlockedNet4, l.Child.MAC, l.Parent.MAC, start, stop)
 }
 
+// RestartLAN does to the router's LAN what OpenWrt's network restart
+// does: br-lan is deleted and created anew (with a new interface index),
+// with its addresses, and the hosts' ports are put back in it.
+func (l *Lab) RestartLAN(ctx context.Context) error {
+	r := l.Router
+	steps := []string{"link del br-lan", "link add br-lan type bridge", "link set br-lan up",
+		"addr add 192.0.2.1/24 dev br-lan", "addr add 2001:db8:1::1/64 dev br-lan nodad"}
+	for n := range []Host{l.Child, l.Parent, l.Guest} {
+		steps = append(steps, fmt.Sprintf("link set lan%d master br-lan up", n))
+	}
+	for _, s := range steps {
+		if err := l.ip(ctx, r, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // WaitFor polls cond every 50 ms until it holds or the timeout passes.
 func WaitFor(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)

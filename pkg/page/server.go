@@ -53,17 +53,25 @@ type Server struct {
 
 	mu        sync.Mutex
 	port      uint16
-	listeners map[string]net.Listener
+	listeners map[string]*boundListener
+}
+
+// boundListener is a listener and the index of the interface it is bound
+// to.
+type boundListener struct {
+	net.Listener
+	index int
 }
 
 // NewServer returns a server; Configure starts its listeners.
 func NewServer(src Source, log *slog.Logger) *Server {
-	return &Server{src: src, log: log, sem: make(chan struct{}, MaxConns), listeners: map[string]net.Listener{}}
+	return &Server{src: src, log: log, sem: make(chan struct{}, MaxConns), listeners: map[string]*boundListener{}}
 }
 
 // Configure listens on port of each LAN interface (IPv4 and IPv6), and
 // stops the listeners no longer wanted; port 0 stops them all. It is
-// called on every reconcile and retries what failed before.
+// called on every reconcile and retries what failed before; a listener
+// whose interface was created anew is opened again.
 func (s *Server) Configure(lan []string, port uint16) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -75,7 +83,7 @@ func (s *Server) Configure(lan []string, port uint16) error {
 		s.port = port
 	}
 	for ifc, ln := range s.listeners {
-		if !slices.Contains(lan, ifc) {
+		if !slices.Contains(lan, ifc) || bind.Index(ifc) != ln.index {
 			ln.Close()
 			delete(s.listeners, ifc)
 		}
@@ -88,6 +96,11 @@ func (s *Server) Configure(lan []string, port uint16) error {
 		if s.listeners[ifc] != nil {
 			continue
 		}
+		index := bind.Index(ifc)
+		if index == 0 {
+			errs = append(errs, fmt.Errorf("bedtime page: no interface %s", ifc))
+			continue
+		}
 		lc := bind.To(ifc)
 		ln, err := lc.Listen(context.Background(), "tcp", fmt.Sprintf("[::]:%d", port))
 		if err != nil {
@@ -98,7 +111,7 @@ func (s *Server) Configure(lan []string, port uint16) error {
 			errs = append(errs, fmt.Errorf("bedtime page on %s port %d: %w", ifc, port, err))
 			continue
 		}
-		s.listeners[ifc] = ln
+		s.listeners[ifc] = &boundListener{ln, index}
 		go s.serve(ln)
 	}
 	return errors.Join(errs...)
