@@ -459,13 +459,19 @@ func WaitFor(timeout time.Duration, cond func() bool) bool {
 }
 
 // RSSKB reads a process's resident set size in kB (0 if it cannot).
-func RSSKB(pid int) int {
+func RSSKB(pid int) int { return statusKB(pid, "VmRSS:") }
+
+// PeakRSSKB is the most memory the process pid has had resident (VmHWM),
+// in KiB: what a router must have free for it, not only what it keeps.
+func PeakRSSKB(pid int) int { return statusKB(pid, "VmHWM:") }
+
+func statusKB(pid int, field string) int {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(line, field); ok {
 			var kb int
 			fmt.Sscanf(rest, "%d", &kb)
 			return kb

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -32,7 +33,10 @@ type e2eResult struct {
 	e2eSize
 	toTable time.Duration
 	rssMB   float64
-	pause   time.Duration
+	// peakMB is the most the daemon had resident (VmHWM), building the
+	// table included.
+	peakMB float64
+	pause  time.Duration
 	// none and curfew are the forwarding rates (packets per second) of
 	// the lab child without and with the daemon's table, round by round.
 	none, curfew []float64
@@ -46,8 +50,9 @@ func e2eConfig(dir string, s e2eSize, child string) (string, error) {
 	var b strings.Builder
 	b.WriteString("config curfew 'main'\n\tlist lan 'br-lan'\n\nconfig profile 'kid'\n\toption name 'Kid'\n")
 	for i := 0; i < s.prefixes; i++ {
-		// inside 10.0.0.0/8: the lab never routes there
-		fmt.Fprintf(&b, "\tlist block '10.%d.%d.0/24'\n", i/256%256, i%256)
+		// distinct /28s inside 10.0.0.0/8 (the lab never routes there),
+		// up to a million of them
+		fmt.Fprintf(&b, "\tlist block '10.%d.%d.%d/28'\n", i/4096, i/16%256, i%16*16)
 	}
 	if s.domains > 0 {
 		list := filepath.Join(dir, "list.txt")
@@ -98,8 +103,8 @@ func e2eRun(ctx context.Context, l *lab.Lab, h *netlink.Handle, bin, dir string,
 		return r
 	}
 	r.toTable = time.Since(t0)
-	time.Sleep(3 * time.Second)
-	r.rssMB = float64(lab.RSSKB(cmd.Process.Pid)) / 1024
+	r.rssMB = settledRSS(cmd.Process.Pid)
+	r.peakMB = float64(lab.PeakRSSKB(cmd.Process.Pid)) / 1024
 	if s.devices > 0 {
 		t1 := time.Now()
 		if out, err := exec.Command(bin, "pause", "dev0", "--for", "10m", "--socket", sock).CombinedOutput(); err != nil {
@@ -133,6 +138,27 @@ func e2eRun(ctx context.Context, l *lab.Lab, h *netlink.Handle, bin, dir string,
 	}
 	l.Exec(ctx, l.Router, "nft", "delete", "table", "inet", "curfew")
 	return r
+}
+
+// settledRSS waits until the daemon's resident memory has stopped
+// moving — the daemon hands back what building the table took once its
+// cuts are done, and once more 2 s later, which can take seconds on a
+// busy machine — and returns it in MB: samples 250 ms apart that stay
+// within 2% for 4 s, or what there is after 60 s.
+func settledRSS(pid int) float64 {
+	const window = 16
+	var last []int
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		time.Sleep(250 * time.Millisecond)
+		last = append(last, lab.RSSKB(pid))
+		if n := len(last); n >= window {
+			lo, hi := slices.Min(last[n-window:]), slices.Max(last[n-window:])
+			if float64(hi-lo) <= 0.02*float64(hi) || time.Now().After(deadline) {
+				return float64(last[n-1]) / 1024
+			}
+		}
+	}
 }
 
 // memoryChart draws the resident memory of each size as bars, a
@@ -171,7 +197,7 @@ func memoryChart(rs []e2eResult) string {
 func endToEnd(ctx context.Context, l *lab.Lab, h *netlink.Handle, bin, svg string, rounds int) string {
 	var results []e2eResult
 	var b strings.Builder
-	b.WriteString("| devices | prefixes | blocklist domains | exec → table in kernel | resident | pause, command → kernel | forwarding, table / none |\n|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| devices | prefixes | blocklist domains | exec → table in kernel | resident, settled | peak | pause, command → kernel | forwarding, table / none |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range e2eSizes {
 		dir, err := os.MkdirTemp("", "curfew-e2e-")
 		if err != nil {
@@ -181,13 +207,13 @@ func endToEnd(ctx context.Context, l *lab.Lab, h *netlink.Handle, bin, svg strin
 		os.RemoveAll(dir)
 		results = append(results, r)
 		if r.err != nil {
-			fmt.Fprintf(&b, "| %d | %d | %d | failed: %v | | | |\n", s.devices, s.prefixes, s.domains, r.err)
+			fmt.Fprintf(&b, "| %d | %d | %d | failed: %v | | | | |\n", s.devices, s.prefixes, s.domains, r.err)
 			continue
 		}
-		fmt.Fprintf(&b, "| %d | %d | %d | %v | %.1f MB | %v | **%.2f** (%.2f–%.2f) |\n", s.devices, s.prefixes, s.domains,
-			r.toTable.Round(time.Millisecond), r.rssMB, r.pause.Round(time.Millisecond),
+		fmt.Fprintf(&b, "| %d | %d | %d | %v | %.1f MB | %.1f MB | %v | **%.2f** (%.2f–%.2f) |\n", s.devices, s.prefixes, s.domains,
+			r.toTable.Round(time.Millisecond), r.rssMB, r.peakMB, r.pause.Round(time.Millisecond),
 			ratio(r.curfew, r.none), minRatio(r.curfew, r.none), maxRatio(r.curfew, r.none))
-		fmt.Fprintf(os.Stderr, "e2e %+v: %v, %.1f MB, pause %v, forwarding %.2f\n", s, r.toTable, r.rssMB, r.pause, ratio(r.curfew, r.none))
+		fmt.Fprintf(os.Stderr, "e2e %+v: %v, %.1f MB (peak %.1f), pause %v, forwarding %.2f\n", s, r.toTable, r.rssMB, r.peakMB, r.pause, ratio(r.curfew, r.none))
 	}
 	if svg != "" {
 		if err := os.WriteFile(svg, []byte(memoryChart(results)), 0o644); err == nil {
