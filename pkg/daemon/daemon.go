@@ -213,7 +213,7 @@ func New(opts Options) *Daemon {
 		leases: map[string]devices.Lease{}, knownHosts: map[string]*config.Device{},
 		bypassTold: map[string]time.Time{}, budgetTold: map[string]bool{}}
 	if opts.Page {
-		d.page = page.NewServer(d, log)
+		d.page = page.NewServer(d)
 	}
 	return d
 }

@@ -54,7 +54,6 @@ func (d *Daemon) saveLocked(ovs []plan.Override) error {
 // pageDevice is what the page and a request know of a device.
 type pageDevice struct {
 	mac, name, profile string
-	unknown            bool
 	offline            bool
 	cause, reason      string
 	until              time.Time
@@ -87,7 +86,7 @@ func (d *Daemon) deviceAt(a netip.Addr) (pageDevice, bool) {
 	if pd == nil || !pd.Managed {
 		return pageDevice{mac: found.MAC, name: found.MAC}, true
 	}
-	dev := pageDevice{mac: found.MAC, name: cmp.Or(pd.Name, found.MAC), profile: pd.Profile, unknown: pd.Unknown || pd.MAC == ""}
+	dev := pageDevice{mac: found.MAC, name: cmp.Or(pd.Name, found.MAC), profile: pd.Profile}
 	// The plan's state and next change, unless an offline interval has
 	// begun since the plan was made (the kernel enforces it already).
 	var inside *plan.Span
@@ -202,11 +201,12 @@ func (d *Daemon) Ask(a netip.Addr, minutes int, message string) error {
 	now := d.opts.Clock.Now().Truncate(time.Second)
 	d.mu.Lock()
 	cfg := d.cfg
+	latest := d.latestRequest(dev.mac, now)
 	switch {
 	case cfg == nil || cfg.RequestsPerDay == 0 || !slices.Contains(askable, dev.cause):
 		d.mu.Unlock()
 		return page.AskingOff
-	case d.latestRequest(dev.mac, now) != nil && d.latestRequest(dev.mac, now).Status == control.RequestOpen:
+	case latest != nil && latest.Status == control.RequestOpen:
 		d.mu.Unlock()
 		return nil
 	case d.asksToday(dev.mac, now) >= cfg.RequestsPerDay:

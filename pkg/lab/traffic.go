@@ -95,13 +95,13 @@ func (l *Lab) ServeHTTP(ctx context.Context, ns, addr string, h http.Handler) er
 
 // Get fetches url from inside namespace ns (no redirects followed, no
 // proxy) and returns the status and up to 64 KiB of the body.
-func (l *Lab) Get(ns, url string, header ...string) (int, string, error) {
-	return l.Do(ns, http.MethodGet, url, "", header...)
+func (l *Lab) Get(ns, url string) (int, string, error) {
+	return l.Do(ns, http.MethodGet, url, "")
 }
 
 // Do sends a request from inside namespace ns; body, when given, is a
-// form. header holds name, value pairs.
-func (l *Lab) Do(ns, method, url, form string, header ...string) (int, string, error) {
+// form.
+func (l *Lab) Do(ns, method, url, form string) (int, string, error) {
 	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		return l.Dial(ns, network, addr, 2*time.Second)
 	}, DisableKeepAlives: true}
@@ -118,9 +118,6 @@ func (l *Lab) Do(ns, method, url, form string, header ...string) (int, string, e
 	}
 	if form != "" {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
 	}
 	resp, err := c.Do(req)
 	if err != nil {

@@ -173,9 +173,7 @@ func Render(v View, lang string) []byte {
 	} else if !v.Online && !v.CanAsk && v.AsksLeft == 0 && v.Request != nil && v.Request.Status != "open" {
 		d.Left = t.noneLeft
 	}
-	if v.Error != "" {
-		d.Error = v.Error
-	}
+	d.Error = v.Error
 	return d.html()
 }
 

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -146,7 +145,7 @@ func (f *fakeSource) Ask(a netip.Addr, minutes int, message string) error {
 
 func TestServerAnswersEveryPathWithThePageAndTakesRequests(t *testing.T) {
 	src := &fakeSource{}
-	s := NewServer(src, slog.New(slog.DiscardHandler))
+	s := NewServer(src)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -217,7 +216,7 @@ func FuzzParseForm(f *testing.F) {
 	f.Add("minutes=30&message=hello")
 	f.Add("minutes=15&message=%3Cscript%3E%1b%5B31m")
 	f.Fuzz(func(t *testing.T, body string) {
-		minutes, msg, err := ParseForm(strings.NewReader(body), "application/x-www-form-urlencoded")
+		minutes, msg, err := ParseForm([]byte(body), "application/x-www-form-urlencoded")
 		if err != nil {
 			return
 		}

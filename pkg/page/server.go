@@ -2,12 +2,9 @@ package page
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"net/url"
@@ -48,7 +45,6 @@ const (
 // Server serves the page on the LAN interfaces.
 type Server struct {
 	src Source
-	log *slog.Logger
 	sem chan struct{}
 
 	mu        sync.Mutex
@@ -64,8 +60,8 @@ type boundListener struct {
 }
 
 // NewServer returns a server; Configure starts its listeners.
-func NewServer(src Source, log *slog.Logger) *Server {
-	return &Server{src: src, log: log, sem: make(chan struct{}, MaxConns), listeners: map[string]*boundListener{}}
+func NewServer(src Source) *Server {
+	return &Server{src: src, sem: make(chan struct{}, MaxConns), listeners: map[string]*boundListener{}}
 }
 
 // Configure listens on port of each LAN interface (IPv4 and IPv6), and
@@ -197,7 +193,7 @@ func (s *Server) answer(req *request, local, remote netip.AddrPort) *response {
 	var problem string
 	switch {
 	case req.method == "POST" && req.path == "/request":
-		minutes, message, err := ParseForm(bytes.NewReader(req.body), req.header["content-type"])
+		minutes, message, err := ParseForm(req.body, req.header["content-type"])
 		if err == nil {
 			err = s.src.Ask(addr, minutes, message)
 		}
@@ -243,17 +239,14 @@ func baseURL(local netip.AddrPort) string {
 	return "http://" + netip.AddrPortFrom(a, local.Port()).String()
 }
 
-// ParseForm reads the request form: minutes (one of Minutes) and an
-// optional message, cleaned (CleanMessage).
-func ParseForm(body io.Reader, contentType string) (int, string, error) {
+// ParseForm reads the request form (a body readRequest has bounded):
+// minutes (one of Minutes) and an optional message, cleaned
+// (CleanMessage).
+func ParseForm(body []byte, contentType string) (int, string, error) {
 	if ct, _, _ := strings.Cut(contentType, ";"); strings.TrimSpace(strings.ToLower(ct)) != "application/x-www-form-urlencoded" {
 		return 0, "", BadAmount
 	}
-	data, err := io.ReadAll(io.LimitReader(body, MaxBody+1))
-	if err != nil || len(data) > MaxBody {
-		return 0, "", BadAmount
-	}
-	form, err := url.ParseQuery(string(data))
+	form, err := url.ParseQuery(string(body))
 	if err != nil {
 		return 0, "", BadAmount
 	}
