@@ -173,7 +173,7 @@ func runDrive(t *testing.T, ns string, arg []byte) driveResult {
 			if os.Getenv("CI") == "true" {
 				t.Fatalf("%s missing: .ci/run installs chromium and runs npm ci in openwrt/browser", need)
 			}
-			t.Skipf("%s missing (apt-get install chromium; npm ci --prefix openwrt/browser)", need)
+			t.Skipf("%s missing (apt-get install chromium; cd openwrt/browser && npm ci)", need)
 		}
 	}
 	cmd := exec.Command("ip", "netns", "exec", ns, node, "drive.mjs", string(arg))
