@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -326,6 +327,7 @@ func TestChildAttacks(t *testing.T) {
 	t.Run("UDP floods from forged IPv6 sources do not stall DNS", func(t *testing.T) {
 		pid := d.cmd.Process.Pid
 		q := dnsQuery(t, "fine.test.", dnsmessage.TypeA)
+		v4before, v6before := udpReceiveDrops(t, l)
 		stop := make(chan struct{})
 		sent := 0
 		done := make(chan error, 1)
@@ -377,9 +379,37 @@ func TestChildAttacks(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
+		v4after, v6after := udpReceiveDrops(t, l)
+		t.Logf("the router's kernel dropped %d IPv4 and %d IPv6 datagrams for full receive queues", v4after-v4before, v6after-v6before)
 		t.Logf("%d forged queries; the child's own queries: %d of 10 unanswered, slowest %v; daemon RSS %d kB", sent, failed, worst, lab.RSSKB(pid))
 		if failed > 1 {
 			t.Errorf("%d of 10 queries from the child's real address went unanswered during the flood", failed)
 		}
 	})
+}
+
+// udpReceiveDrops reads the router namespace's counters of UDP datagrams
+// dropped because a socket's receive queue was full.
+func udpReceiveDrops(t *testing.T, l *lab.Lab) (v4, v6 int) {
+	out, err := l.Exec(context.Background(), l.Router, "cat", "/proc/net/snmp", "/proc/net/snmp6")
+	if err != nil {
+		t.Fatalf("reading the router's UDP counters: %v: %s", err, out)
+	}
+	var names []string
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) > 1 && f[0] == "Udp:" && names == nil:
+			names = f[1:]
+		case len(f) > 1 && f[0] == "Udp:":
+			for i, n := range names {
+				if n == "RcvbufErrors" && i+1 < len(f) {
+					v4, _ = strconv.Atoi(f[i+1])
+				}
+			}
+		case len(f) == 2 && f[0] == "Udp6RcvbufErrors":
+			v6, _ = strconv.Atoi(f[1])
+		}
+	}
+	return v4, v6
 }

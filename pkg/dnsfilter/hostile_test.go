@@ -3,7 +3,10 @@ package dnsfilter
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
+	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -173,4 +176,64 @@ func TestListLinesAreBounded(t *testing.T) {
 	if err != nil || len(got) != 2 || st.Rejected != 2 || st.FirstRejected != 2 {
 		t.Errorf("got %v, %+v, %v; want both domains, 2 long lines rejected from line 2", got, st, err)
 	}
+}
+
+// The filter listens with one socket per family (a flood of forged IPv6
+// sources fills only the IPv6 queue) and answers on both; a datagram
+// longer than any query is dropped, never relayed cut to the buffer.
+func TestUDPListensPerFamilyAndDropsOversizedDatagrams(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("binding to an interface needs root, and CI runs as root")
+		}
+		t.Skip("needs root (SO_BINDTODEVICE)")
+	}
+	s := NewServer(Options{})
+	s.upstream = "127.0.0.1:1"
+	s.timeout = 50e6
+	pol := &Policy{Block: set("tiktok.com")}
+	port := freeUDPPort(t)
+	if err := s.Configure([]string{"lo"}, "", []Binding{{Profile: "kid", Port: port, Policy: pol}}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	l := s.listeners["kid/lo"]
+	if len(l.udp) != 2 {
+		t.Fatalf("%d UDP sockets, want one per family", len(l.udp))
+	}
+	ask := func(addr string, msg []byte) ([]byte, error) {
+		c, err := net.Dial("udp", addr)
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(300 * time.Millisecond))
+		if _, err := c.Write(msg); err != nil {
+			return nil, err
+		}
+		buf := make([]byte, 4096)
+		n, err := c.Read(buf)
+		return buf[:n], err
+	}
+	q := query(t, "tiktok.com.", dnsmessage.TypeA)
+	for _, host := range []string{"127.0.0.1", "::1"} {
+		addr := net.JoinHostPort(host, fmt.Sprint(port))
+		if resp, err := ask(addr, q); err != nil || len(resp) < 12 || resp[2]&0x80 == 0 {
+			t.Errorf("%s: no answer to a query (%v)", addr, err)
+		}
+		long := append(append([]byte{}, q...), make([]byte, maxQuery)...)
+		if resp, err := ask(addr, long); err == nil {
+			t.Errorf("%s: a %d-byte datagram was answered: %x", addr, len(long), resp[:12])
+		}
+	}
+}
+
+// freeUDPPort is a port on loopback nobody listens on right now.
+func freeUDPPort(t *testing.T) uint16 {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	return uint16(pc.LocalAddr().(*net.UDPAddr).Port)
 }

@@ -83,12 +83,15 @@ type listener struct {
 	// index is the interface's index when the listener was bound: an
 	// interface created anew has another one (see bind.Index).
 	index int
-	pc    net.PacketConn
-	ln    net.Listener
+	// udp holds one socket per address family (see listen).
+	udp []net.PacketConn
+	ln  net.Listener
 }
 
 func (l *listener) close() {
-	l.pc.Close()
+	for _, pc := range l.udp {
+		pc.Close()
+	}
 	l.ln.Close()
 }
 
@@ -196,18 +199,67 @@ func (s *Server) listen(profile, ifc string, port uint16) (*listener, error) {
 	}
 	lc := bind.To(ifc)
 	addr := fmt.Sprintf(":%d", port)
-	pc, err := lc.ListenPacket(context.Background(), "udp", addr)
-	if err != nil {
-		return nil, err
+	l := &listener{port: port, index: index}
+	// One UDP socket per family, not one dual-stack socket: a device can
+	// forge IPv6 source addresses without end inside its /64, and such a
+	// flood fills the receive queue it lands in; with its own queue it
+	// cannot crowd out the IPv4 queries every device also sends.
+	for _, network := range []string{"udp4", "udp6"} {
+		pc, err := lc.ListenPacket(context.Background(), network, addr)
+		if err != nil {
+			if network == "udp6" && errors.Is(err, syscall.EAFNOSUPPORT) {
+				continue // a kernel without IPv6
+			}
+			l.close0()
+			return nil, err
+		}
+		growReceiveBuffer(pc)
+		l.udp = append(l.udp, pc)
 	}
 	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
-		pc.Close()
+		l.close0()
 		return nil, err
 	}
-	go s.serveUDP(profile, pc)
+	l.ln = ln
+	for _, pc := range l.udp {
+		go s.serveUDP(profile, pc)
+	}
 	go s.serveTCP(profile, ln)
-	return &listener{port: port, index: index, pc: pc, ln: ln}, nil
+	return l, nil
+}
+
+// close0 closes what listen opened before it failed.
+func (l *listener) close0() {
+	for _, pc := range l.udp {
+		pc.Close()
+	}
+}
+
+// udpReceiveBuffer is the kernel's queue for each UDP socket of the filter
+// (the default is about 200 kB): a burst of queries, or a flood the workers
+// drain just as fast as it comes, waits there instead of being dropped,
+// the real queries among it with it. It is memory only while it is full.
+const udpReceiveBuffer = 1 << 20
+
+// growReceiveBuffer raises the socket's receive buffer; as root past the
+// system's limit (SO_RCVBUFFORCE), otherwise up to that limit.
+func growReceiveBuffer(pc net.PacketConn) {
+	uc, ok := pc.(*net.UDPConn)
+	if !ok {
+		return
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return
+	}
+	var serr error
+	raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, udpReceiveBuffer)
+	})
+	if serr != nil {
+		uc.SetReadBuffer(udpReceiveBuffer)
+	}
 }
 
 // udpWorkers read the same socket side by side; each answers its query
@@ -219,13 +271,18 @@ func (s *Server) serveUDP(profile string, pc net.PacketConn) {
 	send := nonBlockingSender(pc)
 	for i := 0; i < udpWorkers; i++ {
 		go func() {
-			buf := make([]byte, 65535)
+			// One byte more than a query may have: a longer datagram is
+			// cut to fit, and dropped, not relayed cut.
+			buf := make([]byte, maxQuery+1)
 			for {
 				n, from, err := pc.ReadFrom(buf)
 				if err != nil {
 					if errors.Is(err, net.ErrClosed) {
 						return
 					}
+					continue
+				}
+				if n > maxQuery {
 					continue
 				}
 				if resp := s.handle(profile, buf[:n], addrOf(from), false); resp != nil {
@@ -248,8 +305,8 @@ func nonBlockingSender(pc net.PacketConn) func([]byte, net.Addr) {
 		raw, _ = uc.SyscallConn()
 	}
 	v6 := true
-	if la, ok := pc.LocalAddr().(*net.UDPAddr); ok && la.IP.To4() != nil && !la.IP.IsUnspecified() {
-		v6 = false
+	if la, ok := pc.LocalAddr().(*net.UDPAddr); ok && la.IP.To4() != nil {
+		v6 = false // an IPv4 socket, also the wildcard 0.0.0.0
 	}
 	return func(msg []byte, to net.Addr) {
 		ua, ok := to.(*net.UDPAddr)
@@ -279,8 +336,8 @@ const (
 	maxTCPConns     = 128
 	maxTCPPerSource = 8
 	tcpIdle         = 5 * time.Second
-	// maxQuery bounds one query message over TCP; a real query (name,
-	// EDNS options, padding) is a few hundred bytes.
+	// maxQuery bounds one query message, over UDP and TCP; a real query
+	// (name, EDNS options, padding) is a few hundred bytes.
 	maxQuery = 4096
 )
 
