@@ -37,7 +37,6 @@ import (
 	"math"
 	"net"
 	"net/netip"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -83,6 +82,8 @@ type Backend struct {
 	applied *desired
 	// tampered is set when another process deleted part of our table.
 	tampered atomic.Bool
+	// watching is the monitor Watch runs, nil while none does.
+	watching atomic.Pointer[monitor]
 	memo     prefixMemo
 	// allowed remembers allowlist additions and when they expire.
 	allowed map[string]map[netip.Addr]time.Time
@@ -478,7 +479,10 @@ func (b *Backend) replace(c *nftables.Conn, d *desired) error {
 	}
 	b.restoreAllowed(c, d)
 	offset := clockOffset()
-	if err := c.Flush(); err != nil {
+	unmute := b.mute()
+	err := c.Flush()
+	unmute(err == nil)
+	if err != nil {
 		return fmt.Errorf("nftables: replace table inet %s: %w", TableName, err)
 	}
 	b.tampered.Store(false)
@@ -569,7 +573,13 @@ func (b *Backend) update(c *nftables.Conn, old, d *desired) (int, error) {
 	if n == 0 {
 		return 0, nil
 	}
-	return n, c.Flush()
+	if n < muteAbove {
+		return n, c.Flush()
+	}
+	unmute := b.mute()
+	err := c.Flush()
+	unmute(err == nil)
+	return n, err
 }
 
 func elemKey(e nftables.SetElement) string {
@@ -774,97 +784,6 @@ func (b *Backend) Remove(ctx context.Context) error {
 		return fmt.Errorf("nftables: delete table inet %s: %w", TableName, err)
 	}
 	return nil
-}
-
-// Watch calls onChange whenever another process deletes our table or
-// anything in it; the caller then runs Resync. Changes are grouped by the
-// kernel per transaction with the PID that made it, so our own table
-// replacements are told apart from someone else's `nft flush ruleset`. The
-// monitor's channel closes when the kernel drops events (ENOBUFS): Watch
-// then opens a new one and reports a change, since events may have been
-// lost.
-func (b *Backend) Watch(ctx context.Context, onChange func()) error {
-	for ctx.Err() == nil {
-		c, err := b.conn()
-		if err != nil {
-			return err
-		}
-		// Every event, filtered below: google/nftables v0.3.0 applies its
-		// own action/object filter with an operator-precedence slip
-		// ((flags & 1) << type) that drops every event unless it is "any".
-		mon := nftables.NewMonitor()
-		events, err := c.AddGenerationalMonitor(mon)
-		if err != nil {
-			return fmt.Errorf("nftables monitor: %w", err)
-		}
-		b.drain(ctx, events, onChange)
-		mon.Close()
-		if ctx.Err() == nil {
-			b.tampered.Store(true)
-			onChange()
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	return nil
-}
-
-// ours reports whether the kernel thread id that made a change belongs to
-// this process: the kernel reports the thread, and Go's netlink calls run on
-// any of our threads.
-func ours(tid uint32) bool {
-	_, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", tid))
-	return err == nil
-}
-
-func (b *Backend) drain(ctx context.Context, events chan *nftables.MonitorEvents, onChange func()) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case evs, ok := <-events:
-			if !ok {
-				return
-			}
-			if g := evs.GeneratedBy; g != nil {
-				if g.Error != nil {
-					return // ENOBUFS or a closed socket: start over
-				}
-				if gen, ok := g.Data.(*nftables.GenMsg); ok && ours(gen.ProcPID) {
-					continue
-				}
-			}
-			for _, ev := range evs.Changes {
-				if deletion(ev.Type) && touchesUs(ev) {
-					b.tampered.Store(true)
-					onChange()
-					break
-				}
-			}
-		}
-	}
-}
-
-func deletion(t nftables.MonitorEventType) bool {
-	switch t {
-	case nftables.MonitorEventTypeDelTable, nftables.MonitorEventTypeDelChain,
-		nftables.MonitorEventTypeDelRule, nftables.MonitorEventTypeDelSet:
-		return true
-	}
-	return false
-}
-
-func touchesUs(ev *nftables.MonitorEvent) bool {
-	switch d := ev.Data.(type) {
-	case *nftables.Table:
-		return d.Name == TableName
-	case *nftables.Chain:
-		return d.Table != nil && d.Table.Name == TableName
-	case *nftables.Rule:
-		return d.Table != nil && d.Table.Name == TableName
-	case *nftables.Set:
-		return d.Table != nil && d.Table.Name == TableName
-	}
-	return false
 }
 
 // Cutoff implements firewall.Backend.

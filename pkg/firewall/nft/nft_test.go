@@ -262,6 +262,52 @@ func TestResyncRestoresAFlushedTable(t *testing.T) {
 	}
 }
 
+// While our own big batch goes in, the monitor is out of the kernel's
+// event group; a commit of someone else's in that window is still found,
+// by the ruleset's generation number, and restored.
+func TestAChangeWhileTheMonitorIsMutedIsFound(t *testing.T) {
+	l, b, _ := setup(t, "cfnm")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := b.Apply(ctx, ruleset(mac(t, l.Child.MAC), firewall.Interval{From: time.Now(), To: time.Now().Add(time.Hour)})); err != nil {
+		t.Fatal(err)
+	}
+	changed := make(chan struct{}, 10)
+	go b.Watch(ctx, func() { changed <- struct{}{} })
+	if !lab.WaitFor(2*time.Second, func() bool { return b.watching.Load() != nil }) {
+		t.Fatal("the monitor did not start")
+	}
+	unmute := b.mute()
+	if out, err := l.Exec(ctx, l.Router, "nft", "flush", "chain", "inet", TableName, "managed"); err != nil {
+		t.Fatalf("nft flush chain: %v %s", err, out)
+	}
+	select {
+	case <-changed:
+		t.Fatal("a muted monitor reported an event")
+	case <-time.After(200 * time.Millisecond):
+	}
+	unmute(false)
+	select {
+	case <-changed:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the commit made while the monitor was muted went unnoticed")
+	}
+	if fixed, err := b.Resync(ctx); err != nil || !fixed {
+		t.Fatalf("resync = %v, %v; want a restore", fixed, err)
+	}
+	if err := l.TCP(l.Child.NS, lab.InternetV6); err == nil {
+		t.Error("child online after restoring the flushed chain")
+	}
+	// A window with nobody else's commit in it, ours only, reports nothing.
+	unmute = b.mute()
+	unmute(false)
+	select {
+	case <-changed:
+		t.Error("an empty muted window was reported as a change")
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
 func TestCutoffDeletesTheDevicesConntrackEntries(t *testing.T) {
 	lab.Require(t, "conntrack")
 	l, b, _ := setup(t, "cfnc")
