@@ -39,8 +39,7 @@ func (d *Daemon) Handle(ctx context.Context, req *control.Request) (any, error) 
 		return d.queryLog(req.Target, req.Limit)
 	case control.MethodReload:
 		d.load()
-		d.reconcile(ctx)
-		d.kick()
+		d.reconcileNow(ctx)
 		st := d.status()
 		if !st.Config.OK {
 			return nil, fmt.Errorf("config not applied, the last good one stays in force:\n%s", strings.Join(st.Config.Errors, "\n"))
@@ -54,8 +53,7 @@ func (d *Daemon) Handle(ctx context.Context, req *control.Request) (any, error) 
 		if !was {
 			d.log.Info("clock synchronised (NTP); schedules now follow the clock")
 		}
-		d.reconcile(ctx)
-		d.kick()
+		d.reconcileNow(ctx)
 		return control.ActionResult{Message: "clock trusted"}, nil
 	}
 	return nil, fmt.Errorf("unknown method %q", req.Method)
@@ -64,8 +62,7 @@ func (d *Daemon) Handle(ctx context.Context, req *control.Request) (any, error) 
 // Reload re-reads the config (SIGHUP).
 func (d *Daemon) Reload(ctx context.Context) {
 	d.load()
-	d.reconcile(ctx)
-	d.kick()
+	d.reconcileNow(ctx)
 }
 
 func (d *Daemon) status() control.Status {
@@ -372,8 +369,7 @@ func (d *Daemon) act(ctx context.Context, req *control.Request) (any, error) {
 	d.overrides = ovs
 	d.mu.Unlock()
 	d.log.Info("parent: " + msg)
-	d.reconcile(ctx)
-	d.kick()
+	d.reconcileNow(ctx)
 	return control.ActionResult{Message: msg, Overrides: ovs}, nil
 }
 

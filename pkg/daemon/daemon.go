@@ -143,7 +143,11 @@ type Daemon struct {
 	// status, until a parent's next action writes a good one.
 	stateErr string
 
-	wake        chan struct{}
+	wake chan struct{}
+	// reschedule tells the loop that a reconcile just ran on another
+	// goroutine (a parent's action): it only works out its next wake-up
+	// again, without repeating the work.
+	reschedule  chan struct{}
 	listsWanted chan struct{}
 	memo        map[string]*policyMemo
 
@@ -206,7 +210,7 @@ func New(opts Options) *Daemon {
 	if opts.MinuteLength == 0 {
 		opts.MinuteLength = time.Minute
 	}
-	d := &Daemon{opts: opts, log: log, wake: make(chan struct{}, 1), listsWanted: make(chan struct{}, 1),
+	d := &Daemon{opts: opts, log: log, wake: make(chan struct{}, 1), reschedule: make(chan struct{}, 1), listsWanted: make(chan struct{}, 1),
 		seen: map[string]*seenDevice{}, byIP: map[netip.Addr]string{}, byMAC: map[string]*plan.Device{},
 		memo:  map[string]*policyMemo{},
 		usage: &usageBook{}, lastBytes: map[string]uint64{}, lastDNS: map[string]dnsfilter.Counters{},
@@ -221,6 +225,16 @@ func New(opts Options) *Daemon {
 func (d *Daemon) kick() {
 	select {
 	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// reconcileNow applies the plan before returning, as a parent's action
+// must, and has the loop pick its next wake-up from the new plan.
+func (d *Daemon) reconcileNow(ctx context.Context) {
+	d.reconcile(ctx)
+	select {
+	case d.reschedule <- struct{}{}:
 	default:
 	}
 }
@@ -312,8 +326,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if h, ok := d.opts.Backend.(Healer); ok {
 		go d.heal(lctx, h)
 	}
-	for {
-		d.reconcile(ctx)
+	for again := true; ; {
+		if again {
+			d.reconcile(ctx)
+		}
+		again = true
 		sleep := d.opts.ResyncEvery
 		if next := d.nextChange(); next != nil {
 			if until := next.Sub(d.opts.Clock.Now()); until < sleep {
@@ -324,6 +341,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return d.stop()
 		case <-d.wake:
+		case <-d.reschedule:
+			again = false
 		case <-d.opts.ClockJumps:
 			d.log.Info("wall clock stepped; re-evaluating", "now", d.opts.Clock.Now().Format(time.RFC3339))
 		case <-kernelChanged:

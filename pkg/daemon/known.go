@@ -183,8 +183,7 @@ func (d *Daemon) assign(ctx context.Context, req *control.Request) (any, error) 
 	os.Chmod(path, info.Mode().Perm())
 	d.log.Info(fmt.Sprintf("parent: assigned %s (%s) to profile %s", mac, name, req.Profile))
 	d.load()
-	d.reconcile(ctx)
-	d.kick()
+	d.reconcileNow(ctx)
 	return control.ActionResult{Message: fmt.Sprintf("assigned %s to %s as %q", mac, req.Profile, name)}, nil
 }
 

@@ -370,8 +370,7 @@ func (d *Daemon) answer(ctx context.Context, req *control.Request) (control.Acti
 	d.mu.Unlock()
 	d.log.Info("parent: " + msg)
 	if req.Method == control.MethodApprove {
-		d.reconcile(ctx)
-		d.kick()
+		d.reconcileNow(ctx)
 	}
 	return control.ActionResult{Message: msg, Overrides: ovs}, nil
 }

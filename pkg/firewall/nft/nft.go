@@ -560,7 +560,8 @@ func (b *Backend) update(c *nftables.Conn, old, d *desired) (int, error) {
 			if err := s.fill(c, o.set); err != nil {
 				return 0, err
 			}
-			n++
+			// A refill is an event per element, old and new.
+			n += len(o.elems) + len(s.elems)
 			continue
 		}
 		if sameElems(o.elems, s.elems) {
