@@ -80,7 +80,13 @@ func Command(ctx context.Context, args []string, version string, stdout, stderr 
 		return 64
 	}
 	log := newLogger(stderr, *asJSON, *verbose)
-	backend, err := chooseBackend(*configPath, *legacy, log)
+	loaded := &loadedConfig{}
+	loaded.cfg, loaded.warns, loaded.err = config.Load(*configPath, services.Builtin())
+	want := "auto" // also when the file cannot be read: the daemon reports that
+	if loaded.err == nil {
+		want = loaded.cfg.Backend
+	}
+	backend, err := chooseBackend(want, *legacy, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "curfew: %v\n", err)
 		return 1
@@ -115,6 +121,7 @@ func Command(ctx context.Context, args []string, version string, stdout, stderr 
 	d = New(Options{
 		DNS:        dns,
 		ConfigPath: *configPath,
+		loaded:     loaded,
 		SystemPath: *systemPath,
 		StateDir:   *stateDir,
 		Backend:    backend,
@@ -172,14 +179,10 @@ func Command(ctx context.Context, args []string, version string, stdout, stderr 
 	return 0
 }
 
-// chooseBackend picks the kernel backend from the config's backend option:
-// nftables when the kernel has it (auto), else iptables. A change of the
-// option takes effect at the next daemon start.
-func chooseBackend(configPath string, legacy bool, log *slog.Logger) (firewall.Backend, error) {
-	want := "auto"
-	if c, _, err := config.Load(configPath, services.Builtin()); err == nil {
-		want = c.Backend
-	}
+// chooseBackend picks the kernel backend from the config's backend option
+// (want): nftables when the kernel has it (auto), else iptables. A change
+// of the option takes effect at the next daemon start.
+func chooseBackend(want string, legacy bool, log *slog.Logger) (firewall.Backend, error) {
 	nftErr := nft.Available(0)
 	switch {
 	case want == "nftables" && nftErr != nil:
