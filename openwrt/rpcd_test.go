@@ -1,6 +1,9 @@
 package openwrt
 
 import (
+	"encoding/json"
+	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -126,5 +129,55 @@ func TestRpcdUbusAndACLForReal(t *testing.T) {
 	}
 	if code, res, err := s.call(full, "curfew", "status", nil); err != nil || res["error"] != "the curfew daemon is not running" {
 		t.Errorf("daemon down: %d %v %v", code, res, err)
+	}
+}
+
+var countRE = regexp.MustCompile(`"blocked_count":([1-9][0-9]*)`)
+
+// rpcd reads at most 256 kB of a plugin's answer (RPC_EXEC_MAX_SIZE); a
+// profile blocking 30,000 prefixes must not make LuCI's calls fail. Every
+// reading method answers, well under that, and says how many destinations
+// the profile blocks rather than listing them all.
+func TestRpcdAnswersWithABigBlockList(t *testing.T) {
+	var lines strings.Builder
+	const n = 30000
+	for i := range n {
+		fmt.Fprintf(&lines, "\tlist block '10.%d.%d.0/24'\n", i/256, i%256)
+	}
+	s := startStack(t, "cfrb", lines.String())
+	sid, err := s.login(fullUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the first plan takes a moment with 30,000 prefixes
+	lab.WaitFor(10*time.Second, func() bool {
+		_, res, err := s.call(sid, "curfew", "status", nil)
+		return err == nil && res["plan"] != nil
+	})
+	for _, c := range []struct {
+		method string
+		args   map[string]any
+	}{
+		{"status", nil},
+		{"devices", nil},
+		{"explain", map[string]any{"target": "kid"}},
+		{"explain", map[string]any{"target": "Kid phone"}},
+	} {
+		code, res, err := s.call(sid, "curfew", c.method, c.args)
+		if err != nil || code != 0 || res["error"] != nil {
+			t.Errorf("%s %v: code %d, error %v %v", c.method, c.args, code, err, res["error"])
+			continue
+		}
+		raw, _ := json.Marshal(res)
+		if len(raw) > 64<<10 {
+			t.Errorf("%s %v: %d bytes of JSON", c.method, c.args, len(raw))
+		}
+		if c.method == "devices" {
+			continue
+		}
+		// the sample config's kid profile blocks two more
+		if m := countRE.FindStringSubmatch(string(raw)); m == nil || m[1] != fmt.Sprint(n+2) {
+			t.Errorf("%s %v does not say the profile blocks %d destinations: %.300s", c.method, c.args, n+2, raw)
+		}
 	}
 }

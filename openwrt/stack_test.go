@@ -48,7 +48,9 @@ const (
 	fullUser, readUser, password = "parent", "viewer", "secret-for-tests"
 )
 
-func startStack(t *testing.T, name string) *stack {
+// startStack starts the stack; kidOptions are further lines of the kid
+// profile ("\tlist block '…'").
+func startStack(t *testing.T, name string, kidOptions ...string) *stack {
 	t.Helper()
 	needRoot(t)
 	tdir := tools(t)
@@ -100,7 +102,7 @@ config login
 	// router's zone is UTC): the tests start with the child online,
 	// whatever the hour they run at.
 	bed := time.Now().UTC().Add(12 * time.Hour).Truncate(time.Hour)
-	cfg := strings.Replace(l.SampleConfig(bed.Format("15:04"), bed.Add(8*time.Hour).Format("15:04"), ""), "config profile 'kid'\n\toption name 'Kid'\n", "config profile 'kid'\n\toption name 'Kid'\n\toption daily_limit '2h'\n", 1)
+	cfg := strings.Replace(l.SampleConfig(bed.Format("15:04"), bed.Add(8*time.Hour).Format("15:04"), ""), "config profile 'kid'\n\toption name 'Kid'\n", "config profile 'kid'\n\toption name 'Kid'\n\toption daily_limit '2h'\n"+strings.Join(kidOptions, ""), 1)
 	// a device whose name is markup: the pages must show it as text
 	cfg += "\nconfig device\n\toption mac '02:c0:00:00:00:99'\n\toption name '" + hostileName + "'\n\toption profile 'kid'\n"
 	must(os.WriteFile(filepath.Join(d, "etc-up/config/curfew"), []byte(cfg), 0o600))

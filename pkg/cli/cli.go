@@ -389,7 +389,7 @@ func PrintPlan(w io.Writer, p *plan.Plan, loc *time.Location) {
 	var blocked []string
 	for _, r := range p.Profiles {
 		if r.Count() > 0 {
-			blocked = append(blocked, fmt.Sprintf("  profile %s: %s", r.ID, listSome(r.Blocked(), 20)))
+			blocked = append(blocked, fmt.Sprintf("  profile %s: %s", r.ID, listSome(r.Some(20), r.Count())))
 		}
 	}
 	if len(blocked) > 0 {
@@ -400,11 +400,15 @@ func PrintPlan(w io.Writer, p *plan.Plan, loc *time.Location) {
 
 // listSome joins the first n items; a long list (a profile may block
 // 100,000 prefixes) ends with how many more there are.
-func listSome(items []string, n int) string {
-	if len(items) <= n {
+// listSome joins the first 20 of items, and says how many of total it
+// left out (items may be only the first few of them).
+func listSome(items []string, total int) string {
+	const n = 20
+	items = items[:min(len(items), n)]
+	if total <= len(items) {
 		return strings.Join(items, ", ")
 	}
-	return fmt.Sprintf("%s … and %d more", strings.Join(items[:n], ", "), len(items)-n)
+	return fmt.Sprintf("%s … and %d more", strings.Join(items, ", "), total-len(items))
 }
 
 func label(d plan.Device) string {

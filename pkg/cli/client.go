@@ -231,7 +231,7 @@ func runExplain(ctx context.Context, args []string, env *Env) int {
 			}
 			fmt.Fprintf(w, "%s (%s, profile %s): %s\n", name, d.MAC, d.Profile, d.Text)
 			if len(d.Blocked) > 0 {
-				fmt.Fprintf(w, "  blocked: %s\n", listSome(d.Blocked, 20))
+				fmt.Fprintf(w, "  blocked: %s\n", listSome(d.Blocked, max(d.BlockedCount, len(d.Blocked))))
 			}
 			for _, b := range d.DNSBlocked {
 				fmt.Fprintf(w, "  dns: %s\n", b)

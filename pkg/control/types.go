@@ -54,6 +54,11 @@ type Explanation struct {
 	Devices []Explained `json:"devices"`
 }
 
+// ListedBlocked is how many blocked destinations an answer lists (status,
+// explain); the count says how many there are. rpcd takes at most 256 kB
+// of a plugin's answer, and a profile may block 100,000 prefixes.
+const ListedBlocked = 50
+
 // Explained is why one device is in its state and what changes next.
 type Explained struct {
 	MAC     string     `json:"mac"`
@@ -65,7 +70,10 @@ type Explained struct {
 	// AlsoApplies lists further causes in force now.
 	AlsoApplies []string `json:"also_applies"`
 	BudgetLeft  string   `json:"budget_left,omitempty"`
-	Blocked     []string `json:"blocked"`
+	// Blocked lists what the device may not reach, at most ListedBlocked
+	// entries of BlockedCount.
+	Blocked      []string `json:"blocked"`
+	BlockedCount int      `json:"blocked_count"`
 	// DNSBlocked lists recent DNS decisions against the device, newest
 	// last: "tiktok.com blocked by service tiktok".
 	DNSBlocked []string `json:"dns_blocked"`

@@ -77,7 +77,7 @@ func (d *Daemon) status() control.Status {
 		Config: control.ConfigStatus{
 			File: d.opts.ConfigPath, OK: d.loadErrs == nil, Errors: d.loadErrs, LoadedAt: d.loadedAt,
 		},
-		Plan:      d.last,
+		Plan:      listed(d.last),
 		Overrides: append([]plan.Override{}, d.overrides...),
 		Notes:     []string{},
 	}
@@ -92,6 +92,15 @@ func (d *Daemon) status() control.Status {
 	}
 	sort.Strings(st.Notes)
 	return st
+}
+
+// listed is the plan as status shows it: a few of each profile's blocked
+// destinations, and their count.
+func listed(p *plan.Plan) *plan.Plan {
+	if p == nil {
+		return nil
+	}
+	return p.Listed(control.ListedBlocked)
 }
 
 func (d *Daemon) devices() []control.Device {
@@ -163,9 +172,12 @@ func (d *Daemon) explain(target string) (control.Explanation, error) {
 	ex := control.Explanation{Target: target}
 	for _, dev := range devs {
 		e := control.Explained{MAC: dev.MAC, Name: dev.Name, Profile: dev.Profile, State: dev.State,
-			Reason: dev.Reason, Until: dev.Until, Blocked: append([]string{}, dev.Blocked...), AlsoApplies: []string{}}
+			Reason: dev.Reason, Until: dev.Until, AlsoApplies: []string{}}
+		e.Blocked = append([]string{}, dev.Blocked[:min(len(dev.Blocked), control.ListedBlocked)]...)
+		e.BlockedCount = len(dev.Blocked)
 		if r := p.Rules(dev.Profile); r != nil {
-			e.Blocked = append(e.Blocked, r.Blocked()...)
+			e.Blocked = append(e.Blocked, r.Some(control.ListedBlocked-len(e.Blocked))...)
+			e.BlockedCount += r.Count()
 		}
 		if dev.BudgetLeft != nil {
 			e.BudgetLeft = plan.Short(time.Duration(*dev.BudgetLeft))

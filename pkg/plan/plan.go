@@ -109,6 +109,9 @@ type ProfileRules struct {
 	BlockServices []string
 	// services is the catalogue's view of BlockServices.
 	services []string
+	// listed, when positive, is how many entries the JSON lists (see
+	// Listed); total is the count read back from JSON that listed fewer.
+	listed, total int
 }
 
 // Blocked lists what the profile blocks, for people: destinations, then
@@ -124,17 +127,57 @@ func (r *ProfileRules) Blocked() []string {
 	return out
 }
 
-// Count is len(Blocked()), without building it.
-func (r *ProfileRules) Count() int { return len(r.BlockDest) + len(r.services) }
+// Some is the first n entries of Blocked, without formatting the rest.
+func (r *ProfileRules) Some(n int) []string {
+	n = max(min(n, len(r.BlockDest)+len(r.services)), 0)
+	out := make([]string, 0, n)
+	for _, dst := range r.BlockDest {
+		if len(out) == n {
+			return out
+		}
+		out = append(out, dst.String())
+	}
+	for _, s := range r.services {
+		if len(out) == n {
+			break
+		}
+		out = append(out, "service "+s)
+	}
+	return out
+}
+
+// Count is len(Blocked()), without building it; for rules read back from
+// JSON that listed only some, the count the JSON gave.
+func (r *ProfileRules) Count() int { return max(r.total, len(r.BlockDest)+len(r.services)) }
 
 type profileRulesJSON struct {
 	ID      string   `json:"id"`
 	Blocked []string `json:"blocked"`
+	// Count is how many there are, also when blocked lists only some.
+	Count int `json:"blocked_count"`
 }
 
 // MarshalJSON implements json.Marshaler.
 func (r ProfileRules) MarshalJSON() ([]byte, error) {
-	return json.Marshal(profileRulesJSON{ID: r.ID, Blocked: r.Blocked()})
+	list := r.Blocked()
+	if r.listed > 0 {
+		list = r.Some(r.listed)
+	}
+	return json.Marshal(profileRulesJSON{ID: r.ID, Blocked: list, Count: r.Count()})
+}
+
+// Listed returns a copy of the plan whose JSON lists at most n of each
+// profile's blocked entries (with their count): the daemon's status goes
+// through rpcd, which takes at most 256 kB of an answer, and is polled by
+// LuCI; 100,000 prefixes would be 2 MB each time.
+func (p *Plan) Listed(n int) *Plan {
+	q := *p
+	q.Profiles = make([]ProfileRules, len(p.Profiles))
+	for i, r := range p.Profiles {
+		r.listed = n
+		q.Profiles[i] = r
+	}
+	return &q
 }
 
 // UnmarshalJSON implements json.Unmarshaler (for the CLI reading status):
@@ -147,6 +190,7 @@ func (r *ProfileRules) UnmarshalJSON(b []byte) error {
 	r.ID = v.ID
 	r.BlockDest = nil
 	r.services = nil
+	r.total = v.Count
 	for _, s := range v.Blocked {
 		if name, ok := strings.CutPrefix(s, "service "); ok {
 			r.services = append(r.services, name)

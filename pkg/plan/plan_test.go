@@ -402,3 +402,56 @@ func TestProfileRulesRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// The daemon's status lists a few of a profile's blocked destinations and
+// their count: 100,000 prefixes would not fit through rpcd. The count
+// survives the trip through JSON; the plan itself is not changed.
+func TestListedPlanNamesAFewAndCountsAll(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("config profile 'kid'\n")
+	for i := range 1000 {
+		fmt.Fprintf(&b, "\tlist block '10.0.%d.%d'\n", i/256, i%256)
+	}
+	b.WriteString("\tlist block_service 'tiktok'\n\nconfig device\n\toption mac '02:00:00:00:00:01'\n\toption profile 'kid'\n")
+	c, _, err := config.Parse("curfew", []byte(b.String()), services.Builtin())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := Compute(Input{Config: c, Loc: time.UTC, At: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC), ClockTrusted: true})
+	for _, tc := range []struct {
+		name   string
+		plan   *Plan
+		listed int
+	}{
+		{"the whole plan, as curfew plan prints it", p, 1001},
+		{"the status view", p.Listed(50), 50},
+		{"a view listing more than there are", p.Listed(5000), 1001},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw, err := json.Marshal(tc.plan)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var back Plan
+			if err := json.Unmarshal(raw, &back); err != nil {
+				t.Fatal(err)
+			}
+			r := back.Rules("kid")
+			if r == nil {
+				t.Fatalf("no kid profile in %.200s", raw)
+			}
+			if got := len(r.Blocked()); got != tc.listed {
+				t.Errorf("%d entries listed, want %d", got, tc.listed)
+			}
+			if r.Count() != 1001 {
+				t.Errorf("count %d after JSON, want 1001", r.Count())
+			}
+			if got := tc.plan.Rules("kid").Some(3); strings.Join(got, " ") != "10.0.0.0 10.0.0.1 10.0.0.2" {
+				t.Errorf("Some(3) = %v", got)
+			}
+		})
+	}
+	if got := len(p.Rules("kid").Blocked()); got != 1001 {
+		t.Errorf("Listed changed the plan: %d entries", got)
+	}
+}
