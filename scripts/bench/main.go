@@ -71,7 +71,7 @@ func main() {
 		bin, _ := filepath.Abs(*e2eOnly)
 		fmt.Printf("# curfew end to end: config file to kernel\n\n%s, %d CPUs, %s. `make bench` (or `go run ./scripts/bench --e2e bin/curfew`) writes this file.\n\n"+
 			"The real daemon (GOGC=50, as the init script runs it) in the lab router on generated configs: one profile blocking P prefixes with D devices in it, or a blocklist file of N domains. "+
-			"Exec → table: from starting the daemon to its table in the kernel (one netlink batch). Resident, settled: once it stops moving (within 2%% for 4 s, sampled every 250 ms). Peak: the most it ever had resident (VmHWM), building the table included. Pause: `curfew pause` of one device, command to kernel. "+
+			"Exec → table: from starting the daemon to its table in the kernel (one netlink batch). Resident, settled: once it stops moving (within 2%% for 4 s, sampled every 250 ms). Peak: the most it ever had resident (VmHWM), building the table included. Pause: `curfew pause` of one device, command to kernel; the median of five devices paused one after the other. "+
 			"Forwarding: small UDP packets per second from the lab child (one of the devices) through the table the daemon left (killed, so that it does not remove it), switched dormant and back between rounds; "+
 			"the median of %d interleaved round ratios, with their spread. "+
 			"The times and memory are single runs on a shared machine: expect ±30%% between runs.\n\n", kernel(), runtime.NumCPU(), time.Now().UTC().Format("2006-01-02"), *rounds)
