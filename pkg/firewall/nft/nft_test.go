@@ -206,16 +206,36 @@ func TestSameRulesetTwiceChangesNothing(t *testing.T) {
 	}
 }
 
-func TestResyncRestoresAFlushedTable(t *testing.T) {
-	l, b, _ := setup(t, "cfnr")
+// watchedTable applies a child's table and starts the monitor; changed
+// receives what it reports.
+func watchedTable(t *testing.T, name string) (context.Context, *lab.Lab, *Backend, chan struct{}) {
+	l, b, _ := setup(t, name)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(cancel)
 	if err := b.Apply(ctx, ruleset(mac(t, l.Child.MAC), firewall.Interval{From: time.Now(), To: time.Now().Add(time.Hour)})); err != nil {
 		t.Fatal(err)
 	}
 	changed := make(chan struct{}, 10)
 	go b.Watch(ctx, func() { changed <- struct{}{} })
-	time.Sleep(100 * time.Millisecond)
+	if !lab.WaitFor(2*time.Second, func() bool { return b.watching.Load() != nil }) {
+		t.Fatal("the monitor did not start")
+	}
+	return ctx, l, b, changed
+}
+
+// restored checks that Resync puts the table back and the child is cut.
+func restored(ctx context.Context, t *testing.T, l *lab.Lab, b *Backend, after string) {
+	t.Helper()
+	if fixed, err := b.Resync(ctx); err != nil || !fixed {
+		t.Fatalf("resync after %s = %v, %v; want a restore", after, fixed, err)
+	}
+	if err := l.TCP(l.Child.NS, lab.InternetV6); err == nil {
+		t.Errorf("child online after restoring %s", after)
+	}
+}
+
+func TestResyncRestoresAFlushedTable(t *testing.T) {
+	ctx, l, b, changed := watchedTable(t, "cfnr")
 	if out, err := l.Exec(ctx, l.Router, "nft", "flush", "ruleset"); err != nil {
 		t.Fatalf("nft flush ruleset: %v %s", err, out)
 	}
@@ -224,15 +244,9 @@ func TestResyncRestoresAFlushedTable(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("monitor did not report the flush")
 	}
-	fixed, err := b.Resync(ctx)
-	if err != nil || !fixed {
-		t.Fatalf("resync = %v, %v; want a restore", fixed, err)
-	}
+	restored(ctx, t, l, b, "a flushed ruleset")
 	if out, err := l.Exec(ctx, l.Router, "nft", "list", "table", "inet", TableName); err != nil {
 		t.Fatalf("table not restored: %v %s", err, out)
-	}
-	if err := l.TCP(l.Child.NS, lab.InternetV6); err == nil {
-		t.Error("child online after the restore")
 	}
 	if fixed, err := b.Resync(ctx); err != nil || fixed {
 		t.Errorf("second resync = %v, %v; want nothing to do", fixed, err)
@@ -254,29 +268,14 @@ func TestResyncRestoresAFlushedTable(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("monitor did not report the flushed chain")
 	}
-	if fixed, err := b.Resync(ctx); err != nil || !fixed {
-		t.Fatalf("resync after a flushed chain = %v, %v; want a restore", fixed, err)
-	}
-	if err := l.TCP(l.Child.NS, lab.InternetV6); err == nil {
-		t.Error("child online after restoring the flushed chain")
-	}
+	restored(ctx, t, l, b, "a flushed chain")
 }
 
 // While our own big batch goes in, the monitor is out of the kernel's
 // event group; a commit of someone else's in that window is still found,
 // by the ruleset's generation number, and restored.
 func TestAChangeWhileTheMonitorIsMutedIsFound(t *testing.T) {
-	l, b, _ := setup(t, "cfnm")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := b.Apply(ctx, ruleset(mac(t, l.Child.MAC), firewall.Interval{From: time.Now(), To: time.Now().Add(time.Hour)})); err != nil {
-		t.Fatal(err)
-	}
-	changed := make(chan struct{}, 10)
-	go b.Watch(ctx, func() { changed <- struct{}{} })
-	if !lab.WaitFor(2*time.Second, func() bool { return b.watching.Load() != nil }) {
-		t.Fatal("the monitor did not start")
-	}
+	ctx, l, b, changed := watchedTable(t, "cfnm")
 	unmute := b.mute()
 	if out, err := l.Exec(ctx, l.Router, "nft", "flush", "chain", "inet", TableName, "managed"); err != nil {
 		t.Fatalf("nft flush chain: %v %s", err, out)
@@ -292,12 +291,7 @@ func TestAChangeWhileTheMonitorIsMutedIsFound(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("the commit made while the monitor was muted went unnoticed")
 	}
-	if fixed, err := b.Resync(ctx); err != nil || !fixed {
-		t.Fatalf("resync = %v, %v; want a restore", fixed, err)
-	}
-	if err := l.TCP(l.Child.NS, lab.InternetV6); err == nil {
-		t.Error("child online after restoring the flushed chain")
-	}
+	restored(ctx, t, l, b, "a chain flushed while muted")
 	// A window with nobody else's commit in it, ours only, reports nothing.
 	unmute = b.mute()
 	unmute(false)
