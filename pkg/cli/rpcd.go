@@ -120,12 +120,12 @@ func runRpcd(ctx context.Context, args []string, env *Env) int {
 			}
 			out[name] = a
 		}
-		writeJSON(env.Stdout, out)
+		writeRpcd(env.Stdout, out)
 		return ExitOK
 	case "call":
 		m, ok := methods[fs.Arg(1)]
 		if !ok {
-			writeJSON(env.Stdout, map[string]string{"error": fmt.Sprintf("unknown method %q", fs.Arg(1))})
+			writeRpcd(env.Stdout, map[string]string{"error": fmt.Sprintf("unknown method %q", fs.Arg(1))})
 			return ExitOK
 		}
 		var in rpcdArgs
@@ -134,7 +134,7 @@ func runRpcd(ctx context.Context, args []string, env *Env) int {
 			err = json.Unmarshal(data, &in)
 		}
 		if err != nil {
-			writeJSON(env.Stdout, map[string]string{"error": "bad arguments: " + err.Error()})
+			writeRpcd(env.Stdout, map[string]string{"error": "bad arguments: " + err.Error()})
 			return ExitOK
 		}
 		res, err := m.call(ctx, *socket, in)
@@ -143,7 +143,7 @@ func runRpcd(ctx context.Context, args []string, env *Env) int {
 			if errors.Is(err, control.ErrNotRunning) {
 				msg = "the curfew daemon is not running"
 			}
-			writeJSON(env.Stdout, map[string]string{"error": msg})
+			writeRpcd(env.Stdout, map[string]string{"error": msg})
 			return ExitOK
 		}
 		// rpcd wants a JSON object; lists are wrapped.
@@ -151,9 +151,16 @@ func runRpcd(ctx context.Context, args []string, env *Env) int {
 		case []control.Device, []control.LogEntry, []control.UsageDay, []*services.Service, []control.TimeRequest:
 			res = map[string]any{"result": res}
 		}
-		writeJSON(env.Stdout, res)
+		writeRpcd(env.Stdout, res)
 		return ExitOK
 	}
 	fmt.Fprintln(env.Stderr, "usage: curfew rpcd list | call METHOD (arguments as JSON on stdin)")
 	return ExitUsage
+}
+
+// writeRpcd prints an answer for rpcd without indentation: rpcd reads it
+// into one ubus message (at most 1 MB), and nobody reads it as text; with
+// 1,000 devices, status is 287 kB indented and about 200 kB compact.
+func writeRpcd(w io.Writer, v any) {
+	json.NewEncoder(w).Encode(v) //nolint:errcheck // rpcd reports a broken pipe itself
 }

@@ -55,8 +55,8 @@ type Explanation struct {
 }
 
 // ListedBlocked is how many blocked destinations an answer lists (status,
-// explain); the count says how many there are. rpcd takes at most 256 kB
-// of a plugin's answer, and a profile may block 100,000 prefixes.
+// explain); the count says how many there are. Answers reach LuCI as one
+// ubus message of at most 1 MB, and a profile may block 100,000 prefixes.
 const ListedBlocked = 50
 
 // Explained is why one device is in its state and what changes next.

@@ -168,8 +168,8 @@ func (r ProfileRules) MarshalJSON() ([]byte, error) {
 
 // Listed returns a copy of the plan whose JSON lists at most n of each
 // profile's blocked entries (with their count): the daemon's status goes
-// through rpcd, which takes at most 256 kB of an answer, and is polled by
-// LuCI; 100,000 prefixes would be 2 MB each time.
+// through rpcd and ubus, whose messages are at most 1 MB, and LuCI polls
+// it; 100,000 prefixes would be 2 MB each time.
 func (p *Plan) Listed(n int) *Plan {
 	q := *p
 	q.Profiles = make([]ProfileRules, len(p.Profiles))
