@@ -398,8 +398,6 @@ func PrintPlan(w io.Writer, p *plan.Plan, loc *time.Location) {
 	}
 }
 
-// listSome joins the first n items; a long list (a profile may block
-// 100,000 prefixes) ends with how many more there are.
 // listSome joins the first 20 of items, and says how many of total it
 // left out (items may be only the first few of them).
 func listSome(items []string, total int) string {

@@ -88,11 +88,14 @@ type listener struct {
 	ln  net.Listener
 }
 
+// close closes the listener's sockets, also those of one half opened.
 func (l *listener) close() {
 	for _, pc := range l.udp {
 		pc.Close()
 	}
-	l.ln.Close()
+	if l.ln != nil {
+		l.ln.Close()
+	}
 }
 
 // NewServer returns a server with no listeners yet (see Configure).
@@ -210,7 +213,7 @@ func (s *Server) listen(profile, ifc string, port uint16) (*listener, error) {
 			if network == "udp6" && errors.Is(err, syscall.EAFNOSUPPORT) {
 				continue // a kernel without IPv6
 			}
-			l.close0()
+			l.close()
 			return nil, err
 		}
 		growReceiveBuffer(pc)
@@ -218,7 +221,7 @@ func (s *Server) listen(profile, ifc string, port uint16) (*listener, error) {
 	}
 	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
-		l.close0()
+		l.close()
 		return nil, err
 	}
 	l.ln = ln
@@ -227,13 +230,6 @@ func (s *Server) listen(profile, ifc string, port uint16) (*listener, error) {
 	}
 	go s.serveTCP(profile, ln)
 	return l, nil
-}
-
-// close0 closes what listen opened before it failed.
-func (l *listener) close0() {
-	for _, pc := range l.udp {
-		pc.Close()
-	}
 }
 
 // udpReceiveBuffer is the kernel's queue for each UDP socket of the filter

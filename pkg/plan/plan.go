@@ -117,14 +117,7 @@ type ProfileRules struct {
 // Blocked lists what the profile blocks, for people: destinations, then
 // "service NAME".
 func (r *ProfileRules) Blocked() []string {
-	out := make([]string, 0, len(r.BlockDest)+len(r.services))
-	for _, dst := range r.BlockDest {
-		out = append(out, dst.String())
-	}
-	for _, s := range r.services {
-		out = append(out, "service "+s)
-	}
-	return out
+	return r.Some(len(r.BlockDest) + len(r.services))
 }
 
 // Some is the first n entries of Blocked, without formatting the rest.
