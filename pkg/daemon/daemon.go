@@ -554,7 +554,7 @@ func (d *Daemon) cutStaleDNS(ctx context.Context, p *plan.Plan, rs *firewall.Rul
 		ports[pr.ID] = cmp.Or(pr.DNSPort, rs.DNSPort)
 	}
 	route := map[string]uint16{}
-	var moved []net.HardwareAddr
+	moved := map[uint16][]net.HardwareAddr{} // by the port their DNS goes to now
 	for _, dev := range p.Devices {
 		port, ok := ports[dev.Profile]
 		if !dev.Managed || !ok {
@@ -565,17 +565,16 @@ func (d *Daemon) cutStaleDNS(ctx context.Context, p *plan.Plan, rs *firewall.Rul
 			continue
 		}
 		if mac, err := net.ParseMAC(dev.MAC); err == nil {
-			moved = append(moved, mac)
+			moved[port] = append(moved[port], mac)
 		}
 	}
 	d.dnsRoute = route
-	if len(moved) == 0 {
-		return
-	}
-	if n, err := d.opts.Backend.Cutoff(ctx, moved, firewall.Flows{DNS: true}); err != nil {
-		d.log.Warn("cut DNS flows opened before the redirect", "err", err)
-	} else if n.Flows > 0 {
-		d.log.Info(fmt.Sprintf("cut %d DNS flow(s) opened before the redirect", n.Flows))
+	for port, macs := range moved {
+		if n, err := d.opts.Backend.Cutoff(ctx, macs, firewall.Flows{DNS: true, DNSPort: port}); err != nil {
+			d.log.Warn("cut DNS flows opened before the redirect", "err", err)
+		} else if n.Flows > 0 {
+			d.log.Info(fmt.Sprintf("cut %d DNS flow(s) opened before the redirect", n.Flows))
+		}
 	}
 }
 

@@ -29,7 +29,7 @@ func Cutoff(h *netlink.Handle, macs []net.HardwareAddr, sel Flows) (Cut, error) 
 	if err != nil {
 		return Cut{}, fmt.Errorf("neighbours: %w", err)
 	}
-	f := &flowFilter{src: map[netip.Addr]bool{}, dns: sel.DNS}
+	f := &flowFilter{src: map[netip.Addr]bool{}, dns: sel.DNS, dnsPort: sel.DNSPort}
 	for _, p := range sel.Dests {
 		f.add(p)
 	}
@@ -67,7 +67,9 @@ type flowFilter struct {
 	src   map[netip.Addr]bool
 	dests map[int]map[netip.Prefix]bool
 	dns   bool
-	open  int // matched TCP flows in state ESTABLISHED
+	// dnsPort, when set, spares DNS flows redirected to it (see Flows).
+	dnsPort uint16
+	open    int // matched TCP flows in state ESTABLISHED
 }
 
 func (f *flowFilter) add(p netip.Prefix) {
@@ -103,6 +105,9 @@ func (f *flowFilter) match(flow *netlink.ConntrackFlow) bool {
 	}
 	if f.dns && (flow.Forward.DstPort != 53 || (flow.Forward.Protocol != unix.IPPROTO_UDP && flow.Forward.Protocol != unix.IPPROTO_TCP)) {
 		return false
+	}
+	if f.dns && f.dnsPort != 0 && flow.Reverse.SrcPort == f.dnsPort {
+		return false // already answered by the filter it should go to
 	}
 	if f.dests == nil {
 		return true

@@ -113,6 +113,11 @@ type Flows struct {
 	// new device, a device moved to another profile) keeps going to its
 	// old resolver until its conntrack entry is deleted.
 	DNS bool
+	// DNSPort, with DNS, spares the flows already redirected to this port
+	// (their answers come from it): a query sent after the redirect went
+	// in, but before the cut, would otherwise lose its conntrack entry in
+	// flight, and its answer would come back un-NATed and be ignored.
+	DNSPort uint16
 }
 
 // PrefixCache keeps each profile's blocked prefixes as Render last made
