@@ -15,16 +15,19 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 	"golang.org/x/sys/unix"
 
+	"curfew/pkg/config"
 	"curfew/pkg/lab"
 )
 
 // attackConfig: the child in a profile with a block, a parent without
 // rules, and unknown devices (the guest) in an allowlist profile. Filter
 // ports: kid 5453, grownup 5454 (no rules: no filter), little 5455.
-func attackConfig(l *lab.Lab) string {
+// flowLimit is the flow_limit option.
+func attackConfig(l *lab.Lab, flowLimit int) string {
 	return fmt.Sprintf(`config curfew 'main'
 	list lan 'br-lan'
 	option unknown_profile 'little'
+	option flow_limit '%d'
 
 config profile 'kid'
 	list block 'blocked.test'
@@ -46,7 +49,7 @@ config device
 	option mac '%s'
 	option name 'Parent laptop'
 	option profile 'grownup'
-`, lab.BlockedName, lab.BlockedNet4, l.Child.MAC, l.Parent.MAC)
+`, flowLimit, lab.BlockedName, lab.BlockedNet4, l.Child.MAC, l.Parent.MAC)
 }
 
 // dnsQuery builds a query without EDNS.
@@ -149,7 +152,10 @@ func TestChildAttacks(t *testing.T) {
 		t.Fatalf("before curfew, the outside resolver answers: %v %v", resp, err)
 	}
 
-	d := start(t, l, attackConfig(l))
+	// The kernel's limit on new connections is off here: the daemon's
+	// own defences must hold without it, and it would cut the child's
+	// floods short (TestAFloodOfNewFlowsLeavesTheHouseOnline has it on).
+	d := start(t, l, attackConfig(l, 0))
 
 	t.Run("a DNS flow opened before the redirect is redirected too", func(t *testing.T) {
 		var got string
@@ -329,41 +335,9 @@ func TestChildAttacks(t *testing.T) {
 		q := dnsQuery(t, "fine.test.", dnsmessage.TypeA)
 		v4before, v6before := udpReceiveDrops(t, l)
 		stop := make(chan struct{})
-		sent := 0
 		done := make(chan error, 1)
-		go func() {
-			done <- l.In(l.Child.NS, func() error {
-				fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM, 0)
-				if err != nil {
-					return err
-				}
-				defer unix.Close(fd)
-				if err := unix.SetsockoptInt(fd, unix.SOL_IPV6, unix.IPV6_TRANSPARENT, 1); err != nil {
-					return err
-				}
-				dst := &unix.SockaddrInet6{Port: 53, Addr: netip.MustParseAddr(lab.RouterV6).As16()}
-				for i := 0; ; i++ {
-					select {
-					case <-stop:
-						return nil
-					default:
-					}
-					// A new socket per forged source: bind needs one.
-					s, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM, 0)
-					if err != nil {
-						return err
-					}
-					unix.SetsockoptInt(s, unix.SOL_IPV6, unix.IPV6_TRANSPARENT, 1)
-					src := netip.MustParseAddr(fmt.Sprintf("2001:db8:1::f:%x:%x", i>>16&0xffff, i&0xffff)).As16()
-					if err := unix.Bind(s, &unix.SockaddrInet6{Port: 40000, Addr: src}); err == nil {
-						if unix.Sendto(s, q, 0, dst) == nil {
-							sent++
-						}
-					}
-					unix.Close(s)
-				}
-			})
-		}()
+		var sent int
+		go func() { sent, _ = forgedFlood(l, q, stop); done <- nil }()
 		time.Sleep(2 * time.Second)
 		var worst time.Duration
 		failed := 0
@@ -376,9 +350,7 @@ func TestChildAttacks(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 		close(stop)
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
+		<-done
 		v4after, v6after := udpReceiveDrops(t, l)
 		t.Logf("the router's kernel dropped %d IPv4 and %d IPv6 datagrams for full receive queues", v4after-v4before, v6after-v6before)
 		t.Logf("%d forged queries; the child's own queries: %d of 10 unanswered, slowest %v; daemon RSS %d kB", sent, failed, worst, lab.RSSKB(pid))
@@ -386,6 +358,90 @@ func TestChildAttacks(t *testing.T) {
 			t.Errorf("%d of 10 queries from the child's real address went unanswered during the flood", failed)
 		}
 	})
+}
+
+// forgedFlood sends DNS query q to the router from the child, each
+// datagram from another forged IPv6 source of the child's /64 (free to
+// take within it, and a new flow each), until stop is closed. It says how
+// many it sent.
+func forgedFlood(l *lab.Lab, q []byte, stop chan struct{}) (int, error) {
+	sent := 0
+	err := l.In(l.Child.NS, func() error {
+		dst := &unix.SockaddrInet6{Port: 53, Addr: netip.MustParseAddr(lab.RouterV6).As16()}
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return nil
+			default:
+			}
+			// A new socket per forged source: bind needs one.
+			s, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM, 0)
+			if err != nil {
+				return err
+			}
+			unix.SetsockoptInt(s, unix.SOL_IPV6, unix.IPV6_TRANSPARENT, 1)
+			src := netip.MustParseAddr(fmt.Sprintf("2001:db8:1::f:%x:%x", i>>16&0xffff, i&0xffff)).As16()
+			if err := unix.Bind(s, &unix.SockaddrInet6{Port: 40000, Addr: src}); err == nil {
+				if unix.Sendto(s, q, 0, dst) == nil {
+					sent++
+				}
+			}
+			unix.Close(s)
+		}
+	})
+	return sent, err
+}
+
+// TestAFloodOfNewFlowsLeavesTheHouseOnline: a child flooding the router
+// with queries from forged sources makes a new connection-table entry of
+// each; OpenWrt's table holds 16,384, and a full one refuses every
+// device's new connections. With flow_limit at its default, the child's
+// entries stay within its allowance and the parent's new connections
+// and queries keep working all along.
+func TestAFloodOfNewFlowsLeavesTheHouseOnline(t *testing.T) {
+	l := newLab(t, "cfa2")
+	ctx := context.Background()
+	cfg := attackConfig(l, config.DefaultFlowLimit)
+	d := start(t, l, cfg)
+	count := func() int {
+		out, err := l.Exec(ctx, l.Router, "conntrack", "-C")
+		n, perr := strconv.Atoi(strings.TrimSpace(out))
+		if err != nil || perr != nil {
+			t.Fatalf("conntrack -C: %v: %s", err, out)
+		}
+		return n
+	}
+	before := count()
+	q := dnsQuery(t, "fine.test.", dnsmessage.TypeA)
+	stop := make(chan struct{})
+	done := make(chan int, 1)
+	go func() { n, _ := forgedFlood(l, q, stop); done <- n }()
+	time.Sleep(time.Second)
+	tcpFailed, dnsFailed := 0, 0
+	for range 10 {
+		if err := l.TCP(l.Parent.NS, lab.InternetV4); err != nil {
+			tcpFailed++
+		}
+		if _, err := exchange(l, l.Parent.NS, "udp", net.JoinHostPort(lab.RouterV4, "53"), q, time.Second); err != nil {
+			dnsFailed++
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	close(stop)
+	sent := <-done
+	during := count()
+	burst := config.DefaultFlowLimit * config.FlowBurst
+	t.Logf("%d forged queries in about 2.5 s: connection table %d -> %d entries (the child's allowance: %d a second, %d at once); the parent's connections failed %d of 10, its queries %d of 10; daemon RSS %d kB",
+		sent, before, during, config.DefaultFlowLimit, burst, tcpFailed, dnsFailed, lab.RSSKB(d.cmd.Process.Pid))
+	if sent < 5*burst {
+		t.Fatalf("only %d forged queries sent: no flood to limit", sent)
+	}
+	if most := before + burst + 5*config.DefaultFlowLimit + 100; during > most {
+		t.Errorf("the child's flood took the connection table to %d entries, want at most %d", during, most)
+	}
+	if tcpFailed > 0 || dnsFailed > 0 {
+		t.Errorf("during the child's flood the parent's connections failed %d of 10 times, its queries %d of 10", tcpFailed, dnsFailed)
+	}
 }
 
 // udpReceiveDrops reads the router namespace's counters of UDP datagrams

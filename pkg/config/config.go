@@ -41,6 +41,20 @@ const DefaultPagePort = 8099
 // the state file on flash and a message to the parents.
 const MaxRequestsPerDay = 50
 
+// DefaultFlowLimit is flow_limit's default: new connections a second per
+// device. No app of a phone or laptop comes near it for long (a page
+// opens tens at once, which the burst takes); a forged-source flood opens
+// thousands a second.
+const DefaultFlowLimit = 50
+
+// MaxFlowLimit bounds flow_limit, and FlowBurst is the burst a device
+// gets on top of its rate, in seconds' worth: 50 a second lets 1,000
+// connections open at once.
+const (
+	MaxFlowLimit = 100000
+	FlowBurst    = 20
+)
+
 // MaxNotify bounds the notify URLs: every event is sent to each.
 const MaxNotify = 8
 
@@ -97,6 +111,13 @@ type Config struct {
 	// RequestsPerDay bounds a device's requests for more time per local
 	// day; 0 turns asking off (the page still says why and until when).
 	RequestsPerDay int
+	// FlowLimit is how many new connections a second each LAN device may
+	// open (with a burst of FlowBurst times that); 0 turns the limit off.
+	// A device that opens flows faster, as a child forging source
+	// addresses does, would otherwise fill the router's connection
+	// table (16,384 entries on OpenWrt) and cut everyone's new
+	// connections, the parents' too.
+	FlowLimit int
 	// Notify lists the URLs the daemon posts events to, and NotifyEvents
 	// the events it posts (all of NotifyEventNames by default).
 	Notify       []string
@@ -366,7 +387,7 @@ func (v *validator) warnf(s *uci.Section, o *uci.Option, format string, args ...
 var known = map[string]map[string]bool{
 	"curfew": {"enabled": false, "lan": true, "unknown_profile": false, "clock_unsynced": false, "backend": false,
 		"dns_filter": false, "dns_upstream": false, "dns_port": false, "bypass_prevention": false, "doh_address": true, "active_threshold": false,
-		"page": false, "page_port": false, "requests_per_day": false, "notify": true, "notify_events": true},
+		"page": false, "page_port": false, "requests_per_day": false, "flow_limit": false, "notify": true, "notify_events": true},
 	"profile":  {"name": false, "daily_limit": false, "block": true, "block_service": true, "blocklist": true, "safesearch": false, "allowlist": false, "allow": true},
 	"device":   {"mac": false, "name": false, "profile": false, "hostname": false, "match_hostname": false},
 	"schedule": {"profile": true, "days": true, "start": false, "stop": false, "action": false, "block": true, "block_service": true},
@@ -417,7 +438,7 @@ func (v *validator) bool(s *uci.Section, name string, def bool) bool {
 func (v *validator) build(f *uci.File) *Config {
 	c := &Config{File: v.file, Enabled: true, ClockUnsyncedOffline: true, Backend: "auto",
 		DNSFilter: true, DNSUpstream: "127.0.0.1:53", DNSPort: 5353 + 100, BypassPrevention: true,
-		ActiveThreshold: DefaultActiveThreshold, Page: true, PagePort: DefaultPagePort, RequestsPerDay: 5,
+		ActiveThreshold: DefaultActiveThreshold, Page: true, PagePort: DefaultPagePort, RequestsPerDay: 5, FlowLimit: DefaultFlowLimit,
 		NotifyEvents: NotifyEventNames}
 	var mains int
 	for _, s := range f.Sections {
@@ -535,6 +556,14 @@ func (v *validator) main(c *Config, s *uci.Section) {
 			v.errorf(s, o, "invalid count %q (want 0 to %d; 0 turns asking off)", o.Value, MaxRequestsPerDay)
 		} else {
 			c.RequestsPerDay = n
+		}
+	}
+	if o, ok := s.Get("flow_limit"); ok {
+		n, err := strconv.Atoi(o.Value)
+		if err != nil || n < 0 || n > MaxFlowLimit || strconv.Itoa(n) != o.Value {
+			v.errorf(s, o, "invalid rate %q (want new connections a second per device, 1 to %d; 0 turns the limit off)", o.Value, MaxFlowLimit)
+		} else {
+			c.FlowLimit = n
 		}
 	}
 	for _, o := range values(s, "notify") {

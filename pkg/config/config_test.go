@@ -70,6 +70,21 @@ func TestParseGoodConfig(t *testing.T) {
 	if !c.Page || c.PagePort != DefaultPagePort || c.RequestsPerDay != 5 || len(c.Notify) != 0 || len(c.NotifyEvents) != 4 {
 		t.Errorf("page defaults wrong: page %v port %d per day %d notify %v events %v", c.Page, c.PagePort, c.RequestsPerDay, c.Notify, c.NotifyEvents)
 	}
+	if c.FlowLimit != DefaultFlowLimit {
+		t.Errorf("flow limit %d by default, want %d", c.FlowLimit, DefaultFlowLimit)
+	}
+}
+
+func TestFlowLimitCanBeSetOrTurnedOff(t *testing.T) {
+	for value, want := range map[string]int{"0": 0, "1": 1, "400": 400} {
+		c, _, err := Parse("f", []byte("config curfew 'main'\n\toption flow_limit '"+value+"'\n"), services.Builtin())
+		if err != nil {
+			t.Fatalf("flow_limit %s: %v", value, err)
+		}
+		if c.FlowLimit != want {
+			t.Errorf("flow_limit %s gave %d", value, c.FlowLimit)
+		}
+	}
 }
 
 func TestNotifySettings(t *testing.T) {
@@ -136,6 +151,10 @@ func TestEveryErrorNamesLineAndOption(t *testing.T) {
 			`f:2: section 'main' option 'page_port': port 5454 is the DNS filter's port of a profile`},
 		{"requests per day negative", "config curfew 'main'\n\toption requests_per_day '-1'\n",
 			`f:2: section 'main' option 'requests_per_day': invalid count "-1"`},
+		{"flow limit not a number", "config curfew 'main'\n\toption flow_limit '50/s'\n",
+			`f:2: section 'main' option 'flow_limit': invalid rate "50/s"`},
+		{"flow limit too high", "config curfew 'main'\n\toption flow_limit '1000000'\n",
+			`f:2: section 'main' option 'flow_limit': invalid rate "1000000"`},
 		{"notify not a URL", "config curfew 'main'\n\tlist notify 'ntfy.sh/kids'\n",
 			`f:2: section 'main' option 'notify': invalid notify URL "ntfy.sh/kids"`},
 		{"unknown notify event", "config curfew 'main'\n\tlist notify_events 'request bedtime'\n",

@@ -45,6 +45,10 @@ type Ruleset struct {
 	// 80) of a managed device that is offline now is redirected there.
 	// Zero turns that off.
 	PagePort uint16
+	// FlowLimit is how many new connections a second each LAN device may
+	// open, FlowBurst how many at once; a zero FlowLimit turns the limit
+	// off.
+	FlowLimit, FlowBurst int
 }
 
 // Profile is a profile's kernel-level rules.
@@ -174,6 +178,7 @@ func Render(p *plan.Plan, c *config.Config, dnsPort uint16, cache *PrefixCache) 
 	if c.Page {
 		rs.PagePort = c.PagePort
 	}
+	rs.FlowLimit, rs.FlowBurst = c.FlowLimit, c.FlowLimit*config.FlowBurst
 	blocks := map[string][]config.Destination{}
 	add := func(d *plan.Device) {
 		if _, ok := blocks[d.Profile]; !ok {

@@ -84,3 +84,100 @@ func BedtimePage(t *testing.T, l *lab.Lab, apply func(*firewall.Ruleset) error) 
 		t.Error("child inside its window reaches the echo port: only plain HTTP may go to the page, the rest stays blocked")
 	}
 }
+
+// FlowLimit checks the per-device limit on new connections. The child
+// opens UDP flows as fast as it can for a second, each datagram to a new
+// destination port, as a forged-source flood makes a new flow of every
+// packet: with the limit on, the router's connection table gains at most
+// the child's burst and a second's rate (and some slack), while the
+// parent opens its own connections all along; with the limit off, the
+// same flood adds thousands, which is what the limit is for.
+func FlowLimit(t *testing.T, l *lab.Lab, apply func(*firewall.Ruleset) error) {
+	t.Helper()
+	const rate, burst = 50, 200
+	child, _ := net.ParseMAC(l.Child.MAC)
+	rs := &firewall.Ruleset{
+		LAN: []string{"br-lan"}, DNSPort: 53,
+		Profiles: []firewall.Profile{{ID: "kid"}},
+		Devices:  []firewall.Device{{MAC: child, Name: "Kid phone", Profile: "kid"}},
+	}
+	flood := func() (sent, flows, parentFailed int) {
+		t.Helper()
+		if out, err := l.Exec(context.Background(), l.Router, "conntrack", "-F"); err != nil {
+			t.Fatalf("conntrack -F: %v: %s", err, out)
+		}
+		done := make(chan error, 1)
+		go func() {
+			done <- l.In(l.Child.NS, func() error {
+				c, err := net.ListenUDP("udp4", nil)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				dst := &net.UDPAddr{IP: net.ParseIP(lab.InternetV4)}
+				payload := []byte("flood")
+				for began := time.Now(); time.Since(began) < time.Second && sent < 5000; {
+					dst.Port = 20000 + sent
+					if _, err := c.WriteToUDP(payload, dst); err == nil {
+						sent++
+					}
+					if sent%100 == 0 {
+						time.Sleep(time.Millisecond)
+					}
+				}
+				return nil
+			})
+		}()
+		for range 10 {
+			if err := l.TCP(l.Parent.NS, lab.InternetV4); err != nil {
+				parentFailed++
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		out, err := l.Exec(context.Background(), l.Router, "conntrack", "-L", "-p", "udp", "--orig-src", l.Child.IPv4)
+		if err != nil {
+			t.Fatalf("conntrack -L: %v: %s", err, out)
+		}
+		for _, line := range strings.Split(out, "\n") {
+			if strings.HasPrefix(line, "udp ") {
+				flows++
+			}
+		}
+		return sent, flows, parentFailed
+	}
+
+	if err := apply(rs); err != nil {
+		t.Fatal(err)
+	}
+	sent, unlimited, _ := flood()
+	t.Logf("limit off: %d datagrams to new ports made %d flows", sent, unlimited)
+	if unlimited < 2000 {
+		t.Fatalf("without a limit the flood made only %d flows: the scenario does not flood", unlimited)
+	}
+
+	rs.FlowLimit, rs.FlowBurst = rate, burst
+	if err := apply(rs); err != nil {
+		t.Fatal(err)
+	}
+	sent, limited, parentFailed := flood()
+	t.Logf("limit %d/s burst %d: %d datagrams to new ports made %d flows; the parent's connections failed %d of 10", rate, burst, sent, limited, parentFailed)
+	if most := burst + 2*rate + 20; limited > most {
+		t.Errorf("with the limit, the child's flood made %d flows, want at most %d", limited, most)
+	}
+	if limited < burst/2 {
+		t.Errorf("with the limit, only %d of the child's new flows went through, want its burst of %d", limited, burst)
+	}
+	if parentFailed > 0 {
+		t.Errorf("the parent's new connections failed %d of 10 times during the child's flood", parentFailed)
+	}
+	if err := l.TCP(l.Child.NS, lab.InternetV4); err != nil {
+		// a second later the child's bucket has refilled by its rate
+		time.Sleep(time.Second)
+		if err := l.TCP(l.Child.NS, lab.InternetV4); err != nil {
+			t.Errorf("the child's own connection after the flood: %v", err)
+		}
+	}
+}

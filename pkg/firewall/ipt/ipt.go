@@ -12,6 +12,9 @@
 //	              -j CURFEW_P_profile
 //	CURFEW_P_p    established: RETURN; DoT (853): reject; DoH addresses and
 //	              blocked prefixes (ipsets): reject
+//	mangle PREROUTING -i LAN, a flow's first packet: -j CURFEW_FLOWS (new
+//	              connections a second, per configured device, all others
+//	              together)
 //	nat PREROUTING -i LAN -j CURFEW_DNS: TCP 80 -j CURFEW_PAGE (a device's
 //	              windows: REDIRECT to the bedtime page); -m mac … -j
 //	              CURFEW_N_p: REDIRECT 53
@@ -170,6 +173,10 @@ func desired(rs *firewall.Ruleset) (map[string][][]string, map[string][]netip.Pr
 		ensure(fam, "filter", "CURFEW_FWD")
 		ensure(fam, "filter", "CURFEW_IN")
 		ensure(fam, "nat", "CURFEW_DNS")
+		ensure(fam, "mangle", "CURFEW_FLOWS")
+		if rs.FlowLimit > 0 {
+			flowLimit(fam, rs, add)
+		}
 		if rs.PagePort != 0 {
 			// The bedtime page: each device's windows again, as
 			// redirects of plain HTTP; the router's own addresses
@@ -277,6 +284,27 @@ func desired(rs *firewall.Ruleset) (map[string][][]string, map[string][]netip.Pr
 	return rules, sets
 }
 
+// flowLimit bounds how fast each device opens connections (see the
+// nftables backend's renderFlowLimit). iptables allows no DROP in its nat
+// table, so the rules are in mangle PREROUTING, for the packets whose
+// connection is not confirmed yet: a flow's first packet, as in nat, and
+// dropped before it takes an entry. xt_hashlimit cannot key by MAC and is
+// not in OpenWrt's default image; xt_limit is, and one rule is one
+// bucket: each configured device gets its own, all other devices share
+// one. The families count apart, as their rules do.
+func flowLimit(fam int, rs *firewall.Ruleset, add func(int, string, string, ...string)) {
+	// xt_limit's bounds: 10,000 a second, a burst of 10,000
+	rate := fmt.Sprintf("%d/sec", min(rs.FlowLimit, 10000))
+	burst := fmt.Sprint(max(1, min(rs.FlowBurst, 10000)))
+	for _, d := range rs.Devices {
+		mac := []string{"-m", "mac", "--mac-source", d.MAC.String()}
+		add(fam, "mangle", "CURFEW_FLOWS", append(mac, "-m", "limit", "--limit", rate, "--limit-burst", burst, "-j", "RETURN")...)
+		add(fam, "mangle", "CURFEW_FLOWS", append(mac, "-j", "DROP")...)
+	}
+	add(fam, "mangle", "CURFEW_FLOWS", "-m", "limit", "--limit", rate, "--limit-burst", burst, "-j", "RETURN")
+	add(fam, "mangle", "CURFEW_FLOWS", "-j", "DROP")
+}
+
 func hasProfile(rs *firewall.Ruleset, id string) bool {
 	for _, p := range rs.Profiles {
 		if p.ID == id {
@@ -293,6 +321,7 @@ func jumps(lan []string) [][]string {
 		out = append(out, []string{"filter", "FORWARD", "-i", l, "-j", "CURFEW_FWD"})
 		out = append(out, []string{"filter", "INPUT", "-i", l, "-j", "CURFEW_IN"})
 		out = append(out, []string{"nat", "PREROUTING", "-i", l, "-j", "CURFEW_DNS"})
+		out = append(out, []string{"mangle", "PREROUTING", "-i", l, "-m", "conntrack", "!", "--ctstatus", "CONFIRMED", "-j", "CURFEW_FLOWS"})
 	}
 	return out
 }
@@ -499,7 +528,7 @@ func (b *Backend) Remove(ctx context.Context) error {
 		var errs []error
 		for _, fam := range []int{4, 6} {
 			ipt := ts[fam]
-			for _, table := range []string{"filter", "nat"} {
+			for _, table := range []string{"filter", "nat", "mangle"} {
 				for _, builtin := range []string{"FORWARD", "PREROUTING", "INPUT"} {
 					rules, err := ipt.List(table, builtin)
 					if err != nil {

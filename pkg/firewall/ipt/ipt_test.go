@@ -150,3 +150,8 @@ func TestPlainHTTPOfAnOfflineDeviceGoesToThePage(t *testing.T) {
 	l, b := setup(t, "cfip")
 	fwtest.BedtimePage(t, l, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) })
 }
+
+func TestAFloodOfNewFlowsIsLimitedPerDevice(t *testing.T) {
+	l, b := setup(t, "cfif")
+	fwtest.FlowLimit(t, l, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) })
+}

@@ -1087,6 +1087,13 @@ func render(rs *firewall.Ruleset, memo *prefixMemo, now time.Time) (*desired, er
 	}
 	pre := &chainSpec{chain: &nftables.Chain{Name: "dns", Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(-110), Policy: policy(nftables.ChainPolicyAccept)}}
+	if flows := renderFlowLimit(d, rs, &sig); flows != nil {
+		d.chains = append(d.chains, flows)
+		for _, lan := range rs.LAN {
+			pre.add("clients of "+lan+": new connections, at most flow_limit a second each", ifname(expr.MetaKeyIIFNAME, lan),
+				&expr.Verdict{Kind: expr.VerdictJump, Chain: "flow_limit"})
+		}
+	}
 	if page := renderPage(t, rs, &sig); page != nil {
 		d.chains = append(d.chains, page)
 		for _, lan := range rs.LAN {
@@ -1185,6 +1192,52 @@ func renderPage(t *nftables.Table, rs *firewall.Ruleset, sig *strings.Builder) *
 			&expr.Lookup{SourceRegister: 1, SetName: "unknown_offline"}, redirect)
 	}
 	return page
+}
+
+// flowLimitDevices bounds the flow_limit set: beyond this many devices
+// seen in a minute (a child forging MACs), the rest share one device's
+// allowance. About 150 bytes of kernel memory each.
+const flowLimitDevices = 4096
+
+// renderFlowLimit limits how fast each LAN device opens connections, so
+// that a child sending from forged addresses (each packet a new flow)
+// cannot fill the kernel's connection table and cut everyone's new
+// connections. It sits in the NAT prerouting hook, which the kernel runs
+// for a flow's first packet only: established traffic never meets it,
+// and a flow it drops was never confirmed, so it takes no entry. Each
+// MAC gets a token bucket (a dynamic set element with a limit); a MAC
+// that does not fit in the set (flow_seen, filled alongside, misses it
+// too) falls through to one bucket shared by all such. Nil when the
+// limit is off.
+func renderFlowLimit(d *desired, rs *firewall.Ruleset, sig *strings.Builder) *chainSpec {
+	if rs.FlowLimit <= 0 || len(rs.LAN) == 0 {
+		return nil
+	}
+	fmt.Fprintf(sig, " flows=%d", rs.FlowLimit)
+	t := d.table
+	d.sets = append(d.sets, &setSpec{dynamic: true, set: &nftables.Set{Table: t, Name: "flow_limit",
+		KeyType: nftables.TypeEtherAddr, Dynamic: true, HasTimeout: true, Timeout: time.Minute, Size: flowLimitDevices,
+		Comment: "LAN devices that opened connections in the last minute, each with its allowance"}},
+		&setSpec{dynamic: true, set: &nftables.Set{Table: t, Name: "flow_seen",
+			KeyType: nftables.TypeEtherAddr, Dynamic: true, HasTimeout: true, Timeout: time.Minute, Size: flowLimitDevices,
+			Comment: "the same devices, without allowances: a device missing here did not fit in flow_limit"}})
+	limit := func() *expr.Limit {
+		return &expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(rs.FlowLimit), Unit: expr.LimitTimeSecond,
+			Burst: uint32(rs.FlowBurst), Over: true}
+	}
+	note := fmt.Sprintf("a device opening new connections faster than %d a second (burst %d)", rs.FlowLimit, rs.FlowBurst)
+	ch := &chainSpec{chain: &nftables.Chain{Name: "flow_limit", Table: t}}
+	ch.add(note, etherSaddr(1),
+		&expr.Dynset{SrcRegKey: 1, SetName: "flow_limit", Operation: unix.NFT_DYNSET_OP_UPDATE, Exprs: []expr.Any{limit()}},
+		&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop})
+	// Not a lookup in flow_limit: a lookup runs the element's limit
+	// again and would charge each flow twice.
+	ch.add("a device within its allowance", etherSaddr(1),
+		&expr.Dynset{SrcRegKey: 1, SetName: "flow_seen", Operation: unix.NFT_DYNSET_OP_UPDATE},
+		&expr.Verdict{Kind: expr.VerdictReturn})
+	ch.add(fmt.Sprintf("devices beyond the %d the set holds share one allowance", flowLimitDevices), limit(),
+		&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop})
+	return ch
 }
 
 // renderGuard keeps the DNS filter's ports for the queries the redirect

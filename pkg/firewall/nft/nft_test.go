@@ -71,7 +71,8 @@ func ruleset(child net.HardwareAddr, offline ...firewall.Interval) *firewall.Rul
 			netip.MustParsePrefix("203.0.113.10/32"), // inside the /24: both kept
 			netip.MustParsePrefix("198.51.100.128/25"),
 		}}},
-		Devices: []firewall.Device{{MAC: child, Name: "Kid phone", Profile: "kid", Offline: offline}},
+		Devices:   []firewall.Device{{MAC: child, Name: "Kid phone", Profile: "kid", Offline: offline}},
+		FlowLimit: 50, FlowBurst: 1000,
 	}
 }
 
@@ -562,4 +563,9 @@ func TestScreenTimeCountersSurviveARefill(t *testing.T) {
 func TestPlainHTTPOfAnOfflineDeviceGoesToThePage(t *testing.T) {
 	l, b, _ := setup(t, "cfnp")
 	fwtest.BedtimePage(t, l, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) })
+}
+
+func TestAFloodOfNewFlowsIsLimitedPerDevice(t *testing.T) {
+	l, b, _ := setup(t, "cfnf")
+	fwtest.FlowLimit(t, l, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) })
 }

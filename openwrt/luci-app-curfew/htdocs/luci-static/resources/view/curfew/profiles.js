@@ -64,6 +64,10 @@ return view.extend({
 		o.datatype = 'range(0,50)';
 		o.placeholder = '5';
 		o.depends('page', '1');
+		o = s.option(form.Value, 'flow_limit', _('New connections per device and second'),
+			_('More are dropped (a burst of 20 seconds\' worth is allowed), so that one device cannot fill the router\'s connection table. 0: no limit.'));
+		o.datatype = 'range(0,100000)';
+		o.placeholder = '50';
 		o = s.option(form.DynamicList, 'notify', _('Notify'),
 			_('Webhook URLs that get each event as JSON; add ?format=text for an ntfy topic.'));
 		o.datatype = 'string';
