@@ -402,7 +402,7 @@ func TestAFloodOfNewFlowsLeavesTheHouseOnline(t *testing.T) {
 	l := newLab(t, "cfa2")
 	ctx := context.Background()
 	cfg := attackConfig(l, config.DefaultFlowLimit)
-	d := start(t, l, cfg)
+	d := startIn(t, l, t.TempDir(), cfg, "--minute-length", "1s")
 	count := func() int {
 		out, err := l.Exec(ctx, l.Router, "conntrack", "-C")
 		n, perr := strconv.Atoi(strings.TrimSpace(out))
@@ -442,6 +442,15 @@ func TestAFloodOfNewFlowsLeavesTheHouseOnline(t *testing.T) {
 	if tcpFailed > 0 || dnsFailed > 0 {
 		t.Errorf("during the child's flood the parent's connections failed %d of 10 times, its queries %d of 10", tcpFailed, dnsFailed)
 	}
+	// The daemon reads the kernel's counts every "minute" (a second here).
+	var out string
+	if !lab.WaitFor(5*time.Second, func() bool {
+		out, _ = d.cli(t, "explain", "Kid phone")
+		return strings.Contains(out, "new connections dropped today")
+	}) {
+		t.Errorf("explain does not tell of the dropped connections:\n%s", out)
+	}
+	t.Logf("explain: %s", out)
 }
 
 // udpReceiveDrops reads the router namespace's counters of UDP datagrams

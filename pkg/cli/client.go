@@ -242,6 +242,9 @@ func runExplain(ctx context.Context, args []string, env *Env) int {
 			if d.DNS.BypassAttempts > 0 {
 				fmt.Fprintf(w, "  dns: %d attempts to bypass curfew's DNS\n", d.DNS.BypassAttempts)
 			}
+			if d.FlowsDropped > 0 {
+				fmt.Fprintf(w, "  kernel: %d new connections dropped today: opened faster than flow_limit (%d a second)\n", d.FlowsDropped, d.FlowLimit)
+			}
 		}
 	})
 }

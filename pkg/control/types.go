@@ -84,6 +84,11 @@ type Explained struct {
 	// Requests are the device's requests for more time today, newest
 	// last, as sentences: "asked 30 min at 21:07 (open)".
 	Requests []string `json:"requests"`
+	// FlowsDropped counts the device's new connections the kernel dropped
+	// today for flow_limit (counted once a minute).
+	FlowsDropped uint64 `json:"flows_dropped"`
+	// FlowLimit is that limit, new connections a second; 0 is none.
+	FlowLimit int `json:"flow_limit"`
 }
 
 // ActionResult answers pause, resume, allow, grant, reload and
@@ -132,6 +137,9 @@ type DeviceUsage struct {
 	BytesUp        uint64 `json:"bytes_up"`
 	Blocked        int    `json:"blocked"`
 	BypassAttempts int    `json:"bypass_attempts"`
+	// FlowsDropped counts the new connections the kernel dropped because
+	// the device opened them faster than flow_limit.
+	FlowsDropped uint64 `json:"flows_dropped"`
 }
 
 // TimeRequest is a child's request for more time, asked on the bedtime

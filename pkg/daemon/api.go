@@ -184,8 +184,13 @@ func (d *Daemon) explain(target string) (control.Explanation, error) {
 		}
 		e.Text = explainText(cfg, dev, p.At, loc, &e)
 		d.mu.Lock()
-		e.Requests = d.requestLines(dev.MAC, d.opts.Clock.Now())
+		now := d.opts.Clock.Now()
+		e.Requests = d.requestLines(dev.MAC, now)
+		if day := d.usage.Days[now.In(loc).Format("2006-01-02")]; day != nil && day.Devices[dev.MAC] != nil {
+			e.FlowsDropped = day.Devices[dev.MAC].FlowsDropped
+		}
 		d.mu.Unlock()
+		e.FlowLimit = cfg.FlowLimit
 		e.DNSBlocked = []string{}
 		if d.opts.DNS != nil {
 			c := d.opts.DNS.Stats().Get(dev.MAC)

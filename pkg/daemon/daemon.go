@@ -159,6 +159,10 @@ type Daemon struct {
 	usageSaved time.Time
 	lastBytes  map[string]uint64
 	lastDNS    map[string]dnsfilter.Counters
+	// lastDrops are the kernel's dropped-connection counts at the last
+	// minute, dropsTold when each device's were last logged.
+	lastDrops  map[string]uint64
+	dropsTold  map[string]time.Time
 	leases     map[string]devices.Lease
 	knownHosts map[string]*config.Device
 
@@ -219,7 +223,8 @@ func New(opts Options) *Daemon {
 		memo:  map[string]*policyMemo{},
 		usage: &usageBook{}, lastBytes: map[string]uint64{}, lastDNS: map[string]dnsfilter.Counters{},
 		leases: map[string]devices.Lease{}, knownHosts: map[string]*config.Device{},
-		bypassTold: map[string]time.Time{}, budgetTold: map[string]bool{}}
+		bypassTold: map[string]time.Time{}, budgetTold: map[string]bool{},
+		lastDrops: map[string]uint64{}, dropsTold: map[string]time.Time{}}
 	if opts.Page {
 		d.page = page.NewServer(d)
 	}

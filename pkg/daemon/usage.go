@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,12 +11,91 @@ import (
 	"time"
 
 	"curfew/pkg/control"
+	"curfew/pkg/plan"
 )
 
 // Counters is implemented by backends that count each device's traffic in
 // the kernel (nftables: a named counter per device).
 type Counters interface {
 	Counters(ctx context.Context) (map[string]uint64, error)
+}
+
+// FlowDrops is implemented by backends that count, per device, the new
+// connections the kernel dropped because the device opened them faster
+// than flow_limit.
+type FlowDrops interface {
+	FlowDrops(ctx context.Context) (map[string]uint64, error)
+}
+
+// flowDropsEvery is how often a device's dropped connections are logged.
+const flowDropsEvery = time.Hour
+
+// countDrops adds the connections the kernel dropped for flow_limit since
+// the last minute to each device's day, and logs a device that went over,
+// at most once an hour: a parent whose device cannot connect must be able
+// to find out why (explain shows the day's count too).
+func (d *Daemon) countDrops(ctx context.Context) {
+	fd, ok := d.opts.Backend.(FlowDrops)
+	if !ok {
+		return
+	}
+	drops, err := fd.FlowDrops(ctx)
+	if err != nil {
+		d.log.Warn("dropped-connection counts not read", "err", err)
+		return
+	}
+	now := d.opts.Clock.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, loc, cfg := d.last, d.loc, d.cfg
+	if p == nil || cfg == nil {
+		return
+	}
+	// A count whose kernel element expired starts again from zero.
+	for mac := range d.lastDrops {
+		if _, ok := drops[mac]; !ok {
+			delete(d.lastDrops, mac)
+		}
+	}
+	if len(drops) == 0 {
+		return
+	}
+	known := make(map[string]*plan.Device, len(p.Devices))
+	for i := range p.Devices {
+		known[p.Devices[i].MAC] = &p.Devices[i]
+	}
+	day := d.usage.day(now.In(loc).Format("2006-01-02"))
+	for mac, cur := range drops {
+		delta := cur
+		if prev, ok := d.lastDrops[mac]; ok && cur >= prev {
+			delta = cur - prev
+		}
+		d.lastDrops[mac] = cur
+		if delta == 0 {
+			continue
+		}
+		du := day.Devices[mac]
+		if du == nil {
+			if len(day.Devices) >= maxSeen {
+				continue // forged MACs: the day's list stays bounded
+			}
+			du = &control.DeviceUsage{}
+			if dev := known[mac]; dev != nil {
+				du.Name, du.Profile = dev.Name, dev.Profile
+			}
+			day.Devices[mac] = du
+		}
+		du.FlowsDropped += delta
+		if last, ok := d.dropsTold[mac]; ok && now.Sub(last) < flowDropsEvery {
+			continue
+		}
+		if len(d.dropsTold) >= maxSeen {
+			clear(d.dropsTold)
+		}
+		d.dropsTold[mac] = now
+		d.log.Warn("a device opened new connections faster than flow_limit allows; the kernel dropped the rest",
+			"device", cmp.Or(du.Name, mac), "mac", mac, "dropped", delta, "flow_limit", cfg.FlowLimit)
+	}
 }
 
 // usageFile keeps the usage history in the state dir. It is written at
@@ -87,6 +167,7 @@ func (b *usageBook) used(date string) map[string]time.Duration {
 // devices: two tablets at once cost one minute, not two). Background
 // chatter of an idle phone stays under the threshold.
 func (d *Daemon) tick(ctx context.Context) {
+	d.countDrops(ctx)
 	ctr, ok := d.opts.Backend.(Counters)
 	if !ok {
 		return

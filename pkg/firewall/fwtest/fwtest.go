@@ -91,8 +91,10 @@ func BedtimePage(t *testing.T, l *lab.Lab, apply func(*firewall.Ruleset) error) 
 // packet: with the limit on, the router's connection table gains at most
 // the child's burst and a second's rate (and some slack), while the
 // parent opens its own connections all along; with the limit off, the
-// same flood adds thousands, which is what the limit is for.
-func FlowLimit(t *testing.T, l *lab.Lab, apply func(*firewall.Ruleset) error) {
+// same flood adds thousands, which is what the limit is for. The
+// backend's count of dropped connections by MAC (drops) accounts for
+// what did not get through; the parent has none.
+func FlowLimit(t *testing.T, l *lab.Lab, apply func(*firewall.Ruleset) error, drops func() (map[string]uint64, error)) {
 	t.Helper()
 	const rate, burst = 50, 200
 	child, _ := net.ParseMAC(l.Child.MAC)
@@ -172,6 +174,17 @@ func FlowLimit(t *testing.T, l *lab.Lab, apply func(*firewall.Ruleset) error) {
 	}
 	if parentFailed > 0 {
 		t.Errorf("the parent's new connections failed %d of 10 times during the child's flood", parentFailed)
+	}
+	counted, err := drops()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("dropped by MAC: %v", counted)
+	if got, want := counted[l.Child.MAC], uint64(sent-limited); got+20 < want || got > want {
+		t.Errorf("the backend counted %d of the child's connections dropped, want about %d", got, want)
+	}
+	if n := counted[l.Parent.MAC]; n != 0 {
+		t.Errorf("the backend counted %d of the parent's connections dropped, want none", n)
 	}
 	if err := l.TCP(l.Child.NS, lab.InternetV4); err != nil {
 		// a second later the child's bucket has refilled by its rate

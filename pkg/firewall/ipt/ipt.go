@@ -38,6 +38,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -303,6 +304,66 @@ func flowLimit(fam int, rs *firewall.Ruleset, add func(int, string, string, ...s
 	}
 	add(fam, "mangle", "CURFEW_FLOWS", "-m", "limit", "--limit", rate, "--limit-burst", burst, "-j", "RETURN")
 	add(fam, "mangle", "CURFEW_FLOWS", "-j", "DROP")
+}
+
+// FlowDrops returns, by MAC, how many new connections the kernel dropped
+// because a configured device went over flow_limit (both families; the
+// devices that share one allowance are not told apart).
+func (b *Backend) FlowDrops(ctx context.Context) (map[string]uint64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := map[string]uint64{}
+	err := b.opts.Run(func() error {
+		ts, err := b.tables()
+		if err != nil {
+			return err
+		}
+		for _, fam := range []int{4, 6} {
+			rules, err := ts[fam].ListWithCounters("mangle", "CURFEW_FLOWS")
+			if err != nil {
+				return err
+			}
+			for _, r := range rules {
+				if mac, n, ok := droppedBy(r); ok {
+					out[mac] += n
+				}
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// droppedBy reads a device's DROP rule of CURFEW_FLOWS as `iptables -v -S`
+// prints it: "-A CURFEW_FLOWS -m mac --mac-source M -c PACKETS BYTES -j DROP".
+func droppedBy(rule string) (string, uint64, bool) {
+	f := strings.Fields(rule)
+	if len(f) < 4 || f[len(f)-2] != "-j" || f[len(f)-1] != "DROP" {
+		return "", 0, false
+	}
+	var mac string
+	var n uint64
+	found := false
+	for i := 0; i+1 < len(f); i++ {
+		switch f[i] {
+		case "--mac-source":
+			m, err := net.ParseMAC(f[i+1])
+			if err != nil {
+				return "", 0, false
+			}
+			mac = m.String()
+		case "-c":
+			v, err := strconv.ParseUint(f[i+1], 10, 64)
+			if err != nil {
+				return "", 0, false
+			}
+			n, found = v, true
+		}
+	}
+	if mac == "" || !found {
+		return "", 0, false
+	}
+	return mac, n, true
 }
 
 func hasProfile(rs *firewall.Ruleset, id string) bool {

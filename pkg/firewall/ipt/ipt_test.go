@@ -153,5 +153,28 @@ func TestPlainHTTPOfAnOfflineDeviceGoesToThePage(t *testing.T) {
 
 func TestAFloodOfNewFlowsIsLimitedPerDevice(t *testing.T) {
 	l, b := setup(t, "cfif")
-	fwtest.FlowLimit(t, l, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) })
+	fwtest.FlowLimit(t, l, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) },
+		func() (map[string]uint64, error) { return b.FlowDrops(context.Background()) })
+}
+
+func TestDroppedByReadsADevicesDropRule(t *testing.T) {
+	tests := []struct {
+		rule string
+		mac  string
+		n    uint64
+		ok   bool
+	}{
+		{"-A CURFEW_FLOWS -m mac --mac-source 02:C0:00:00:00:0A -c 4795 158235 -j DROP", "02:c0:00:00:00:0a", 4795, true},
+		{"-A CURFEW_FLOWS -m mac --mac-source 02:c0:00:00:00:0a -m limit --limit 50/sec --limit-burst 1000 -c 205 6765 -j RETURN", "", 0, false},
+		{"-A CURFEW_FLOWS -c 12 400 -j DROP", "", 0, false},
+		{"-A CURFEW_FLOWS -m mac --mac-source nonsense -c 1 1 -j DROP", "", 0, false},
+		{"-A CURFEW_FLOWS -m mac --mac-source 02:c0:00:00:00:0a -c x 1 -j DROP", "", 0, false},
+		{"-N CURFEW_FLOWS", "", 0, false},
+	}
+	for _, tt := range tests {
+		mac, n, ok := droppedBy(tt.rule)
+		if mac != tt.mac || n != tt.n || ok != tt.ok {
+			t.Errorf("droppedBy(%q) = %q %d %v, want %q %d %v", tt.rule, mac, n, ok, tt.mac, tt.n, tt.ok)
+		}
+	}
 }

@@ -1199,6 +1199,41 @@ func renderPage(t *nftables.Table, rs *firewall.Ruleset, sig *strings.Builder) *
 // allowance. About 150 bytes of kernel memory each.
 const flowLimitDevices = 4096
 
+// flowDroppedFor is how long a flow_dropped element (a device's count of
+// dropped connections) outlives its last drop: long enough for the
+// daemon, which reads the counts every minute, to see each.
+const flowDroppedFor = 10 * time.Minute
+
+// FlowDrops returns, by MAC, how many new connections the kernel dropped
+// because the device went over flow_limit: counts that run while the
+// device keeps going over and start again after flowDroppedFor without.
+func (b *Backend) FlowDrops(ctx context.Context) (map[string]uint64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.applied == nil {
+		return nil, nil
+	}
+	s := b.applied.set("flow_dropped")
+	if s == nil {
+		return nil, nil
+	}
+	c, err := b.conn()
+	if err != nil {
+		return nil, err
+	}
+	elems, err := c.GetSetElements(s.set)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]uint64, len(elems))
+	for _, e := range elems {
+		if e.Counter != nil && len(e.Key) >= 6 {
+			out[net.HardwareAddr(e.Key[:6]).String()] += e.Counter.Packets
+		}
+	}
+	return out, nil
+}
+
 // renderFlowLimit limits how fast each LAN device opens connections, so
 // that a child sending from forged addresses (each packet a new flow)
 // cannot fill the kernel's connection table and cut everyone's new
@@ -1220,15 +1255,22 @@ func renderFlowLimit(d *desired, rs *firewall.Ruleset, sig *strings.Builder) *ch
 		Comment: "LAN devices that opened connections in the last minute, each with its allowance"}},
 		&setSpec{dynamic: true, set: &nftables.Set{Table: t, Name: "flow_seen",
 			KeyType: nftables.TypeEtherAddr, Dynamic: true, HasTimeout: true, Timeout: time.Minute, Size: flowLimitDevices,
-			Comment: "the same devices, without allowances: a device missing here did not fit in flow_limit"}})
+			Comment: "the same devices, without allowances: a device missing here did not fit in flow_limit"}},
+		&setSpec{dynamic: true, set: &nftables.Set{Table: t, Name: "flow_dropped",
+			KeyType: nftables.TypeEtherAddr, Dynamic: true, HasTimeout: true, Timeout: flowDroppedFor, Size: flowLimitDevices,
+			Comment: "devices that went over their allowance, with what was dropped"}})
 	limit := func() *expr.Limit {
 		return &expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(rs.FlowLimit), Unit: expr.LimitTimeSecond,
 			Burst: uint32(rs.FlowBurst), Over: true}
 	}
 	note := fmt.Sprintf("a device opening new connections faster than %d a second (burst %d)", rs.FlowLimit, rs.FlowBurst)
 	ch := &chainSpec{chain: &nftables.Chain{Name: "flow_limit", Table: t}}
+	// What was dropped is counted per MAC in flow_dropped, for the
+	// daemon to say so: a parent whose device hits the limit must be able
+	// to find out why its connections fail.
 	ch.add(note, etherSaddr(1),
 		&expr.Dynset{SrcRegKey: 1, SetName: "flow_limit", Operation: unix.NFT_DYNSET_OP_UPDATE, Exprs: []expr.Any{limit()}},
+		&expr.Dynset{SrcRegKey: 1, SetName: "flow_dropped", Operation: unix.NFT_DYNSET_OP_UPDATE, Exprs: []expr.Any{&expr.Counter{}}},
 		&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop})
 	// Not a lookup in flow_limit: a lookup runs the element's limit
 	// again and would charge each flow twice.

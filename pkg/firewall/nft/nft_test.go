@@ -567,5 +567,6 @@ func TestPlainHTTPOfAnOfflineDeviceGoesToThePage(t *testing.T) {
 
 func TestAFloodOfNewFlowsIsLimitedPerDevice(t *testing.T) {
 	l, b, _ := setup(t, "cfnf")
-	fwtest.FlowLimit(t, l, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) })
+	fwtest.FlowLimit(t, l, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) },
+		func() (map[string]uint64, error) { return b.FlowDrops(context.Background()) })
 }
