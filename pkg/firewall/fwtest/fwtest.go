@@ -5,12 +5,16 @@ package fwtest
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"curfew/pkg/firewall"
 	"curfew/pkg/lab"
@@ -193,4 +197,103 @@ func FlowLimit(t *testing.T, l *lab.Lab, apply func(*firewall.Ruleset) error, dr
 			t.Errorf("the child's own connection after the flood: %v", err)
 		}
 	}
+}
+
+// ForgedMACs checks the limit against a child that forges its MAC as well
+// (possible on a wired port): 6,000 datagrams to new ports, each from
+// another source MAC, so that no MAC ever goes over its own allowance. The
+// connection table gains at most own (the MACs the backend gives their
+// own allowance before it runs out of room) plus one shared allowance.
+func ForgedMACs(t *testing.T, l *lab.Lab, apply func(*firewall.Ruleset) error, own int) {
+	t.Helper()
+	const rate, burst, frames = 50, 200, 6000
+	ctx := context.Background()
+	child, _ := net.ParseMAC(l.Child.MAC)
+	if err := apply(&firewall.Ruleset{
+		LAN: []string{"br-lan"}, DNSPort: 53, FlowLimit: rate, FlowBurst: burst,
+		Profiles: []firewall.Profile{{ID: "kid"}},
+		Devices:  []firewall.Device{{MAC: child, Name: "Kid phone", Profile: "kid"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := l.Exec(ctx, l.Router, "conntrack", "-F"); err != nil {
+		t.Fatalf("conntrack -F: %v: %s", err, out)
+	}
+	out, err := l.Exec(ctx, l.Router, "cat", "/sys/class/net/br-lan/address")
+	router, perr := net.ParseMAC(strings.TrimSpace(out))
+	if err != nil || perr != nil {
+		t.Fatalf("the router's MAC: %v %v: %s", err, perr, out)
+	}
+	src := netip.MustParseAddr(l.Child.IPv4).As4()
+	dst := netip.MustParseAddr(lab.InternetV4).As4()
+	sent := 0
+	if err := l.In(l.Child.NS, func() error {
+		ifi, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return err
+		}
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		to := &unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6}
+		copy(to.Addr[:], router)
+		for i := range frames {
+			forged := net.HardwareAddr{0x02, 0xf0, 0, byte(i >> 16), byte(i >> 8), byte(i)}
+			if err := unix.Sendto(fd, udpFrame(router, forged, src, dst, uint16(20000+i)), 0, to); err == nil {
+				sent++
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	list, err := l.Exec(ctx, l.Router, "conntrack", "-L", "-p", "udp", "--orig-src", l.Child.IPv4)
+	if err != nil {
+		t.Fatalf("conntrack -L: %v: %s", err, list)
+	}
+	flows := 0
+	for _, line := range strings.Split(list, "\n") {
+		if strings.HasPrefix(line, "udp ") {
+			flows++
+		}
+	}
+	t.Logf("%d frames from %d forged MACs made %d flows (own allowances: %d, then one shared of %d)", sent, frames, flows, own, burst)
+	if sent < frames {
+		t.Fatalf("only %d of %d frames sent", sent, frames)
+	}
+	if most := own + burst + 2*rate + 20; flows > most {
+		t.Errorf("forged MACs made %d flows, want at most %d", flows, most)
+	}
+	if flows < burst/2 {
+		t.Errorf("forged MACs made only %d flows: the frames did not reach the router", flows)
+	}
+}
+
+// udpFrame is an Ethernet frame carrying an IPv4 UDP datagram (no UDP
+// checksum, which IPv4 allows).
+func udpFrame(dst, src net.HardwareAddr, from, to [4]byte, port uint16) []byte {
+	payload := []byte("flood")
+	f := make([]byte, 0, 14+20+8+len(payload))
+	f = append(f, dst...)
+	f = append(f, src...)
+	f = append(f, 0x08, 0x00)
+	ip := []byte{0x45, 0, 0, byte(20 + 8 + len(payload)), 0, 0, 0, 0, 64, 17, 0, 0}
+	ip = append(append(ip, from[:]...), to[:]...)
+	var sum uint32
+	for i := 0; i < len(ip); i += 2 {
+		sum += uint32(ip[i])<<8 | uint32(ip[i+1])
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	binary.BigEndian.PutUint16(ip[10:], ^uint16(sum))
+	f = append(f, ip...)
+	f = binary.BigEndian.AppendUint16(f, 40000)
+	f = binary.BigEndian.AppendUint16(f, port)
+	f = binary.BigEndian.AppendUint16(f, uint16(8+len(payload)))
+	f = append(f, 0, 0)
+	return append(f, payload...)
 }

@@ -178,3 +178,8 @@ func TestDroppedByReadsADevicesDropRule(t *testing.T) {
 		}
 	}
 }
+
+func TestForgedMACsShareOneAllowance(t *testing.T) {
+	l, b := setup(t, "cfim")
+	fwtest.ForgedMACs(t, l, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) }, 0)
+}

@@ -570,3 +570,8 @@ func TestAFloodOfNewFlowsIsLimitedPerDevice(t *testing.T) {
 	fwtest.FlowLimit(t, l, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) },
 		func() (map[string]uint64, error) { return b.FlowDrops(context.Background()) })
 }
+
+func TestForgedMACsShareOneAllowanceOnceTheSetIsFull(t *testing.T) {
+	l, b, _ := setup(t, "cfnm")
+	fwtest.ForgedMACs(t, l, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) }, flowLimitDevices)
+}
