@@ -52,10 +52,10 @@ function totals(days) {
 	days.forEach(function(d) {
 		Object.keys(d.devices).sort().forEach(function(mac) {
 			var u = d.devices[mac];
-			rows.push([ d.date, u.name || mac, dom.duration(u.minutes), u.blocked, u.bypass_attempts ]);
+			rows.push([ d.date, u.name || mac, dom.duration(u.minutes), u.blocked, u.bypass_attempts, u.flows_dropped || 0 ]);
 		});
 	});
-	return dom.table([ _('Day'), _('Device'), _('Online'), _('Blocked'), _('Bypass attempts') ], rows, _('No usage recorded yet.'));
+	return dom.table([ _('Day'), _('Device'), _('Online'), _('Blocked'), _('Bypass attempts'), _('Connections dropped') ], rows, _('No usage recorded yet.'));
 }
 
 function logTable(entries, filter) {
