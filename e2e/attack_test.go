@@ -337,7 +337,11 @@ func TestChildAttacks(t *testing.T) {
 		stop := make(chan struct{})
 		done := make(chan error, 1)
 		var sent int
-		go func() { sent, _ = forgedFlood(l, q, stop); done <- nil }()
+		go func() {
+			var err error
+			sent, err = forgedFlood(l, q, stop)
+			done <- err
+		}()
 		time.Sleep(2 * time.Second)
 		var worst time.Duration
 		failed := 0
@@ -350,7 +354,9 @@ func TestChildAttacks(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 		close(stop)
-		<-done
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
 		v4after, v6after := udpReceiveDrops(t, l)
 		t.Logf("the router's kernel dropped %d IPv4 and %d IPv6 datagrams for full receive queues", v4after-v4before, v6after-v6before)
 		t.Logf("%d forged queries; the child's own queries: %d of 10 unanswered, slowest %v; daemon RSS %d kB", sent, failed, worst, lab.RSSKB(pid))
@@ -414,8 +420,13 @@ func TestAFloodOfNewFlowsLeavesTheHouseOnline(t *testing.T) {
 	before := count()
 	q := dnsQuery(t, "fine.test.", dnsmessage.TypeA)
 	stop := make(chan struct{})
-	done := make(chan int, 1)
-	go func() { n, _ := forgedFlood(l, q, stop); done <- n }()
+	done := make(chan error, 1)
+	var sent int
+	go func() {
+		var err error
+		sent, err = forgedFlood(l, q, stop)
+		done <- err
+	}()
 	time.Sleep(time.Second)
 	tcpFailed, dnsFailed := 0, 0
 	for range 10 {
@@ -428,7 +439,9 @@ func TestAFloodOfNewFlowsLeavesTheHouseOnline(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	close(stop)
-	sent := <-done
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 	during := count()
 	burst := config.DefaultFlowLimit * config.FlowBurst
 	t.Logf("%d forged queries in about 2.5 s: connection table %d -> %d entries (the child's allowance: %d a second, %d at once); the parent's connections failed %d of 10, its queries %d of 10; daemon RSS %d kB",

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,11 +24,7 @@ type dropCounting struct {
 func (b *dropCounting) FlowDrops(context.Context) (map[string]uint64, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := make(map[string]uint64, len(b.drops))
-	for k, v := range b.drops {
-		out[k] = v
-	}
-	return out, nil
+	return maps.Clone(b.drops), nil
 }
 
 func (b *dropCounting) set(mac string, n uint64) {
