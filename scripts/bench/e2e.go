@@ -74,7 +74,7 @@ func e2eConfig(dir string, s e2eSize, child string) (string, error) {
 	return path, os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
-func e2eRun(ctx context.Context, l *lab.Lab, h *netlink.Handle, bin, dir string, s e2eSize, rounds int) e2eResult {
+func e2eRun(ctx context.Context, l *lab.Lab, h *netlink.Handle, bin, dir string, s e2eSize, rounds int, sample time.Duration) e2eResult {
 	r := e2eResult{e2eSize: s}
 	cfg, err := e2eConfig(dir, s, l.Child.MAC)
 	if err != nil {
@@ -123,24 +123,15 @@ func e2eRun(ctx context.Context, l *lab.Lab, h *netlink.Handle, bin, dir string,
 	// (a dormant table's hooks are unregistered).
 	cmd.Process.Kill()
 	cmd.Wait()
-	for i := 0; i < rounds; i++ {
-		if out, err := l.Exec(ctx, l.Router, "nft", "add table inet curfew { flags dormant; }"); err != nil {
-			r.err = fmt.Errorf("nft: %v %s", err, out)
-			return r
-		}
-		v, err := pps(l, h, time.Second)
-		if err != nil {
-			r.err = err
-			return r
-		}
-		r.none = append(r.none, v)
-		l.Exec(ctx, l.Router, "nft", "add table inet curfew")
-		if v, err = pps(l, h, time.Second); err != nil {
-			r.err = err
-			return r
-		}
-		r.curfew = append(r.curfew, v)
+	rates, err := compare(l, h, rounds, sample, []func() error{
+		func() error { return tables(ctx, l, nil, "curfew") },
+		func() error { return tables(ctx, l, []string{"curfew"}, "curfew") },
+	})
+	if err != nil {
+		r.err = err
+		return r
 	}
+	r.none, r.curfew = rates[0], rates[1]
 	l.Exec(ctx, l.Router, "nft", "delete", "table", "inet", "curfew")
 	return r
 }
@@ -199,7 +190,7 @@ func memoryChart(rs []e2eResult) string {
 
 // endToEnd measures every size and returns the report section; with svg
 // set, it also writes the memory chart there.
-func endToEnd(ctx context.Context, l *lab.Lab, h *netlink.Handle, bin, svg string, rounds int) string {
+func endToEnd(ctx context.Context, l *lab.Lab, h *netlink.Handle, bin, svg string, rounds int, sample time.Duration) string {
 	var results []e2eResult
 	var b strings.Builder
 	b.WriteString("| devices | prefixes | blocklist domains | exec → table in kernel | resident, settled | peak | pause, command → kernel | forwarding, table / none |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -208,16 +199,17 @@ func endToEnd(ctx context.Context, l *lab.Lab, h *netlink.Handle, bin, svg strin
 		if err != nil {
 			return err.Error()
 		}
-		r := e2eRun(ctx, l, h, bin, dir, s, rounds)
+		r := e2eRun(ctx, l, h, bin, dir, s, rounds, sample)
 		os.RemoveAll(dir)
 		results = append(results, r)
 		if r.err != nil {
 			fmt.Fprintf(&b, "| %d | %d | %d | failed: %v | | | | |\n", s.devices, s.prefixes, s.domains, r.err)
 			continue
 		}
-		fmt.Fprintf(&b, "| %d | %d | %d | %v | %.1f MB | %.1f MB | %v | **%.2f** (%.2f–%.2f) |\n", s.devices, s.prefixes, s.domains,
+		q1, q3 := quartiles(r.curfew, r.none)
+		fmt.Fprintf(&b, "| %d | %d | %d | %v | %.1f MB | %.1f MB | %v | **%.3f** (%.2f–%.2f) |\n", s.devices, s.prefixes, s.domains,
 			r.toTable.Round(time.Millisecond), r.rssMB, r.peakMB, r.pause.Round(time.Millisecond),
-			ratio(r.curfew, r.none), minRatio(r.curfew, r.none), maxRatio(r.curfew, r.none))
+			ratio(r.curfew, r.none), q1, q3)
 		fmt.Fprintf(os.Stderr, "e2e %+v: %v, %.1f MB (peak %.1f), pause %v, forwarding %.2f\n", s, r.toTable, r.rssMB, r.peakMB, r.pause, ratio(r.curfew, r.none))
 	}
 	if svg != "" {
