@@ -1136,6 +1136,14 @@ func onlineUntil(offline []firewall.Interval, now time.Time) (time.Time, bool) {
 // instead of six with two jumps; measured, that took the forwarding rate
 // with curfew's table from about 0.89 to about 0.95 of the rate without
 // it. Anything else goes the whole way through the chains below.
+//
+// The source MAC is read as raw link-layer bytes, without the link-type
+// check that nft puts before `ether saddr`: measured side by side, the
+// check cost 2-3% of the forwarding rate, and it guards nothing here. A
+// packet without a link-layer header (a tunnel, PPP) fails the load and
+// does not match; one with another kind of header could match a child's
+// MAC only by chance, and would be accepted as an established flow, which
+// the chains below accept too.
 func onlineRule(lan []string) []expr.Any {
 	r := []expr.Any{
 		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
@@ -1150,7 +1158,7 @@ func onlineRule(lan []string) []expr.Any {
 		r = append(r, &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: b})
 	}
-	r = append(r, etherSaddr(1)...)
+	r = append(r, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseLLHeader, Offset: 6, Len: 6})
 	return append(r, &expr.Lookup{SourceRegister: 1, SetName: "online"}, &expr.Verdict{Kind: expr.VerdictAccept})
 }
 
