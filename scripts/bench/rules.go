@@ -53,10 +53,13 @@ func ruleSteps(mac string) []ruleStep {
 		{"+ `meta time @offline_M` (the device's intervals)", sets + fmt.Sprintf(hook, `iifname "br-lan" jump managed;`) +
 			"chain managed { oifname \"br-lan\" return; ether saddr vmap @dc; }\nchain dev { meta time @off drop; }\n"},
 		{"+ named counter, goto the profile's `ct state established,related return` (the chains, whole)", sets + fmt.Sprintf(hook, `iifname "br-lan" jump managed;`) + chains},
-		{"the chains with a fast path in front, `ct state established,related oifname != \"br-lan\" ether saddr @online accept` (`ether saddr` checks the input's link type first)", sets + online +
+		{"the chains with a fast path in front, `ct state established,related oifname != \"br-lan\" ether saddr @online accept` (`ether saddr` checks the input's link type first)", sets +
+			"set online { type ether_addr; size 65536; flags timeout; counter; elements = { " + mac + " timeout 1d } }\n" +
 			fmt.Sprintf(hook, `ct state established,related oifname != "br-lan" ether saddr @online accept; iifname "br-lan" jump managed;`) + chains},
-		{"the same fast path reading the source MAC as raw link-layer bytes (`@ll,48,48 @online`, no link-type check): curfew's table", sets + online +
+		{"the same, reading the source MAC as raw link-layer bytes (`@ll,48,48 @online`, no link-type check)", sets + online +
 			fmt.Sprintf(hook, `ct state established,related oifname != "br-lan" @ll,48,48 @online accept; iifname "br-lan" jump managed;`) + chains},
+		{"the same, comparing the output interface by index (`oif != \"br-lan\"`): curfew's table", sets + online +
+			fmt.Sprintf(hook, `ct state established,related oif != "br-lan" @ll,48,48 @online accept; iifname "br-lan" jump managed;`) + chains},
 	}
 }
 
@@ -99,12 +102,12 @@ func ruleCost(ctx context.Context, l *lab.Lab, h *netlink.Handle, dir string, ro
 	prev := 1.0
 	for i, st := range steps {
 		cost := fmt.Sprintf("%+.1f%%", (ratios[i]-prev)*100)
-		if i >= len(steps)-2 {
+		if i >= len(steps)-3 {
 			cost = fmt.Sprintf("%+.1f%% against the row above", (ratios[i]-ratios[i-1])*100)
 		}
 		fmt.Fprintf(&b, "| %s | %.3f | %s |\n", st.what, ratios[i], cost)
 		// the first row is the error; the path's costs count from 1
-		if i > 0 && i < len(steps)-2 {
+		if i > 0 && i < len(steps)-3 {
 			prev = ratios[i]
 		}
 	}

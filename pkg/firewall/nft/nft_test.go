@@ -508,6 +508,71 @@ func TestFastPathEndsAtTheWindowStartOnItsOwn(t *testing.T) {
 	}
 }
 
+// OpenWrt's network restart creates br-lan anew, with a new index. The
+// fast path compares the output interface by index, so the next Apply
+// (the daemon applies when a LAN interface is created again) must write
+// the new one, and established flows must take the fast path again.
+func TestFastPathFollowsARecreatedLAN(t *testing.T) {
+	l, b, _ := setup(t, "cfnr")
+	ctx := context.Background()
+	child := mac(t, l.Child.MAC)
+	rs := ruleset(child, firewall.Interval{From: time.Now().Add(time.Hour), To: time.Now().Add(2 * time.Hour)})
+	if err := b.Apply(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	forward := func() string {
+		out, err := l.Exec(ctx, l.Router, "nft", "list", "chain", "inet", TableName, "forward")
+		if err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		return out
+	}
+	if f := forward(); !strings.Contains(f, `oif != "br-lan"`) {
+		t.Fatalf("fast path does not compare br-lan's index:\n%s", f)
+	}
+	var steps []string
+	steps = append(steps, "link del br-lan", "link add br-lan type bridge", "link set br-lan up",
+		"addr add 192.0.2.1/24 dev br-lan", "addr add 2001:db8:1::1/64 dev br-lan nodad")
+	for i := range 3 {
+		steps = append(steps, fmt.Sprintf("link set lan%d master br-lan up", i))
+	}
+	for _, s := range steps {
+		if out, err := l.Exec(ctx, l.Router, "ip", strings.Fields(s)...); err != nil {
+			t.Fatalf("ip %s: %v: %s", s, err, out)
+		}
+	}
+	if f := forward(); strings.Contains(f, `oif != "br-lan"`) {
+		t.Fatalf("the old index still reads as br-lan; the test cannot tell:\n%s", f)
+	}
+	if err := b.Apply(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	if f := forward(); !strings.Contains(f, `oif != "br-lan"`) {
+		t.Fatalf("after Apply, the fast path still has the old index:\n%s", f)
+	}
+	var c net.Conn
+	if !lab.WaitFor(10*time.Second, func() bool {
+		var err error
+		c, err = l.Dial(l.Child.NS, "tcp", net.JoinHostPort(lab.InternetV4, lab.EchoPort), time.Second)
+		return err == nil
+	}) {
+		t.Fatal("the child cannot connect through the new br-lan")
+	}
+	defer c.Close()
+	for i := 0; i < 20; i++ {
+		if err := lab.Echo(c, fmt.Sprintf("line %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := l.Exec(ctx, l.Router, "nft", "list", "set", "inet", TableName, "online")
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if m := regexp.MustCompile(`counter packets (\d+)`).FindStringSubmatch(out); m == nil || m[1] == "0" {
+		t.Errorf("established packets did not take the fast path after br-lan came back:\n%s", out)
+	}
+}
+
 // Refilling the online set (a pause, its end) starts its element counters
 // anew; what they had counted is kept, so a device's count never falls.
 func TestScreenTimeCountersSurviveARefill(t *testing.T) {
