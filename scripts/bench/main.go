@@ -441,25 +441,24 @@ func chart(cells []*cell, prefixes int) string {
 	return b.String()
 }
 
-// ratio is the median of the round-by-round ratios a[i]/b[i]: each round
-// measures both variants back to back, so a slow moment of the machine
-// affects both sides of one ratio.
-func ratio(a, b []float64) float64 {
+// ratios are the round-by-round ratios a[i]/b[i]: each round measures
+// both variants back to back, so a slow moment of the machine affects both
+// sides of one ratio.
+func ratios(a, b []float64) []float64 {
 	r := make([]float64, len(a))
 	for i := range a {
 		r[i] = a[i] / b[i]
 	}
-	return median(r)
+	return r
 }
 
-// quartiles are the first and third quartiles of the round-by-round
-// ratios a[i]/b[i]: the spread of one round's figure, which the median of
-// many rounds narrows.
+// ratio is the median of the round ratios.
+func ratio(a, b []float64) float64 { return median(ratios(a, b)) }
+
+// quartiles are the first and third quartiles of the round ratios: the
+// spread of one round's figure, which the median of many rounds narrows.
 func quartiles(a, b []float64) (q1, q3 float64) {
-	r := make([]float64, len(a))
-	for i := range a {
-		r[i] = a[i] / b[i]
-	}
+	r := ratios(a, b)
 	sort.Float64s(r)
 	return r[len(r)/4], r[(3*len(r))/4]
 }
