@@ -29,8 +29,9 @@ import (
 // muteAbove is the number of element changes from which an update is sent
 // with the monitor muted; below it the monitor keeps listening and skips
 // our own transaction by its thread id. Muting costs two generation
-// queries; a pause with 1,000 devices refills the online set, 2,000
-// events the kernel would build and the monitor read.
+// queries; a refill of the online set with 1,000 devices (a bedtime
+// that starts for many at once, a clock step) is 2,000 events the kernel
+// would build and the monitor read.
 const muteAbove = 256
 
 // monitorBuffer is the monitor socket's receive buffer: room for the
@@ -247,7 +248,9 @@ func generation(netns int) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer c.Close()
+	// Closed in the background: right after our commit the close waits
+	// for the commit's grace period (see Backend.conn).
+	defer func() { go c.Close() }() //nolint:errcheck // nothing is left to tell
 	msgs, err := c.Execute(netlink.Message{
 		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | msgGetGen), Flags: netlink.Request},
 		Data:   []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},

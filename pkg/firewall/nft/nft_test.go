@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -573,9 +574,11 @@ func TestFastPathFollowsARecreatedLAN(t *testing.T) {
 	}
 }
 
-// Refilling the online set (a pause, its end) starts its element counters
-// anew; what they had counted is kept, so a device's count never falls.
-func TestScreenTimeCountersSurviveARefill(t *testing.T) {
+// A pause deletes the device's element of the online set and its end adds
+// one back, which counts from zero; a clock step refills the whole set.
+// What the elements had counted is kept either way, so a device's count
+// never falls.
+func TestScreenTimeCountersSurviveAPauseAndARefill(t *testing.T) {
 	l, b, _ := setup(t, "cfnc")
 	ctx := context.Background()
 	child := mac(t, l.Child.MAC)
@@ -620,8 +623,110 @@ func TestScreenTimeCountersSurviveARefill(t *testing.T) {
 		t.Fatalf("counter fell from %d to %d across a pause", first, got)
 	}
 	talk()
-	if got := count(); got < first+5000 {
-		t.Errorf("counter %d after more traffic, %d before", got, first)
+	second := count()
+	if second < first+5000 {
+		t.Errorf("counter %d after more traffic, %d before", second, first)
+	}
+	b.clockOffset -= time.Minute // as if the wall clock had stepped since the set was filled
+	if err := b.Apply(ctx, online); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(); got < second {
+		t.Errorf("counter fell from %d to %d across a refill", second, got)
+	}
+}
+
+// A pause of one device deletes only its element of the online set: the
+// others keep theirs, with what they counted (a refill of the whole set
+// would start every element's counter from zero).
+func TestPauseLeavesOtherDevicesOnlineElementsAlone(t *testing.T) {
+	l, b, _ := setup(t, "cfno")
+	ctx := context.Background()
+	child := mac(t, l.Child.MAC)
+	other := mac(t, "02:00:5e:00:53:01")
+	now := time.Now()
+	rs := func(otherOffline ...firewall.Interval) *firewall.Ruleset {
+		r := ruleset(child, firewall.Interval{From: now.Add(time.Hour), To: now.Add(2 * time.Hour)})
+		r.Devices = append(r.Devices, firewall.Device{MAC: other, Name: "Tablet", Profile: "kid", Offline: otherOffline})
+		return r
+	}
+	if err := b.Apply(ctx, rs(firewall.Interval{From: now.Add(time.Hour), To: now.Add(2 * time.Hour)})); err != nil {
+		t.Fatal(err)
+	}
+	c, err := l.Dial(l.Child.NS, "tcp", net.JoinHostPort(lab.InternetV4, lab.EchoPort), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := 0; i < 10; i++ {
+		if err := lab.Echo(c, fmt.Sprintf("line %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// online lists the set: the child's element's packet count, and
+	// whether the other device has an element.
+	online := func() (string, bool) {
+		t.Helper()
+		out, err := l.Exec(ctx, l.Router, "nft", "list", "set", "inet", TableName, "online")
+		if err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		m := regexp.MustCompile(child.String() + `[^,}]*counter packets (\d+)`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no element for the child in the online set:\n%s", out)
+		}
+		return m[1], strings.Contains(out, other.String())
+	}
+	before, there := online()
+	if before == "0" || !there {
+		t.Fatalf("before the pause: child's element counted %s packets, other device's element there: %v", before, there)
+	}
+	if err := b.Apply(ctx, rs(firewall.Interval{From: now, To: now.Add(time.Hour)})); err != nil {
+		t.Fatal(err)
+	}
+	after, there := online()
+	if there {
+		t.Error("the paused device is still in the online set")
+	}
+	if after != before {
+		t.Errorf("pausing another device changed the child's element: %s packets counted, %s before", after, before)
+	}
+	if err := lab.Echo(c, "still online"); err != nil {
+		t.Errorf("the child's open connection broke when another device was paused: %v", err)
+	}
+}
+
+// An update that the kernel refuses (here: an element someone else
+// deleted) is replaced by the whole table on a new connection, and the
+// backend goes on working: the kept connection is not reused after an
+// error.
+func TestAFailedUpdateIsReplacedOnANewConnection(t *testing.T) {
+	l, b, _ := setup(t, "cfnu")
+	ctx := context.Background()
+	child := mac(t, l.Child.MAC)
+	now := time.Now()
+	online := ruleset(child, firewall.Interval{From: now.Add(time.Hour), To: now.Add(2 * time.Hour)})
+	if err := b.Apply(ctx, online); err != nil {
+		t.Fatal(err)
+	}
+	first := b.nl
+	if out, err := l.Exec(ctx, l.Router, "nft", "delete", "element", "inet", TableName, "online", "{ "+child.String()+" }"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if err := b.Apply(ctx, ruleset(child, firewall.Interval{From: now, To: now.Add(2 * time.Hour)})); err != nil {
+		t.Fatalf("pause after an element went missing: %v", err)
+	}
+	if b.nl == first {
+		t.Error("the connection that saw the refused update was kept")
+	}
+	if err := l.TCP(l.Child.NS, lab.InternetV4); err == nil {
+		t.Error("child online after the pause")
+	}
+	if err := b.Apply(ctx, online); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.TCP(l.Child.NS, lab.InternetV4); err != nil {
+		t.Errorf("child offline after the pause ended: %v", err)
 	}
 }
 
@@ -639,4 +744,66 @@ func TestAFloodOfNewFlowsIsLimitedPerDevice(t *testing.T) {
 func TestForgedMACsShareOneAllowanceOnceTheSetIsFull(t *testing.T) {
 	l, b, _ := setup(t, "cfnm")
 	fwtest.ForgedMACs(t, l, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) }, flowLimitDevices)
+}
+
+func TestOnlineSetChanges(t *testing.T) {
+	now := time.Date(2026, 12, 2, 20, 0, 0, 0, time.UTC)
+	elem := func(mac string, until time.Time) (nftables.SetElement, time.Time) {
+		m, _ := net.ParseMAC(mac)
+		e := nftables.SetElement{Key: m, Comment: mac}
+		if !until.IsZero() {
+			e.Comment += ", until " + until.Format(time.RFC3339)
+		}
+		return e, until
+	}
+	set := func(pairs ...[2]any) *setSpec {
+		s := &setSpec{until: []time.Time{}}
+		for _, p := range pairs {
+			e, u := elem(p[0].(string), p[1].(time.Time))
+			s.elems = append(s.elems, e)
+			s.until = append(s.until, u)
+		}
+		return s
+	}
+	a, b := "02:00:00:00:00:0a", "02:00:00:00:00:0b"
+	bedtime, never := now.Add(time.Hour), time.Time{}
+	for _, tc := range []struct {
+		name     string
+		old, cur *setSpec
+		del, add []string // MACs
+		refill   bool
+	}{
+		{name: "nothing changed", old: set([2]any{a, bedtime}, [2]any{b, never}), cur: set([2]any{a, bedtime}, [2]any{b, never})},
+		{name: "a pause deletes only that device", old: set([2]any{a, bedtime}, [2]any{b, never}), cur: set([2]any{b, never}), del: []string{a}},
+		{name: "a resume adds it back", old: set([2]any{b, never}), cur: set([2]any{a, bedtime}, [2]any{b, never}), add: []string{a}},
+		{name: "a later bedtime replaces the element", old: set([2]any{a, bedtime}), cur: set([2]any{a, bedtime.Add(time.Hour)}), del: []string{a}, add: []string{a}},
+		{name: "an element at its deadline may be gone: refill", old: set([2]any{a, now.Add(time.Second)}, [2]any{b, never}), cur: set([2]any{b, never}), refill: true},
+		{name: "an element past its deadline may be gone: refill", old: set([2]any{a, now.Add(-time.Minute)}), cur: set(), refill: true},
+		{name: "a new element already past its deadline is not sent", old: set(), cur: set([2]any{a, now})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			del, add, ok := diffOnline(tc.old, tc.cur, now)
+			if ok == tc.refill {
+				t.Fatalf("diff ok = %v, want a refill: %v", ok, tc.refill)
+			}
+			macs := func(es []nftables.SetElement) []string {
+				var out []string
+				for _, e := range es {
+					out = append(out, net.HardwareAddr(e.Key).String())
+				}
+				return out
+			}
+			if got := macs(del); !slices.Equal(got, tc.del) {
+				t.Errorf("deleted %v, want %v", got, tc.del)
+			}
+			if got := macs(add); !slices.Equal(got, tc.add) {
+				t.Errorf("added %v, want %v", got, tc.add)
+			}
+			for _, e := range add {
+				if e.Timeout <= 0 || e.Timeout > time.Hour+time.Hour {
+					t.Errorf("added %s with timeout %v", net.HardwareAddr(e.Key), e.Timeout)
+				}
+			}
+		})
+	}
 }
