@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,9 +20,10 @@ import (
 // The daemon path end to end: a generated config file → parse → plan →
 // ruleset → netlink, with the real daemon in the lab router. For each size:
 // the time from exec to the table in the kernel, the resident memory once
-// settled, and the time of a pause (the CLI returns when the kernel has
-// it). The sizes are one profile blocking P prefixes with D devices in it,
-// and one profile with a blocklist file of N domains.
+// settled, and the time of a pause (the CLI returns when the kernel has it
+// and the paused device's connections are cut). The sizes are one profile
+// blocking P prefixes with D devices in it, and one profile with a
+// blocklist file of N domains.
 
 type e2eSize struct {
 	devices, prefixes, domains int
@@ -105,18 +107,8 @@ func e2eRun(ctx context.Context, l *lab.Lab, h *netlink.Handle, bin, dir string,
 	r.toTable = time.Since(t0)
 	r.rssMB = settledRSS(cmd.Process.Pid)
 	r.peakMB = float64(lab.PeakRSSKB(cmd.Process.Pid)) / 1024
-	// the median of pauses of up to five devices, one after the other
-	var pauses []float64
-	for i := range min(s.devices, 5) {
-		t1 := time.Now()
-		if out, err := exec.Command(bin, "pause", fmt.Sprintf("dev%d", i), "--for", "10m", "--socket", sock).CombinedOutput(); err != nil {
-			r.err = fmt.Errorf("pause: %v %s", err, out)
-			return r
-		}
-		pauses = append(pauses, float64(time.Since(t1)))
-	}
-	if len(pauses) > 0 {
-		r.pause = time.Duration(median(pauses))
+	if r.pause, r.err = e2ePause(l, bin, sock); r.err != nil {
+		return r
 	}
 	// Forwarding: the daemon is killed (a clean stop would remove its
 	// table) and the table it left is switched off and on between rounds
@@ -134,6 +126,45 @@ func e2eRun(ctx context.Context, l *lab.Lab, h *netlink.Handle, bin, dir string,
 	r.none, r.curfew = rates[0], rates[1]
 	l.Exec(ctx, l.Router, "nft", "delete", "table", "inet", "curfew")
 	return r
+}
+
+// e2ePause pauses the lab child while it has a connection open, as a
+// parent would, and returns the median of five: from the command to its
+// answer, which comes once the rules are in the kernel and the child's
+// connections are cut. Each pause is resumed, untimed, before the next.
+func e2ePause(l *lab.Lab, bin, sock string) (time.Duration, error) {
+	var pauses []float64
+	for range 5 {
+		d, err := e2ePauseOnce(l, bin, sock)
+		if err != nil {
+			return 0, err
+		}
+		pauses = append(pauses, float64(d))
+		if out, err := exec.Command(bin, "resume", "lab child", "--socket", sock).CombinedOutput(); err != nil {
+			return 0, fmt.Errorf("resume: %v %s", err, out)
+		}
+	}
+	return time.Duration(median(pauses)), nil
+}
+
+func e2ePauseOnce(l *lab.Lab, bin, sock string) (time.Duration, error) {
+	c, err := l.Dial(l.Child.NS, "tcp", net.JoinHostPort(lab.InternetV4, lab.EchoPort), time.Second)
+	if err != nil {
+		return 0, fmt.Errorf("the child before a pause: %w", err)
+	}
+	defer c.Close()
+	if err := lab.Echo(c, "before the pause"); err != nil {
+		return 0, fmt.Errorf("the child before a pause: %w", err)
+	}
+	t := time.Now()
+	if out, err := exec.Command(bin, "pause", "lab child", "--for", "10m", "--socket", sock).CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("pause: %v %s", err, out)
+	}
+	d := time.Since(t)
+	if lab.Echo(c, "after the pause") == nil {
+		return 0, fmt.Errorf("the child's open connection carried data after the pause")
+	}
+	return d, nil
 }
 
 // settledRSS waits until the daemon's resident memory has stopped
