@@ -243,11 +243,10 @@ const batchBuffer = 64 << 20
 const chunk = 512
 
 // conn returns the netlink connection to nf_tables. It is kept open
-// (lasting), because closing a netfilter
-// netlink socket right after a commit waits in the kernel for the commit's
-// RCU grace period (nf_tables finishes its pending destroy work when such a
-// socket is released): measured at 10-20 ms per apply, most of a pause's
-// time. A connection that saw an error may hold queued messages or unread
+// (lasting), because closing a netfilter netlink socket right after a
+// commit waits in the kernel for the commit's RCU grace period (nf_tables
+// finishes its pending destroy work when such a socket is released):
+// measured at 10-20 ms per apply, most of a pause's time. A connection that saw an error may hold queued messages or unread
 // acknowledgements, so every method that gets one drops it (drop) and the
 // next call dials anew. Callers hold b.mu.
 func (b *Backend) conn() (*nftables.Conn, error) {
