@@ -71,6 +71,8 @@ func main() {
 		sctx, cancel := context.WithCancel(context.Background())
 		if err := l.Serve(sctx); err != nil { // the child's connection that a pause cuts
 			fmt.Fprintln(os.Stderr, "bench:", err)
+			cancel()
+			done() // os.Exit would leave the lab's namespaces behind
 			os.Exit(1)
 		}
 		bin, _ := filepath.Abs(*e2eOnly)
@@ -92,9 +94,8 @@ func main() {
 	}
 }
 
-// conntrackBuckets says how big the kernel's conntrack hash is here: the
-// kernel sizes it from RAM, 262,144 buckets above 4 GB, 2,048-4,096 on a
-// 32-bit router with 128-256 MB.
+// conntrackBuckets says how big the kernel's conntrack hash is here, for
+// the report: a cut's time grows with it, and a router's is far smaller.
 func conntrackBuckets() string {
 	b, err := os.ReadFile("/proc/sys/net/netfilter/nf_conntrack_buckets")
 	if err != nil {

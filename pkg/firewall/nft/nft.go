@@ -575,16 +575,16 @@ func (b *Backend) carryDeleted(c *nftables.Conn, set *nftables.Set, del []nftabl
 	for _, e := range del {
 		gone[string(e.Key)] = true
 	}
-	kept := elems[:0]
+	deleted := elems[:0]
 	for _, e := range elems {
 		if gone[string(e.Key)] {
-			kept = append(kept, e)
+			deleted = append(deleted, e)
 		}
 	}
 	if b.carry == nil {
 		b.carry = map[string]uint64{}
 	}
-	addElementBytes(b.carry, kept)
+	addElementBytes(b.carry, deleted)
 }
 
 // onlineMargin is how close to its deadline an element of the online set
