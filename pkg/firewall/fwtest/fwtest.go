@@ -34,7 +34,9 @@ const pageAnswer = "the bedtime page"
 // gets the page; the parent (no window) never does; the router's own
 // address is never redirected; other ports are dropped as before, not
 // redirected.
-func BedtimePage(t *testing.T, l *lab.Lab, apply func(*firewall.Ruleset) error) {
+//
+// grain is the backend's resolution of a window's edges (Window.Grain).
+func BedtimePage(t *testing.T, l *lab.Lab, grain time.Duration, apply func(*firewall.Ruleset) error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -46,19 +48,6 @@ func BedtimePage(t *testing.T, l *lab.Lab, apply func(*firewall.Ruleset) error) 
 	child, _ := net.ParseMAC(l.Child.MAC)
 	parent, _ := net.ParseMAC(l.Parent.MAC)
 	now := time.Now()
-	start := now.Add(2 * time.Second)
-	rs := &firewall.Ruleset{
-		LAN: []string{"br-lan"}, DNSPort: 53, PagePort: PagePort,
-		Profiles: []firewall.Profile{{ID: "kid"}, {ID: "parents", Open: true}},
-		Devices: []firewall.Device{
-			{MAC: child, Name: "Kid phone", Profile: "kid", Offline: []firewall.Interval{{From: start, To: start.Add(time.Hour)}}},
-			{MAC: parent, Name: "Parent laptop", Profile: "parents"},
-		},
-		Unknown: &firewall.Unknown{Profile: "kid", Offline: []firewall.Interval{{From: now.Add(-time.Hour), To: now.Add(time.Hour)}}},
-	}
-	if err := apply(rs); err != nil {
-		t.Fatal(err)
-	}
 	body := func(ns, host string) string {
 		_, b, err := l.Get(ns, "http://"+net.JoinHostPort(host, "80")+"/")
 		if err != nil {
@@ -66,26 +55,46 @@ func BedtimePage(t *testing.T, l *lab.Lab, apply func(*firewall.Ruleset) error) 
 		}
 		return strings.TrimSpace(b)
 	}
-	want := func(who, ns, host, answer string) {
-		t.Helper()
-		if got := body(ns, host); got != answer {
-			t.Errorf("%s, http://%s/: %q, want %q", who, host, got, answer)
-		}
+	want := func(c *Checks, who, ns, host, answer string) {
+		got := body(ns, host)
+		c.Expect(got == answer, "%s, http://%s/: %q, want %q", who, host, got, answer)
 	}
-	want("child before its window", l.Child.NS, lab.InternetV4, lab.InternetAnswer)
-	want("guest (unknown, offline)", l.Guest.NS, lab.InternetV4, pageAnswer)
-	want("guest over IPv6", l.Guest.NS, lab.InternetV6, pageAnswer)
-	time.Sleep(time.Until(start) + 200*time.Millisecond)
-	want("child inside its window", l.Child.NS, lab.InternetV4, pageAnswer)
-	want("child inside its window, IPv6", l.Child.NS, lab.InternetV6, pageAnswer)
-	want("child inside its window, Apple's probe address", l.Child.NS, lab.CaptiveAnswer, pageAnswer)
-	want("parent", l.Parent.NS, lab.InternetV4, lab.InternetAnswer)
-	want("parent, IPv6", l.Parent.NS, lab.InternetV6, lab.InternetAnswer)
-	if got := body(l.Child.NS, lab.RouterV4); got == pageAnswer {
-		t.Errorf("child, http://%s/ (the router itself): redirected to the page", lab.RouterV4)
-	}
-	if err := l.TCP(l.Child.NS, lab.InternetV4); err == nil {
-		t.Error("child inside its window reaches the echo port: only plain HTTP may go to the page, the rest stays blocked")
+	Window{
+		Lead: 2 * time.Second, Length: time.Hour, Grain: grain,
+		Apply: func(from, to time.Time) error {
+			return apply(&firewall.Ruleset{
+				LAN: []string{"br-lan"}, DNSPort: 53, PagePort: PagePort,
+				Profiles: []firewall.Profile{{ID: "kid"}, {ID: "parents", Open: true}},
+				Devices: []firewall.Device{
+					{MAC: child, Name: "Kid phone", Profile: "kid", Offline: []firewall.Interval{{From: from, To: to}}},
+					{MAC: parent, Name: "Parent laptop", Profile: "parents"},
+				},
+				Unknown: &firewall.Unknown{Profile: "kid", Offline: []firewall.Interval{{From: now.Add(-time.Hour), To: now.Add(2 * time.Hour)}}},
+			})
+		},
+		Before: func() error {
+			var c Checks
+			want(&c, "child before its window", l.Child.NS, lab.InternetV4, lab.InternetAnswer)
+			return c.Err()
+		},
+		Inside: func() error {
+			var c Checks
+			want(&c, "child inside its window", l.Child.NS, lab.InternetV4, pageAnswer)
+			want(&c, "child inside its window, IPv6", l.Child.NS, lab.InternetV6, pageAnswer)
+			want(&c, "child inside its window, Apple's probe address", l.Child.NS, lab.CaptiveAnswer, pageAnswer)
+			return c.Err()
+		},
+	}.Run(t)
+	var c Checks
+	want(&c, "guest (unknown, offline)", l.Guest.NS, lab.InternetV4, pageAnswer)
+	want(&c, "guest over IPv6", l.Guest.NS, lab.InternetV6, pageAnswer)
+	want(&c, "parent", l.Parent.NS, lab.InternetV4, lab.InternetAnswer)
+	want(&c, "parent, IPv6", l.Parent.NS, lab.InternetV6, lab.InternetAnswer)
+	got := body(l.Child.NS, lab.RouterV4)
+	c.Expect(got != pageAnswer, "child, http://%s/ (the router itself): redirected to the page", lab.RouterV4)
+	c.Expect(l.TCP(l.Child.NS, lab.InternetV4) != nil, "child inside its window reaches the echo port: only plain HTTP may go to the page, the rest stays blocked")
+	if err := c.Err(); err != nil {
+		t.Error(err)
 	}
 }
 

@@ -2,6 +2,7 @@ package ipt
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -46,31 +47,34 @@ func reach(t *testing.T, what string, want bool, probe func() error) {
 func TestKernelStartsAndEndsWindowsOnItsOwn(t *testing.T) {
 	l, b := setup(t, "cfi1")
 	child, _ := net.ParseMAC(l.Child.MAC)
-	// xt_time has one-second resolution: a window of whole seconds. It
-	// must still lie ahead once the rules are in (iptables calls are slow on
-	// a loaded machine), or "before the window" has no time to be seen.
-	var start time.Time
-	for try := 0; ; try++ {
-		start = time.Now().Truncate(time.Second).Add(3 * time.Second)
-		if err := b.Apply(context.Background(), ruleset(child, firewall.Interval{From: start, To: start.Add(3 * time.Second)})); err != nil {
-			t.Fatal(err)
+	probe := func(ns string, want bool) error {
+		var err error
+		lab.WaitFor(2*time.Second, func() bool { err = l.TCP(ns, lab.InternetV4); return (err == nil) == want })
+		if (err == nil) != want {
+			return fmt.Errorf("%s: err=%v, want reachable=%v", ns, err, want)
 		}
-		if time.Until(start) > time.Second {
-			break
-		}
-		if try == 5 {
-			t.Fatalf("applying the rules takes longer than the lead of the window")
-		}
+		return nil
 	}
-	reach(t, "child before the window", true, func() error { return l.TCP(l.Child.NS, lab.InternetV4) })
-	time.Sleep(time.Until(start) + 200*time.Millisecond)
-	for _, addr := range []string{lab.InternetV4, lab.InternetV6} {
-		if err := l.TCP(l.Child.NS, addr); err == nil || !strings.Contains(err.Error(), "refused") {
-			t.Errorf("child TCP to %s inside the window: %v, want refused", addr, err)
-		}
-	}
-	reach(t, "parent inside the child's window", true, func() error { return l.TCP(l.Parent.NS, lab.InternetV4) })
-	time.Sleep(time.Until(start.Add(3*time.Second)) + 300*time.Millisecond)
+	_, end := fwtest.Window{
+		// xt_time has one-second resolution: a window of whole seconds.
+		Lead: 2 * time.Second, Length: 3 * time.Second, Grain: time.Second,
+		Apply: func(from, to time.Time) error {
+			return b.Apply(context.Background(), ruleset(child, firewall.Interval{From: from, To: to}))
+		},
+		Before: func() error { return probe(l.Child.NS, true) },
+		Inside: func() error {
+			var c fwtest.Checks
+			for _, addr := range []string{lab.InternetV4, lab.InternetV6} {
+				err := l.TCP(l.Child.NS, addr)
+				c.Expect(err != nil && strings.Contains(err.Error(), "refused"), "child TCP to %s inside the window: %v, want refused", addr, err)
+			}
+			if err := probe(l.Parent.NS, true); err != nil {
+				c = append(c, fmt.Errorf("parent inside the child's window: %w", err))
+			}
+			return c.Err()
+		},
+	}.Run(t)
+	time.Sleep(time.Until(end) + 300*time.Millisecond)
 	reach(t, "child after the window (no daemon)", true, func() error { return l.TCP(l.Child.NS, lab.InternetV4) })
 }
 
@@ -148,7 +152,7 @@ func strip(s string) string {
 
 func TestPlainHTTPOfAnOfflineDeviceGoesToThePage(t *testing.T) {
 	l, b := setup(t, "cfip")
-	fwtest.BedtimePage(t, l, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) })
+	fwtest.BedtimePage(t, l, time.Second, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) })
 }
 
 func TestAFloodOfNewFlowsIsLimitedPerDevice(t *testing.T) {

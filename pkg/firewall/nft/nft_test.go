@@ -3,6 +3,7 @@ package nft
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"math"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -80,26 +82,30 @@ func ruleset(child net.HardwareAddr, offline ...firewall.Interval) *firewall.Rul
 func TestKernelStartsAndEndsWindowsOnItsOwn(t *testing.T) {
 	l, b, _ := setup(t, "cfnk")
 	ctx := context.Background()
-	start := time.Now().Add(1500 * time.Millisecond)
-	if err := b.Apply(ctx, ruleset(mac(t, l.Child.MAC), firewall.Interval{From: start, To: start.Add(2 * time.Second)})); err != nil {
-		t.Fatal(err)
-	}
-	if !lab.WaitFor(time.Second, func() bool { return l.TCP(l.Child.NS, lab.InternetV4) == nil }) {
-		t.Fatal("child offline before its window")
-	}
-	time.Sleep(time.Until(start) + 100*time.Millisecond)
-	for _, target := range []string{lab.InternetV4, lab.InternetV6} {
-		if err := l.TCP(l.Child.NS, target); err == nil || !strings.Contains(err.Error(), "refused") {
-			t.Errorf("child TCP to %s inside the window: %v, want connection refused (reset)", target, err)
-		}
-	}
-	if err := l.UDP(l.Child.NS, lab.InternetV4); err == nil {
-		t.Error("child UDP inside the window got through")
-	}
-	if err := l.TCP(l.Parent.NS, lab.InternetV4); err != nil {
-		t.Errorf("parent inside the child's window: %v", err)
-	}
-	time.Sleep(time.Until(start.Add(2*time.Second)) + 100*time.Millisecond)
+	_, end := fwtest.Window{
+		Lead: 1500 * time.Millisecond, Length: 2 * time.Second,
+		Apply: func(from, to time.Time) error {
+			return b.Apply(ctx, ruleset(mac(t, l.Child.MAC), firewall.Interval{From: from, To: to}))
+		},
+		Before: func() error {
+			if !lab.WaitFor(time.Second, func() bool { return l.TCP(l.Child.NS, lab.InternetV4) == nil }) {
+				return errors.New("child offline before its window")
+			}
+			return nil
+		},
+		Inside: func() error {
+			var c fwtest.Checks
+			for _, target := range []string{lab.InternetV4, lab.InternetV6} {
+				err := l.TCP(l.Child.NS, target)
+				c.Expect(err != nil && strings.Contains(err.Error(), "refused"), "child TCP to %s inside the window: %v, want connection refused (reset)", target, err)
+			}
+			c.Expect(l.UDP(l.Child.NS, lab.InternetV4) != nil, "child UDP inside the window got through")
+			err := l.TCP(l.Parent.NS, lab.InternetV4)
+			c.Expect(err == nil, "parent inside the child's window: %v", err)
+			return c.Err()
+		},
+	}.Run(t)
+	time.Sleep(time.Until(end) + 100*time.Millisecond)
 	if err := l.TCP(l.Child.NS, lab.InternetV4); err != nil {
 		t.Errorf("child after its window (no daemon involved): %v", err)
 	}
@@ -471,42 +477,55 @@ func TestFastPathEndsAtTheWindowStartOnItsOwn(t *testing.T) {
 	l, b, _ := setup(t, "cfnf")
 	ctx := context.Background()
 	child := mac(t, l.Child.MAC)
-	start := time.Now().Add(1500 * time.Millisecond)
-	if err := b.Apply(ctx, ruleset(child, firewall.Interval{From: start, To: start.Add(time.Hour)})); err != nil {
-		t.Fatal(err)
-	}
-	c, err := l.Dial(l.Child.NS, "tcp", net.JoinHostPort(lab.InternetV4, lab.EchoPort), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	before, err := b.Counters(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 20; i++ {
-		if err := lab.Echo(c, fmt.Sprintf("line %d", i)); err != nil {
-			t.Fatalf("open connection before the window: %v", err)
+	var c net.Conn
+	t.Cleanup(func() {
+		if c != nil {
+			c.Close()
 		}
-	}
-	out, err := l.Exec(ctx, l.Router, "nft", "list", "set", "inet", TableName, "online")
-	if err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	if m := regexp.MustCompile(`counter packets (\d+)`).FindStringSubmatch(string(out)); m == nil || m[1] == "0" {
-		t.Errorf("established packets did not take the fast path:\n%s", out)
-	}
-	after, err := b.Counters(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if after[child.String()] <= before[child.String()] {
-		t.Errorf("screen-time counter %d after 20 lines, %d before: fast-path bytes not counted", after[child.String()], before[child.String()])
-	}
-	time.Sleep(time.Until(start) + 100*time.Millisecond)
-	if err := lab.Echo(c, "inside the window"); err == nil {
-		t.Error("open connection still carries data inside the window (no daemon involved)")
-	}
+	})
+	fwtest.Window{
+		Lead: 1500 * time.Millisecond, Length: time.Hour,
+		Apply: func(from, to time.Time) error {
+			return b.Apply(ctx, ruleset(child, firewall.Interval{From: from, To: to}))
+		},
+		Before: func() error {
+			if c != nil {
+				c.Close()
+			}
+			var err error
+			if c, err = l.Dial(l.Child.NS, "tcp", net.JoinHostPort(lab.InternetV4, lab.EchoPort), time.Second); err != nil {
+				return err
+			}
+			before, err := b.Counters(ctx)
+			if err != nil {
+				return err
+			}
+			for i := 0; i < 20; i++ {
+				if err := lab.Echo(c, fmt.Sprintf("line %d", i)); err != nil {
+					return fmt.Errorf("open connection before the window: %v", err)
+				}
+			}
+			out, err := l.Exec(ctx, l.Router, "nft", "list", "set", "inet", TableName, "online")
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			var checks fwtest.Checks
+			m := regexp.MustCompile(`counter packets (\d+)`).FindStringSubmatch(string(out))
+			checks.Expect(m != nil && m[1] != "0", "established packets did not take the fast path:\n%s", out)
+			after, err := b.Counters(ctx)
+			if err != nil {
+				return err
+			}
+			checks.Expect(after[child.String()] > before[child.String()], "screen-time counter %d after 20 lines, %d before: fast-path bytes not counted", after[child.String()], before[child.String()])
+			return checks.Err()
+		},
+		Inside: func() error {
+			if err := lab.Echo(c, "inside the window"); err == nil {
+				return errors.New("open connection still carries data inside the window (no daemon involved)")
+			}
+			return nil
+		},
+	}.Run(t)
 }
 
 // OpenWrt's network restart creates br-lan anew, with a new index. The
@@ -658,14 +677,14 @@ func TestPauseLeavesOtherDevicesOnlineElementsAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	for i := 0; i < 10; i++ {
+	for i := 0; i < 30; i++ { // at least 30 of the child's packets take the fast path
 		if err := lab.Echo(c, fmt.Sprintf("line %d", i)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// online lists the set: the child's element's packet count, and
 	// whether the other device has an element.
-	online := func() (string, bool) {
+	online := func() (uint64, bool) {
 		t.Helper()
 		out, err := l.Exec(ctx, l.Router, "nft", "list", "set", "inet", TableName, "online")
 		if err != nil {
@@ -675,11 +694,12 @@ func TestPauseLeavesOtherDevicesOnlineElementsAlone(t *testing.T) {
 		if m == nil {
 			t.Fatalf("no element for the child in the online set:\n%s", out)
 		}
-		return m[1], strings.Contains(out, other.String())
+		n, _ := strconv.ParseUint(m[1], 10, 64)
+		return n, strings.Contains(out, other.String())
 	}
 	before, there := online()
-	if before == "0" || !there {
-		t.Fatalf("before the pause: child's element counted %s packets, other device's element there: %v", before, there)
+	if before < 20 || !there {
+		t.Fatalf("before the pause: child's element counted %d packets, other device's element there: %v", before, there)
 	}
 	if err := b.Apply(ctx, rs(firewall.Interval{From: now, To: now.Add(time.Hour)})); err != nil {
 		t.Fatal(err)
@@ -688,8 +708,11 @@ func TestPauseLeavesOtherDevicesOnlineElementsAlone(t *testing.T) {
 	if there {
 		t.Error("the paused device is still in the online set")
 	}
-	if after != before {
-		t.Errorf("pausing another device changed the child's element: %s packets counted, %s before", after, before)
+	// The child's own stack may still send a packet of its flow (a delayed
+	// ACK) after the first listing, so the count may grow; an element that
+	// was deleted and added again would start again from zero.
+	if after < before {
+		t.Errorf("pausing another device replaced the child's element: %d packets counted, %d before", after, before)
 	}
 	if err := lab.Echo(c, "still online"); err != nil {
 		t.Errorf("the child's open connection broke when another device was paused: %v", err)
@@ -732,7 +755,7 @@ func TestAFailedUpdateIsReplacedOnANewConnection(t *testing.T) {
 
 func TestPlainHTTPOfAnOfflineDeviceGoesToThePage(t *testing.T) {
 	l, b, _ := setup(t, "cfnp")
-	fwtest.BedtimePage(t, l, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) })
+	fwtest.BedtimePage(t, l, 0, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) })
 }
 
 func TestAFloodOfNewFlowsIsLimitedPerDevice(t *testing.T) {
