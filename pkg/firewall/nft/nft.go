@@ -1250,7 +1250,7 @@ func render(rs *firewall.Ruleset, memo *prefixMemo, now time.Time, lanIndex map[
 				&expr.Verdict{Kind: expr.VerdictJump, Chain: "flow_limit"})
 		}
 	}
-	if page := renderPage(t, rs, &sig); page != nil {
+	if page := renderPage(d, rs, &sig); page != nil {
 		d.chains = append(d.chains, page)
 		for _, lan := range rs.LAN {
 			pre.add("clients of "+lan+": the bedtime page", ifname(expr.MetaKeyIIFNAME, lan), &expr.Verdict{Kind: expr.VerdictJump, Chain: "page"})
@@ -1343,11 +1343,27 @@ func onlineRule(lan []string, index map[string]uint32) []expr.Any {
 // start), an unknown one inside @unknown_offline's intervals. So the page
 // starts and ends with the window to the second, daemon or not. Nil when
 // the page is off.
-func renderPage(t *nftables.Table, rs *firewall.Ruleset, sig *strings.Builder) *chainSpec {
+//
+// Which devices are configured is asked of a plain set of their MACs
+// (configured), not of the verdict map device_chain: older kernels refuse
+// a lookup in a map without a destination register, and with it the
+// whole table (EINVAL on Debian's 5.10 and 6.1; 6.12 takes it; the VM lab,
+// scripts/vmlab, boots each). The set costs a hash element per
+// configured device.
+func renderPage(d *desired, rs *firewall.Ruleset, sig *strings.Builder) *chainSpec {
 	if rs.PagePort == 0 || (len(rs.Devices) == 0 && rs.Unknown == nil) {
 		return nil
 	}
 	fmt.Fprintf(sig, " page=%d", rs.PagePort)
+	t := d.table
+	configured := &setSpec{set: &nftables.Set{
+		Table: t, Name: "configured", Size: 65536, KeyType: nftables.TypeEtherAddr,
+		Comment: "configured device MACs, for the bedtime page",
+	}}
+	for _, dev := range rs.Devices {
+		configured.elems = append(configured.elems, nftables.SetElement{Key: dev.MAC})
+	}
+	d.sets = append(d.sets, configured)
 	redirect := []expr.Any{
 		&expr.Immediate{Register: 1, Data: binaryutil.BigEndian.PutUint16(rs.PagePort)},
 		&expr.Redir{RegisterProtoMin: 1, Flags: unix.NF_NAT_RANGE_PROTO_SPECIFIED},
@@ -1360,13 +1376,13 @@ func renderPage(t *nftables.Table, rs *firewall.Ruleset, sig *strings.Builder) *
 	if len(rs.Devices) > 0 {
 		page.add("configured device offline now: plain HTTP goes to the bedtime page",
 			l4proto(unix.IPPROTO_TCP), dport(80),
-			etherSaddr(1), &expr.Lookup{SourceRegister: 1, SetName: "device_chain"},
+			etherSaddr(1), &expr.Lookup{SourceRegister: 1, SetName: "configured"},
 			&expr.Lookup{SourceRegister: 1, SetName: "online", Invert: true}, redirect)
 	}
 	if rs.Unknown != nil {
 		page.add("unknown device inside an offline interval: plain HTTP goes to the bedtime page",
 			l4proto(unix.IPPROTO_TCP), dport(80),
-			etherSaddr(1), &expr.Lookup{SourceRegister: 1, SetName: "device_chain", Invert: true},
+			etherSaddr(1), &expr.Lookup{SourceRegister: 1, SetName: "configured", Invert: true},
 			&expr.Meta{Key: metaTimeNS, Register: 1},
 			&expr.Byteorder{SourceRegister: 1, DestRegister: 1, Op: expr.ByteorderHton, Len: 8, Size: 8},
 			&expr.Lookup{SourceRegister: 1, SetName: "unknown_offline"}, redirect)
