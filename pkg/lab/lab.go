@@ -75,8 +75,8 @@ type Lab struct {
 	Child    Host
 	Parent   Host
 	Guest    Host
-	dir     string
-	procs   []*exec.Cmd
+	dir      string
+	procs    []*exec.Cmd
 }
 
 // New builds a lab whose namespaces are named prefix-*. Call Close when
