@@ -52,7 +52,9 @@ func runClockSynced(ctx context.Context, args []string, env *Env) int {
 }
 
 // call performs one request and prints the result with show, or as JSON.
-// A daemon that is not running is exit status 2 with a plain sentence.
+// A daemon that is not running is exit status 2 with a plain sentence; an
+// answer that says something is wrong (Failing: the kernel refused the
+// rules) is exit status 1, so that a script or a monitor sees it too.
 func call[T any](ctx context.Context, env *Env, socket string, asJSON bool, req control.Request, show func(io.Writer, T)) int {
 	var res T
 	err := control.Call(ctx, socket, req, &res)
@@ -67,13 +69,17 @@ func call[T any](ctx context.Context, env *Env, socket string, asJSON bool, req 
 		fmt.Fprintln(env.Stderr, "curfew:", Printable(err.Error()))
 		return ExitFailure
 	}
+	code := ExitOK
+	if f, ok := any(res).(interface{ Failing() bool }); ok && f.Failing() {
+		code = ExitFailure
+	}
 	if asJSON {
 		writeJSON(env.Stdout, res)
-		return ExitOK
+		return code
 	}
 	escapeStrings(reflect.ValueOf(&res).Elem())
 	show(env.Stdout, res)
-	return ExitOK
+	return code
 }
 
 // client is what every command that talks to the daemon takes.
@@ -132,6 +138,10 @@ func runStatus(ctx context.Context, args []string, env *Env) int {
 			clock = "CLOCK NOT YET SYNCHRONISED"
 		}
 		fmt.Fprintf(w, "curfew %s · backend %s · %s · %s\n", st.Version, st.Backend, clock, st.Zone)
+		if e := st.Enforcement; e.Error != "" {
+			fmt.Fprintf(w, "NOTHING IS ENFORCED: the kernel refused curfew's rules (since %s; next try %s):\n  %s\n",
+				e.Since.In(loc).Format("2006-01-02 15:04:05 MST"), e.NextTry.In(loc).Format("15:04:05"), e.Error)
+		}
 		if st.Config.OK {
 			fmt.Fprintf(w, "config %s: ok (loaded %s)\n", st.Config.File, st.Config.LoadedAt.In(loc).Format("2006-01-02 15:04:05 MST"))
 		} else {

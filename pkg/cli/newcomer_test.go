@@ -180,3 +180,27 @@ func TestTimesAreInTheRouterZone(t *testing.T) {
 	}
 	golden(t, "router-zone.txt", all.String())
 }
+
+// A daemon whose rules the kernel refused enforces nothing: status says
+// so before anything else and exits 1, also with --json.
+func TestStatusSaysWhenNothingIsEnforced(t *testing.T) {
+	system := filepath.Join(t.TempDir(), "system")
+	os.WriteFile(system, []byte("config system\n\toption timezone 'UTC0'\n"), 0o644)
+	since := time.Date(2026, 1, 5, 22, 0, 0, 0, time.UTC)
+	sock := fakeDaemon(t, map[string]any{
+		control.MethodStatus: control.Status{Version: "test", Backend: "nftables", ClockTrusted: true, Zone: "timezone UTC0",
+			Config: control.ConfigStatus{File: "/etc/config/curfew", OK: true, LoadedAt: since}, Notes: []string{},
+			Enforcement: control.Enforcement{Error: "replace table inet curfew: netlink receive: invalid argument",
+				Since: since, NextTry: since.Add(4 * time.Second)}},
+	})
+	code, out, stderr := run(t, "status", "--socket", sock, "--system", system)
+	if code != ExitFailure {
+		t.Errorf("status exit %d, want %d: %s", code, ExitFailure, stderr)
+	}
+	if want := "NOTHING IS ENFORCED: the kernel refused curfew's rules (since 2026-01-05 22:00:00 UTC; next try 22:00:04):\n  replace table inet curfew: netlink receive: invalid argument"; !strings.Contains(out, want) {
+		t.Errorf("status lacks %q:\n%s", want, out)
+	}
+	if code, out, _ := run(t, "status", "--json", "--socket", sock); code != ExitFailure || !strings.Contains(out, `"enforcement": {`) {
+		t.Errorf("status --json: exit %d\n%s", code, out)
+	}
+}

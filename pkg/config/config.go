@@ -59,7 +59,7 @@ const (
 const MaxNotify = 8
 
 // NotifyEventNames are the events notify_events may select.
-var NotifyEventNames = []string{"request", "new_device", "bypass", "budget_used"}
+var NotifyEventNames = []string{"request", "new_device", "bypass", "budget_used", "enforcement_failed"}
 
 // checkNotifyURL accepts http and https URLs with a host. Plain http is
 // allowed: a home's webhook receiver (Home Assistant, a NAS) is often on

@@ -22,6 +22,25 @@ type Status struct {
 	// Notes are remarks for the parent, such as an unknown MAC that uses a
 	// configured device's DHCP name.
 	Notes []string `json:"notes"`
+	// Enforcement says whether the kernel holds the rules of the plan.
+	Enforcement Enforcement `json:"enforcement"`
+}
+
+// Failing is true when nothing is enforced because the kernel refused
+// the rules: `curfew status` exits 1.
+func (s Status) Failing() bool { return s.Enforcement.Error != "" }
+
+// Enforcement says whether the kernel took curfew's rules. When it refused
+// them (an old kernel, a missing module), nothing is enforced at all: the
+// plan above is only what would be. status exits 1, LuCI shows a banner,
+// the parents get one enforcement_failed notification.
+type Enforcement struct {
+	OK bool `json:"ok"`
+	// Error is the kernel's answer to the last try; Since is when the
+	// rules were first refused, NextTry when the daemon tries again.
+	Error   string    `json:"error,omitempty"`
+	Since   time.Time `json:"since,omitzero"`
+	NextTry time.Time `json:"next_try,omitzero"`
 }
 
 // ConfigStatus tells whether the last config load worked.

@@ -77,15 +77,19 @@ func (d *Daemon) status() control.Status {
 		Config: control.ConfigStatus{
 			File: d.opts.ConfigPath, OK: d.loadErrs == nil, Errors: d.loadErrs, LoadedAt: d.loadedAt,
 		},
-		Plan:      listed(d.last),
-		Overrides: append([]plan.Override{}, d.overrides...),
-		Notes:     []string{},
+		Plan:        listed(d.last),
+		Overrides:   append([]plan.Override{}, d.overrides...),
+		Notes:       []string{},
+		Enforcement: d.enforce,
 	}
 	if st.Config.Errors == nil {
 		st.Config.Errors = []string{}
 	}
 	if d.stateErr != "" {
 		st.StateError = d.stateErr
+	}
+	if d.fellBack != "" {
+		st.Notes = append(st.Notes, "backend 'auto': "+d.fellBack)
 	}
 	for _, n := range notes {
 		st.Notes = append(st.Notes, n)

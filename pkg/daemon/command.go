@@ -86,7 +86,7 @@ func Command(ctx context.Context, args []string, version string, stdout, stderr 
 	if loaded.err == nil {
 		want = loaded.cfg.Backend
 	}
-	backend, err := chooseBackend(want, *legacy, log)
+	backend, fallback, err := chooseBackend(want, *legacy, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "curfew: %v\n", err)
 		return 1
@@ -106,7 +106,7 @@ func Command(ctx context.Context, args []string, version string, stdout, stderr 
 	dns := dnsfilter.NewServer(dnsfilter.Options{
 		Identify: func(a netip.Addr) (dnsfilter.Device, bool) { return d.identify(a) },
 		Allowed: func(profile string, addrs []netip.Addr, ttl time.Duration) {
-			a, ok := backend.(interface {
+			a, ok := d.backend().(interface {
 				AllowAddresses(context.Context, string, []netip.Addr, time.Duration) error
 			})
 			if !ok {
@@ -125,6 +125,7 @@ func Command(ctx context.Context, args []string, version string, stdout, stderr 
 		SystemPath: *systemPath,
 		StateDir:   *stateDir,
 		Backend:    backend,
+		Fallback:   fallback,
 		Seen:       neighbours,
 		ClockTrusted: func() bool {
 			if *trustClock || kernelClockSynced() {
@@ -180,20 +181,25 @@ func Command(ctx context.Context, args []string, version string, stdout, stderr 
 }
 
 // chooseBackend picks the kernel backend from the config's backend option
-// (want): nftables when the kernel has it (auto), else iptables. A change
-// of the option takes effect at the next daemon start.
-func chooseBackend(want string, legacy bool, log *slog.Logger) (firewall.Backend, error) {
+// (want): nftables when the kernel has it (auto), else iptables. With
+// auto and nftables, iptables is the fallback for a kernel that refuses
+// nftables' table (Options.Fallback). A change of the option takes effect
+// at the next daemon start.
+func chooseBackend(want string, legacy bool, log *slog.Logger) (firewall.Backend, func() firewall.Backend, error) {
+	iptables := func() firewall.Backend { return ipt.New(ipt.Options{Legacy: legacy, Log: log}) }
 	nftErr := nft.Available(0)
 	switch {
 	case want == "nftables" && nftErr != nil:
-		return nil, fmt.Errorf("backend 'nftables': nftables is not usable here: %v", nftErr)
-	case want == "nftables", want == "auto" && nftErr == nil:
-		return nft.New(nft.Options{Log: log}), nil
+		return nil, nil, fmt.Errorf("backend 'nftables': nftables is not usable here: %v", nftErr)
+	case want == "nftables":
+		return nft.New(nft.Options{Log: log}), nil, nil
+	case want == "auto" && nftErr == nil:
+		return nft.New(nft.Options{Log: log}), iptables, nil
 	}
 	if want == "auto" {
 		log.Info("nftables not usable; using iptables", "why", nftErr)
 	}
-	return ipt.New(ipt.Options{Legacy: legacy, Log: log}), nil
+	return iptables(), nil, nil
 }
 
 // kernelClockSynced reports whether the kernel considers its clock

@@ -76,6 +76,12 @@ type Options struct {
 	// StateDir keeps the parents' overrides across restarts.
 	StateDir string
 	Backend  firewall.Backend
+	// Fallback, when set (backend 'auto'), gives the backend to use
+	// instead when the kernel refuses Backend's very first rules: an old
+	// kernel whose nf_tables lacks something the table needs still gets
+	// iptables' rules rather than none. It is used once, before any rules
+	// were taken, and said in the log and in status.
+	Fallback func() firewall.Backend
 	// Seen lists the devices present on the LAN interfaces right now.
 	Seen func(lan []string) []Neighbour
 	// ClockTrusted reports whether the system believes its clock; the
@@ -146,6 +152,15 @@ type Daemon struct {
 	// stateErr says what went wrong reading the overrides file, for
 	// status, until a parent's next action writes a good one.
 	stateErr string
+	// enforce says whether the kernel took the last rules, for status; a
+	// refusal is tried again after retryAfter, which doubles up to
+	// maxRetry while the refusals go on.
+	enforce    control.Enforcement
+	retryAfter time.Duration
+	// everApplied: the kernel took rules once; fellBack says why the
+	// backend is Options.Fallback's (status notes it).
+	everApplied bool
+	fellBack    string
 
 	wake chan struct{}
 	// reschedule tells the loop that a reconcile just ran on another
@@ -306,23 +321,6 @@ func (d *Daemon) load() {
 // state: a stopped curfew must not keep children offline. (A crash — or
 // SIGKILL — does not get here, and the kernel keeps enforcing the plan.)
 func (d *Daemon) Run(ctx context.Context) error {
-	var kernelChanged chan struct{}
-	if r, ok := d.opts.Backend.(Resyncer); ok {
-		kernelChanged = make(chan struct{}, 1)
-		wctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		go func() {
-			err := r.Watch(wctx, func() {
-				select {
-				case kernelChanged <- struct{}{}:
-				default:
-				}
-			})
-			if err != nil {
-				d.log.Warn("kernel monitor unavailable; relying on periodic resync", "err", err)
-			}
-		}()
-	}
 	if d.opts.StateDir != "" {
 		doc, err := loadState(d.opts.StateDir)
 		ovs := doc.Overrides
@@ -345,11 +343,29 @@ func (d *Daemon) Run(ctx context.Context) error {
 	lctx, stopLists := context.WithCancel(ctx)
 	defer stopLists()
 	go d.refreshLists(lctx, d.listsWanted)
+	// The first apply settles the backend ('auto' may fall back): what
+	// watches and reads the kernel starts after it.
+	d.reconcile(ctx)
+	var kernelChanged chan struct{}
+	if r, ok := d.opts.Backend.(Resyncer); ok {
+		kernelChanged = make(chan struct{}, 1)
+		go func() {
+			err := r.Watch(lctx, func() {
+				select {
+				case kernelChanged <- struct{}{}:
+				default:
+				}
+			})
+			if err != nil {
+				d.log.Warn("kernel monitor unavailable; relying on periodic resync", "err", err)
+			}
+		}()
+	}
 	go d.countMinutes(lctx)
 	if h, ok := d.opts.Backend.(Healer); ok {
 		go d.heal(lctx, h)
 	}
-	for again := true; ; {
+	for again := false; ; {
 		if again {
 			d.reconcile(ctx)
 		}
@@ -435,9 +451,87 @@ func (d *Daemon) stop() error {
 	return d.opts.Backend.Remove(ctx)
 }
 
+// Retries of refused rules: the first after firstRetry, then twice as
+// long each time, at most maxRetry apart.
+const (
+	firstRetry = 2 * time.Second
+	maxRetry   = time.Minute
+)
+
+// refused records that the kernel refused the rules: nothing is enforced.
+// It is said loudly everywhere a parent looks (status, LuCI, the log) and
+// told once per failure through the enforcement_failed notification; the
+// next try is scheduled with back-off.
+func (d *Daemon) refused(err error, now time.Time) {
+	d.mu.Lock()
+	first := d.enforce.OK || d.enforce.Since.IsZero()
+	if first {
+		d.enforce.Since, d.retryAfter = now, firstRetry
+	} else {
+		d.retryAfter = min(2*d.retryAfter, maxRetry)
+	}
+	d.enforce.OK, d.enforce.Error, d.enforce.NextTry = false, err.Error(), now.Add(d.retryAfter)
+	retry := d.retryAfter
+	d.mu.Unlock()
+	d.log.Error("NOTHING IS ENFORCED: the kernel refused curfew's rules", "backend", d.opts.Backend.Name(), "retry_in", retry, "err", err)
+	if first {
+		d.notify(notify.Event{Event: notify.EnforcementFailed, Time: now,
+			Text: "curfew is not enforcing anything: the kernel refused its rules (" + err.Error() + ")"})
+	}
+}
+
+// backend is the backend in use, for what runs beside the loop.
+func (d *Daemon) backend() firewall.Backend {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.opts.Backend
+}
+
+// fallBack switches to Options.Fallback when the kernel refused the
+// backend's first rules (err), and says so; it reports whether it did.
+// The caller holds applyMu, and the watchers of the kernel start only
+// after the first apply, so nothing else uses the backend meanwhile but
+// status, which reads it under d.mu.
+func (d *Daemon) fallBack(err error) bool {
+	if d.opts.Fallback == nil || d.everApplied {
+		return false
+	}
+	fb := d.opts.Fallback()
+	d.opts.Fallback = nil
+	if fb == nil {
+		return false
+	}
+	d.mu.Lock()
+	was := d.opts.Backend
+	d.opts.Backend = fb
+	d.fellBack = fmt.Sprintf("the kernel refused the %s backend's rules (%v); using %s instead", was.Name(), err, fb.Name())
+	d.mu.Unlock()
+	d.log.Warn("backend 'auto': " + d.fellBack)
+	return true
+}
+
+// enforced records that the kernel holds the rules.
+func (d *Daemon) enforced() {
+	d.mu.Lock()
+	was := d.enforce
+	d.enforce = control.Enforcement{OK: true}
+	d.everApplied = true
+	d.mu.Unlock()
+	if !was.Since.IsZero() {
+		d.log.Info("kernel rules in force again", "refused_since", was.Since.Format(time.RFC3339))
+	}
+}
+
 func (d *Daemon) nextChange() *time.Time {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if !d.enforce.OK && !d.enforce.NextTry.IsZero() {
+		// a refused apply is tried again before anything else is due
+		retry := d.enforce.NextTry
+		if d.last == nil || d.last.NextChange == nil || retry.Before(*d.last.NextChange) {
+			return &retry
+		}
+	}
 	if d.last == nil {
 		return nil
 	}
@@ -520,10 +614,15 @@ func (d *Daemon) reconcile(ctx context.Context) {
 	rs := firewall.Render(p, cfg, d.opts.DNSPort, &d.prefixes)
 	d.configureDNS(cfg, p, rs)
 	d.configurePage(cfg, rs)
-	if err := d.opts.Backend.Apply(ctx, rs); err != nil {
-		d.log.Error("apply kernel rules", "backend", d.opts.Backend.Name(), "err", err)
+	err := d.opts.Backend.Apply(ctx, rs)
+	if err != nil && d.fallBack(err) {
+		err = d.opts.Backend.Apply(ctx, rs)
+	}
+	if err != nil {
+		d.refused(err, now)
 		return
 	}
+	d.enforced()
 	byMAC := make(map[string]*plan.Device, len(p.Devices))
 	for i := range p.Devices {
 		byMAC[p.Devices[i].MAC] = &p.Devices[i]

@@ -37,6 +37,9 @@ const (
 	NewDevice  = "new_device"
 	Bypass     = "bypass"
 	BudgetUsed = "budget_used"
+	// EnforcementFailed: the kernel refused curfew's rules, so nothing is
+	// enforced; told once until they are in force again.
+	EnforcementFailed = "enforcement_failed"
 )
 
 // Event is one notification. Device names and messages come from

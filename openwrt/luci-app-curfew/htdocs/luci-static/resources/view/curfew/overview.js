@@ -47,6 +47,11 @@ function banner(st) {
 	var out = [];
 	if (st.error)
 		out.push(E('div', { 'class': 'alert-message error' }, [ _('The curfew daemon does not answer: %s').format(st.error) ]));
+	if (st.enforcement && st.enforcement.error)
+		out.push(E('div', { 'class': 'alert-message error' }, [
+			E('p', _('Nothing is enforced: the kernel refused curfew\'s rules. curfew tries again by itself; the kernel said:')),
+			dom.el('pre', {}, st.enforcement.error)
+		]));
 	if (st.clock_trusted === false)
 		out.push(E('div', { 'class': 'alert-message warning' },
 			[ _('The router clock is not synchronised yet: managed devices follow the "clock not synchronised" setting.') ]));

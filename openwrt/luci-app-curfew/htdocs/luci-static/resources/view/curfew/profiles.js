@@ -79,6 +79,7 @@ return view.extend({
 		o.value('new_device', _('An unknown device joins'));
 		o.value('bypass', _('A device tries to get around the filter'));
 		o.value('budget_used', _('Screen time used up'));
+		o.value('enforcement_failed', _('The kernel refused curfew\'s rules: nothing is enforced'));
 		o.placeholder = _('all');
 
 		s = m.section(form.GridSection, 'profile', _('Profiles'));
