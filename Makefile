@@ -2,10 +2,11 @@
 #
 #   make demo    (root) the virtual home network: a child goes offline at bedtime
 #   make test    (root for the kernel tests) lint, unit and end-to-end tests,
-#                brief fuzzing, cross builds
+#                brief fuzzing, cross builds, the VM lab (make vmtest)
 #   make cross   stripped binaries for the router architectures in dist/
 #   make ipk     .ipk packages and opkg feeds (OpenWrt 24.10 and older) in dist/ipk
 #   make apk     .apk packages and apk repositories (OpenWrt 25.12) in dist/apk
+#   make stress  (root) the kernel tests 5 times beside a CPU hog: flake rates
 #   make bench   (root) forwarding rate, apply times, DNS against dnsmasq (bench/)
 #   make screenshots  (root) docs/screenshots: the LuCI pages in chromium
 
@@ -26,14 +27,14 @@ CROSS := mips:linux/mips/GOMIPS=softfloat \
 FUZZ := ./pkg/uci:FuzzParse ./pkg/uci:FuzzMatchesLibuci ./pkg/control:FuzzDecodeRequest ./pkg/dnsfilter:FuzzParseList ./pkg/dnsfilter:FuzzHandle ./pkg/devices:FuzzParseDnsmasq ./pkg/devices:FuzzParseOdhcpd \
         ./pkg/page:FuzzParseForm ./pkg/page:FuzzLanguage ./pkg/page:FuzzReadRequest
 
-.PHONY: all build test unit lint fuzz cross ipk apk openwrt-tools screenshots demo bench clean
+.PHONY: all build test unit lint fuzz cross ipk apk openwrt-tools vmtest stress screenshots demo bench clean
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/curfew ./cmd/curfew
 
-test: lint cross ipk apk unit fuzz
+test: lint cross ipk apk unit fuzz vmtest
 
 unit:
 	$(GO) test -count=1 -timeout 30m ./...
@@ -77,6 +78,21 @@ OPENWRT_TOOLS ?= /var/cache/curfew-openwrt
 export OPENWRT_TOOLS
 openwrt-tools:
 	$(OPENWRT_SRC)/build.sh $(OPENWRT_TOOLS)
+
+# The kernel-facing tests, 5 runs each, as CI runs them (packages at once)
+# beside a busy thread on every core: each test's flake rate. A new
+# kernel test is judged by it before it lands (root; about an hour).
+stress:
+	$(GO) run ./scripts/stress -count $(or $(COUNT),5)
+
+# The kernel tests on the kernels routers run (5.10, 6.1, 6.12; amd64 and
+# big-endian s390x) under QEMU: Debian's kernel packages and the guests'
+# userland are downloaded once into VMLAB_CACHE, outside the repository.
+# VMLAB_KERNELS=6.1 runs only the kernels whose name contains it.
+VMLAB_CACHE ?= /var/cache/curfew-vm
+export VMLAB_CACHE
+vmtest:
+	GO=$(GO) scripts/vmlab/vmlab.sh $(VMLAB_KERNELS)
 
 # Installable packages (no OpenWrt SDK needed), one feed per architecture.
 # PKG_VERSION is PKG_VERSION-rPKG_RELEASE of the feed Makefiles, a version
