@@ -67,6 +67,16 @@ func (d *Daemon) Reload(ctx context.Context) {
 
 func (d *Daemon) status() control.Status {
 	notes := d.notes()
+	if o, ok := d.backend().(Offloads); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		fts, err := o.Offloads(ctx)
+		cancel()
+		if err == nil && len(fts) > 0 {
+			notes["offload"] = "flow offloading is on (flowtable " + strings.Join(fts, ", ") +
+				"): offloaded connections skip curfew's per-packet rules, so their traffic is not counted as screen time, " +
+				"and a window that begins while the daemon is down does not stop them (the daemon's cut at the window's start does)"
+		}
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	st := control.Status{

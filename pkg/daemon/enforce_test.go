@@ -146,3 +146,35 @@ func TestAutoFallsBackWhenTheFirstTableIsRefused(t *testing.T) {
 		})
 	}
 }
+
+// offloadingBackend reports fw4's flowtable, as the nftables backend does
+// when flow offloading is on.
+type offloadingBackend struct{ *fakeBackend }
+
+func (offloadingBackend) Offloads(context.Context) ([]string, error) {
+	return []string{"inet fw4 ft"}, nil
+}
+
+// With flow offloading on, status says what it costs.
+func TestStatusSaysWhatFlowOffloadingCosts(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, testConfig)
+	os.WriteFile(filepath.Join(dir, "system"), []byte("config system\n\toption timezone 'UTC0'\n"), 0o644)
+	for _, tc := range []struct {
+		backend firewall.Backend
+		want    string
+	}{
+		{offloadingBackend{newFakeBackend()}, "flow offloading is on (flowtable inet fw4 ft): offloaded connections skip curfew's per-packet rules, so their traffic is not counted as screen time"},
+		{newFakeBackend(), ""},
+	} {
+		d := New(Options{ConfigPath: filepath.Join(dir, "curfew"), SystemPath: filepath.Join(dir, "system"),
+			Backend: tc.backend, Clock: &fakeClock{now: london(t, "2026-01-05T12:00:00Z")},
+			Seen: func([]string) []Neighbour { return nil }})
+		d.load()
+		d.reconcile(context.Background())
+		notes := strings.Join(d.status().Notes, "\n")
+		if tc.want == "" && notes != "" || !strings.Contains(notes, tc.want) {
+			t.Errorf("%T: notes %q, want %q", tc.backend, notes, tc.want)
+		}
+	}
+}

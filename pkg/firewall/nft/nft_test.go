@@ -830,3 +830,69 @@ func TestOnlineSetChanges(t *testing.T) {
 		})
 	}
 }
+
+// With fw4's software flow offloading, established packets are forwarded
+// by the flowtable at ingress and skip the forward hook, where the fast
+// path counts screen time and the offline rules stop open flows. What
+// still holds is the daemon's cut: deleting the conntrack entry tears the
+// offloaded flow down. The development machines' kernels have no
+// nf_flow_table: this runs in the VM lab (scripts/vmlab), where
+// CURFEW_VMLAB=1 makes a missing flowtable a failure.
+func TestAnOffloadedFlowEndsAtTheCut(t *testing.T) {
+	l, b, _ := setup(t, "cfnx")
+	ctx := context.Background()
+	if got, err := b.Offloads(ctx); err != nil || len(got) != 0 {
+		t.Errorf("offloads before fw4 offloads: %q, %v; want none", got, err)
+	}
+	if err := l.FlowOffload(ctx); err != nil {
+		if os.Getenv("CURFEW_VMLAB") != "" {
+			t.Fatalf("the VM lab's kernel must offload flows: %v", err)
+		}
+		t.Skipf("this kernel cannot offload flows (the VM lab's can): %v", err)
+	}
+	child := mac(t, l.Child.MAC)
+	far := firewall.Interval{From: time.Now().Add(time.Hour), To: time.Now().Add(2 * time.Hour)}
+	if err := b.Apply(ctx, ruleset(child, far)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.Offloads(ctx); err != nil || !slices.Equal(got, []string{"inet fw4 ft"}) {
+		t.Errorf("offloads: %q, %v; want fw4's flowtable", got, err)
+	}
+	c, err := l.Dial(l.Child.NS, "tcp", net.JoinHostPort(lab.InternetV4, lab.EchoPort), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	before, err := b.Counters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		if err := lab.Echo(c, fmt.Sprintf("line %d %s", i, strings.Repeat("x", 400))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after, err := b.Counters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, _ := l.Exec(ctx, l.Router, "conntrack", "-L", "-s", l.Child.IPv4)
+	if !strings.Contains(ct, "[OFFLOAD]") {
+		t.Fatalf("the child's flow was not offloaded:\n%s", ct)
+	}
+	t.Logf("offloaded: the fast path counted %d bytes for 50 lines of 400", after[child.String()]-before[child.String()])
+	now := time.Now()
+	if err := b.Apply(ctx, ruleset(child, firewall.Interval{From: now, To: now.Add(time.Hour)})); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("window begun, no cut yet: the offloaded flow's echo gives err=%v", lab.Echo(c, "before the cut"))
+	cut, err := b.Cutoff(ctx, []net.HardwareAddr{child}, firewall.Flows{})
+	if err != nil || cut.Flows == 0 {
+		t.Fatalf("cut = %+v, %v: want the child's offloaded flow", cut, err)
+	}
+	began := time.Now()
+	if !lab.WaitFor(2*time.Second, func() bool { return lab.Echo(c, "after the cut") != nil }) {
+		t.Fatal("the offloaded connection still carries data 2 s after the cut")
+	}
+	t.Logf("the cut ended the offloaded connection within %v", time.Since(began).Round(time.Millisecond))
+}
