@@ -23,6 +23,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"curfew/pkg/config"
+	"curfew/pkg/firewall"
+	"curfew/pkg/firewall/nft"
 	"curfew/pkg/plan"
 	"curfew/pkg/services"
 	"curfew/pkg/tz"
@@ -80,7 +82,7 @@ func commands() []command {
 			}
 			return env.Daemon(ctx, args, Version, env.Stdout, env.Stderr)
 		}},
-		{"check", "[FILE]", 0, 1, "validate the config (FILE, or --config); exit 1 with every error", runCheck},
+		{"check", "[FILE]", 0, 1, "validate the config (FILE, or --config); exit 1 with every error; --kernel: does this kernel take its table", runCheck},
 		{"plan", "", 0, 0, "show what would be enforced at a given time, without the daemon", runPlan},
 		{"services", "", 0, 0, "list the services block_service can name", runServices},
 		{"version", "", 0, 0, "print the version", runVersion},
@@ -232,6 +234,9 @@ type checkResult struct {
 	Zone     string   `json:"zone"`
 	Errors   []string `json:"errors"`
 	Warnings []string `json:"warnings"`
+	// Kernel, with --kernel, is "ok" when this kernel took the config's
+	// table in a scratch namespace, else what it said.
+	Kernel string `json:"kernel,omitempty"`
 }
 
 // LoadConfig loads and validates a config with the built-in service
@@ -248,11 +253,12 @@ func LoadConfig(path string) (*config.Config, []string, []string) {
 	return c, nil, ws
 }
 
-func runCheck(_ context.Context, args []string, env *Env) int {
+func runCheck(ctx context.Context, args []string, env *Env) int {
 	fs := flags("check", env)
 	path := fs.String("config", DefaultConfig, "config file")
 	system := fs.String("system", DefaultSystem, "the router's system config: says which time zone schedules follow")
 	asJSON := fs.Bool("json", false, "print JSON")
+	kernel := fs.Bool("kernel", false, "also load the config's nftables table into a scratch network namespace: does this kernel take it? (root)")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
@@ -262,14 +268,15 @@ func runCheck(_ context.Context, args []string, env *Env) int {
 		}
 		*path = fs.Arg(0)
 	}
-	_, errs, warns := LoadConfig(*path)
+	c, errs, warns := LoadConfig(*path)
 	zone := "UTC"
 	if fs.Changed("system") {
 		if _, err := os.Stat(*system); err != nil {
 			return usageError(fs, fmt.Errorf("--system: %w", err))
 		}
 	}
-	if z, err := tz.FromSystemFile(*system); err != nil {
+	z, err := tz.FromSystemFile(*system)
+	if err != nil {
 		errs = append(errs, err.Error())
 	} else {
 		zone = z.Source
@@ -277,8 +284,17 @@ func runCheck(_ context.Context, args []string, env *Env) int {
 			warns = append(warns, "warning: "+z.Warning)
 		}
 	}
+	res := checkResult{File: *path, Zone: zone}
+	if *kernel && len(errs) == 0 {
+		res.Kernel = "ok"
+		if err := tryKernel(ctx, c, z.Loc, env.Now()); err != nil {
+			res.Kernel = err.Error()
+			errs = append(errs, "kernel: this kernel refuses curfew's table, so nothing would be enforced: "+err.Error())
+		}
+	}
+	res.OK, res.Errors, res.Warnings = len(errs) == 0, nonNil(errs), nonNil(warns)
 	if *asJSON {
-		writeJSON(env.Stdout, checkResult{OK: len(errs) == 0, File: *path, Zone: zone, Errors: nonNil(errs), Warnings: nonNil(warns)})
+		writeJSON(env.Stdout, res)
 	} else {
 		for _, w := range warns {
 			fmt.Fprintln(env.Stderr, w)
@@ -288,6 +304,9 @@ func runCheck(_ context.Context, args []string, env *Env) int {
 		}
 		if len(errs) == 0 {
 			fmt.Fprintf(env.Stdout, "%s: ok; schedules follow the router's time zone: %s\n", *path, zone)
+			if res.Kernel == "ok" {
+				fmt.Fprintln(env.Stdout, "kernel: ok, it takes curfew's nftables table (loaded into a scratch namespace and gone)")
+			}
 		} else {
 			fmt.Fprintf(env.Stderr, "%s: %d error(s); nothing applied\n", *path, len(errs))
 		}
@@ -296,6 +315,13 @@ func runCheck(_ context.Context, args []string, env *Env) int {
 		return ExitFailure
 	}
 	return ExitOK
+}
+
+// tryKernel loads the table the daemon would load now into a scratch
+// network namespace (nft.Try): whether this kernel takes it.
+func tryKernel(ctx context.Context, c *config.Config, loc *time.Location, now time.Time) error {
+	p := plan.Compute(plan.Input{Config: c, Loc: loc, At: now, ClockTrusted: true})
+	return nft.Try(ctx, firewall.Render(p, c, 53, &firewall.PrefixCache{}))
 }
 
 func nonNil(s []string) []string {

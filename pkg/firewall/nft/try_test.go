@@ -1,0 +1,39 @@
+package nft
+
+import (
+	"context"
+	"testing"
+
+	"github.com/google/nftables"
+
+	"curfew/pkg/lab"
+)
+
+// Try loads a table that uses every part into a scratch namespace, and
+// says when the kernel refuses one (an interface name longer than the
+// kernel's 16 bytes); the namespace it runs in never sees the table.
+func TestTryLoadsTheTableIntoAScratchNamespace(t *testing.T) {
+	lab.Require(t)
+	ctx := context.Background()
+	if err := Try(ctx, everything()); err != nil {
+		t.Errorf("every part: %v", err)
+	}
+	bad := everything()
+	bad.LAN = []string{"a-lan-name-longer-than-sixteen-bytes"}
+	if err := Try(ctx, bad); err == nil {
+		t.Error("a table with a 36-byte interface name was taken")
+	}
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tb := range tables {
+		if tb.Name == TableName {
+			t.Errorf("Try left table inet %s in the namespace it was called from", TableName)
+		}
+	}
+}
