@@ -2,6 +2,7 @@ package nft
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/google/nftables"
@@ -10,8 +11,8 @@ import (
 )
 
 // Try loads a table that uses every part into a scratch namespace, and
-// says when the kernel refuses one (an interface name longer than the
-// kernel's 16 bytes); the namespace it runs in never sees the table.
+// says when the kernel refuses one (a chain name longer than the kernel's
+// 256 bytes); the namespace it runs in never sees the table.
 func TestTryLoadsTheTableIntoAScratchNamespace(t *testing.T) {
 	lab.Require(t)
 	ctx := context.Background()
@@ -19,9 +20,10 @@ func TestTryLoadsTheTableIntoAScratchNamespace(t *testing.T) {
 		t.Errorf("every part: %v", err)
 	}
 	bad := everything()
-	bad.LAN = []string{"a-lan-name-longer-than-sixteen-bytes"}
+	long := strings.Repeat("x", 300) // chain names hold at most 256 bytes
+	bad.Profiles[0].ID, bad.Devices[0].Profile, bad.Unknown.Profile = long, long, long
 	if err := Try(ctx, bad); err == nil {
-		t.Error("a table with a 36-byte interface name was taken")
+		t.Error("a table with a 308-byte chain name was taken")
 	}
 	c, err := nftables.New()
 	if err != nil {
