@@ -75,7 +75,7 @@ kernel() { # kernel DEB -> prints the unpacked folder
 	if [ -f "$dir/.done" ]; then echo "$dir"; return; fi
 	rm -rf "$dir"; mkdir -p "$dir/x"
 	dpkg-deb -x "$deb" "$dir/x"
-	local mods; mods=$(find "$dir/x" -maxdepth 3 -type d -path '*/lib/modules/*' | head -1)
+	local mods; mods=$(ls -d "$dir"/x/lib/modules/* "$dir"/x/usr/lib/modules/* 2>/dev/null | head -1)
 	local ver; ver=$(basename "$mods")
 	mkdir -p "$dir/root/lib/modules/$ver/kernel"
 	for sub in net crypto lib arch drivers/net/veth.ko drivers/net/dummy.ko drivers/net/ifb.ko \
