@@ -35,8 +35,9 @@ const pageAnswer = "the bedtime page"
 // address is never redirected; other ports are dropped as before, not
 // redirected.
 //
-// grain is the backend's resolution of a window's edges (Window.Grain).
-func BedtimePage(t *testing.T, l *lab.Lab, grain time.Duration, apply func(*firewall.Ruleset) error) {
+// edges says how the backend's kernel places a window's edges (its Grain
+// and Lag; the rest of it is the scenario's).
+func BedtimePage(t *testing.T, l *lab.Lab, edges Window, apply func(*firewall.Ruleset) error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -60,7 +61,7 @@ func BedtimePage(t *testing.T, l *lab.Lab, grain time.Duration, apply func(*fire
 		c.Expect(got == answer, "%s, http://%s/: %q, want %q", who, host, got, answer)
 	}
 	Window{
-		Lead: 2 * time.Second, Length: time.Hour, Grain: grain,
+		Lead: 2 * time.Second, Length: time.Hour, Grain: edges.Grain, Lag: edges.Lag,
 		Apply: func(from, to time.Time) error {
 			return apply(&firewall.Ruleset{
 				LAN: []string{"br-lan"}, DNSPort: 53, PagePort: PagePort,

@@ -26,6 +26,12 @@ type Window struct {
 	// Grain is the kernel's resolution of a window's edges (xt_time:
 	// whole seconds); the window's edges fall on it.
 	Grain time.Duration
+	// Lag says that the kernel's start of the window may come up to what
+	// applying took after From: set elements' timeouts (nftables' online
+	// set) count from the moment the kernel takes the batch, not from
+	// when their deadline was computed. Inside checks then begin that
+	// much later.
+	Lag bool
 	// Apply puts rules with the window [from, to) into the kernel.
 	Apply func(from, to time.Time) error
 	// Before checks what holds while the window lies ahead (may be nil).
@@ -53,7 +59,11 @@ func (w Window) Run(t testing.TB) (from, to time.Time) {
 		took := time.Since(began)
 		late, err := w.phase(w.Before, from)
 		if err == nil && !late {
-			time.Sleep(time.Until(from) + settle)
+			wait := time.Until(from) + settle
+			if w.Lag {
+				wait += took
+			}
+			time.Sleep(wait)
 			late, err = w.phase(w.Inside, to)
 		}
 		switch {

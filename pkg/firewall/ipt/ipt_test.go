@@ -152,7 +152,7 @@ func strip(s string) string {
 
 func TestPlainHTTPOfAnOfflineDeviceGoesToThePage(t *testing.T) {
 	l, b := setup(t, "cfip")
-	fwtest.BedtimePage(t, l, time.Second, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) })
+	fwtest.BedtimePage(t, l, fwtest.Window{Grain: time.Second}, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) })
 }
 
 func TestAFloodOfNewFlowsIsLimitedPerDevice(t *testing.T) {

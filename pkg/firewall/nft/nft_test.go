@@ -83,7 +83,7 @@ func TestKernelStartsAndEndsWindowsOnItsOwn(t *testing.T) {
 	l, b, _ := setup(t, "cfnk")
 	ctx := context.Background()
 	_, end := fwtest.Window{
-		Lead: 1500 * time.Millisecond, Length: 2 * time.Second,
+		Lead: 1500 * time.Millisecond, Length: 2 * time.Second, Lag: true,
 		Apply: func(from, to time.Time) error {
 			return b.Apply(ctx, ruleset(mac(t, l.Child.MAC), firewall.Interval{From: from, To: to}))
 		},
@@ -484,7 +484,7 @@ func TestFastPathEndsAtTheWindowStartOnItsOwn(t *testing.T) {
 		}
 	})
 	fwtest.Window{
-		Lead: 1500 * time.Millisecond, Length: time.Hour,
+		Lead: 1500 * time.Millisecond, Length: time.Hour, Lag: true,
 		Apply: func(from, to time.Time) error {
 			return b.Apply(ctx, ruleset(child, firewall.Interval{From: from, To: to}))
 		},
@@ -755,7 +755,7 @@ func TestAFailedUpdateIsReplacedOnANewConnection(t *testing.T) {
 
 func TestPlainHTTPOfAnOfflineDeviceGoesToThePage(t *testing.T) {
 	l, b, _ := setup(t, "cfnp")
-	fwtest.BedtimePage(t, l, 0, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) })
+	fwtest.BedtimePage(t, l, fwtest.Window{Lag: true}, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) })
 }
 
 func TestAFloodOfNewFlowsIsLimitedPerDevice(t *testing.T) {
