@@ -577,6 +577,7 @@ func (d *Daemon) reconcile(ctx context.Context) {
 		d.mu.Lock()
 		wasApplied, first := d.applied, d.last == nil
 		d.applied, d.last = false, p
+		d.enforce = control.Enforcement{} // nothing is to be enforced: no refusal to tell
 		d.mu.Unlock()
 		// Remove once: when the rules were in force, and at start-up (a
 		// crashed run may have left its table behind) — not on every
