@@ -253,7 +253,7 @@ func LoadConfig(path string) (*config.Config, []string, []string) {
 	return c, nil, ws
 }
 
-func runCheck(ctx context.Context, args []string, env *Env) int {
+func runCheck(_ context.Context, args []string, env *Env) int {
 	fs := flags("check", env)
 	path := fs.String("config", DefaultConfig, "config file")
 	system := fs.String("system", DefaultSystem, "the router's system config: says which time zone schedules follow")
@@ -287,7 +287,7 @@ func runCheck(ctx context.Context, args []string, env *Env) int {
 	res := checkResult{File: *path, Zone: zone}
 	if *kernel && len(errs) == 0 {
 		res.Kernel = "ok"
-		if err := tryKernel(ctx, c, z.Loc, env.Now()); err != nil {
+		if err := tryKernel(c, z.Loc, env.Now()); err != nil {
 			res.Kernel = err.Error()
 			errs = append(errs, "kernel: this kernel refuses curfew's table, so nothing would be enforced: "+err.Error())
 		}
@@ -319,9 +319,9 @@ func runCheck(ctx context.Context, args []string, env *Env) int {
 
 // tryKernel loads the table the daemon would load now into a scratch
 // network namespace (nft.Try): whether this kernel takes it.
-func tryKernel(ctx context.Context, c *config.Config, loc *time.Location, now time.Time) error {
+func tryKernel(c *config.Config, loc *time.Location, now time.Time) error {
 	p := plan.Compute(plan.Input{Config: c, Loc: loc, At: now, ClockTrusted: true})
-	return nft.Try(ctx, firewall.Render(p, c, 53, &firewall.PrefixCache{}))
+	return nft.Try(firewall.Render(p, c, 53, &firewall.PrefixCache{}))
 }
 
 func nonNil(s []string) []string {

@@ -119,14 +119,15 @@ func Command(ctx context.Context, args []string, version string, stdout, stderr 
 		Log: log,
 	})
 	d = New(Options{
-		DNS:        dns,
-		ConfigPath: *configPath,
-		loaded:     loaded,
-		SystemPath: *systemPath,
-		StateDir:   *stateDir,
-		Backend:    backend,
-		Fallback:   fallback,
-		Seen:       neighbours,
+		DNS:          dns,
+		ConfigPath:   *configPath,
+		loaded:       loaded,
+		SystemPath:   *systemPath,
+		FirewallPath: "/etc/config/firewall",
+		StateDir:     *stateDir,
+		Backend:      backend,
+		Fallback:     fallback,
+		Seen:         neighbours,
 		ClockTrusted: func() bool {
 			if *trustClock || kernelClockSynced() {
 				return true

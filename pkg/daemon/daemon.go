@@ -82,6 +82,9 @@ type Options struct {
 	// iptables' rules rather than none. It is used once, before any rules
 	// were taken, and said in the log and in status.
 	Fallback func() firewall.Backend
+	// FirewallPath is the firewall's UCI config (/etc/config/firewall):
+	// status says what its flow offloading costs.
+	FirewallPath string
 	// Seen lists the devices present on the LAN interfaces right now.
 	Seen func(lan []string) []Neighbour
 	// ClockTrusted reports whether the system believes its clock; the

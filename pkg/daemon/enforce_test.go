@@ -147,34 +147,36 @@ func TestAutoFallsBackWhenTheFirstTableIsRefused(t *testing.T) {
 	}
 }
 
-// offloadingBackend reports fw4's flowtable, as the nftables backend does
-// when flow offloading is on.
-type offloadingBackend struct{ *fakeBackend }
-
-func (offloadingBackend) Offloads(context.Context) ([]string, error) {
-	return []string{"inet fw4 ft"}, nil
-}
-
-// With flow offloading on, status says what it costs.
+// With flow offloading on in the firewall config (LuCI's "Software flow
+// offloading"), status says what it costs; with it off or no such file,
+// nothing.
 func TestStatusSaysWhatFlowOffloadingCosts(t *testing.T) {
 	dir := t.TempDir()
 	write(t, dir, testConfig)
 	os.WriteFile(filepath.Join(dir, "system"), []byte("config system\n\toption timezone 'UTC0'\n"), 0o644)
 	for _, tc := range []struct {
-		backend firewall.Backend
-		want    string
+		firewall string
+		want     string
 	}{
-		{offloadingBackend{newFakeBackend()}, "flow offloading is on (flowtable inet fw4 ft): offloaded connections skip curfew's per-packet rules, so their traffic is not counted as screen time"},
-		{newFakeBackend(), ""},
+		{"config defaults\n\toption flow_offloading '1'\n\toption input 'REJECT'\n", "flow offloading is on (" + filepath.Join(dir, "firewall") + "): offloaded connections skip curfew's per-packet rules, so their traffic is not counted as screen time"},
+		{"config defaults\n\toption flow_offloading '1'\n\toption flow_offloading_hw '1'\n", "flow offloading is on"},
+		{"config defaults\n\toption flow_offloading '0'\n", ""},
+		{"config zone\n\toption flow_offloading '1'\n", ""},
+		{"", ""},
 	} {
-		d := New(Options{ConfigPath: filepath.Join(dir, "curfew"), SystemPath: filepath.Join(dir, "system"),
-			Backend: tc.backend, Clock: &fakeClock{now: london(t, "2026-01-05T12:00:00Z")},
+		fw := filepath.Join(dir, "firewall")
+		os.Remove(fw)
+		if tc.firewall != "" {
+			os.WriteFile(fw, []byte(tc.firewall), 0o644)
+		}
+		d := New(Options{ConfigPath: filepath.Join(dir, "curfew"), SystemPath: filepath.Join(dir, "system"), FirewallPath: fw,
+			Backend: newFakeBackend(), Clock: &fakeClock{now: london(t, "2026-01-05T12:00:00Z")},
 			Seen: func([]string) []Neighbour { return nil }})
 		d.load()
 		d.reconcile(context.Background())
 		notes := strings.Join(d.status().Notes, "\n")
 		if tc.want == "" && notes != "" || !strings.Contains(notes, tc.want) {
-			t.Errorf("%T: notes %q, want %q", tc.backend, notes, tc.want)
+			t.Errorf("firewall %q: notes %q, want %q", tc.firewall, notes, tc.want)
 		}
 	}
 }

@@ -20,13 +20,6 @@ type Counters interface {
 	Counters(ctx context.Context) (map[string]uint64, error)
 }
 
-// Offloads is implemented by backends that can tell which flowtables
-// offload flows past their per-packet rules (fw4's flow offloading):
-// status says what that costs.
-type Offloads interface {
-	Offloads(ctx context.Context) ([]string, error)
-}
-
 // FlowDrops is implemented by backends that count, per device, the new
 // connections the kernel dropped because the device opened them faster
 // than flow_limit.

@@ -1390,59 +1390,6 @@ func renderPage(d *desired, rs *firewall.Ruleset, sig *strings.Builder) *chainSp
 	return page
 }
 
-// Offloads lists the flowtables of the other tables, as "family table
-// flowtable" (fw4's "inet fw4 ft" with `option flow_offloading '1'`).
-// Their flows skip the forward hook: measured on Debian's 5.10 and 6.1
-// kernels (the VM lab), an offloaded flow's bytes do not count as screen
-// time, and a window that begins while the daemon is down does not stop
-// it; the daemon's cut at the window's start ends it within milliseconds.
-func (b *Backend) Offloads(ctx context.Context) (_ []string, err error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	defer func() { b.drop(err) }()
-	c, err := b.conn()
-	if err != nil {
-		return nil, err
-	}
-	tables, err := c.ListTables()
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, t := range tables {
-		if t.Name == TableName && t.Family == nftables.TableFamilyINet {
-			continue
-		}
-		fts, err := c.ListFlowtables(t)
-		if err != nil {
-			return nil, err
-		}
-		for _, ft := range fts {
-			out = append(out, familyName(t.Family)+" "+t.Name+" "+ft.Name)
-		}
-	}
-	return out, nil
-}
-
-// familyName is how nft names a table family.
-func familyName(f nftables.TableFamily) string {
-	switch f {
-	case nftables.TableFamilyINet:
-		return "inet"
-	case nftables.TableFamilyIPv4:
-		return "ip"
-	case nftables.TableFamilyIPv6:
-		return "ip6"
-	case nftables.TableFamilyBridge:
-		return "bridge"
-	case nftables.TableFamilyNetdev:
-		return "netdev"
-	case nftables.TableFamilyARP:
-		return "arp"
-	}
-	return fmt.Sprint(uint8(f))
-}
-
 // flowLimitDevices bounds the flow_limit set: beyond this many devices
 // seen in a minute (a child forging MACs), the rest share one device's
 // allowance. About 150 bytes of kernel memory each.

@@ -1,7 +1,6 @@
 package nft
 
 import (
-	"context"
 	"fmt"
 	"runtime"
 	"time"
@@ -15,7 +14,7 @@ import (
 // and reports what the kernel said: whether this kernel takes curfew's
 // rules, with nothing on the router changed (`curfew check --kernel`;
 // root). The namespace goes with the thread that made it.
-func Try(ctx context.Context, rs *firewall.Ruleset) error {
+func Try(rs *firewall.Ruleset) error {
 	errc := make(chan error, 1)
 	go func() {
 		// Never unlocked: the thread ends with this goroutine, and the
@@ -23,12 +22,7 @@ func Try(ctx context.Context, rs *firewall.Ruleset) error {
 		runtime.LockOSThread()
 		errc <- try(rs)
 	}()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return <-errc
 }
 
 func try(rs *firewall.Ruleset) error {

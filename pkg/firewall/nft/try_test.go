@@ -1,7 +1,6 @@
 package nft
 
 import (
-	"context"
 	"strings"
 	"testing"
 
@@ -15,14 +14,13 @@ import (
 // 256 bytes); the namespace it runs in never sees the table.
 func TestTryLoadsTheTableIntoAScratchNamespace(t *testing.T) {
 	lab.Require(t)
-	ctx := context.Background()
-	if err := Try(ctx, everything()); err != nil {
+	if err := Try(everything()); err != nil {
 		t.Errorf("every part: %v", err)
 	}
 	bad := everything()
 	long := strings.Repeat("x", 300) // chain names hold at most 256 bytes
 	bad.Profiles[0].ID, bad.Devices[0].Profile, bad.Unknown.Profile = long, long, long
-	if err := Try(ctx, bad); err == nil {
+	if err := Try(bad); err == nil {
 		t.Error("a table with a 308-byte chain name was taken")
 	}
 	c, err := nftables.New()
