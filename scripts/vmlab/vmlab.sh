@@ -14,7 +14,11 @@
 #   VMLAB_CACHE   downloads and unpacked kernels/userland (kept between runs)
 #   VMLAB_SHARED  the shared folder with vm/fetch-kernels.sh (../shared)
 #   VMLAB_OUT     images and console logs (bin/vmlab)
-#   VMLAB_SUITES  which suites run in each guest (default: all)
+#   VMLAB_SUITES  which suites run in each guest, a line each: "name dir
+#                 command" (default: all, see suites below)
+#   VMLAB_KEEP_TESTS, VMLAB_KEEP_IMAGE  reuse the built tests, keep the
+#                 initramfs; VMLAB_APPEND  the kernel's command line;
+#                 VMLAB_TIMEOUT  seconds a guest may run (2400)
 # Exit status: 0 when every suite passed on every kernel.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
