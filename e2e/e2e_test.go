@@ -118,10 +118,11 @@ func startIn(t *testing.T, l *lab.Lab, dir, cfg string, extra ...string) *daemon
 			t.Logf("daemon log:\n%s", d.Logs())
 		}
 	})
-	// A bound on start-up, not a measure of it: the iptables backend's
-	// first apply is a few dozen iptables runs, seconds under the VM lab's
-	// emulated CPU.
-	if !lab.WaitFor(30*time.Second, func() bool {
+	// A bound on start-up that tells a daemon that applies from one that
+	// never does, not a measure of it: the iptables backend's first apply
+	// is a few dozen iptables runs, 22-40 s under the VM lab's emulated
+	// big-endian CPU.
+	if !lab.WaitFor(2*time.Minute, func() bool {
 		return tablePresent(l) || strings.Contains(d.Logs(), "backend=iptables") && strings.Contains(d.Logs(), "Kid phone")
 	}) {
 		t.Fatalf("daemon did not apply its rules:\n%s", d.Logs())
