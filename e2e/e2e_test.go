@@ -668,7 +668,7 @@ func TestIptablesBackend(t *testing.T) {
 	// back at the next check (every 2 s), without waiting for a resync.
 	// How soon is logged (about 1 s here); the bound only tells a heal from
 	// none, with room for the VM lab's emulated CPU, where one iptables
-	// run takes a second.
+	// run takes a second (11 s measured there).
 	if out, err := l.Exec(ctx, l.Router, "iptables-legacy", "-F", "FORWARD"); err != nil {
 		t.Fatalf("flush FORWARD: %v %s", err, out)
 	}
@@ -680,8 +680,8 @@ func TestIptablesBackend(t *testing.T) {
 		if _, err := l.Exec(ctx, l.Router, "iptables-legacy", "-C", "FORWARD", "-i", "br-lan", "-j", "CURFEW_FWD"); err == nil {
 			break
 		}
-		if time.Since(flushed) > 30*time.Second {
-			t.Fatalf("FORWARD jump not restored within 30 s of a flush")
+		if time.Since(flushed) > 2*time.Minute {
+			t.Fatalf("FORWARD jump not restored within 2 minutes of a flush")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
