@@ -21,7 +21,8 @@ import (
 // time fails the test.
 type Window struct {
 	// Lead and Length are the first try's: the window begins Lead after
-	// the rules are in and lasts Length. Both double on each new try.
+	// the rules are in and lasts Length. Both double on each new try, and
+	// the lead also gains what applying took.
 	Lead, Length time.Duration
 	// Grain is the kernel's resolution of a window's edges (xt_time:
 	// whole seconds); the window's edges fall on it.
