@@ -157,7 +157,7 @@ func drive(t *testing.T, s *stack, shots string, act bool) driveResult {
 			pages = append(pages, map[string]string{"view": view, "file": file})
 		}
 	}
-	arg, _ := json.Marshal(map[string]any{"base": s.url(""), "pages": pages, "shots": shots, "act": act})
+	arg, _ := json.Marshal(map[string]any{"base": s.url(""), "pages": pages, "shots": shots, "act": act, "markup": hostileName})
 	return runDrive(t, s.l.Router, arg)
 }
 
@@ -276,7 +276,7 @@ func TestLuCIViewsInARealBrowser(t *testing.T) {
 		}
 	}
 	// what the clicks changed, as the daemon reports it
-	if len(res.Actions) != 7 {
+	if len(res.Actions) != 11 {
 		t.Fatalf("actions = %+v", res.Actions)
 	}
 	if out := s.curfew("status"); !strings.Contains(out, "allow Kid phone until") || !strings.Contains(out, "grant Kid phone +15m today") {

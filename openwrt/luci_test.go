@@ -208,13 +208,72 @@ func TestViewsGiveLuCIOnlyTextNodes(t *testing.T) {
 	// E('tag', {attrs}, X) or E('tag', X) where X does not start with
 	// [, E(, _(, a quote or a closing parenthesis.
 	bare := regexp.MustCompile(`\bE\('[a-z0-9]+'\s*,\s*(?:\{[^{}]*\}\s*,\s*)?([^\s\[{'"_E)][^,)]*)`)
+	// E('tag', {attrs}, _('… %s …').format(value)): a translation that
+	// carries a value is a value.
+	formatted := regexp.MustCompile(`\bE\('[a-z0-9]+'\s*,\s*(?:\{[^{}]*\}\s*,\s*)?(_\('[^']*'\)\.format\()`)
+	// LuCI's ui calls that take a title or content and make a bare string
+	// HTML the same way (showModal's title through E('h4', {}, title)).
+	uiCall := regexp.MustCompile(`\bui\.(showModal|addNotification|addTimeLimitedNotification)\(`)
 	for _, f := range files {
-		src, err := os.ReadFile(f)
+		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, m := range bare.FindAllStringSubmatch(string(src), -1) {
-			t.Errorf("%s: %s gives LuCI %q as HTML; use dom.el or an array", filepath.Base(f), m[0], m[1])
+		src, name := string(b), filepath.Base(f)
+		for _, m := range bare.FindAllStringSubmatch(src, -1) {
+			t.Errorf("%s: %s gives LuCI %q as HTML; use dom.el or an array", name, m[0], m[1])
+		}
+		for _, m := range formatted.FindAllStringSubmatch(src, -1) {
+			t.Errorf("%s: %s gives LuCI a value as HTML; put it in an array", name, m[0])
+		}
+		for _, at := range uiCall.FindAllStringSubmatchIndex(src, -1) {
+			for i, arg := range callArgs(src[at[1]:], 2) {
+				if !textOnly(arg) {
+					t.Errorf("%s: ui.%s's argument %d, %q, may be a bare string, which LuCI makes HTML; use null, an array, E(…) or dom.el", name, src[at[2]:at[3]], i+1, arg)
+				}
+			}
 		}
 	}
+}
+
+// callArgs returns the first n arguments of the call whose argument list
+// starts src (just after its opening parenthesis), split at top-level
+// commas; string literals are skipped whole.
+func callArgs(src string, n int) []string {
+	var args []string
+	depth, start := 0, 0
+	for i := 0; i < len(src) && len(args) < n; i++ {
+		switch c := src[i]; c {
+		case '\'', '"', '`':
+			for i++; i < len(src) && src[i] != c; i++ {
+				if src[i] == '\\' {
+					i++
+				}
+			}
+		case '(', '[', '{':
+			depth++
+		case ')', ']', '}':
+			if depth == 0 {
+				return append(args, strings.TrimSpace(src[start:i]))
+			}
+			depth--
+		case ',':
+			if depth == 0 {
+				args = append(args, strings.TrimSpace(src[start:i]))
+				start = i + 1
+			}
+		}
+	}
+	return args
+}
+
+// textOnly reports whether a ui call's title or content argument cannot be
+// a bare string: null, an array, an element, or a translation without a
+// value.
+func textOnly(arg string) bool {
+	switch {
+	case arg == "null", strings.HasPrefix(arg, "["), strings.HasPrefix(arg, "E("), strings.HasPrefix(arg, "dom.el("):
+		return true
+	}
+	return regexp.MustCompile(`^_\('[^']*'\)$`).MatchString(arg)
 }

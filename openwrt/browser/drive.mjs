@@ -5,6 +5,7 @@
 //   pages   [{view, file}] test pages standing in for LuCI's ucode header
 //   shots   a directory for screenshots, or ""
 //   act     true: also click through the parent actions
+//   markup  a device's name that is markup: its buttons are clicked too
 //   stills  [{url, name, ask}] plain pages (the bedtime page) opened on
 //           a phone: their text is returned, a picture kept in shots;
 //           with ask {minutes, message} the form is filled and sent
@@ -160,7 +161,9 @@ if (cfg.act) {
 	const waitButton = (device, label) => page.waitForFunction((device, label) =>
 		[...document.querySelectorAll('#view tr')].some((tr) => tr.innerText.includes(device) &&
 			[...tr.querySelectorAll('button')].some((b) => b.innerText.trim() === label)),
-	{ timeout: 10000 }, device, label);
+	{ timeout: 10000 }, device, label).catch((e) => { throw new Error(`no button "${label}" for ${device} within 10 s: ${e}`); });
+	const notices = () => page.evaluate(() =>
+		[...document.querySelectorAll('.alert-message')].map((n) => n.innerText.trim()));
 	const notice = () => page.evaluate(() =>
 		[...document.querySelectorAll('.alert-message')].map((n) => n.innerText.trim())
 			.filter((t) => !/getFeatures/.test(t))[0] || '');
@@ -193,6 +196,35 @@ if (cfg.act) {
 		await click('02:c0:00:00:00:1e', 'Assign');
 		await page.waitForFunction(() => /assigned|added/i.test(document.body.innerText), { timeout: 10000 });
 		return notice();
+	});
+	// Every button of the device whose name is markup (cfg.markup): the
+	// name reaches LuCI's notifications and the Allow dialog's title, and
+	// must stay text there.
+	const m = cfg.markup;
+	const pwned = () => page.evaluate(() => window.__pwned === 1 || document.querySelector('img[src="x"]') !== null);
+	const said = async (words) => {
+		await page.waitForFunction((w) => [...document.querySelectorAll('.alert-message')].some((n) => n.innerText.includes(w)),
+			{ timeout: 10000 }, words).catch(async (e) => {
+			throw new Error(`LuCI did not say "${words}" within 10 s (it says ${JSON.stringify(await notices())}): ${e}`);
+		});
+		if (await pwned())
+			throw new Error('the name became markup and ran');
+		return words;
+	};
+	await action('markup: pause', async () => { await click(m, 'Pause'); await waitButton(m, 'Resume'); return said('paused ' + m); });
+	await action('markup: resume', async () => { await click(m, 'Resume'); await waitButton(m, 'Pause'); return said('resumed ' + m); });
+	await action('markup: grant', async () => { await click(m, '+30 min'); return said('granted ' + m); });
+	await action('markup: allow', async () => {
+		await click(m, 'Allow until…');
+		await page.waitForSelector('.modal input[type=time]', { timeout: 5000 });
+		const title = await page.$eval('.modal h4', (h) => h.textContent);
+		if (await pwned())
+			throw new Error('the dialog title made the name markup: ' + title);
+		if (!title.includes(m))
+			throw new Error('the dialog title does not show the name as text: ' + title);
+		await page.$eval('.modal input[type=time]', (i) => { i.value = '23:58'; });
+		await page.evaluate(() => [...document.querySelectorAll('.modal button')].find((b) => b.innerText.trim() === 'Allow').click());
+		return said('allowed ' + m);
 	});
 	await page.close();
 

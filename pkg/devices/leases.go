@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -73,7 +74,7 @@ func parseDnsmasq(r io.Reader) ([]Lease, int, error) {
 			l.Expiry = time.Unix(exp, 0)
 		}
 		if f[3] != "*" {
-			l.Hostname = f[3]
+			l.Hostname = HostName(f[3])
 		}
 		if len(f) >= 5 && f[4] != "*" {
 			l.ClientID = f[4]
@@ -98,10 +99,11 @@ func ParseOdhcpd(data []byte, now time.Time) ([]Lease, error) {
 	var doc struct {
 		Device map[string]struct {
 			Leases []struct {
-				MAC      string `json:"mac"`
-				Hostname string `json:"hostname"`
-				Address  string `json:"address"`
-				Valid    int64  `json:"valid"`
+				MAC      string   `json:"mac"`
+				Hostname string   `json:"hostname"`
+				Address  string   `json:"address"`
+				Valid    int64    `json:"valid"`
+				Flags    []string `json:"flags"`
 			} `json:"leases"`
 		} `json:"device"`
 	}
@@ -119,7 +121,10 @@ func ParseOdhcpd(data []byte, now time.Time) ([]Lease, error) {
 			if err != nil {
 				continue
 			}
-			lease := Lease{MAC: mac, Addr: addr.Unmap(), Hostname: l.Hostname}
+			lease := Lease{MAC: mac, Addr: addr.Unmap(), Hostname: HostName(l.Hostname)}
+			if slices.Contains(l.Flags, "broken-hostname") {
+				lease.Hostname = ""
+			}
 			if l.Valid > 0 {
 				lease.Expiry = now.Add(time.Duration(l.Valid) * time.Second)
 			}
@@ -127,6 +132,30 @@ func ParseOdhcpd(data []byte, now time.Time) ([]Lease, error) {
 		}
 	}
 	return out, nil
+}
+
+// HostName returns s if it may be a DHCP host name, else "". The name is
+// whatever the device sent: odhcpd stores it as sent and only flags it
+// "broken-hostname", and it goes on to LuCI's lists and, through
+// "Assign", into the config as the device's name. Like dnsmasq, which
+// ignores an illegal name, a name is kept whole or not at all: labels of
+// letters, digits, '-' and '_' (which Windows sends), split by single
+// dots, at most 63 bytes each and 253 in all.
+func HostName(s string) string {
+	if s == "" || len(s) > 253 {
+		return ""
+	}
+	for label := range strings.SplitSeq(strings.TrimSuffix(s, "."), ".") {
+		if label == "" || len(label) > 63 {
+			return ""
+		}
+		for _, c := range []byte(label) {
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return ""
+			}
+		}
+	}
+	return s
 }
 
 // parseBareMAC accepts odhcpd's "aabbccddeeff" as well as colon forms.

@@ -68,8 +68,11 @@ function banner(st) {
 	return out;
 }
 
+// actions are the parent's buttons for one device. They name it by its
+// MAC: a name may repeat its profile's id ("alice"), and a button for one
+// device must not act on the whole profile.
 function actions(dev) {
-	var target = dev.name || dev.mac;
+	var target = dev.mac, name = dev.name || dev.mac;
 	var buttons = [];
 	// the daemon says why in causes; the words of dev.reason are for people
 	if ((dev.causes || []).indexOf('pause') >= 0)
@@ -80,14 +83,16 @@ function actions(dev) {
 		buttons.push(E('button', { 'class': 'btn', 'click': function() { return act(callGrant(target, '15m')); } }, [ _('+15 min') ]));
 		buttons.push(E('button', { 'class': 'btn', 'click': function() { return act(callGrant(target, '30m')); } }, [ _('+30 min') ]));
 	}
-	buttons.push(E('button', { 'class': 'btn', 'click': function() { allowUntil(target); } }, [ _('Allow until…') ]));
+	buttons.push(E('button', { 'class': 'btn', 'click': function() { allowUntil(target, name); } }, [ _('Allow until…') ]));
 	return dom.el('div', { 'class': 'cbi-section-actions' }, buttons);
 }
 
-// allowUntil asks for the end of an allow in LuCI's own dialog.
-function allowUntil(target) {
+// allowUntil asks for the end of an allow in LuCI's own dialog. LuCI
+// makes a bare string title into HTML, and name is the device's name:
+// the title goes in as an array, which LuCI turns into text nodes.
+function allowUntil(target, name) {
 	var input = E('input', { 'type': 'time', 'class': 'cbi-input-text', 'required': true });
-	ui.showModal(_('Allow %s until').format(target), [
+	ui.showModal([ _('Allow %s until').format(name) ], [
 		E('p', {}, [ input ]),
 		E('div', { 'class': 'right' }, [
 			E('button', { 'class': 'btn', 'click': ui.hideModal }, [ _('Cancel') ]), ' ',
@@ -172,10 +177,18 @@ function draw(st, devices, requests) {
 	]));
 }
 
+// asked counts refreshes and drawn is the newest one on the page: the 10 s
+// poll and an action's refresh can overlap, and an older answer arriving
+// last would show the state from before the parent's click.
+var asked = 0, drawn = 0;
+
 function refresh() {
+	var n = ++asked;
 	return Promise.all([ callStatus(), callDevices(), callRequests() ]).then(function(r) {
-		if (container)
-			container.replaceChildren(draw(r[0] || {}, r[1] || [], r[2] || []));
+		if (!container || n < drawn)
+			return;
+		drawn = n;
+		container.replaceChildren(draw(r[0] || {}, r[1] || [], r[2] || []));
 	});
 }
 
