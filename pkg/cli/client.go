@@ -171,6 +171,14 @@ func runStatus(ctx context.Context, args []string, env *Env) int {
 // describeOverride is one parent override for people, its end in the
 // router's zone relative to the plan's instant.
 func describeOverride(kind, target string, until time.Time, amount time.Duration, p *plan.Plan, loc *time.Location) string {
+	if p != nil {
+		// LuCI and approvals act on a device's MAC; people know its name
+		for _, d := range p.Devices {
+			if d.MAC == target && d.Name != "" {
+				target = d.Name
+			}
+		}
+	}
 	switch {
 	case kind == "grant":
 		return fmt.Sprintf("grant %s +%s today", target, plan.Short(amount))

@@ -788,10 +788,27 @@ func (v *validator) crossCheck(c *Config, f *uci.File) {
 		}
 	}
 	seen := map[string]int{}
+	// Names are how a parent says which device (`curfew pause NAME`,
+	// status, notifications), compared without case: two devices of one
+	// name would make each of those mean both.
+	names := map[string]int{}
 	for _, d := range c.Devices {
 		s := byLine[d.Line]
 		if d.Profile != "" && c.Profile(d.Profile) == nil {
 			v.errorf(s, opt(d.Line, "profile"), "unknown profile %q", d.Profile)
+		}
+		if d.Name != "" {
+			key := strings.ToLower(d.Name)
+			if first, dup := names[key]; dup {
+				v.errorf(s, opt(d.Line, "name"), "name %q is already used by the device at line %d: give each device its own name", d.Name, first)
+			} else {
+				names[key] = d.Line
+			}
+			for _, p := range c.Profiles {
+				if strings.EqualFold(p.ID, d.Name) {
+					v.warnf(s, opt(d.Line, "name"), "name %q is also profile %q's id: `curfew pause %s` means the whole profile; the device alone is paused by its MAC", d.Name, p.ID, p.ID)
+				}
+			}
 		}
 		if d.MAC == nil {
 			continue

@@ -125,6 +125,8 @@ func TestEveryErrorNamesLineAndOption(t *testing.T) {
 			`f:3: section @device (line 1) option 'profile': unknown profile "nobody"`},
 		{"same MAC twice", "config profile 'p'\nconfig device\n\toption mac 'aa:bb:cc:dd:ee:ff'\n\toption profile 'p'\nconfig device\n\toption mac 'AA:BB:CC:DD:EE:FF'\n\toption profile 'p'\n",
 			`f:6: section @device (line 5) option 'mac': MAC aa:bb:cc:dd:ee:ff is already used by the device at line 2`},
+		{"same name twice, in another case", "config profile 'p'\nconfig device\n\toption mac 'aa:bb:cc:dd:ee:01'\n\toption name 'Tablet'\n\toption profile 'p'\nconfig device\n\toption mac 'aa:bb:cc:dd:ee:02'\n\toption name 'tablet'\n\toption profile 'p'\n",
+			`f:8: section @device (line 6) option 'name': name "tablet" is already used by the device at line 2: give each device its own name`},
 		{"anonymous profile", "config profile\n\toption name 'x'\n",
 			`f:1: section @profile (line 1): a profile must be named`},
 		{"start equals stop", "config profile 'p'\nconfig schedule 's'\n\toption profile 'p'\n\toption start '21:00'\n\toption stop '21:00'\n",
@@ -235,6 +237,17 @@ func TestAnEmptyConfigWarnsThatNothingIsManaged(t *testing.T) {
 		if !found {
 			t.Errorf("%q: warnings %v", src, warns)
 		}
+	}
+}
+
+func TestADeviceNamedLikeItsProfileIsWarnedAbout(t *testing.T) {
+	src := "config profile 'alice'\nconfig device\n\toption mac 'aa:bb:cc:dd:ee:01'\n\toption name 'Alice'\n\toption profile 'alice'\n"
+	_, warns, err := Parse("f", []byte(src), services.Builtin())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warns) != 1 || !strings.Contains(warns[0].String(), `f:4: section @device (line 2) option 'name': name "Alice" is also profile "alice"'s id`) {
+		t.Errorf("warnings = %v", warns)
 	}
 }
 

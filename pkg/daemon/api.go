@@ -313,6 +313,18 @@ func resolveTarget(cfg *config.Config, target string) (string, error) {
 	return "", fmt.Errorf("unknown target %q: not a profile id, device name or MAC", target)
 }
 
+// nameOf is how a message names target: a configured device by its name
+// when target is its MAC (LuCI's buttons and approvals act on MACs, since
+// names may repeat a profile's id), else target as given.
+func nameOf(cfg *config.Config, target string) string {
+	for _, d := range cfg.Devices {
+		if d.Name != "" && d.MAC.String() == target {
+			return d.Name
+		}
+	}
+	return target
+}
+
 // when turns --for / --until into an instant; --until HH:MM is the next
 // such local time, and RFC 3339 is accepted too.
 func when(now time.Time, loc *time.Location, forArg, untilArg string) (time.Time, error) {
@@ -369,6 +381,7 @@ func (d *Daemon) act(ctx context.Context, req *control.Request) (any, error) {
 		return nil, err
 	}
 	var msg string
+	who := nameOf(cfg, target)
 	d.mu.Lock()
 	ovs := live(d.overrides, now, loc)
 	switch req.Method {
@@ -378,9 +391,9 @@ func (d *Daemon) act(ctx context.Context, req *control.Request) (any, error) {
 			d.mu.Unlock()
 			return nil, err
 		}
-		ovs = without(ovs, target, plan.Pause, plan.Allow) // the latest word wins
+		ovs = withoutDevice(cfg, ovs, target, plan.Pause, plan.Allow) // the latest word wins
 		ovs = append(ovs, plan.Override{Kind: plan.Pause, Target: target, From: now, Until: until})
-		msg = "paused " + target
+		msg = "paused " + who
 		if !until.IsZero() {
 			msg += " until " + plan.When(until, now, loc)
 		} else {
@@ -392,9 +405,9 @@ func (d *Daemon) act(ctx context.Context, req *control.Request) (any, error) {
 		if msg == "" {
 			d.mu.Unlock()
 			if still != "" {
-				return nil, fmt.Errorf("%s has no pause of its own; %s", target, still)
+				return nil, fmt.Errorf("%s has no pause of its own; %s", who, still)
 			}
-			return nil, fmt.Errorf("%s is not paused", target)
+			return nil, fmt.Errorf("%s is not paused", who)
 		}
 		if still != "" {
 			msg += "; " + still
@@ -405,9 +418,9 @@ func (d *Daemon) act(ctx context.Context, req *control.Request) (any, error) {
 			d.mu.Unlock()
 			return nil, err
 		}
-		ovs = without(ovs, target, plan.Pause, plan.Allow)
+		ovs = withoutDevice(cfg, ovs, target, plan.Pause, plan.Allow)
 		ovs = append(ovs, plan.Override{Kind: plan.Allow, Target: target, From: now, Until: until})
-		msg = fmt.Sprintf("allowed %s until %s", target, plan.When(until, now, loc))
+		msg = fmt.Sprintf("allowed %s until %s", who, plan.When(until, now, loc))
 	case control.MethodGrant:
 		amount, err := config.ParseDuration(req.Amount)
 		if err != nil || amount <= 0 || amount > control.MaxGrant {
@@ -416,7 +429,7 @@ func (d *Daemon) act(ctx context.Context, req *control.Request) (any, error) {
 		}
 		ovs = append(ovs, plan.Override{Kind: plan.Grant, Target: target, From: now, Amount: amount,
 			Day: now.In(loc).Format("2006-01-02")})
-		msg = fmt.Sprintf("granted %s %s more screen time today", target, plan.Short(amount))
+		msg = fmt.Sprintf("granted %s %s more screen time today", who, plan.Short(amount))
 	}
 	if d.opts.StateDir != "" {
 		if err := d.saveLocked(ovs); err != nil {
@@ -466,11 +479,24 @@ func resume(cfg *config.Config, ovs []plan.Override, target string, now time.Tim
 	case removed == 0:
 		return out, "", still
 	case removed == 1:
-		msg = "resumed " + target
+		msg = "resumed " + nameOf(cfg, target)
 	default:
-		msg = fmt.Sprintf("resumed %s (%d pauses ended)", target, removed)
+		msg = fmt.Sprintf("resumed %s (%d pauses ended)", nameOf(cfg, target), removed)
 	}
 	return out, msg, still
+}
+
+// withoutDevice is without for target and, when target is a configured
+// device, for the device's other form (its name for its MAC and back): a
+// pause from LuCI (by MAC) after an allow typed by name replaces it.
+func withoutDevice(cfg *config.Config, ovs []plan.Override, target string, kinds ...string) []plan.Override {
+	ovs = without(ovs, target, kinds...)
+	for _, d := range cfg.Devices {
+		if d.Name != "" && (d.MAC.String() == target || strings.EqualFold(d.Name, target)) {
+			ovs = without(without(ovs, d.MAC.String(), kinds...), d.Name, kinds...)
+		}
+	}
+	return ovs
 }
 
 // without removes the overrides of the given kinds for target.

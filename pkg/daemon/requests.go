@@ -329,24 +329,19 @@ func (d *Daemon) answer(ctx context.Context, req *control.Request) (control.Acti
 		msg = fmt.Sprintf("denied request %s of %s", r.ID, r.Device)
 	} else {
 		minutes := cmp.Or(req.Minutes, r.Minutes)
-		target := r.MAC
-		if d.cfg != nil {
-			for _, dev := range d.cfg.Devices {
-				if dev.MAC.String() == r.MAC && dev.Name != "" {
-					target = dev.Name
-				}
-			}
-		}
+		// The device by its MAC: a name may repeat its profile's id, and
+		// an approval for one device must not become the profile's.
+		target, who := r.MAC, r.Device
 		r.Scope = "device"
 		if req.WholeProfile {
-			target, r.Scope = r.Profile, "profile"
+			target, who, r.Scope = r.Profile, r.Profile, "profile"
 		}
 		amount := time.Duration(minutes) * time.Minute
 		if r.Cause == plan.CauseLimit {
 			ovs = append(ovs, plan.Override{Kind: plan.Grant, Target: target, From: now, Amount: amount,
 				Day: now.In(d.loc).Format("2006-01-02")})
 			r.Override = plan.Grant
-			msg = fmt.Sprintf("approved request %s: granted %s %s more screen time today", r.ID, target, plan.Short(amount))
+			msg = fmt.Sprintf("approved request %s: granted %s %s more screen time today", r.ID, who, plan.Short(amount))
 		} else {
 			// A pause stays: the allow overrides it for its time, and
 			// the pause is back after it. A longer allow the parent gave
@@ -357,7 +352,7 @@ func (d *Daemon) answer(ctx context.Context, req *control.Request) (control.Acti
 			})
 			ovs = append(ovs, plan.Override{Kind: plan.Allow, Target: target, From: now, Until: end})
 			r.Override = plan.Allow
-			msg = fmt.Sprintf("approved request %s: allowed %s until %s", r.ID, target, plan.When(now.Add(amount), now, d.loc))
+			msg = fmt.Sprintf("approved request %s: allowed %s until %s", r.ID, who, plan.When(now.Add(amount), now, d.loc))
 		}
 		r.Status, r.Granted = control.RequestApproved, minutes
 	}

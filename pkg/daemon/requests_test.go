@@ -260,3 +260,29 @@ func TestAPauseWithoutEndHasNoEndOnThePage(t *testing.T) {
 		t.Errorf("paused until resumed: %+v", v)
 	}
 }
+
+// A device named like its profile: the approval of its request lets that
+// device online, not the profile's other devices (it acts on the MAC).
+func TestAnApprovalActsOnTheDeviceEvenIfItIsNamedLikeItsProfile(t *testing.T) {
+	dir := t.TempDir()
+	cfg := strings.Replace(testConfig, "option name 'Kid phone'", "option name 'kid'", 1) +
+		"\nconfig device\n\toption mac '02:c0:00:00:00:0b'\n\toption name 'Kid tablet'\n\toption profile 'kid'\n"
+	write(t, dir, cfg)
+	os.WriteFile(filepath.Join(dir, "system"), []byte("config system\n\toption timezone 'GMT0BST,M3.5.0/1,M10.5.0'\n"), 0o644)
+	h := start(t, dir, london(t, "2026-01-05T21:30:00Z"))
+	if err := h.ask(30, ""); err != nil {
+		t.Fatal(err)
+	}
+	res, err := h.answer(control.MethodApprove, "1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Message != "approved request 1: allowed kid until 22:00" {
+		t.Errorf("message %q", res.Message)
+	}
+	for _, d := range h.d.status().Plan.Devices {
+		if want := map[string]string{childMAC: plan.Online, "02:c0:00:00:00:0b": plan.Offline}[d.MAC]; d.State != want {
+			t.Errorf("%s (%s) is %s after approving the phone's request, want %s", d.Name, d.MAC, d.State, want)
+		}
+	}
+}
