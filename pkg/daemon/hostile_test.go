@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	"curfew/pkg/config"
+	"curfew/pkg/control"
+	"curfew/pkg/devices"
 	"curfew/pkg/plan"
 	"curfew/pkg/services"
 )
@@ -80,6 +83,30 @@ func TestAssignedNamesAreReadBackAsWritten(t *testing.T) {
 		}
 		if len(c.Devices) != 1 || c.Devices[0].Name != name || c.Devices[0].Profile != "kid" {
 			t.Errorf("%q read back as %+v", name, c.Devices)
+		}
+	}
+}
+
+// Assign without a name takes the device's DHCP host name, unless another
+// device has that name already (names are unique): then its MAC.
+func TestAssignTakesTheDHCPNameOnlyIfItIsFree(t *testing.T) {
+	dir := t.TempDir()
+	h := start(t, dir, london(t, "2026-01-05T12:00:00Z"))
+	for _, tc := range []struct{ mac, hostname, want string }{
+		{"02:c0:00:00:00:1a", "kid-Phone", `as "kid-Phone"`},
+		{"02:c0:00:00:00:1b", "KID PHONE", `as "02:c0:00:00:00:1b"`}, // "Kid phone" is configured
+		{"02:c0:00:00:00:1c", "KID-PHONE", `as "02:c0:00:00:00:1c"`}, // the first one's
+	} {
+		// as the lease file would say (a reconcile reads it again)
+		h.d.mu.Lock()
+		h.d.leases = map[string]devices.Lease{tc.mac: {MAC: tc.mac, Hostname: tc.hostname}}
+		h.d.mu.Unlock()
+		res, err := h.d.Handle(context.Background(), &control.Request{V: 1, Method: control.MethodAssign, Target: tc.mac, Profile: "kid"})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.mac, err)
+		}
+		if msg := res.(control.ActionResult).Message; !strings.Contains(msg, tc.want) {
+			t.Errorf("%s named %q by DHCP: %q, want %s", tc.mac, tc.hostname, msg, tc.want)
 		}
 	}
 }

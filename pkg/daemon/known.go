@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -156,7 +157,9 @@ func (d *Daemon) assign(ctx context.Context, req *control.Request) (any, error) 
 		d.mu.Lock()
 		l, ok := d.leases[mac.String()]
 		d.mu.Unlock()
-		if name = cleanName(l.Hostname); !ok || name == "" {
+		if name = cleanName(l.Hostname); !ok || name == "" || slices.ContainsFunc(cfg.Devices, func(dev *config.Device) bool {
+			return strings.EqualFold(dev.Name, name) // names are unique: the MAC it is
+		}) {
 			name = mac.String()
 		}
 	}
