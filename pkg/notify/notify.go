@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
 	"net"
 	"net/url"
 	"os/exec"
@@ -149,6 +148,49 @@ func (n *Notifier) deliver(ctx context.Context, raw string, ev Event) {
 	n.log.Warn("notification not sent", "event", ev.Event, "device", ev.Device, "to", redact(raw), "tries", Attempts, "err", err)
 }
 
+// qEncode returns s as HTTP header values must carry text that is not
+// plain ASCII: RFC 2047 encoded words in the Q encoding, each within the
+// RFC's 75 characters and never splitting a character (ntfy decodes
+// them). Plain ASCII is returned as it is. Written here rather than with
+// the standard mime package, whose media-type code came along and cost
+// the router's binary 27 kB.
+func qEncode(s string) string {
+	plain := true
+	for i := 0; i < len(s); i++ {
+		plain = plain && ' ' <= s[i] && s[i] <= '~'
+	}
+	if plain {
+		return s
+	}
+	const open, end, max = "=?utf-8?q?", "?=", 75
+	var b strings.Builder
+	word := max // start a word at the first character
+	for _, r := range s {
+		var enc []byte
+		for _, c := range []byte(string(r)) {
+			switch {
+			case c == ' ':
+				enc = append(enc, '_')
+			case '!' <= c && c <= '~' && c != '=' && c != '?' && c != '_':
+				enc = append(enc, c)
+			default:
+				enc = append(enc, '=', "0123456789ABCDEF"[c>>4], "0123456789ABCDEF"[c&15])
+			}
+		}
+		if word+len(enc)+len(end) > max {
+			if b.Len() > 0 {
+				b.WriteString(end + " ")
+			}
+			b.WriteString(open)
+			word = len(open)
+		}
+		b.Write(enc)
+		word += len(enc)
+	}
+	b.WriteString(end)
+	return b.String()
+}
+
 // post sends ev to one URL once.
 func (n *Notifier) post(ctx context.Context, raw string, ev Event) error {
 	u, err := url.Parse(raw)
@@ -165,7 +207,7 @@ func (n *Notifier) post(ctx context.Context, raw string, ev Event) error {
 		body = []byte(ev.Text)
 		header[1][1] = "text/plain; charset=utf-8"
 		title = Title(ev)
-		header = append(header, [2]string{"Title", mime.QEncoding.Encode("utf-8", title)})
+		header = append(header, [2]string{"Title", qEncode(title)})
 	} else if body, err = json.Marshal(ev); err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -102,6 +103,29 @@ func TestAnNtfyTopicGetsTextAndATitle(t *testing.T) {
 	title, err := new(mime.WordDecoder).DecodeHeader(r.Header.Get("Title"))
 	if err != nil || title != "curfew: Kid <phone> asks for more time" {
 		t.Errorf("Title %q (%v)", title, err)
+	}
+}
+
+func TestTitlesThatAreNotASCIIAreEncodedWords(t *testing.T) {
+	for _, title := range []string{
+		"curfew: Kid phone asks for more time",
+		"curfew: Jürgens Handy möchte mehr Zeit",
+		"curfew: " + strings.Repeat("ü", 80) + " = ? _ end",
+		"curfew: 孩子的手机 🙂 asks",
+	} {
+		enc := qEncode(title)
+		got, err := new(mime.WordDecoder).DecodeHeader(enc)
+		if err != nil || got != title {
+			t.Errorf("%q encoded as %q reads back as %q (%v)", title, enc, got, err)
+		}
+		for _, w := range strings.Fields(enc) {
+			if len(w) > 75 || strings.ContainsAny(w, "\r\n") {
+				t.Errorf("%q: word %q is longer than RFC 2047's 75 characters", title, w)
+			}
+		}
+		if want := mime.QEncoding.Encode("utf-8", title); title == want && enc != title {
+			t.Errorf("plain ASCII %q was encoded: %q", title, enc)
+		}
 	}
 }
 
