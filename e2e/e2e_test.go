@@ -253,6 +253,22 @@ func TestBedtime(t *testing.T) {
 	time.Sleep(time.Until(wake) + 300*time.Millisecond)
 	t.Log("wake-up time, no daemon running: the child is back online")
 	online(t, l, l.Child, true)
+	// Plain HTTP follows the kernel's intervals too, not a set only the
+	// daemon refills: no redirect to a page that nobody serves.
+	if code, body, err := l.Get(l.Child.NS, "http://"+lab.InternetV4+"/"); err != nil || !strings.Contains(body, lab.InternetAnswer) {
+		t.Errorf("child's plain HTTP after the window, no daemon: %d %q %v, want the internet's answer", code, body, err)
+	}
+	// DNS while the filter is down fails closed (README, "Without the
+	// daemon"): a profile with rules has its queries sent to the filter's
+	// port, where nothing answers now; they fail at once, and never reach
+	// a resolver that would not apply the rules. A profile without rules
+	// (the parent's) never went through the filter.
+	if got, err := l.Dig(ctx, l.Child.NS, lab.RouterV4, false); err == nil {
+		t.Errorf("child's DNS with the filter down: answered %q, want no answer (no bypass of its rules)", got)
+	}
+	if got, err := l.Dig(ctx, l.Parent.NS, lab.RouterV4, false); err != nil || got != lab.RouterAnswer {
+		t.Errorf("parent's DNS with the daemon down: %q %v, want the router's answer %s", got, err, lab.RouterAnswer)
+	}
 }
 
 // TestDaemonKeepsItsRulesInForce covers the daemon's upkeep: a flushed

@@ -217,19 +217,25 @@ func FlowLimit(t *testing.T, l *lab.Lab, apply func(*firewall.Ruleset) error, dr
 }
 
 // ForgedMACs checks the limit against a child that forges its MAC as well
-// (possible on a wired port): 6,000 datagrams to new ports, each from
-// another source MAC, so that no MAC ever goes over its own allowance. The
-// connection table gains at most own (the MACs the backend gives their
-// own allowance before it runs out of room) plus one shared allowance.
-func ForgedMACs(t *testing.T, l *lab.Lab, apply func(*firewall.Ruleset) error, own int) {
+// (possible on a wired port): datagrams to new ports,
+// each from one of 6,000 forged source MACs (more than a backend keeps
+// allowances for), while the parent's phone — configured, and idle until
+// then, so that it holds no allowance yet — opens connections and
+// resolves names, ten times. Each of the parent's must succeed at once
+// (within 0.5 s, before a lost SYN's retransmission), and the
+// forged MACs together get no more flows than one device's allowance:
+// its burst, and its rate for as long as the flood ran.
+func ForgedMACs(t *testing.T, l *lab.Lab, apply func(*firewall.Ruleset) error) {
 	t.Helper()
-	const rate, burst, frames = 50, 200, 6000
+	const rate, burst, macs = 50, 200, 6000
 	ctx := context.Background()
 	child, _ := net.ParseMAC(l.Child.MAC)
+	parent, _ := net.ParseMAC(l.Parent.MAC)
 	if err := apply(&firewall.Ruleset{
 		LAN: []string{"br-lan"}, DNSPort: 53, FlowLimit: rate, FlowBurst: burst,
-		Profiles: []firewall.Profile{{ID: "kid"}},
-		Devices:  []firewall.Device{{MAC: child, Name: "Kid phone", Profile: "kid"}},
+		Profiles: []firewall.Profile{{ID: "kid"}, {ID: "grownup"}},
+		Devices: []firewall.Device{{MAC: child, Name: "Kid phone", Profile: "kid"},
+			{MAC: parent, Name: "Parent phone", Profile: "grownup"}},
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -243,30 +249,67 @@ func ForgedMACs(t *testing.T, l *lab.Lab, apply func(*firewall.Ruleset) error, o
 	}
 	src := netip.MustParseAddr(l.Child.IPv4).As4()
 	dst := netip.MustParseAddr(lab.InternetV4).As4()
-	sent := 0
-	if err := l.In(l.Child.NS, func() error {
-		ifi, err := net.InterfaceByName("eth0")
-		if err != nil {
-			return err
-		}
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		to := &unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6}
-		copy(to.Addr[:], router)
-		for i := range frames {
-			forged := net.HardwareAddr{0x02, 0xf0, 0, byte(i >> 16), byte(i >> 8), byte(i)}
-			if err := unix.Sendto(fd, udpFrame(router, forged, src, dst, uint16(20000+i)), 0, to); err == nil {
-				sent++
-			}
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
+	type flood struct {
+		sent int
+		took time.Duration
+		err  error
 	}
-	time.Sleep(100 * time.Millisecond)
+	flooded, stop := make(chan flood, 1), make(chan struct{})
+	go func() {
+		var f flood
+		begin := time.Now()
+		f.err = l.In(l.Child.NS, func() error {
+			ifi, err := net.InterfaceByName("eth0")
+			if err != nil {
+				return err
+			}
+			fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			to := &unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6}
+			copy(to.Addr[:], router)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return nil
+				default:
+				}
+				m := i % macs
+				forged := net.HardwareAddr{0x02, 0xf0, 0, byte(m >> 16), byte(m >> 8), byte(m)}
+				if err := unix.Sendto(fd, udpFrame(router, forged, src, dst, uint16(1024+i%60000)), 0, to); err == nil {
+					f.sent++
+				}
+				if i%64 == 63 {
+					time.Sleep(time.Millisecond) // about 50,000 a second: a flood, not a stall of both cores
+				}
+			}
+		})
+		f.took = time.Since(begin)
+		flooded <- f
+	}()
+	// the parent, half a second into the flood (the sets are full by
+	// then), while it goes on
+	time.Sleep(500 * time.Millisecond)
+	var failed []string
+	const asked = 10
+	for range asked {
+		if c, err := l.Dial(l.Parent.NS, "tcp", net.JoinHostPort(lab.InternetV4, lab.EchoPort), 500*time.Millisecond); err != nil {
+			failed = append(failed, "connect: "+err.Error())
+		} else {
+			c.Close()
+		}
+		if _, err := l.Dig(ctx, l.Parent.NS, lab.RouterV4, false); err != nil {
+			failed = append(failed, "DNS: "+err.Error())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	close(stop)
+	f := <-flooded
+	if f.err != nil {
+		t.Fatal(f.err)
+	}
 	list, err := l.Exec(ctx, l.Router, "conntrack", "-L", "-p", "udp", "--orig-src", l.Child.IPv4)
 	if err != nil {
 		t.Fatalf("conntrack -L: %v: %s", err, list)
@@ -277,15 +320,19 @@ func ForgedMACs(t *testing.T, l *lab.Lab, apply func(*firewall.Ruleset) error, o
 			flows++
 		}
 	}
-	t.Logf("%d frames from %d forged MACs made %d flows (own allowances: %d, then one shared of %d)", sent, frames, flows, own, burst)
-	if sent < frames {
-		t.Fatalf("only %d of %d frames sent", sent, frames)
+	t.Logf("%d frames from %d forged MACs in %v made %d flows (one allowance: burst %d, %d a second); the parent's %d connections and %d lookups during the flood: %d failed",
+		f.sent, macs, f.took.Round(time.Millisecond), flows, burst, rate, asked, asked, len(failed))
+	if f.sent < macs {
+		t.Fatalf("only %d frames sent in %v: not a flood", f.sent, f.took)
 	}
-	if most := own + burst + 2*rate + 20; flows > most {
-		t.Errorf("forged MACs made %d flows, want at most %d", flows, most)
+	if most := burst + rate*int(f.took/time.Second+1) + 20; flows > most {
+		t.Errorf("forged MACs made %d flows, want at most %d (one device's allowance)", flows, most)
 	}
 	if flows < burst/2 {
 		t.Errorf("forged MACs made only %d flows: the frames did not reach the router", flows)
+	}
+	for _, e := range failed {
+		t.Errorf("the parent's phone during the flood: %s", e)
 	}
 }
 

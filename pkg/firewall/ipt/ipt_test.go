@@ -183,7 +183,7 @@ func TestDroppedByReadsADevicesDropRule(t *testing.T) {
 	}
 }
 
-func TestForgedMACsShareOneAllowance(t *testing.T) {
+func TestForgedMACsShareOneAllowanceAndLeaveTheParentsTheirs(t *testing.T) {
 	l, b := setup(t, "cfim")
-	fwtest.ForgedMACs(t, l, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) }, 0)
+	fwtest.ForgedMACs(t, l, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) })
 }

@@ -1334,15 +1334,43 @@ func onlineRule(lan []string, index map[string]uint32) []expr.Any {
 	return append(r, &expr.Lookup{SourceRegister: 1, SetName: "online"}, &expr.Verdict{Kind: expr.VerdictAccept})
 }
 
+// configuredMax bounds the configured set and the sets only configured
+// MACs can enter.
+const configuredMax = 65536
+
+// configuredSet adds, once, the plain set of configured device MACs that
+// the bedtime page and the flow limit ask (a plain set: kernels before
+// 6.12 refuse a lookup in the device_chain verdict map without its
+// verdict).
+func configuredSet(d *desired, rs *firewall.Ruleset) *setSpec {
+	if s := d.set("configured"); s != nil {
+		return s
+	}
+	s := &setSpec{set: &nftables.Set{
+		Table: d.table, Name: "configured", Size: configuredMax, KeyType: nftables.TypeEtherAddr,
+		Comment: "configured device MACs, for the bedtime page and the flow limit",
+	}}
+	for _, dev := range rs.Devices {
+		s.elems = append(s.elems, nftables.SetElement{Key: dev.MAC})
+	}
+	d.sets = append(d.sets, s)
+	return s
+}
+
 // renderPage sends the plain-HTTP requests (TCP 80, to any address but
 // the router's own) of a managed device that is offline now to the
 // daemon's bedtime page: phones and laptops probe a plain-HTTP address and
 // show what answers as a "sign in to network" notification. "Offline now"
-// is the kernel's own test, not a list the daemon keeps: a configured
-// device that is not in @online (its element expired at the window's
-// start), an unknown one inside @unknown_offline's intervals. So the page
-// starts and ends with the window to the second, daemon or not. Nil when
-// the page is off.
+// is the kernel's own test against the offline intervals it holds, the
+// same the forward hook uses: a configured device's in page_offline (MAC .
+// time), an unknown one's in @unknown_offline. So the page starts and
+// ends with the window to the second, daemon or not. (It asked @online
+// before, which only the daemon refills: with the daemon dead, a child's
+// plain HTTP stayed on a page nobody served after the window had ended.)
+// One concatenated set serves every device here, unlike the forward hook's
+// set per device: its lookup grows with its elements, but this rule sees
+// only the first packet of a new connection to port 80. Nil when the page
+// is off.
 //
 // Which devices are configured is asked of a plain set of their MACs
 // (configured), not of the verdict map device_chain: older kernels refuse
@@ -1356,14 +1384,7 @@ func renderPage(d *desired, rs *firewall.Ruleset, sig *strings.Builder) *chainSp
 	}
 	fmt.Fprintf(sig, " page=%d", rs.PagePort)
 	t := d.table
-	configured := &setSpec{set: &nftables.Set{
-		Table: t, Name: "configured", Size: 65536, KeyType: nftables.TypeEtherAddr,
-		Comment: "configured device MACs, for the bedtime page",
-	}}
-	for _, dev := range rs.Devices {
-		configured.elems = append(configured.elems, nftables.SetElement{Key: dev.MAC})
-	}
-	d.sets = append(d.sets, configured)
+	configuredSet(d, rs)
 	redirect := []expr.Any{
 		&expr.Immediate{Register: 1, Data: binaryutil.BigEndian.PutUint16(rs.PagePort)},
 		&expr.Redir{RegisterProtoMin: 1, Flags: unix.NF_NAT_RANGE_PROTO_SPECIFIED},
@@ -1374,10 +1395,15 @@ func renderPage(d *desired, rs *firewall.Ruleset, sig *strings.Builder) *chainSp
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
 		&expr.Verdict{Kind: expr.VerdictReturn})
 	if len(rs.Devices) > 0 {
-		page.add("configured device offline now: plain HTTP goes to the bedtime page",
-			l4proto(unix.IPPROTO_TCP), dport(80),
-			etherSaddr(1), &expr.Lookup{SourceRegister: 1, SetName: "configured"},
-			&expr.Lookup{SourceRegister: 1, SetName: "online", Invert: true}, redirect)
+		d.sets = append(d.sets, pageOffline(t, rs.Devices))
+		// ether saddr . meta time: the MAC in register 1 (6 bytes, padded
+		// to 8 with zeros by the kernel), the time in the 32-bit register
+		// after them (NFT_REG32_02), as nft lays out a concatenation
+		page.add("configured device inside an offline interval: plain HTTP goes to the bedtime page",
+			l4proto(unix.IPPROTO_TCP), dport(80), etherSaddr(1),
+			&expr.Meta{Key: metaTimeNS, Register: reg32(2)},
+			&expr.Byteorder{SourceRegister: reg32(2), DestRegister: reg32(2), Op: expr.ByteorderHton, Len: 8, Size: 8},
+			&expr.Lookup{SourceRegister: 1, SetName: "page_offline"}, redirect)
 	}
 	if rs.Unknown != nil {
 		page.add("unknown device inside an offline interval: plain HTTP goes to the bedtime page",
@@ -1390,9 +1416,33 @@ func renderPage(d *desired, rs *firewall.Ruleset, sig *strings.Builder) *chainSp
 	return page
 }
 
-// flowLimitDevices bounds the flow_limit set: beyond this many devices
-// seen in a minute (a child forging MACs), the rest share one device's
-// allowance. About 150 bytes of kernel memory each.
+// reg32 is the nftables register number of 32-bit register i
+// (NFT_REG32_00 is 8; the 128-bit register 1 covers NFT_REG32_00 to 03).
+func reg32(i uint32) uint32 { return 8 + i }
+
+// pageOffline is the set of every configured device's offline intervals,
+// keyed MAC . time: a pipapo set, whose ranges are inclusive.
+func pageOffline(t *nftables.Table, devices []firewall.Device) *setSpec {
+	s := &setSpec{set: &nftables.Set{Table: t, Name: "page_offline", Interval: true, Concatenation: true,
+		KeyType: nftables.MustConcatSetType(nftables.TypeEtherAddr, nftables.TypeTime),
+		Comment: "offline intervals of the configured devices, for the bedtime page"}}
+	for _, dev := range devices {
+		key := func(at uint64) []byte { return append(append(append([]byte{}, dev.MAC...), 0, 0), be64(at)...) }
+		for _, iv := range dev.Offline {
+			from, to := ns(iv.From), ns(iv.To)
+			if to <= from {
+				continue
+			}
+			s.elems = append(s.elems, nftables.SetElement{Key: key(from), KeyEnd: key(to - 1)})
+		}
+	}
+	return s
+}
+
+// flowLimitDevices bounds the flow_limit set of unknown devices, each
+// with its own allowance: beyond this many seen in a minute (a child
+// forging MACs) the others have only the allowance all unknown devices
+// share. About 150 bytes of kernel memory each.
 const flowLimitDevices = 4096
 
 // flowDroppedFor is how long a flow_dropped element (a device's count of
@@ -1410,22 +1460,24 @@ func (b *Backend) FlowDrops(ctx context.Context) (_ map[string]uint64, err error
 	if b.applied == nil {
 		return nil, nil
 	}
-	s := b.applied.set("flow_dropped")
-	if s == nil {
-		return nil, nil
-	}
-	c, err := b.conn()
-	if err != nil {
-		return nil, err
-	}
-	elems, err := c.GetSetElements(s.set)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]uint64, len(elems))
-	for _, e := range elems {
-		if e.Counter != nil && len(e.Key) >= 6 {
-			out[net.HardwareAddr(e.Key[:6]).String()] += e.Counter.Packets
+	out := map[string]uint64{}
+	for _, name := range []string{"flow_dropped", "flow_dropped_unknown"} {
+		s := b.applied.set(name)
+		if s == nil {
+			continue
+		}
+		c, err := b.conn()
+		if err != nil {
+			return nil, err
+		}
+		elems, err := c.GetSetElements(s.set)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range elems {
+			if e.Counter != nil && len(e.Key) >= 6 {
+				out[net.HardwareAddr(e.Key[:6]).String()] += e.Counter.Packets
+			}
 		}
 	}
 	return out, nil
@@ -1436,46 +1488,66 @@ func (b *Backend) FlowDrops(ctx context.Context) (_ map[string]uint64, err error
 // cannot fill the kernel's connection table and cut everyone's new
 // connections. It sits in the NAT prerouting hook, which the kernel runs
 // for a flow's first packet only: established traffic never meets it,
-// and a flow it drops was never confirmed, so it takes no entry. Each
-// MAC gets a token bucket (a dynamic set element with a limit); a MAC
-// that does not fit in the set (flow_seen, filled alongside, misses it
-// too) falls through to one bucket shared by all such. Nil when the
-// limit is off.
+// and a flow it drops was never confirmed, so it takes no entry.
+//
+// Each device gets a token bucket (a dynamic set element with a limit).
+// A configured device's lives in flow_known, which only configured MACs
+// can enter, so no flood of forged MACs can take it: the parents' phones
+// keep opening connections whatever a child does. Unknown devices have
+// their own buckets in flow_limit and, on top, one bucket they all share:
+// forged MACs, however many, get one device's allowance together, and a
+// MAC that does not fit in flow_limit has only that. Nil when the limit
+// is off.
 func renderFlowLimit(d *desired, rs *firewall.Ruleset, sig *strings.Builder) *chainSpec {
 	if rs.FlowLimit <= 0 || len(rs.LAN) == 0 {
 		return nil
 	}
 	fmt.Fprintf(sig, " flows=%d", rs.FlowLimit)
 	t := d.table
-	d.sets = append(d.sets, &setSpec{dynamic: true, set: &nftables.Set{Table: t, Name: "flow_limit",
-		KeyType: nftables.TypeEtherAddr, Dynamic: true, HasTimeout: true, Timeout: time.Minute, Size: flowLimitDevices,
-		Comment: "LAN devices that opened connections in the last minute, each with its allowance"}},
-		&setSpec{dynamic: true, set: &nftables.Set{Table: t, Name: "flow_seen",
-			KeyType: nftables.TypeEtherAddr, Dynamic: true, HasTimeout: true, Timeout: time.Minute, Size: flowLimitDevices,
-			Comment: "the same devices, without allowances: a device missing here did not fit in flow_limit"}},
-		&setSpec{dynamic: true, set: &nftables.Set{Table: t, Name: "flow_dropped",
-			KeyType: nftables.TypeEtherAddr, Dynamic: true, HasTimeout: true, Timeout: flowDroppedFor, Size: flowLimitDevices,
-			Comment: "devices that went over their allowance, with what was dropped"}})
+	dynamic := func(name string, timeout time.Duration, size uint32, comment string) *setSpec {
+		return &setSpec{dynamic: true, set: &nftables.Set{Table: t, Name: name, KeyType: nftables.TypeEtherAddr,
+			Dynamic: true, HasTimeout: true, Timeout: timeout, Size: size, Comment: comment}}
+	}
+	d.sets = append(d.sets,
+		dynamic("flow_known", time.Minute, configuredMax, "configured devices that opened connections in the last minute, each with its allowance"),
+		dynamic("flow_limit", time.Minute, flowLimitDevices, "unknown devices that opened connections in the last minute, each with its allowance"),
+		dynamic("flow_dropped", flowDroppedFor, configuredMax, "configured devices that went over their allowance, with what was dropped"),
+		dynamic("flow_dropped_unknown", flowDroppedFor, flowLimitDevices, "unknown devices that went over an allowance, with what was dropped"))
 	limit := func() *expr.Limit {
 		return &expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(rs.FlowLimit), Unit: expr.LimitTimeSecond,
 			Burst: uint32(rs.FlowBurst), Over: true}
 	}
-	note := fmt.Sprintf("a device opening new connections faster than %d a second (burst %d)", rs.FlowLimit, rs.FlowBurst)
+	// What was dropped is counted per MAC, for the daemon to say so: a
+	// parent whose device hits the limit must be able to find out why its
+	// connections fail. The count and the drop are separate rules: an
+	// update of a full set ends its rule, and the drop must not depend on
+	// room for the count.
+	over := func(name, dropped string) *chainSpec {
+		ch := &chainSpec{chain: &nftables.Chain{Name: name, Table: t}}
+		ch.add("count it for its MAC", etherSaddr(1),
+			&expr.Dynset{SrcRegKey: 1, SetName: dropped, Operation: unix.NFT_DYNSET_OP_UPDATE, Exprs: []expr.Any{&expr.Counter{}}})
+		ch.add("and drop it, counted or not", &expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop})
+		return ch
+	}
+	d.chains = append(d.chains, over("flow_over", "flow_dropped"), over("flow_over_unknown", "flow_dropped_unknown"))
 	ch := &chainSpec{chain: &nftables.Chain{Name: "flow_limit", Table: t}}
-	// What was dropped is counted per MAC in flow_dropped, for the
-	// daemon to say so: a parent whose device hits the limit must be able
-	// to find out why its connections fail.
-	ch.add(note, etherSaddr(1),
+	note := fmt.Sprintf("faster than %d a second (burst %d)", rs.FlowLimit, rs.FlowBurst)
+	if len(rs.Devices) > 0 {
+		configuredSet(d, rs)
+		ch.add("a configured device opening new connections "+note, etherSaddr(1),
+			&expr.Lookup{SourceRegister: 1, SetName: "configured"},
+			&expr.Dynset{SrcRegKey: 1, SetName: "flow_known", Operation: unix.NFT_DYNSET_OP_UPDATE, Exprs: []expr.Any{limit()}},
+			&expr.Verdict{Kind: expr.VerdictJump, Chain: "flow_over"})
+		// Not a lookup in flow_known: a lookup runs the element's limit
+		// again and would charge each flow twice.
+		ch.add("a configured device within its own allowance, which no other device can take", etherSaddr(1),
+			&expr.Lookup{SourceRegister: 1, SetName: "configured"}, &expr.Verdict{Kind: expr.VerdictReturn})
+	}
+	ch.add("an unknown device opening new connections "+note, etherSaddr(1),
 		&expr.Dynset{SrcRegKey: 1, SetName: "flow_limit", Operation: unix.NFT_DYNSET_OP_UPDATE, Exprs: []expr.Any{limit()}},
-		&expr.Dynset{SrcRegKey: 1, SetName: "flow_dropped", Operation: unix.NFT_DYNSET_OP_UPDATE, Exprs: []expr.Any{&expr.Counter{}}},
-		&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop})
-	// Not a lookup in flow_limit: a lookup runs the element's limit
-	// again and would charge each flow twice.
-	ch.add("a device within its allowance", etherSaddr(1),
-		&expr.Dynset{SrcRegKey: 1, SetName: "flow_seen", Operation: unix.NFT_DYNSET_OP_UPDATE},
-		&expr.Verdict{Kind: expr.VerdictReturn})
-	ch.add(fmt.Sprintf("devices beyond the %d the set holds share one allowance", flowLimitDevices), limit(),
-		&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop})
+		&expr.Verdict{Kind: expr.VerdictJump, Chain: "flow_over_unknown"})
+	ch.add(fmt.Sprintf("unknown devices together, forged MACs among them, and those beyond the %d flow_limit holds: one allowance", flowLimitDevices),
+		limit(), &expr.Verdict{Kind: expr.VerdictJump, Chain: "flow_over_unknown"})
 	return ch
 }
 
