@@ -491,3 +491,97 @@ func udpReceiveDrops(t *testing.T, l *lab.Lab) (v4, v6 int) {
 	}
 	return v4, v6
 }
+
+// TestARPRebindingAndANewAddress: at bedtime the child makes the router's
+// neighbour entry for its address name the parent's MAC (forged ARP
+// replies), lets the daemon read the table, and sets the entry right
+// again. Its DNS stays refused — the kernel decides who is offline by MAC,
+// not the daemon by address — and the bedtime page names the child, not
+// the parent. And a device's brand-new address, for which the router has
+// no neighbour entry yet (a phone's next IPv6 privacy address), gets its
+// first DNS answer instead of being taken for a forged source.
+func TestARPRebindingAndANewAddress(t *testing.T) {
+	l := newLab(t, "cfa3")
+	ctx := context.Background()
+	d := start(t, l, l.SampleConfig("00:00", "24:00", ""))
+	child, _ := net.ParseMAC(l.Child.MAC)
+	parent, _ := net.ParseMAC(l.Parent.MAC)
+	out, err := l.Exec(ctx, l.Router, "cat", "/sys/class/net/br-lan/address")
+	router, perr := net.ParseMAC(strings.TrimSpace(out))
+	if err != nil || perr != nil {
+		t.Fatalf("the router's MAC: %v %v: %s", err, perr, out)
+	}
+	entry := func() string {
+		out, _ := l.Exec(ctx, l.Router, "ip", "neigh", "show", l.Child.IPv4, "dev", "br-lan")
+		return strings.TrimSpace(out)
+	}
+	// claim tells the router, from the child's port, that the child's
+	// IPv4 address is at mac: an ARP reply nobody asked for. The kernel
+	// takes a new address for an entry at most once a second (locktime).
+	claim := func(mac net.HardwareAddr) {
+		t.Helper()
+		time.Sleep(1100 * time.Millisecond)
+		if err := l.In(l.Child.NS, func() error {
+			ifi, err := net.InterfaceByName("eth0")
+			if err != nil {
+				return err
+			}
+			fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			to := &unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6}
+			copy(to.Addr[:], router)
+			return unix.Sendto(fd, arpReply(router, child, mac, l.Child.IPv4, lab.RouterV4), 0, to)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if !lab.WaitFor(2*time.Second, func() bool { return strings.Contains(entry(), mac.String()) }) {
+			t.Fatalf("the router's entry for %s did not take %s: %s", l.Child.IPv4, mac, entry())
+		}
+	}
+	// the router has an entry for the child's address (it answered it)
+	if _, status, err := l.Query(ctx, l.Child.NS, lab.RouterV4, lab.ProbeName, "A"); err != nil || status != "REFUSED" {
+		t.Fatalf("the child's DNS at bedtime: %s %v, want REFUSED", status, err)
+	}
+	claim(parent)
+	if out, code := d.cli(t, "reload"); code != 0 {
+		t.Fatalf("reload: %s", out)
+	}
+	claim(child)
+
+	if ans, status, err := l.Query(ctx, l.Child.NS, lab.RouterV4, lab.ProbeName, "A"); err != nil || status != "REFUSED" {
+		t.Errorf("the child's DNS at bedtime after rebinding its address to the parent's MAC and back: %s %v %v, want REFUSED", status, ans, err)
+	}
+	if code, body, err := l.Get(l.Child.NS, "http://"+lab.InternetV4+"/generate_204"); err != nil || !strings.Contains(body, "Kid phone is offline.") {
+		t.Errorf("the bedtime page after the rebinding: %d %v, want it to name the child:\n%s", code, err, body)
+	}
+
+	// The guest (an unknown device, online, its profile filtered) takes
+	// a new IPv6 address and asks at once. It knows the router's MAC
+	// from its first address, so it sends no neighbour solicitation: the
+	// router has no entry for the new address.
+	if _, err := l.Dig(ctx, l.Guest.NS, lab.RouterV6, false); err != nil {
+		t.Fatal(err)
+	}
+	fresh := "2001:db8:1::7e57"
+	if out, err := l.Exec(ctx, l.Guest.NS, "ip", "-6", "addr", "add", fresh+"/64", "dev", "eth0", "nodad"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	l.Exec(ctx, l.Router, "ip", "-6", "neigh", "del", fresh, "dev", "br-lan")
+	out, err = l.Exec(ctx, l.Guest.NS, "dig", "+short", "+time=1", "+tries=1", "-b", fresh, "@"+lab.RouterV6, lab.ProbeName, "A")
+	if got := strings.TrimSpace(out); err != nil || got != lab.RouterAnswer {
+		t.Errorf("the guest's first query from a new address: %q %v, want the router's answer %s", got, err, lab.RouterAnswer)
+	}
+}
+
+// arpReply is an Ethernet frame with an ARP reply from src saying that
+// ip is at mac, sent to the router (to, at routerIP).
+func arpReply(to, src, mac net.HardwareAddr, ip, routerIP string) []byte {
+	f := append(append(append([]byte{}, to...), src...), 0x08, 0x06)
+	f = append(f, 0, 1, 0x08, 0, 6, 4, 0, 2) // Ethernet, IPv4, reply
+	sender, target := netip.MustParseAddr(ip).As4(), netip.MustParseAddr(routerIP).As4()
+	f = append(append(f, mac...), sender[:]...)
+	return append(append(f, to...), target[:]...)
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -107,10 +108,20 @@ func TestAskForMoreTime(t *testing.T) {
 		}
 	}
 
-	// The child taps "Ask": the form posts through the same redirect.
+	// The child taps "Ask": the form posts to the page's own address,
+	// with the form's token, as a browser sends it.
+	_, page := curl(t, l, l.Child.NS, "http://"+lab.InternetV4+"/generate_204")
+	form := regexp.MustCompile(`action="([^"]+)">\s*<input type="hidden" name="t" value="([0-9a-f]+)">`).FindStringSubmatch(page)
+	if form == nil {
+		t.Fatalf("no form with its token on the page:\n%s", page)
+	}
+	action, token := form[1], form[2]
+	if code, body := curl(t, l, l.Child.NS, "-d", "minutes=30", "http://"+lab.InternetV4+"/request"); code != 403 {
+		t.Errorf("a post without the form's token: %d, want 403\n%s", code, body)
+	}
 	tap := time.Now()
 	msg := `<script>alert("more")</script>`
-	code, body := curl(t, l, l.Child.NS, "--data-urlencode", "minutes=30", "--data-urlencode", "message="+msg, "http://"+lab.InternetV4+"/request")
+	code, body := curl(t, l, l.Child.NS, "--data-urlencode", "minutes=30", "--data-urlencode", "message="+msg, "--data-urlencode", "t="+token, action)
 	if code != 303 {
 		t.Fatalf("request: %d\n%s", code, body)
 	}
@@ -136,7 +147,7 @@ func TestAskForMoreTime(t *testing.T) {
 		t.Errorf("topic got %q", got)
 	}
 	// asking again is the same request
-	curl(t, l, l.Child.NS, "-d", "minutes=60", "http://"+lab.InternetV4+"/request")
+	curl(t, l, l.Child.NS, "-d", "minutes=60", "-d", "t="+token, action)
 	out, _ := d.cli(t, "requests", "--json")
 	var reqs []map[string]any
 	if err := json.Unmarshal([]byte(out), &reqs); err != nil || len(reqs) != 1 || reqs[0]["status"] != "open" || reqs[0]["message"] != msg {

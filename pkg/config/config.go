@@ -94,7 +94,9 @@ type Config struct {
 	DNSFilter bool
 	// DNSUpstream is the router's own resolver the filter forwards to.
 	DNSUpstream string
-	// DNSPort is the filter's first port; profile i listens on DNSPort+i.
+	// DNSPort is the filter's first port; profile i listens on DNSPort+i,
+	// and the port after the last profile's is for devices offline now
+	// (OfflineDNSPort).
 	DNSPort uint16
 	// BypassPrevention blocks DoH canaries, hosts and addresses (default).
 	BypassPrevention bool
@@ -215,6 +217,13 @@ func (c *Config) Profile(id string) *Profile {
 	}
 	return nil
 }
+
+// OfflineDNSPort is where the kernel sends the DNS of a device that is
+// offline now, whatever its profile: the filter there answers only the
+// names an offline device needs (captive-portal probes, local names). The
+// kernel decides it by the device's MAC and its offline intervals, so the
+// filter never has to tell from a source address whose query it is.
+func (c *Config) OfflineDNSPort() uint16 { return c.DNSPort + uint16(len(c.Profiles)) }
 
 // Diag is one problem found in the config.
 type Diag struct {
@@ -772,10 +781,10 @@ func (v *validator) crossCheck(c *Config, f *uci.File) {
 		o, _ := byLine[line].Get(name)
 		return o
 	}
-	if c.Page && c.DNSFilter && c.PagePort >= c.DNSPort && int(c.PagePort) < int(c.DNSPort)+len(c.Profiles) {
+	if c.Page && c.DNSFilter && c.PagePort >= c.DNSPort && c.PagePort <= c.OfflineDNSPort() {
 		for _, s := range f.Sections {
 			if o, ok := s.Get("page_port"); ok && s.Type == "curfew" {
-				v.errorf(s, o, "port %d is the DNS filter's port of a profile (dns_port %d, one per profile); choose another", c.PagePort, c.DNSPort)
+				v.errorf(s, o, "port %d is one of the DNS filter's ports (dns_port %d, one per profile and then one for devices offline now); choose another", c.PagePort, c.DNSPort)
 			}
 		}
 	}

@@ -668,6 +668,9 @@ func (d *Daemon) cutStaleDNS(ctx context.Context, p *plan.Plan, rs *firewall.Rul
 		if !dev.Managed || !ok {
 			continue
 		}
+		if dev.State == plan.Offline && rs.OfflineDNSPort != 0 {
+			port = rs.OfflineDNSPort
+		}
 		route[dev.MAC] = port
 		if old, had := d.dnsRoute[dev.MAC]; had && old == port {
 			continue
@@ -694,6 +697,7 @@ func (d *Daemon) configureDNS(cfg *config.Config, p *plan.Plan, rs *firewall.Rul
 		for i := range rs.Profiles {
 			rs.Profiles[i].DNSPort = 0
 		}
+		rs.OfflineDNSPort = 0
 		if d.opts.DNS != nil {
 			d.opts.DNS.Configure(cfg.LAN, cfg.DNSUpstream, nil)
 		}
@@ -708,6 +712,12 @@ func (d *Daemon) configureDNS(cfg *config.Config, p *plan.Plan, rs *firewall.Rul
 		if rs.Profiles[i].DNSPort != 0 && !d.opts.DNS.Listening(rs.Profiles[i].ID, cfg.LAN) {
 			rs.Profiles[i].DNSPort = 0
 		}
+	}
+	// Without the listener for devices offline now, their DNS stays on
+	// their profile's port: answered as in the day (logged above), rather
+	// than not at all.
+	if !d.opts.DNS.Listening(dnsfilter.Offline, cfg.LAN) {
+		rs.OfflineDNSPort = 0
 	}
 }
 

@@ -85,6 +85,9 @@ func (d *Daemon) dnsBindings(cfg *config.Config, p *plan.Plan) []dnsfilter.Bindi
 			},
 		})
 	}
+	// Devices offline now, whatever their profile: only the names an
+	// offline device needs. Its policy has no rules; the port decides.
+	out = append(out, dnsfilter.Binding{Profile: dnsfilter.Offline, Port: cfg.OfflineDNSPort(), Policy: &dnsfilter.Policy{}})
 	return out
 }
 
@@ -128,23 +131,19 @@ func (d *Daemon) refreshLists(ctx context.Context, wanted <-chan struct{}) {
 }
 
 // identify names the device behind a DNS query's source address, for the
-// query log and counters, and says whether it is offline now: from the
-// neighbour table (read again, at most once a second, when the address is
-// new) and the plan. An address that is in no neighbour entry belongs to
-// no device on the LAN (false).
+// query log and counters, from the neighbour table (read again, at most
+// once a second, when the address is new). An address that is in no
+// neighbour entry belongs to no device on the LAN (false). Whether the
+// device is offline is not asked here: a child can rebind its address to
+// another device's MAC (ARP), and the kernel has decided it already, by
+// MAC, in the port it sent the query to (dnsfilter.Offline).
 func (d *Daemon) identify(a netip.Addr) (dnsfilter.Device, bool) {
-	return d.identifyWithin(a, time.Second)
-}
-
-// identifyWithin is identify with the neighbour table read again when it
-// is older than maxAge.
-func (d *Daemon) identifyWithin(a netip.Addr, maxAge time.Duration) (dnsfilter.Device, bool) {
 	if dev, ok := d.lookupSeen(a); ok {
 		return dev, true
 	}
 	d.mu.Lock()
 	cfg := d.cfg
-	stale := time.Since(d.neighRead) > maxAge
+	stale := time.Since(d.neighRead) > time.Second
 	if stale {
 		d.neighRead = time.Now()
 	}
@@ -159,7 +158,6 @@ func (d *Daemon) identifyWithin(a netip.Addr, maxAge time.Duration) (dnsfilter.D
 }
 
 func (d *Daemon) lookupSeen(a netip.Addr) (dnsfilter.Device, bool) {
-	now := d.opts.Clock.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	mac, ok := d.byIP[a]
@@ -167,21 +165,8 @@ func (d *Daemon) lookupSeen(a netip.Addr) (dnsfilter.Device, bool) {
 		return dnsfilter.Device{}, false
 	}
 	dev := dnsfilter.Device{MAC: mac}
-	pd := d.byMAC[mac]
-	if pd != nil {
+	if pd := d.byMAC[mac]; pd != nil {
 		dev.Name = pd.Name
-	} else if d.last != nil {
-		pd = d.last.UnknownDevices
-	}
-	// The plan's intervals, not its state: a window that began since the
-	// last reconcile is in force in the kernel already, and in DNS too.
-	if pd != nil && pd.Managed {
-		for _, s := range pd.Offline {
-			if !now.Before(s.From) && now.Before(s.To) {
-				dev.Offline = true
-				break
-			}
-		}
 	}
 	return dev, true
 }

@@ -29,10 +29,6 @@ const (
 	keepRequests    = 8 * 24 * time.Hour
 )
 
-// pageNeighRead bounds how often page requests from addresses not yet
-// known read the neighbour table.
-const pageNeighRead = 20 * time.Millisecond
-
 // askable are the causes a child may ask more time for: a schedule, a
 // parent's pause, a used-up budget. Not the unset clock: no answer of a
 // parent's makes that right.
@@ -54,39 +50,50 @@ func (d *Daemon) saveLocked(ovs []plan.Override) error {
 // pageDevice is what the page and a request know of a device.
 type pageDevice struct {
 	mac, name, profile string
-	offline            bool
-	cause, reason      string
-	until              time.Time
+	// configured is false for a MAC the config does not list.
+	configured    bool
+	offline       bool
+	cause, reason string
+	until         time.Time
 }
 
-// deviceAt finds the device behind a page request's source address (the
-// neighbour table) and its state now: the kernel's own test, an offline
-// interval containing now, wins over the last plan's state.
+// deviceAt finds the device behind a page request's source address and
+// its state now: the kernel's own test, an offline interval containing
+// now, wins over the last plan's state. The device is what the kernel's
+// neighbour table says at the moment of the request, read for it, never
+// the daemon's cache of it: a child can make the router's entry for its
+// address name a sibling's MAC (ARP), wait for the cache to take it, and
+// set it right again; a request would then be filed in the sibling's name.
+// A page request is far rarer than a DNS query (the page's connections
+// are bounded), so it can pay for the read.
 func (d *Daemon) deviceAt(a netip.Addr) (pageDevice, bool) {
-	// A fresher table than DNS gets: a page request is rarer than a
-	// query (the page's connections are bounded), and its source — a
-	// new IPv6 privacy address — is often younger than a second. Read at
-	// most every pageNeighRead; if the last read was too recent to have
-	// seen the address, wait for the next one.
-	found, ok := d.identifyWithin(a, pageNeighRead)
-	if !ok {
-		time.Sleep(pageNeighRead + 5*time.Millisecond)
-		found, ok = d.identifyWithin(a, pageNeighRead)
+	d.mu.Lock()
+	cfg := d.cfg
+	d.mu.Unlock()
+	if cfg == nil {
+		return pageDevice{}, false
 	}
-	if !ok {
+	var mac string
+	neighbours := d.opts.Seen(cfg.LAN)
+	for _, n := range neighbours {
+		if slices.Contains(n.IPs, a) {
+			mac = n.MAC.String()
+		}
+	}
+	if mac == "" {
 		return pageDevice{}, false
 	}
 	now := d.opts.Clock.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	pd := d.byMAC[found.MAC]
+	pd := d.byMAC[mac]
 	if pd == nil && d.last != nil {
 		pd = d.last.UnknownDevices
 	}
 	if pd == nil || !pd.Managed {
-		return pageDevice{mac: found.MAC, name: found.MAC}, true
+		return pageDevice{mac: mac, name: mac}, true
 	}
-	dev := pageDevice{mac: found.MAC, name: cmp.Or(pd.Name, found.MAC), profile: pd.Profile}
+	dev := pageDevice{mac: mac, name: cmp.Or(pd.Name, mac), profile: pd.Profile, configured: configured(cfg, mac)}
 	// The plan's state and next change, unless an offline interval has
 	// begun since the plan was made (the kernel enforces it already).
 	var inside *plan.Span
@@ -190,6 +197,11 @@ func sameDay(a, b time.Time, loc *time.Location) bool {
 	return a.In(loc).Format("2006-01-02") == b.In(loc).Format("2006-01-02")
 }
 
+// configured reports whether the config lists mac.
+func configured(cfg *config.Config, mac string) bool {
+	return slices.ContainsFunc(cfg.Devices, func(d *config.Device) bool { return d.MAC.String() == mac })
+}
+
 // Ask implements page.Source: it records a child's request. Asking again
 // while a request is open is no new request (the page shows the open
 // one).
@@ -213,13 +225,28 @@ func (d *Daemon) Ask(a netip.Addr, minutes int, message string) error {
 		d.mu.Unlock()
 		return page.TooMany
 	}
-	open := 0
+	// Devices the config does not list ask as one device: a child
+	// showing a new random MAC for each request gets no more than one
+	// device's requests a day and one open at a time, and never the
+	// open slots that the configured children's requests need.
+	unknownToday, open, unknownOpen := 0, 0, 0
 	for _, r := range d.requests {
-		if r.Status == control.RequestOpen {
+		known := configured(cfg, r.MAC)
+		switch {
+		case r.Status == control.RequestOpen && known:
 			open++
+		case r.Status == control.RequestOpen:
+			unknownOpen++
+		}
+		if !known && sameDay(r.AskedAt, now, d.loc) {
+			unknownToday++
 		}
 	}
-	if open >= maxOpenRequests {
+	switch {
+	case !dev.configured && unknownToday >= cfg.RequestsPerDay:
+		d.mu.Unlock()
+		return page.TooMany
+	case !dev.configured && unknownOpen >= 1, dev.configured && open >= maxOpenRequests:
 		d.mu.Unlock()
 		return page.Busy
 	}

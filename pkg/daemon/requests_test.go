@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -284,5 +285,53 @@ func TestAnApprovalActsOnTheDeviceEvenIfItIsNamedLikeItsProfile(t *testing.T) {
 		if want := map[string]string{childMAC: plan.Online, "02:c0:00:00:00:0b": plan.Offline}[d.MAC]; d.State != want {
 			t.Errorf("%s (%s) is %s after approving the phone's request, want %s", d.Name, d.MAC, d.State, want)
 		}
+	}
+}
+
+// Devices the config does not list ask as one device: a child with a new
+// random MAC for each request gets one open request and a day's worth in
+// all, and the configured child can still ask.
+func TestUnknownDevicesAskAsOne(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, strings.Replace(testConfig, "list lan 'br-lan'", "list lan 'br-lan'\n\toption unknown_profile 'kid'", 1))
+	os.WriteFile(filepath.Join(dir, "system"), []byte("config system\n\toption timezone 'GMT0BST,M3.5.0/1,M10.5.0'\n"), 0o644)
+	child, _ := net.ParseMAC(childMAC)
+	seen := []Neighbour{{MAC: child, IPs: []netip.Addr{childIP}}}
+	var strangers []netip.Addr
+	for i := range 10 {
+		a := netip.AddrFrom4([4]byte{192, 0, 2, byte(200 + i)})
+		strangers = append(strangers, a)
+		seen = append(seen, Neighbour{MAC: net.HardwareAddr{0x5a, 0, 0, 0, 0, byte(i)}, IPs: []netip.Addr{a}})
+	}
+	clock := &fakeClock{now: london(t, "2026-01-05T21:30:00Z")}
+	d := New(Options{ConfigPath: filepath.Join(dir, "curfew"), SystemPath: filepath.Join(dir, "system"), StateDir: filepath.Join(dir, "state"),
+		Backend: newFakeBackend(), Clock: clock, Seen: func([]string) []Neighbour { return seen }})
+	ctx := context.Background()
+	d.load()
+	d.reconcile(ctx)
+	if err := d.Ask(strangers[0], 15, ""); err != nil {
+		t.Fatalf("the first unknown device's request: %v", err)
+	}
+	if err := d.Ask(strangers[1], 15, ""); !errors.Is(err, page.Busy) {
+		t.Errorf("a second unknown device while the first's is open: %v, want Busy", err)
+	}
+	// answered, the next may ask, up to one device's requests a day
+	for i := 1; i < 10; i++ {
+		if _, err := d.Handle(ctx, &control.Request{V: 1, Method: control.MethodDeny, ID: strconv.Itoa(i)}); err != nil {
+			t.Fatalf("deny %d: %v", i, err)
+		}
+		err := d.Ask(strangers[i], 15, "")
+		if i < 5 && err != nil {
+			t.Fatalf("unknown device %d, %d requests of unknown devices today: %v", i, i, err)
+		}
+		if i >= 5 {
+			if !errors.Is(err, page.TooMany) {
+				t.Errorf("unknown device %d after 5 requests of unknown devices today: %v, want TooMany", i, err)
+			}
+			break
+		}
+	}
+	if err := d.Ask(childIP, 30, ""); err != nil {
+		t.Errorf("the configured child after the unknown devices: %v", err)
 	}
 }

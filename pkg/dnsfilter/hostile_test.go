@@ -61,20 +61,29 @@ func TestHandleRefusesOfflineDevicesAndForgedSources(t *testing.T) {
 	s.opts.Identify = func(a netip.Addr) (Device, bool) {
 		switch a {
 		case child:
-			return Device{MAC: "02:00:00:00:00:01", Offline: true}, true
+			return Device{MAC: "02:00:00:00:00:01"}, true
 		}
 		return Device{}, false
 	}
+	s.policies[Offline] = &Policy{}
 	var m dnsmessage.Message
-	if err := m.Unpack(s.handle("kid", query(t, "tunnel.example.com.", dnsmessage.TypeTXT), child, false)); err != nil || m.RCode != dnsmessage.RCodeRefused {
+	if err := m.Unpack(s.handle(Offline, query(t, "tunnel.example.com.", dnsmessage.TypeTXT), child, false)); err != nil || m.RCode != dnsmessage.RCodeRefused {
 		t.Errorf("offline device, any name: %v %v, want REFUSED", m.RCode, err)
 	}
-	forged := netip.MustParseAddr("2001:db8:1::dead")
-	if resp := s.handle("kid", query(t, "fine.example.", dnsmessage.TypeA), forged, false); resp != nil {
-		t.Errorf("a UDP query from an address no device has got an answer")
+	// Addresses no neighbour entry names: a phone's new privacy address
+	// gets answers, a flood of forged ones no more than the allowance.
+	answered := 0
+	for i := range 1000 {
+		forged := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 1, 14: byte(i >> 8), 15: byte(i)})
+		if resp := s.handle(Offline, query(t, "fine.example.", dnsmessage.TypeA), forged, false); resp != nil {
+			answered++
+		}
 	}
-	if e := s.QueryLog().Recent(nil, 0); len(e) != 1 || e[0].By != "device offline" || e[0].Verdict != "refused" {
-		t.Errorf("log = %+v", e)
+	if answered < Strangers || answered > 2*Strangers+1 {
+		t.Errorf("%d of 1,000 queries from unknown addresses at once were answered, want the allowance of %d at once", answered, 2*Strangers)
+	}
+	if e := s.QueryLog().Recent(nil, 0); len(e) != 1+answered || e[len(e)-1].By != "device offline" || e[len(e)-1].Verdict != "refused" {
+		t.Errorf("log = %+v", e[len(e)-1])
 	}
 }
 

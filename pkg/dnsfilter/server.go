@@ -29,26 +29,30 @@ import (
 // filtered are relayed byte for byte, so EDNS, DNSSEC bits and IDs pass
 // through untouched.
 
-// Device identifies the sender of a query. The profile's policy comes from
-// the port the query arrived on; the device adds the log's name and whether
-// it is offline right now.
+// Device identifies the sender of a query, for the log and the counters.
+// What the query may get comes from the port it arrived on, which the
+// kernel chose by the device's MAC: the profile's port, or Offline's.
 type Device struct {
 	MAC  string
 	Name string
-	// Offline is true while the device may not use the internet: its DNS
-	// then answers only local names and the captive-portal probes
-	// (offlineNames), so that a DNS tunnel does not work at bedtime.
-	Offline bool
 }
+
+// Offline is the profile of the binding for devices offline now: the
+// kernel sends there the DNS of every managed device inside one of its
+// offline intervals, whatever its profile. It answers only the names an
+// offline device needs (local names, the captive-portal probes) and
+// refuses the rest, so that a DNS tunnel does not work at bedtime. The
+// decision is the kernel's, by MAC and time: a source address the child
+// rebound to another device's MAC (ARP) changes nothing. No UCI section
+// can be called so.
+const Offline = "(offline)"
 
 // Options configure a Server.
 type Options struct {
 	// Identify maps a query's source address to its device; false means
-	// the address belongs to no device on the LAN right now. Such a UDP
-	// query is dropped unanswered: its source is forged, and answering it
-	// would queue packets for a neighbour that never answers, filling the
-	// socket's send buffer for everyone (and reflect traffic at whoever
-	// owns that address).
+	// the address belongs to no device on the LAN as far as the router
+	// knows. Such UDP queries share an allowance of Strangers answers a
+	// second; the rest are dropped unanswered (see handle).
 	Identify func(netip.Addr) (Device, bool)
 	// Allowed receives the addresses an allowlisted name resolved to, with
 	// their TTL, so that the kernel lets the profile reach them.
@@ -71,6 +75,9 @@ type Server struct {
 	pool chan pooledConn
 	// tcp caps the filter's TCP connections, in all and per source.
 	tcp *connLimit
+	// strangers bounds the answers to UDP queries whose source no
+	// neighbour entry names yet (see handle).
+	strangers bucket
 
 	mu        sync.Mutex
 	policies  map[string]*Policy
@@ -96,6 +103,34 @@ func (l *listener) close() {
 	if l.ln != nil {
 		l.ln.Close()
 	}
+}
+
+// Strangers is the allowance of answers to UDP queries from addresses that
+// no neighbour entry names: this many a second, twice as many at once.
+const Strangers = 10
+
+// bucket is a token bucket of Strangers a second.
+type bucket struct {
+	mu     sync.Mutex
+	tokens float64
+	last   time.Time
+}
+
+// take spends a token if there is one at now.
+func (b *bucket) take(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.last.IsZero() {
+		b.tokens = 2 * Strangers
+	} else {
+		b.tokens = min(2*Strangers, b.tokens+now.Sub(b.last).Seconds()*Strangers)
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
 }
 
 // NewServer returns a server with no listeners yet (see Configure).
@@ -463,8 +498,17 @@ func (s *Server) handle(profile string, raw []byte, src netip.Addr, tcp bool) []
 	if err != nil || h.Response {
 		return nil
 	}
+	// A UDP query from an address that no neighbour entry names is
+	// either forged or a device's brand-new address (a phone's next IPv6
+	// privacy address, used before the router ever sent to it). The
+	// first must not be answered in bulk: each answer waits for a
+	// neighbour that never replies, holding the socket's send buffer,
+	// and is reflected at whoever owns the address. The second must be
+	// answered, or the address never gets a neighbour entry at all. So
+	// such queries share a small allowance; an answer makes the kernel
+	// resolve the address, and a real device is known from then on.
 	dev, known := s.opts.Identify(src)
-	if !known && !tcp {
+	if !known && !tcp && !s.strangers.take(time.Now()) {
 		return nil
 	}
 	qs, err := p.AllQuestions()
@@ -481,7 +525,7 @@ func (s *Server) handle(profile string, raw []byte, src netip.Addr, tcp bool) []
 		d = Decision{Action: Refuse, By: "not a host name"}
 	case pol == nil:
 		d = Decision{Action: Refuse, By: "no policy for this port"}
-	case dev.Offline && !offlineName(name):
+	case profile == Offline && !offlineName(name):
 		d = Decision{Action: Refuse, By: "device offline"}
 	default:
 		d = pol.Decide(name)

@@ -41,6 +41,11 @@ type Ruleset struct {
 	// Bypass lists public DNS-over-HTTPS resolvers' addresses, rejected
 	// for managed devices; empty turns that off.
 	Bypass []netip.Prefix
+	// OfflineDNSPort is where DNS of a managed device inside one of its
+	// offline intervals goes, whatever its profile (the DNS filter's
+	// listener for devices offline now); zero: no such redirect, their
+	// DNS goes to their profile's port as at other times.
+	OfflineDNSPort uint16
 	// PagePort is the router port of the bedtime page: plain HTTP (TCP
 	// 80) of a managed device that is offline now is redirected there.
 	// Zero turns that off.
@@ -178,6 +183,9 @@ func Render(p *plan.Plan, c *config.Config, dnsPort uint16, cache *PrefixCache) 
 	if c.Page {
 		rs.PagePort = c.PagePort
 	}
+	if c.DNSFilter {
+		rs.OfflineDNSPort = c.OfflineDNSPort()
+	}
 	rs.FlowLimit, rs.FlowBurst = c.FlowLimit, c.FlowLimit*config.FlowBurst
 	blocks := map[string][]config.Destination{}
 	add := func(d *plan.Device) {
@@ -248,6 +256,9 @@ func FilterPorts(rs *Ruleset) []uint16 {
 		if p.DNSPort != 0 && p.DNSPort != 53 {
 			out = append(out, p.DNSPort)
 		}
+	}
+	if rs.OfflineDNSPort != 0 {
+		out = append(out, rs.OfflineDNSPort)
 	}
 	return out
 }

@@ -56,6 +56,9 @@ type View struct {
 	// the form posts and the refresh goes: the address the device asked
 	// for is not the router's.
 	Base string
+	// Token goes with the form and must come back with its post: a page
+	// elsewhere that posts to the router cannot know it (Server.answer).
+	Token string
 }
 
 // Request is a request as the child sees it.
@@ -90,7 +93,7 @@ footer{font-size:.85em;color:#555}
 type data struct {
 	Lang, Title, Headline, Status, When string
 	Refresh                             int
-	Base                                string
+	Base, Token                         string
 	Asked, Message, Answer, Left, Error string
 	Form                                bool
 	AskLabel, MessageLabel, Submit      string
@@ -116,7 +119,7 @@ func Render(v View, lang string) []byte {
 		loc = time.UTC
 	}
 	at := func(x time.Time) string { return t.when(x.In(loc), v.Now.In(loc)) }
-	d := data{Lang: lang, Base: v.Base, Footer: t.footer, MaxMessage: MaxMessage,
+	d := data{Lang: lang, Base: v.Base, Token: v.Token, Footer: t.footer, MaxMessage: MaxMessage,
 		AskLabel: t.askLabel, MessageLabel: t.messageLabel, Submit: t.submit}
 	if v.Online {
 		d.Title = t.onlineTitle
@@ -218,6 +221,7 @@ func (d *data) html() []byte {
 	switch {
 	case d.Form:
 		line(`<form class="card" method="post" action="%s/request">`, esc(d.Base))
+		line(`<input type="hidden" name="t" value="%s">`, esc(d.Token))
 		line(`<h2>%s</h2>`, esc(d.AskLabel))
 		for _, o := range d.Options {
 			checked := ""

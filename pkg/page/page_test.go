@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -169,9 +170,14 @@ func TestServerAnswersEveryPathWithThePageAndTakesRequests(t *testing.T) {
 	if !strings.Contains(string(body), `action="`+srv.URL+`/request"`) {
 		t.Errorf("form does not post to the page's own address %s:\n%s", srv.URL, body)
 	}
+	m := regexp.MustCompile(`<input type="hidden" name="t" value="([0-9a-f]{32})">`).FindStringSubmatch(string(body))
+	if m == nil {
+		t.Fatalf("no token in the form:\n%s", body)
+	}
+	token := m[1]
 	post := func(form string) *http.Response {
 		t.Helper()
-		resp, err := noRedirect.Post(srv.URL+"/request", "application/x-www-form-urlencoded", strings.NewReader(form))
+		resp, err := noRedirect.Post(srv.URL+"/request", "application/x-www-form-urlencoded", strings.NewReader(form+"&t="+token))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -199,6 +205,81 @@ func TestServerAnswersEveryPathWithThePageAndTakesRequests(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPut, srv.URL+"/request", nil)
 	if resp, err := noRedirect.Do(req); err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("PUT: %v %v", resp, err)
+	}
+
+	// A page elsewhere posting to the router: no token, or the router's
+	// port under another name (DNS rebinding), is refused; a probe's
+	// own Host (a redirected request, port 80) is served.
+	src.err, src.asked = nil, nil
+	do := func(method, host, form string) int {
+		t.Helper()
+		req, _ := http.NewRequest(method, srv.URL+"/request", strings.NewReader(form))
+		if method == http.MethodGet {
+			req, _ = http.NewRequest(method, srv.URL+"/generate_204", nil)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Host = host
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	port := srv.URL[strings.LastIndexByte(srv.URL, ':'):]
+	for _, tc := range []struct {
+		what, method, host, form string
+		want                     int
+	}{
+		{"a cross-site form without the token", http.MethodPost, strings.TrimPrefix(srv.URL, "http://"), "minutes=15", 403},
+		{"a wrong token", http.MethodPost, strings.TrimPrefix(srv.URL, "http://"), "minutes=15&t=00000000000000000000000000000000", 403},
+		{"the token under a rebound name", http.MethodPost, "evil.test" + port, "minutes=15&t=" + token, 421},
+		{"the token to the redirect's Host", http.MethodPost, "connectivitycheck.gstatic.com", "minutes=15&t=" + token, 403},
+		{"reading the page under a rebound name", http.MethodGet, "evil.test" + port, "", 421},
+		{"a probe's own Host", http.MethodGet, "connectivitycheck.gstatic.com", "", 200},
+	} {
+		if got := do(tc.method, tc.host, tc.form); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.what, got, tc.want)
+		}
+	}
+	if len(src.asked) != 0 {
+		t.Errorf("refused posts were filed: %q", src.asked)
+	}
+}
+
+// One device cannot hold every connection of the page: its fifth at once
+// is closed, another device's is served.
+func TestOneSourceHoldsAtMostItsShareOfThePage(t *testing.T) {
+	s := NewServer(&fakeSource{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go s.serve(ln)
+	dial := func(from string) net.Conn {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: time.Second}
+		c, err := d.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	for range MaxConnsPerSource {
+		dial("127.0.0.1") // idle: each holds its slot for up to connTimeout
+	}
+	extra := dial("127.0.0.1")
+	extra.SetDeadline(time.Now().Add(5 * time.Second))
+	if n, err := extra.Read(make([]byte, 1)); err == nil {
+		t.Errorf("a connection over the source's %d was served (%d bytes)", MaxConnsPerSource, n)
+	}
+	other := dial("127.0.0.2")
+	other.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprint(other, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if line, err := bufio.NewReader(other).ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 200") {
+		t.Errorf("another device's connection: %q %v", line, err)
 	}
 }
 

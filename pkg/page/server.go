@@ -3,8 +3,10 @@ package page
 import (
 	"bufio"
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"net/url"
@@ -40,12 +42,23 @@ const (
 	// MaxConns bounds the connections served at once; more are closed
 	// at once.
 	MaxConns = 32
+	// MaxConnsPerSource bounds those of one address, so that one device
+	// cannot hold all MaxConns for connTimeout each and keep the page
+	// from its siblings.
+	MaxConnsPerSource = 4
 )
 
 // Server serves the page on the LAN interfaces.
 type Server struct {
 	src Source
 	sem chan struct{}
+	// token is the form's token (View.Token), new at every start: from
+	// math/rand/v2, whose generator the runtime seeds from the kernel's
+	// randomness (crypto/rand would add its whole package to the
+	// router's binary for 16 bytes).
+	token string
+	// bySource counts the open connections of each address.
+	bySource map[netip.Addr]int
 
 	mu        sync.Mutex
 	port      uint16
@@ -61,7 +74,8 @@ type boundListener struct {
 
 // NewServer returns a server; Configure starts its listeners.
 func NewServer(src Source) *Server {
-	return &Server{src: src, sem: make(chan struct{}, MaxConns), listeners: map[string]*boundListener{}}
+	return &Server{src: src, sem: make(chan struct{}, MaxConns), listeners: map[string]*boundListener{},
+		token: fmt.Sprintf("%016x%016x", rand.Uint64(), rand.Uint64()), bySource: map[netip.Addr]int{}}
 }
 
 // Configure listens on port of each LAN interface (IPv4 and IPv6), and
@@ -149,15 +163,47 @@ func (s *Server) serve(ln net.Listener) {
 			time.Sleep(10 * time.Millisecond) // out of descriptors: let some close
 			continue
 		}
+		from := sourceOf(c)
+		if !s.admit(from) {
+			c.Close()
+			continue
+		}
 		select {
 		case s.sem <- struct{}{}:
 			go func() {
-				defer func() { <-s.sem }()
+				defer func() { <-s.sem; s.release(from) }()
 				s.conn(c)
 			}()
 		default:
+			s.release(from)
 			c.Close()
 		}
+	}
+}
+
+// sourceOf is a connection's remote address.
+func sourceOf(c net.Conn) netip.Addr {
+	a, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+	return a.Addr().Unmap()
+}
+
+// admit counts a connection of from, unless from has MaxConnsPerSource
+// open already.
+func (s *Server) admit(from netip.Addr) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.bySource[from] >= MaxConnsPerSource {
+		return false
+	}
+	s.bySource[from]++
+	return true
+}
+
+func (s *Server) release(from netip.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.bySource[from]--; s.bySource[from] <= 0 {
+		delete(s.bySource, from)
 	}
 }
 
@@ -190,10 +236,23 @@ func (s *Server) answer(req *request, local, remote netip.AddrPort) *response {
 	addr := remote.Addr().Unmap()
 	base := baseURL(local)
 	lang := Language(req.header["accept-language"])
+	// Whatever Host a redirected request names is served: a probe asks
+	// for its own host, on port 80. A request that names the page's port
+	// came to it directly and must name the router's address: another
+	// name there is a site that pointed its name at the router (DNS
+	// rebinding) to read or post from a device's browser.
+	if !direct(req.header["host"], local) {
+		return plain(421, "misdirected request")
+	}
 	var problem string
 	switch {
 	case req.method == "POST" && req.path == "/request":
 		minutes, message, err := ParseForm(req.body, req.header["content-type"])
+		if err == nil && (req.header["host"] != strings.TrimPrefix(base, "http://") || !s.tokenIn(req.body)) {
+			// The form posts to the base address with the token; a
+			// page elsewhere posting to the router has neither.
+			return plain(403, "curfew: this form did not come from the bedtime page")
+		}
 		if err == nil {
 			err = s.src.Ask(addr, minutes, message)
 		}
@@ -217,7 +276,7 @@ func (s *Server) answer(req *request, local, remote netip.AddrPort) *response {
 	if !ok {
 		return plain(403, "curfew: this address is no device on the home network")
 	}
-	v.Base, v.Error = base, problem
+	v.Base, v.Error, v.Token = base, problem, s.token
 	// 200 with a page, never the probe's expected answer (Android's 204,
 	// Apple's "Success"): that is what makes a device show its
 	// captive-portal notification.
@@ -229,6 +288,24 @@ func (s *Server) answer(req *request, local, remote netip.AddrPort) *response {
 		{"Referrer-Policy", "no-referrer"},
 		{"Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action " + base + "; base-uri 'none'; frame-ancestors 'none'"},
 	}}
+}
+
+// direct reports whether a request's Host may be served at local: any
+// host without the page's port (a redirected request), the router's own
+// address with it.
+func direct(host string, local netip.AddrPort) bool {
+	h, port, err := net.SplitHostPort(host)
+	if err != nil || port != strconv.Itoa(int(local.Port())) {
+		return true
+	}
+	a, err := netip.ParseAddr(h)
+	return err == nil && a.Unmap().WithZone("") == local.Addr().Unmap().WithZone("")
+}
+
+// tokenIn reports whether a form body carries the page's token.
+func (s *Server) tokenIn(body []byte) bool {
+	form, err := url.ParseQuery(string(body))
+	return err == nil && subtle.ConstantTimeCompare([]byte(form.Get("t")), []byte(s.token)) == 1
 }
 
 // baseURL is the page's own address, as the device reached it: the

@@ -16,8 +16,10 @@
 //	              connections a second, per configured device, all others
 //	              together)
 //	nat PREROUTING -i LAN -j CURFEW_DNS: TCP 80 -j CURFEW_PAGE (a device's
-//	              windows: REDIRECT to the bedtime page); -m mac … -j
-//	              CURFEW_N_p: REDIRECT 53
+//	              windows: REDIRECT to the bedtime page); port 53 -j
+//	              CURFEW_OFFDNS (a device's windows: REDIRECT to the filter's
+//	              port for offline devices); -m mac … -j CURFEW_N_p:
+//	              REDIRECT 53
 //	INPUT    -i LAN -j CURFEW_IN: DNS filter ports, not redirected: DROP
 //
 // Differences from the nftables backend, documented for parents on old
@@ -157,11 +159,31 @@ func desired(rs *firewall.Ruleset) (map[string][][]string, map[string][]netip.Pr
 		return []string{"-m", "time", "--datestart", from.UTC().Format("2006-01-02T15:04:05"),
 			"--datestop", to.UTC().Format("2006-01-02T15:04:05"), "-j", "CURFEW_REJECT"}
 	}
-	// page redirects plain HTTP inside a window to the bedtime page.
-	page := func(fam int, mac []string, iv firewall.Interval) {
-		w := window(iv)
-		spec := append(append([]string{"-p", "tcp", "--dport", "80"}, mac...), w[:len(w)-2]...)
-		add(fam, "nat", "CURFEW_PAGE", append(spec, "-j", "REDIRECT", "--to-ports", fmt.Sprint(rs.PagePort))...)
+	// redirectInWindows sends what match selects, of a managed device
+	// inside one of its offline intervals, to port: each device's windows,
+	// then a RETURN for it (the unknown devices' windows follow).
+	redirectInWindows := func(fam int, chain string, match []string, port uint16) {
+		redirect := func(mac []string, iv firewall.Interval) {
+			w := window(iv)
+			spec := append(append(append([]string{}, match...), mac...), w[:len(w)-2]...)
+			add(fam, "nat", chain, append(spec, "-j", "REDIRECT", "--to-ports", fmt.Sprint(port))...)
+		}
+		for _, d := range rs.Devices {
+			mac := []string{"-m", "mac", "--mac-source", d.MAC.String()}
+			for _, iv := range d.Offline {
+				if iv.To.After(iv.From) {
+					redirect(mac, iv)
+				}
+			}
+			add(fam, "nat", chain, append(append(append([]string{}, match...), mac...), "-j", "RETURN")...)
+		}
+		if u := rs.Unknown; u != nil {
+			for _, iv := range u.Offline {
+				if iv.To.After(iv.From) {
+					redirect(nil, iv)
+				}
+			}
+		}
 	}
 	for _, fam := range []int{4, 6} {
 		ensure(fam, "filter", "CURFEW_REJECT")
@@ -185,21 +207,16 @@ func desired(rs *firewall.Ruleset) (map[string][][]string, map[string][]netip.Pr
 			ensure(fam, "nat", "CURFEW_PAGE")
 			add(fam, "nat", "CURFEW_DNS", "-p", "tcp", "--dport", "80", "-j", "CURFEW_PAGE")
 			add(fam, "nat", "CURFEW_PAGE", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "RETURN")
-			for _, d := range rs.Devices {
-				mac := []string{"-m", "mac", "--mac-source", d.MAC.String()}
-				for _, iv := range d.Offline {
-					if iv.To.After(iv.From) {
-						page(fam, mac, iv)
-					}
-				}
-				add(fam, "nat", "CURFEW_PAGE", append(mac, "-j", "RETURN")...)
-			}
-			if u := rs.Unknown; u != nil {
-				for _, iv := range u.Offline {
-					if iv.To.After(iv.From) {
-						page(fam, nil, iv)
-					}
-				}
+			redirectInWindows(fam, "CURFEW_PAGE", []string{"-p", "tcp", "--dport", "80"}, rs.PagePort)
+		}
+		if rs.OfflineDNSPort != 0 {
+			// DNS of a device offline now: the filter's port for
+			// offline devices, decided here by MAC and time (see the
+			// nftables backend)
+			ensure(fam, "nat", "CURFEW_OFFDNS")
+			for _, proto := range []string{"udp", "tcp"} {
+				add(fam, "nat", "CURFEW_DNS", "-p", proto, "--dport", "53", "-j", "CURFEW_OFFDNS")
+				redirectInWindows(fam, "CURFEW_OFFDNS", []string{"-p", proto, "--dport", "53"}, rs.OfflineDNSPort)
 			}
 		}
 		// A profile's filter port takes only queries that the redirect

@@ -1222,6 +1222,24 @@ func render(rs *firewall.Ruleset, memo *prefixMemo, now time.Time, lanIndex map[
 	// filter (or the router's resolver when there is no filter), so that
 	// the filter knows a query's profile from the port it arrives on.
 	dns := &chainSpec{chain: &nftables.Chain{Name: "dns_redirect", Table: t}}
+	if port := rs.OfflineDNSPort; port != 0 {
+		// A device offline now: the filter's port for offline devices,
+		// decided here by MAC and time, so that the filter never judges
+		// offline-ness by a source address a child can rebind (ARP).
+		fmt.Fprintf(&sig, " offline_dns=%d", port)
+		to := []expr.Any{&expr.Immediate{Register: 1, Data: binaryutil.BigEndian.PutUint16(port)},
+			&expr.Redir{RegisterProtoMin: 1, Flags: unix.NF_NAT_RANGE_PROTO_SPECIFIED}}
+		for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
+			if len(rs.Devices) > 0 {
+				dns.add(fmt.Sprintf("configured device inside an offline interval: the filter's port for devices offline now, %d", port),
+					l4proto(proto), dport(53), offlineMatch(d, rs), to)
+			}
+			if rs.Unknown != nil {
+				dns.add(fmt.Sprintf("unknown device inside an offline interval: the filter's port for devices offline now, %d", port),
+					l4proto(proto), dport(53), unknownOfflineMatch(d, rs), to)
+			}
+		}
+	}
 	dns.add("configured device: its profile's resolver port",
 		etherSaddr(1), &expr.Lookup{SourceRegister: 1, SetName: "dns_profile", DestRegister: 0, IsDestRegSet: true})
 	if rs.Unknown != nil && hasProfile(rs, rs.Unknown.Profile) {
@@ -1395,23 +1413,12 @@ func renderPage(d *desired, rs *firewall.Ruleset, sig *strings.Builder) *chainSp
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
 		&expr.Verdict{Kind: expr.VerdictReturn})
 	if len(rs.Devices) > 0 {
-		d.sets = append(d.sets, pageOffline(t, rs.Devices))
-		// ether saddr . meta time: the MAC in register 1 (6 bytes, padded
-		// to 8 with zeros by the kernel), the time in the 32-bit register
-		// after them (NFT_REG32_02), as nft lays out a concatenation
 		page.add("configured device inside an offline interval: plain HTTP goes to the bedtime page",
-			l4proto(unix.IPPROTO_TCP), dport(80), etherSaddr(1),
-			&expr.Meta{Key: metaTimeNS, Register: reg32(2)},
-			&expr.Byteorder{SourceRegister: reg32(2), DestRegister: reg32(2), Op: expr.ByteorderHton, Len: 8, Size: 8},
-			&expr.Lookup{SourceRegister: 1, SetName: "page_offline"}, redirect)
+			l4proto(unix.IPPROTO_TCP), dport(80), offlineMatch(d, rs), redirect)
 	}
 	if rs.Unknown != nil {
 		page.add("unknown device inside an offline interval: plain HTTP goes to the bedtime page",
-			l4proto(unix.IPPROTO_TCP), dport(80),
-			etherSaddr(1), &expr.Lookup{SourceRegister: 1, SetName: "configured", Invert: true},
-			&expr.Meta{Key: metaTimeNS, Register: 1},
-			&expr.Byteorder{SourceRegister: 1, DestRegister: 1, Op: expr.ByteorderHton, Len: 8, Size: 8},
-			&expr.Lookup{SourceRegister: 1, SetName: "unknown_offline"}, redirect)
+			l4proto(unix.IPPROTO_TCP), dport(80), unknownOfflineMatch(d, rs), redirect)
 	}
 	return page
 }
@@ -1420,23 +1427,46 @@ func renderPage(d *desired, rs *firewall.Ruleset, sig *strings.Builder) *chainSp
 // (NFT_REG32_00 is 8; the 128-bit register 1 covers NFT_REG32_00 to 03).
 func reg32(i uint32) uint32 { return 8 + i }
 
-// pageOffline is the set of every configured device's offline intervals,
-// keyed MAC . time: a pipapo set, whose ranges are inclusive.
-func pageOffline(t *nftables.Table, devices []firewall.Device) *setSpec {
-	s := &setSpec{set: &nftables.Set{Table: t, Name: "page_offline", Interval: true, Concatenation: true,
-		KeyType: nftables.MustConcatSetType(nftables.TypeEtherAddr, nftables.TypeTime),
-		Comment: "offline intervals of the configured devices, for the bedtime page"}}
-	for _, dev := range devices {
-		key := func(at uint64) []byte { return append(append(append([]byte{}, dev.MAC...), 0, 0), be64(at)...) }
-		for _, iv := range dev.Offline {
-			from, to := ns(iv.From), ns(iv.To)
-			if to <= from {
-				continue
+// offlineMatch matches a configured device inside one of its offline
+// intervals, for the NAT hook's redirects (the bedtime page, DNS): a
+// lookup of ether saddr . meta time in the set "offline", which holds
+// every configured device's intervals (added to d once). The forward
+// hook asks a set per device instead (see render), since this set's
+// lookup grows with its elements; the redirects see only a flow's first
+// packet. The MAC goes in register 1 (6 bytes, padded to 8 with zeros by
+// the kernel), the time in the 32-bit register after it (NFT_REG32_02),
+// as nft lays out a concatenation; the set's ranges are inclusive.
+func offlineMatch(d *desired, rs *firewall.Ruleset) []expr.Any {
+	if d.set("offline") == nil {
+		s := &setSpec{set: &nftables.Set{Table: d.table, Name: "offline", Interval: true, Concatenation: true,
+			KeyType: nftables.MustConcatSetType(nftables.TypeEtherAddr, nftables.TypeTime),
+			Comment: "offline intervals of the configured devices, for the bedtime page and DNS"}}
+		for _, dev := range rs.Devices {
+			key := func(at uint64) []byte { return append(append(append([]byte{}, dev.MAC...), 0, 0), be64(at)...) }
+			for _, iv := range dev.Offline {
+				from, to := ns(iv.From), ns(iv.To)
+				if to <= from {
+					continue
+				}
+				s.elems = append(s.elems, nftables.SetElement{Key: key(from), KeyEnd: key(to - 1)})
 			}
-			s.elems = append(s.elems, nftables.SetElement{Key: key(from), KeyEnd: key(to - 1)})
 		}
+		d.sets = append(d.sets, s)
 	}
-	return s
+	return append(etherSaddr(1),
+		&expr.Meta{Key: metaTimeNS, Register: reg32(2)},
+		&expr.Byteorder{SourceRegister: reg32(2), DestRegister: reg32(2), Op: expr.ByteorderHton, Len: 8, Size: 8},
+		&expr.Lookup{SourceRegister: 1, SetName: "offline"})
+}
+
+// unknownOfflineMatch matches a device the config does not list inside one
+// of @unknown_offline's intervals.
+func unknownOfflineMatch(d *desired, rs *firewall.Ruleset) []expr.Any {
+	configuredSet(d, rs)
+	return append(etherSaddr(1), &expr.Lookup{SourceRegister: 1, SetName: "configured", Invert: true},
+		&expr.Meta{Key: metaTimeNS, Register: 1},
+		&expr.Byteorder{SourceRegister: 1, DestRegister: 1, Op: expr.ByteorderHton, Len: 8, Size: 8},
+		&expr.Lookup{SourceRegister: 1, SetName: "unknown_offline"})
 }
 
 // flowLimitDevices bounds the flow_limit set of unknown devices, each
@@ -1565,7 +1595,7 @@ func renderGuard(d *desired, rs *firewall.Ruleset, sig *strings.Builder) {
 	t := d.table
 	fmt.Fprintf(sig, " guard=%v", ports)
 	set := &setSpec{rebuild: true, set: &nftables.Set{Table: t, Name: "filter_ports", KeyType: nftables.TypeInetService,
-		Comment: "ports of the DNS filter, one per profile"}}
+		Comment: "ports of the DNS filter, one per profile and one for devices offline now"}}
 	for _, p := range ports {
 		set.elems = append(set.elems, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(p)})
 	}

@@ -391,7 +391,7 @@ func TestListingIsReadable(t *testing.T) {
 	from := time.Date(2030, 1, 7, 21, 0, 0, 0, time.UTC)
 	rs := ruleset(mac(t, l.Child.MAC), firewall.Interval{From: from, To: from.Add(10 * time.Hour)})
 	rs.Unknown = &firewall.Unknown{Profile: "kid", Offline: []firewall.Interval{{From: from, To: from.Add(time.Hour)}}}
-	rs.PagePort = 8099
+	rs.PagePort, rs.OfflineDNSPort = 8099, 5455
 	if err := b.Apply(ctx, rs); err != nil {
 		t.Fatal(err)
 	}
