@@ -19,7 +19,6 @@ import (
 	"strings"
 	"time"
 	"unicode"
-	"unicode/utf8"
 )
 
 // MaxMessage bounds a request's message, in characters: it is read by a
@@ -244,14 +243,20 @@ func (d *data) html() []byte {
 	return []byte(b.String())
 }
 
-// CleanMessage makes a child's message safe to store and show anywhere:
-// valid UTF-8, no control or bidirectional-override characters (they
-// would drive a terminal or reorder a notification's text), spaces
-// collapsed, at most MaxMessage characters.
+// CleanMessage makes a child's message safe to store and show anywhere,
+// keeping what a short note needs — letters, digits, punctuation,
+// symbols and emoji, single spaces, and at most two marks on a character
+// (an accent, a vowel sign, an emoji's variation) — and dropping what
+// hides or disguises text: control and format characters (zero-width
+// ones, the soft hyphen, bidirectional overrides, which would reorder a
+// notification's text, and the invisible tag characters), private-use
+// and unassigned code points, the blank "filler" letters, and stacks of
+// combining marks. Invalid UTF-8 goes too; at most MaxMessage characters
+// stay.
 func CleanMessage(s string) string {
 	s = strings.ToValidUTF8(s, "")
 	var b strings.Builder
-	n, space := 0, false
+	n, marks, space := 0, 0, false
 	for _, r := range s {
 		if n == MaxMessage {
 			break
@@ -260,9 +265,17 @@ func CleanMessage(s string) string {
 		case unicode.IsSpace(r):
 			space = b.Len() > 0
 			continue
-		case unicode.IsControl(r), unicode.Is(unicode.Bidi_Control, r), r == utf8.RuneError:
+		case !unicode.IsPrint(r), unicode.In(r, unicode.Cf, unicode.Co), fillers[r]:
+			continue
+		case unicode.Is(unicode.M, r):
+			if marks == 2 || b.Len() == 0 || space {
+				continue
+			}
+			marks++
+			b.WriteRune(r)
 			continue
 		}
+		marks = 0
 		if space {
 			b.WriteByte(' ')
 			n++
@@ -276,3 +289,8 @@ func CleanMessage(s string) string {
 	}
 	return b.String()
 }
+
+// fillers are letters and symbols that show as nothing: the Hangul
+// fillers and the blank Braille pattern, used to make a message look empty
+// or to hide text inside it.
+var fillers = map[rune]bool{0x115f: true, 0x1160: true, 0x3164: true, 0xffa0: true, 0x2800: true}

@@ -111,6 +111,16 @@ func TestCleanMessage(t *testing.T) {
 		{"evil\u202etxt.exe", "eviltxt.exe"},
 		{"bad \xff utf8", "bad utf8"},
 		{strings.Repeat("é", 200), strings.Repeat("é", MaxMessage)},
+		{"zero\u200bwidth\u200c\u200d\u2060\ufeff", "zerowidth"},
+		{"soft\u00adhyphen", "softhyphen"},
+		{"tag\U000E0041\U000E007Fs", "tags"},
+		{"filler\u3164\u115f\u1160\uffa0\u2800!", "filler!"},
+		{"private\ue000\U000F0000use", "privateuse"},
+		{"unassigned\U0003FFFF", "unassigned"},
+		{"zalgo" + strings.Repeat("\u0301\u0316", 20), "zalgo\u0301\u0316"},
+		{"\u0301starts with a mark", "starts with a mark"},
+		// what a note needs stays
+		{"Café (decomposed: Cafe\u0301), हिन्दी, ❤️ 👍🏽 ok?", "Café (decomposed: Cafe\u0301), हिन्दी, ❤️ 👍🏽 ok?"},
 	}
 	for _, tt := range tests {
 		if got := CleanMessage(tt.in); got != tt.want {
