@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -340,6 +341,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.mu.Lock()
 		d.overrides, d.usage = ovs, u
 		d.requests, d.nextRequest = doc.Requests, doc.NextRequest
+		// the state's earlier copy (after a damaged write) may know
+		// fewer IDs than its requests use
+		for _, r := range d.requests {
+			if n, err := strconv.Atoi(r.ID); err == nil && n > d.nextRequest {
+				d.nextRequest = n
+			}
+		}
 		d.mu.Unlock()
 	}
 	d.load()

@@ -258,9 +258,18 @@ func (d *Daemon) Ask(a netip.Addr, minutes int, message string) error {
 	r := control.TimeRequest{ID: strconv.Itoa(d.nextRequest), MAC: dev.mac, Device: dev.name, Profile: dev.profile,
 		Minutes: minutes, Message: message, AskedAt: now, Cause: dev.cause, Reason: dev.reason, Expires: expires,
 		Status: control.RequestOpen}
+	// An ID reaches a parent only once it is saved: a request kept in
+	// memory alone would have its ID given again after a restart, and a
+	// parent answering the old notification would answer another
+	// device's request. Not saved, it is not taken; the child may ask
+	// again.
+	kept := d.requests
 	d.requests = trimRequests(append(d.requests, r), now)
 	if err := d.saveLocked(d.overrides); err != nil {
-		d.log.Error("request for more time not saved; kept until a restart", "err", err)
+		d.requests = kept
+		d.mu.Unlock()
+		d.log.Error("request for more time not saved, not taken", "err", err)
+		return page.Busy
 	}
 	d.mu.Unlock()
 	d.log.Info(fmt.Sprintf("request %s: %s asks for %d min", r.ID, r.Device, r.Minutes), "message", r.Message)

@@ -335,3 +335,47 @@ func TestUnknownDevicesAskAsOne(t *testing.T) {
 		t.Errorf("the configured child after the unknown devices: %v", err)
 	}
 }
+
+// A request that cannot be saved is not taken: its ID would be given again
+// after a restart, and a parent answering its notification would answer
+// another device's request.
+func TestARequestIDIsNeverGivenTwice(t *testing.T) {
+	dir := t.TempDir()
+	h := start(t, dir, london(t, "2026-01-05T21:30:00Z"))
+	state := filepath.Join(dir, "state")
+	// the state dir becomes a file: every save fails (root ignores modes)
+	os.RemoveAll(state)
+	if err := os.WriteFile(state, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.ask(30, "lost"); !errors.Is(err, page.Busy) {
+		t.Errorf("a request that cannot be saved: %v, want Busy (ask again)", err)
+	}
+	if rs := h.d.listRequests(); len(rs) != 0 {
+		t.Errorf("a request that was not saved is listed: %+v", rs)
+	}
+	os.Remove(state)
+	if err := h.ask(30, "kept"); err != nil {
+		t.Fatal(err)
+	}
+	first := h.d.listRequests()
+	h.stop()
+	h2 := start(t, dir, london(t, "2026-01-05T21:40:00Z"))
+	if _, err := h2.answer(control.MethodDeny, first[0].ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	h2.clock.set(london(t, "2026-01-05T21:41:00Z"))
+	if err := h2.ask(15, "again"); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{}
+	for _, r := range h2.d.listRequests() {
+		if other, dup := ids[r.ID]; dup {
+			t.Errorf("ID %s given to %q and %q", r.ID, other, r.Message)
+		}
+		ids[r.ID] = r.Message
+	}
+	if len(ids) != 2 {
+		t.Errorf("requests after a restart: %v", ids)
+	}
+}
