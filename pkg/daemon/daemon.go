@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"curfew/pkg/config"
@@ -143,15 +144,22 @@ type Daemon struct {
 	prefixes  firewall.PrefixCache
 	overrides []plan.Override
 	seen      map[string]*seenDevice
-	// byIP and byMAC index the neighbours and the plan for the DNS
-	// filter, which asks for every query. byIP is rebuilt from each read
-	// of the neighbour table, so it holds no more than the kernel does.
+	// byIP and byMAC index the neighbours and the plan. byIP is rebuilt
+	// from each read of the neighbour table, so it holds no more than the
+	// kernel does.
 	byIP  map[netip.Addr]string
 	byMAC map[string]*plan.Device
+	// identities is byIP with the devices' names, for the DNS filter,
+	// which asks for every query: replaced whole under mu (publish) and
+	// read without it, so that no query waits for a reconcile or a
+	// parent's command.
+	identities atomic.Pointer[map[netip.Addr]dnsfilter.Device]
+	// neighRead is when a DNS query from an address not in identities
+	// last made the daemon read the neighbour table (Unix ns).
+	neighRead atomic.Int64
 	// dnsRoute is where each managed device's DNS was redirected at the
 	// last apply (the port), to notice when it changes.
 	dnsRoute   map[string]uint16
-	neighRead  time.Time
 	ntpTrusted bool
 	// stateErr says what went wrong reading the overrides file, for
 	// status, until a parent's next action writes a good one.
@@ -642,6 +650,7 @@ func (d *Daemon) reconcile(ctx context.Context) {
 	d.mu.Lock()
 	prev := d.last
 	d.last, d.applied, d.byMAC, d.started = p, true, byMAC, true
+	d.publish()
 	d.mu.Unlock()
 	d.cut(ctx, prev, p, loc)
 	d.cutStaleDNS(ctx, p, rs)
@@ -771,15 +780,37 @@ func (d *Daemon) noteSeen(neighbours []Neighbour, now time.Time) {
 		}
 	}
 	d.byIP = byIP
-	for len(d.seen) > maxSeen {
-		oldest, at := "", now
-		for mac, sd := range d.seen {
-			if oldest == "" || sd.last.Before(at) {
-				oldest, at = mac, sd.last
-			}
+	d.publish()
+	// The longest unseen go, all in one pass: a child's thousands of
+	// random MACs must not cost a scan of the whole list each (with
+	// 2,048 MACs that was 21 ms under mu per read).
+	if over := len(d.seen) - maxSeen; over > 0 {
+		type entry struct {
+			mac  string
+			last time.Time
 		}
-		delete(d.seen, oldest)
+		all := make([]entry, 0, len(d.seen))
+		for mac, sd := range d.seen {
+			all = append(all, entry{mac, sd.last})
+		}
+		slices.SortFunc(all, func(a, b entry) int { return a.last.Compare(b.last) })
+		for _, e := range all[:over] {
+			delete(d.seen, e.mac)
+		}
 	}
+}
+
+// publish replaces identities with byIP and the plan's names (mu held).
+func (d *Daemon) publish() {
+	m := make(map[netip.Addr]dnsfilter.Device, len(d.byIP))
+	for ip, mac := range d.byIP {
+		dev := dnsfilter.Device{MAC: mac}
+		if pd := d.byMAC[mac]; pd != nil {
+			dev.Name = pd.Name
+		}
+		m[ip] = dev
+	}
+	d.identities.Store(&m)
 }
 
 // live drops overrides that have ended: expired pauses and allows, grants

@@ -141,14 +141,16 @@ func (d *Daemon) identify(a netip.Addr) (dnsfilter.Device, bool) {
 	if dev, ok := d.lookupSeen(a); ok {
 		return dev, true
 	}
+	// A miss (a new address, or a forged one): one query a second reads
+	// the table again; the others do not wait for it.
+	last, now := d.neighRead.Load(), time.Now().UnixNano()
+	if now-last < int64(time.Second) || !d.neighRead.CompareAndSwap(last, now) {
+		return dnsfilter.Device{MAC: a.String()}, false
+	}
 	d.mu.Lock()
 	cfg := d.cfg
-	stale := time.Since(d.neighRead) > time.Second
-	if stale {
-		d.neighRead = time.Now()
-	}
 	d.mu.Unlock()
-	if cfg != nil && stale {
+	if cfg != nil {
 		d.noteSeen(d.opts.Seen(cfg.LAN), d.opts.Clock.Now())
 		if dev, ok := d.lookupSeen(a); ok {
 			return dev, true
@@ -157,16 +159,12 @@ func (d *Daemon) identify(a netip.Addr) (dnsfilter.Device, bool) {
 	return dnsfilter.Device{MAC: a.String()}, false
 }
 
+// lookupSeen answers from identities, without the daemon's lock.
 func (d *Daemon) lookupSeen(a netip.Addr) (dnsfilter.Device, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	mac, ok := d.byIP[a]
-	if !ok {
+	m := d.identities.Load()
+	if m == nil {
 		return dnsfilter.Device{}, false
 	}
-	dev := dnsfilter.Device{MAC: mac}
-	if pd := d.byMAC[mac]; pd != nil {
-		dev.Name = pd.Name
-	}
-	return dev, true
+	dev, ok := (*m)[a]
+	return dev, ok
 }

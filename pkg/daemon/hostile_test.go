@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"context"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"curfew/pkg/config"
 	"curfew/pkg/control"
 	"curfew/pkg/devices"
+	"curfew/pkg/dnsfilter"
 	"curfew/pkg/plan"
 	"curfew/pkg/services"
 )
@@ -108,5 +111,42 @@ func TestAssignTakesTheDHCPNameOnlyIfItIsFree(t *testing.T) {
 		if msg := res.(control.ActionResult).Message; !strings.Contains(msg, tc.want) {
 			t.Errorf("%s named %q by DHCP: %q, want %s", tc.mac, tc.hostname, msg, tc.want)
 		}
+	}
+}
+
+// DNS lookups answer from the published identities without the daemon's
+// lock: a reconcile or a parent's command holding it never delays a
+// query.
+func TestDNSLookupsDoNotWaitForTheDaemonsLock(t *testing.T) {
+	h := start(t, t.TempDir(), london(t, "2026-01-05T12:00:00Z"))
+	h.d.mu.Lock()
+	done := make(chan dnsfilter.Device, 1)
+	go func() {
+		dev, _ := h.d.identify(childIP)
+		done <- dev
+	}()
+	select {
+	case dev := <-done:
+		if dev.MAC != childMAC || dev.Name != "Kid phone" {
+			t.Errorf("identify(%s) = %+v", childIP, dev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("a DNS lookup waited for the daemon's lock")
+	}
+	h.d.mu.Unlock()
+}
+
+// BenchmarkNoteSeenOf2048MACs: a read of the neighbour table with a
+// child's 2,048 random MACs, twice the devices remembered.
+func BenchmarkNoteSeenOf2048MACs(b *testing.B) {
+	d := New(Options{})
+	var ns []Neighbour
+	for i := range 2048 {
+		ns = append(ns, Neighbour{MAC: net.HardwareAddr{0x5a, 0, 0, 0, byte(i >> 8), byte(i)},
+			IPs: []netip.Addr{netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})}})
+	}
+	now := time.Date(2026, 1, 5, 12, 0, 0, 0, time.UTC)
+	for i := 0; b.Loop(); i++ {
+		d.noteSeen(ns, now.Add(time.Duration(i)*time.Second))
 	}
 }
