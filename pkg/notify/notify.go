@@ -61,6 +61,9 @@ type Event struct {
 const (
 	// QueueSize bounds the events waiting to be sent.
 	QueueSize = 64
+	// PerDevice bounds the waiting events of one device (MAC) that a
+	// child's device can cause in numbers (new_device, bypass, request).
+	PerDevice = 4
 	// Timeout bounds one POST, and Attempts the tries per URL.
 	Timeout  = 5 * time.Second
 	Attempts = 3
@@ -68,19 +71,37 @@ const (
 
 // Notifier sends events to the configured URLs.
 type Notifier struct {
-	log   *slog.Logger
-	queue chan Event
+	log *slog.Logger
+	// wake tells Run that queue has events.
+	wake chan struct{}
 	// Retry is the wait before the second try; it doubles after.
 	Retry time.Duration
 
 	mu     sync.Mutex
 	urls   []string
 	events []string
+	queue  []Event
 }
 
 // New returns a notifier; Run sends what it is given.
 func New(log *slog.Logger) *Notifier {
-	return &Notifier{log: log, queue: make(chan Event, QueueSize), Retry: time.Second}
+	return &Notifier{log: log, wake: make(chan struct{}, 1), Retry: time.Second}
+}
+
+// rank orders what a full queue gives up first: what a child's device
+// can cause in numbers (a new random MAC each second, bypass tries), then
+// requests, and last what a parent must hear (a used-up budget, nothing
+// enforced).
+func rank(event string) int {
+	switch event {
+	case NewDevice:
+		return 0
+	case Bypass:
+		return 1
+	case Request:
+		return 2
+	}
+	return 3
 }
 
 // Configure sets the URLs and the events sent to them (config notify,
@@ -98,16 +119,49 @@ func (n *Notifier) Wants(event string) bool {
 	return len(n.urls) > 0 && slices.Contains(n.events, event)
 }
 
-// Send queues ev if its event is wanted; it never blocks. A full queue
-// drops the event (logged): a flood of events must not take memory.
+// Send queues ev if its event is wanted; it never blocks, and a flood of
+// events takes no more than QueueSize. One device has at most PerDevice
+// events of the kinds it can cause waiting; when the queue is full, the
+// oldest waiting event of the lowest rank below ev's makes room, or else
+// ev is dropped (logged): a child's random MACs never push out a used-up
+// budget.
 func (n *Notifier) Send(ev Event) {
 	if !n.Wants(ev.Event) {
 		return
 	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if rank(ev.Event) < 3 && ev.MAC != "" {
+		same := 0
+		for _, q := range n.queue {
+			if q.MAC == ev.MAC && rank(q.Event) < 3 {
+				same++
+			}
+		}
+		if same >= PerDevice {
+			n.log.Warn("notification dropped: its device has too many waiting", "event", ev.Event, "device", ev.Device)
+			return
+		}
+	}
+	if len(n.queue) >= QueueSize {
+		victim := -1
+		for i, q := range n.queue {
+			if rank(q.Event) < rank(ev.Event) && (victim < 0 || rank(q.Event) < rank(n.queue[victim].Event)) {
+				victim = i
+			}
+		}
+		if victim < 0 {
+			n.log.Warn("notification dropped: too many waiting", "event", ev.Event, "device", ev.Device)
+			return
+		}
+		q := n.queue[victim]
+		n.log.Warn("notification dropped for a more important one", "event", q.Event, "device", q.Device)
+		n.queue = slices.Delete(n.queue, victim, victim+1)
+	}
+	n.queue = append(n.queue, ev)
 	select {
-	case n.queue <- ev:
+	case n.wake <- struct{}{}:
 	default:
-		n.log.Warn("notification dropped: too many waiting", "event", ev.Event, "device", ev.Device)
 	}
 }
 
@@ -117,12 +171,23 @@ func (n *Notifier) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case ev := <-n.queue:
+		case <-n.wake:
+		}
+		for {
 			n.mu.Lock()
+			if len(n.queue) == 0 {
+				n.mu.Unlock()
+				break
+			}
+			ev := n.queue[0]
+			n.queue = slices.Delete(n.queue, 0, 1)
 			urls := slices.Clone(n.urls)
 			n.mu.Unlock()
 			for _, u := range urls {
 				n.deliver(ctx, u, ev)
+			}
+			if ctx.Err() != nil {
+				return
 			}
 		}
 	}

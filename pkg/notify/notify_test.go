@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime"
@@ -168,5 +169,49 @@ func TestHTTPSGoesThroughTheRoutersOwnTool(t *testing.T) {
 	}
 	if name, _ := command(u, header, "", nil, has()); name != "" {
 		t.Errorf("no tool: %s", name)
+	}
+}
+
+// A child's flood of events (a new random MAC after another, bypass tries
+// of one device) while the receiver is slow: the parent-facing events
+// that follow are still sent, and one device takes no more than its share.
+func TestAFloodOfAChildsEventsNeverPushesOutABudgetUsed(t *testing.T) {
+	release := make(chan struct{})
+	rc := &received{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release // the first delivery holds the sender until the flood is queued
+		rc.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	n := start(t, []string{srv.URL + "/hook"}, NewDevice, Bypass, Request, BudgetUsed)
+	n.Send(Event{Event: NewDevice, MAC: "5a:00:00:00:ff:ff"}) // taken by the sender, held
+	time.Sleep(50 * time.Millisecond)
+	for i := range 500 {
+		n.Send(Event{Event: NewDevice, MAC: fmt.Sprintf("5a:00:00:00:%02x:%02x", i>>8, i&0xff)})
+	}
+	for range 50 {
+		n.Send(Event{Event: Bypass, MAC: "02:c0:00:00:00:0a", Device: "Kid phone"})
+	}
+	n.Send(Event{Event: BudgetUsed, MAC: "02:c0:00:00:00:0a", Device: "Kid phone"})
+	n.Send(Event{Event: Request, MAC: "02:c0:00:00:00:0b", Device: "Kid tablet"})
+	close(release)
+	rc.wait(t, QueueSize+1)
+	time.Sleep(100 * time.Millisecond)
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	kinds := map[string]int{}
+	for _, b := range rc.body {
+		var e Event
+		json.Unmarshal(b, &e)
+		kinds[e.Event]++
+	}
+	if kinds[BudgetUsed] != 1 || kinds[Request] != 1 {
+		t.Errorf("sent %v: a budget_used or a request was lost to the flood", kinds)
+	}
+	if kinds[Bypass] > PerDevice {
+		t.Errorf("sent %d bypass events of one device, want at most %d waiting at once", kinds[Bypass], PerDevice)
+	}
+	if len(rc.body) > QueueSize+1 {
+		t.Errorf("sent %d events, more than the queue holds", len(rc.body))
 	}
 }
