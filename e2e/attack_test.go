@@ -585,3 +585,62 @@ func arpReply(to, src, mac net.HardwareAddr, ip, routerIP string) []byte {
 	f = append(append(f, mac...), sender[:]...)
 	return append(append(f, to...), target[:]...)
 }
+
+// TestForgedMACsLeaveTheIdleParentOnline: the child floods new flows from
+// 6,000 forged source MACs (a wired port allows it), more than the kernel
+// keeps allowances for, while the parent's laptop — idle until then, so it
+// holds no allowance yet — opens connections and resolves names. With the
+// daemon's default flow_limit, each of the parent's succeeds at once, and
+// the forged MACs together get one device's allowance.
+func TestForgedMACsLeaveTheIdleParentOnline(t *testing.T) {
+	l := newLab(t, "cfa4")
+	ctx := context.Background()
+	later := time.Now().In(london).Add(6 * time.Hour)
+	start(t, l, l.SampleConfig(later.Format("15:04"), later.Add(time.Hour).Format("15:04"), ""))
+	if out, err := l.Exec(ctx, l.Router, "conntrack", "-F"); err != nil {
+		t.Fatalf("conntrack -F: %v: %s", err, out)
+	}
+	stop, done := make(chan struct{}), make(chan error, 1)
+	var sent int
+	begin := time.Now()
+	go func() {
+		var err error
+		sent, err = l.ForgedMACFlood(6000, stop)
+		done <- err
+	}()
+	time.Sleep(500 * time.Millisecond)
+	var failed []string
+	for range 10 {
+		if c, err := l.Dial(l.Parent.NS, "tcp", net.JoinHostPort(lab.InternetV4, lab.EchoPort), 500*time.Millisecond); err != nil {
+			failed = append(failed, "connect: "+err.Error())
+		} else {
+			c.Close()
+		}
+		if _, err := l.Dig(ctx, l.Parent.NS, lab.RouterV4, false); err != nil {
+			failed = append(failed, "DNS: "+err.Error())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(begin)
+	out, err := l.Exec(ctx, l.Router, "conntrack", "-L", "-p", "udp", "--orig-src", l.Child.IPv4, "--orig-dst", lab.InternetV4)
+	if err != nil {
+		t.Fatalf("conntrack -L: %v: %s", err, out)
+	}
+	flows := strings.Count(out, "udp ")
+	rate, burst := config.DefaultFlowLimit, config.DefaultFlowLimit*config.FlowBurst
+	t.Logf("%d frames from 6,000 forged MACs in %v made %d flows (one allowance: %d at once, %d a second); the parent: %d of 20 failed",
+		sent, took.Round(time.Millisecond), flows, burst, rate, len(failed))
+	if sent < 6000 {
+		t.Fatalf("only %d frames sent: no flood", sent)
+	}
+	if most := burst + rate*int(took/time.Second+1) + 20; flows > most {
+		t.Errorf("forged MACs made %d flows, want at most %d (one device's allowance)", flows, most)
+	}
+	for _, e := range failed {
+		t.Errorf("the parent's laptop during the flood: %s", e)
+	}
+}

@@ -3,14 +3,18 @@ package lab
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // EchoPort is where the internet namespace echoes TCP lines and UDP
@@ -308,4 +312,78 @@ func (l *Lab) Query(ctx context.Context, ns, resolver, name, qtype string) ([]st
 		}
 	}
 	return answers, status, nil
+}
+
+// ForgedMACFlood sends UDP datagrams from the child to the internet's
+// address, each to a new port (a new flow) and from one of macs forged
+// source MACs in turn — what a child on a wired port can do — until stop
+// is closed, at about 50,000 a second (a flood, not a stall of both
+// cores). It says how many it sent.
+func (l *Lab) ForgedMACFlood(macs int, stop <-chan struct{}) (int, error) {
+	out, err := l.Exec(context.Background(), l.Router, "cat", "/sys/class/net/br-lan/address")
+	if err != nil {
+		return 0, fmt.Errorf("the router's MAC: %v: %s", err, out)
+	}
+	router, err := net.ParseMAC(strings.TrimSpace(out))
+	if err != nil {
+		return 0, err
+	}
+	src := netip.MustParseAddr(l.Child.IPv4).As4()
+	dst := netip.MustParseAddr(InternetV4).As4()
+	sent := 0
+	err = l.In(l.Child.NS, func() error {
+		ifi, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return err
+		}
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		to := &unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6}
+		copy(to.Addr[:], router)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return nil
+			default:
+			}
+			m := i % macs
+			forged := net.HardwareAddr{0x02, 0xf0, 0, byte(m >> 16), byte(m >> 8), byte(m)}
+			if err := unix.Sendto(fd, udpFrame(router, forged, src, dst, uint16(1024+i%60000)), 0, to); err == nil {
+				sent++
+			}
+			if i%64 == 63 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	})
+	return sent, err
+}
+
+// udpFrame is an Ethernet frame carrying an IPv4 UDP datagram (no UDP
+// checksum, which IPv4 allows).
+func udpFrame(dst, src net.HardwareAddr, from, to [4]byte, port uint16) []byte {
+	payload := []byte("flood")
+	f := make([]byte, 0, 14+20+8+len(payload))
+	f = append(f, dst...)
+	f = append(f, src...)
+	f = append(f, 0x08, 0x00)
+	ip := []byte{0x45, 0, 0, byte(20 + 8 + len(payload)), 0, 0, 0, 0, 64, 17, 0, 0}
+	ip = append(append(ip, from[:]...), to[:]...)
+	var sum uint32
+	for i := 0; i < len(ip); i += 2 {
+		sum += uint32(ip[i])<<8 | uint32(ip[i+1])
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	binary.BigEndian.PutUint16(ip[10:], ^uint16(sum))
+	f = append(f, ip...)
+	f = binary.BigEndian.AppendUint16(f, 40000)
+	f = binary.BigEndian.AppendUint16(f, port)
+	f = binary.BigEndian.AppendUint16(f, uint16(8+len(payload)))
+	f = append(f, 0, 0)
+	return append(f, payload...)
 }

@@ -5,16 +5,12 @@ package fwtest
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"curfew/pkg/firewall"
 	"curfew/pkg/lab"
@@ -242,13 +238,6 @@ func ForgedMACs(t *testing.T, l *lab.Lab, apply func(*firewall.Ruleset) error) {
 	if out, err := l.Exec(ctx, l.Router, "conntrack", "-F"); err != nil {
 		t.Fatalf("conntrack -F: %v: %s", err, out)
 	}
-	out, err := l.Exec(ctx, l.Router, "cat", "/sys/class/net/br-lan/address")
-	router, perr := net.ParseMAC(strings.TrimSpace(out))
-	if err != nil || perr != nil {
-		t.Fatalf("the router's MAC: %v %v: %s", err, perr, out)
-	}
-	src := netip.MustParseAddr(l.Child.IPv4).As4()
-	dst := netip.MustParseAddr(lab.InternetV4).As4()
 	type flood struct {
 		sent int
 		took time.Duration
@@ -256,38 +245,9 @@ func ForgedMACs(t *testing.T, l *lab.Lab, apply func(*firewall.Ruleset) error) {
 	}
 	flooded, stop := make(chan flood, 1), make(chan struct{})
 	go func() {
-		var f flood
 		begin := time.Now()
-		f.err = l.In(l.Child.NS, func() error {
-			ifi, err := net.InterfaceByName("eth0")
-			if err != nil {
-				return err
-			}
-			fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
-			if err != nil {
-				return err
-			}
-			defer unix.Close(fd)
-			to := &unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6}
-			copy(to.Addr[:], router)
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return nil
-				default:
-				}
-				m := i % macs
-				forged := net.HardwareAddr{0x02, 0xf0, 0, byte(m >> 16), byte(m >> 8), byte(m)}
-				if err := unix.Sendto(fd, udpFrame(router, forged, src, dst, uint16(1024+i%60000)), 0, to); err == nil {
-					f.sent++
-				}
-				if i%64 == 63 {
-					time.Sleep(time.Millisecond) // about 50,000 a second: a flood, not a stall of both cores
-				}
-			}
-		})
-		f.took = time.Since(begin)
-		flooded <- f
+		sent, err := l.ForgedMACFlood(macs, stop)
+		flooded <- flood{sent, time.Since(begin), err}
 	}()
 	// the parent, half a second into the flood (the sets are full by
 	// then), while it goes on
@@ -334,30 +294,4 @@ func ForgedMACs(t *testing.T, l *lab.Lab, apply func(*firewall.Ruleset) error) {
 	for _, e := range failed {
 		t.Errorf("the parent's phone during the flood: %s", e)
 	}
-}
-
-// udpFrame is an Ethernet frame carrying an IPv4 UDP datagram (no UDP
-// checksum, which IPv4 allows).
-func udpFrame(dst, src net.HardwareAddr, from, to [4]byte, port uint16) []byte {
-	payload := []byte("flood")
-	f := make([]byte, 0, 14+20+8+len(payload))
-	f = append(f, dst...)
-	f = append(f, src...)
-	f = append(f, 0x08, 0x00)
-	ip := []byte{0x45, 0, 0, byte(20 + 8 + len(payload)), 0, 0, 0, 0, 64, 17, 0, 0}
-	ip = append(append(ip, from[:]...), to[:]...)
-	var sum uint32
-	for i := 0; i < len(ip); i += 2 {
-		sum += uint32(ip[i])<<8 | uint32(ip[i+1])
-	}
-	for sum > 0xffff {
-		sum = sum&0xffff + sum>>16
-	}
-	binary.BigEndian.PutUint16(ip[10:], ^uint16(sum))
-	f = append(f, ip...)
-	f = binary.BigEndian.AppendUint16(f, 40000)
-	f = binary.BigEndian.AppendUint16(f, port)
-	f = binary.BigEndian.AppendUint16(f, uint16(8+len(payload)))
-	f = append(f, 0, 0)
-	return append(f, payload...)
 }
