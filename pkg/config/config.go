@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -382,6 +383,23 @@ func (v *validator) errorf(s *uci.Section, o *uci.Option, format string, args ..
 	v.errs = append(v.errs, d)
 }
 
+// number reads option name of s, a number from lo to hi written one way
+// only: decimal digits, no sign, no leading zero. "+5", "05" and "016384"
+// are refused, as each option once read them differently; what and want
+// word the message ("invalid port "80" (want 1024 to 65535)").
+func (v *validator) number(s *uci.Section, name, what string, lo, hi uint64, want string) (uint64, bool) {
+	o, ok := s.Get(name)
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(o.Value, 10, 64)
+	if err != nil || n < lo || n > hi || strconv.FormatUint(n, 10) != o.Value {
+		v.errorf(s, o, "invalid %s %q (want %s)", what, o.Value, want)
+		return 0, false
+	}
+	return n, true
+}
+
 func (v *validator) warnf(s *uci.Section, o *uci.Option, format string, args ...any) {
 	d := Diag{File: v.file, Line: s.Line, Section: sectionLabel(s), Msg: fmt.Sprintf(format, args...)}
 	if o != nil {
@@ -534,46 +552,22 @@ func (v *validator) main(c *Config, s *uci.Section) {
 			c.DNSUpstream = o.Value
 		}
 	}
-	if o, ok := s.Get("dns_port"); ok {
-		var port int
-		if _, err := fmt.Sscanf(o.Value, "%d", &port); err != nil || port < 1024 || port > 65000 || fmt.Sprint(port) != o.Value {
-			v.errorf(s, o, "invalid port %q (want 1024 to 65000; each profile takes the next one)", o.Value)
-		} else {
-			c.DNSPort = uint16(port)
-		}
+	if n, ok := v.number(s, "dns_port", "port", 1024, 65000, "1024 to 65000; each profile takes the next one"); ok {
+		c.DNSPort = uint16(n)
 	}
-	if o, ok := s.Get("active_threshold"); ok {
-		n, err := strconv.ParseUint(o.Value, 10, 64)
-		if err != nil || n == 0 {
-			v.errorf(s, o, "invalid byte count %q (want e.g. 16384)", o.Value)
-		} else {
-			c.ActiveThreshold = n
-		}
+	if n, ok := v.number(s, "active_threshold", "byte count", 1, math.MaxUint64, "e.g. 16384"); ok {
+		c.ActiveThreshold = n
 	}
 	c.Page = v.bool(s, "page", true)
-	if o, ok := s.Get("page_port"); ok {
-		port, err := strconv.Atoi(o.Value)
-		if err != nil || port < 1024 || port > 65535 || strconv.Itoa(port) != o.Value {
-			v.errorf(s, o, "invalid port %q (want 1024 to 65535)", o.Value)
-		} else {
-			c.PagePort = uint16(port)
-		}
+	if n, ok := v.number(s, "page_port", "port", 1024, 65535, "1024 to 65535"); ok {
+		c.PagePort = uint16(n)
 	}
-	if o, ok := s.Get("requests_per_day"); ok {
-		n, err := strconv.Atoi(o.Value)
-		if err != nil || n < 0 || n > MaxRequestsPerDay {
-			v.errorf(s, o, "invalid count %q (want 0 to %d; 0 turns asking off)", o.Value, MaxRequestsPerDay)
-		} else {
-			c.RequestsPerDay = n
-		}
+	if n, ok := v.number(s, "requests_per_day", "count", 0, MaxRequestsPerDay, fmt.Sprintf("0 to %d; 0 turns asking off", MaxRequestsPerDay)); ok {
+		c.RequestsPerDay = int(n)
 	}
-	if o, ok := s.Get("flow_limit"); ok {
-		n, err := strconv.Atoi(o.Value)
-		if err != nil || n < 0 || n > MaxFlowLimit || strconv.Itoa(n) != o.Value {
-			v.errorf(s, o, "invalid rate %q (want new connections a second per device, 1 to %d; 0 turns the limit off)", o.Value, MaxFlowLimit)
-		} else {
-			c.FlowLimit = n
-		}
+	if n, ok := v.number(s, "flow_limit", "rate", 0, MaxFlowLimit,
+		fmt.Sprintf("new connections a second per device, 1 to %d; 0 turns the limit off", MaxFlowLimit)); ok {
+		c.FlowLimit = int(n)
 	}
 	for _, o := range values(s, "notify") {
 		if err := checkNotifyURL(o.Value); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -329,6 +330,26 @@ func TestInputLimits(t *testing.T) {
 		for _, line := range Problems(err) {
 			if len(line) > 400 || !strings.HasSuffix(line, "…") {
 				t.Errorf("message of %d bytes: %.80s…", len(line), line)
+			}
+		}
+	}
+}
+
+// Every number is read one way: digits only, no sign, no leading zero,
+// each refusal naming file, line and option.
+func TestNumbersAreReadOneWay(t *testing.T) {
+	for _, opt := range []struct{ name, good string }{
+		{"dns_port", "5353"}, {"active_threshold", "16384"}, {"page_port", "8099"},
+		{"requests_per_day", "5"}, {"flow_limit", "50"},
+	} {
+		src := func(v string) []byte { return []byte("config curfew 'main'\n\toption " + opt.name + " '" + v + "'\n") }
+		if _, _, err := Parse("f", src(opt.good), services.Builtin()); err != nil {
+			t.Errorf("%s %q refused: %v", opt.name, opt.good, err)
+		}
+		for _, bad := range []string{"+" + opt.good, "0" + opt.good, " " + opt.good, opt.good + " ", "-" + opt.good, opt.good + ".0", "0x10"} {
+			_, _, err := Parse("f", src(bad), services.Builtin())
+			if err == nil || !strings.Contains(err.Error(), "f:2: section 'main' option '"+opt.name+"': invalid ") || !strings.Contains(err.Error(), strconv.Quote(bad)) {
+				t.Errorf("%s %q: %v", opt.name, bad, err)
 			}
 		}
 	}
