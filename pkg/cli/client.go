@@ -133,6 +133,15 @@ func runStatus(ctx context.Context, args []string, env *Env) int {
 		return ExitUsage
 	}
 	return call(ctx, env, *c.socket, *c.asJSON, control.Request{Method: control.MethodStatus}, func(w io.Writer, st control.Status) {
+		// Times in the zone the daemon keeps time by, the one the
+		// header names, not one read here: the daemon may have been
+		// started with another --system. (A daemon that reads no zone
+		// from its system config says none: then the one read here.)
+		if st.Zonename != "" || st.Timezone != "" {
+			if z, err := tz.Resolve("the daemon's zone", st.Zonename, st.Timezone); err == nil {
+				loc = z.Loc
+			}
+		}
 		clock := "clock trusted"
 		if !st.ClockTrusted {
 			clock = "CLOCK NOT YET SYNCHRONISED"

@@ -181,6 +181,23 @@ func TestTimesAreInTheRouterZone(t *testing.T) {
 	golden(t, "router-zone.txt", all.String())
 }
 
+// status shows times in the zone the daemon reports, the one its header
+// names, even when the CLI is given another system config.
+func TestStatusShowsTimesInTheDaemonsZone(t *testing.T) {
+	system := filepath.Join(t.TempDir(), "system")
+	os.WriteFile(system, []byte("config system\n\toption zonename 'Asia/Tokyo'\n"), 0o644)
+	at := time.Date(2026, 1, 5, 22, 0, 0, 0, time.UTC) // 17:00 EST, 07:00 JST
+	sock := fakeDaemon(t, map[string]any{
+		control.MethodStatus: control.Status{Version: "test", Backend: "nftables", ClockTrusted: true, Zone: "zonename America/New_York",
+			Zonename: "America/New_York", Timezone: "EST5EDT,M3.2.0,M11.1.0",
+			Config: control.ConfigStatus{File: "/etc/config/curfew", OK: true, LoadedAt: at}, Notes: []string{}},
+	})
+	code, out, stderr := run(t, "status", "--socket", sock, "--system", system)
+	if code != ExitOK || !strings.Contains(out, "(loaded 2026-01-05 17:00:00 EST)") || strings.Contains(out, "JST") {
+		t.Errorf("status with the daemon in New York and --system in Tokyo: %d %s\n%s", code, stderr, out)
+	}
+}
+
 // A daemon whose rules the kernel refused enforces nothing: status says
 // so before anything else and exits 1, also with --json.
 func TestStatusSaysWhenNothingIsEnforced(t *testing.T) {

@@ -8,11 +8,15 @@ import (
 
 // Status is the result of `status`.
 type Status struct {
-	Version      string       `json:"version"`
-	Backend      string       `json:"backend"`
-	ClockTrusted bool         `json:"clock_trusted"`
-	Zone         string       `json:"zone"`
-	Config       ConfigStatus `json:"config"`
+	Version      string `json:"version"`
+	Backend      string `json:"backend"`
+	ClockTrusted bool   `json:"clock_trusted"`
+	Zone         string `json:"zone"`
+	// Zonename and Timezone are the system config's values the daemon
+	// keeps time by (tz.Resolve them for the same zone).
+	Zonename string       `json:"zonename,omitempty"`
+	Timezone string       `json:"timezone,omitempty"`
+	Config   ConfigStatus `json:"config"`
 	// Plan is what is enforced now; nil before the first good config.
 	Plan      *plan.Plan      `json:"plan"`
 	Overrides []plan.Override `json:"overrides"`

@@ -81,6 +81,8 @@ func (d *Daemon) status() control.Status {
 		Backend:      d.opts.Backend.Name(),
 		ClockTrusted: d.ntpTrusted || d.opts.ClockTrusted(),
 		Zone:         d.zone,
+		Zonename:     d.zoneFrom[0],
+		Timezone:     d.zoneFrom[1],
 		Config: control.ConfigStatus{
 			File: d.opts.ConfigPath, OK: d.loadErrs == nil, Errors: d.loadErrs, LoadedAt: d.loadedAt,
 		},

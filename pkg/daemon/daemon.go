@@ -129,10 +129,12 @@ type Daemon struct {
 	// applyMu serialises reconciles: the loop's and a parent's command's.
 	applyMu sync.Mutex
 
-	mu       sync.Mutex
-	cfg      *config.Config
-	loc      *time.Location
-	zone     string
+	mu   sync.Mutex
+	cfg  *config.Config
+	loc  *time.Location
+	zone string
+	// zoneFrom is the system config's zonename and timezone behind loc.
+	zoneFrom [2]string
 	loadErrs []string
 	loadedAt time.Time
 	last     *plan.Plan
@@ -314,7 +316,7 @@ func (d *Daemon) load() {
 		return
 	}
 	d.loadErrs = nil
-	d.cfg, d.loc, d.zone = c, zone.Loc, zone.Source
+	d.cfg, d.loc, d.zone, d.zoneFrom = c, zone.Loc, zone.Source, [2]string{zone.Zonename, zone.Timezone}
 	if d.opts.Notify != nil {
 		d.opts.Notify.Configure(c.Notify, c.NotifyEvents)
 	}

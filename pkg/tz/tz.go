@@ -33,6 +33,9 @@ type Zone struct {
 	// Warning says that the system config's zone was not what it seems to
 	// mean and how it was read instead; empty when all is well.
 	Warning string
+	// Zonename and Timezone are what Resolve was given: another program
+	// (the CLI, from the daemon's status) resolves them to the same Loc.
+	Zonename, Timezone string
 }
 
 // FromSystemFile reads zonename and timezone from the first `system` section
@@ -76,6 +79,12 @@ func FromSystemFile(path string) (Zone, error) {
 // zoneinfo; anything else is UTC with a warning, which is what musl falls
 // back to.
 func Resolve(where, zonename, posix string) (Zone, error) {
+	z, err := resolve(where, zonename, posix)
+	z.Zonename, z.Timezone = zonename, posix
+	return z, err
+}
+
+func resolve(where, zonename, posix string) (Zone, error) {
 	if zonename != "" && zonename != "UTC" {
 		if loc, err := time.LoadLocation(zonename); err == nil {
 			return Zone{Loc: loc, Source: "zonename " + zonename}, nil
