@@ -34,7 +34,7 @@ CROSS := mips:linux/mips/GOMIPS=softfloat \
 FUZZ := ./pkg/uci:FuzzParse ./pkg/uci:FuzzMatchesLibuci ./pkg/control:FuzzDecodeRequest ./pkg/dnsfilter:FuzzParseList ./pkg/dnsfilter:FuzzHandle ./pkg/devices:FuzzParseDnsmasq ./pkg/devices:FuzzParseOdhcpd \
         ./pkg/page:FuzzParseForm ./pkg/page:FuzzLanguage ./pkg/page:FuzzReadRequest
 
-.PHONY: all build test unit lint fuzz cross ipk apk openwrt-tools vmtest stress screenshots demo bench clean
+.PHONY: all build test unit lint fuzz cross size ipk apk openwrt-tools vmtest stress screenshots demo bench clean
 
 all: build
 
@@ -76,6 +76,12 @@ cross:
 		env CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $$extra $(GO) build $(GOFLAGS_BUILD) $(ROUTER_GCFLAGS) -o dist/curfew-$$name ./cmd/curfew; \
 		printf '%-8s %8d bytes\n' $$name $$(stat -c %s dist/curfew-$$name); \
 	done
+
+# Where the router binary's bytes go: the file against its budget, the
+# code segment's room before the next 64 kB step, per package, largest
+# symbols (built as `make cross` builds).
+size:
+	$(GO) run ./scripts/size -- $(ROUTER_GCFLAGS)
 
 # OpenWrt's own programs (uci, rpcd, apk, opkg, …) built from their sources
 # in ../shared/openwrt, for `make apk` and for the tests that meet the real
