@@ -39,6 +39,7 @@ import (
 	"net"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -416,6 +417,54 @@ type chainSpec struct {
 	notes []string
 }
 
+// shape digests what the kernel shows of the table besides set elements:
+// each set's definition and comment, each chain's name and hook, each
+// rule's note. Part of the signature, so that renaming a device or a
+// profile (which changes notes and comments, not the hand-written part)
+// replaces the table instead of leaving the old names in the kernel.
+func (d *desired) shape() string {
+	h := fnv.New64a()
+	var b []byte
+	str := func(v string) { b = append(append(b, v...), 0) }
+	num := func(v int64) { b = append(strconv.AppendInt(b, v, 10), 0) }
+	flag := func(v bool) {
+		if v {
+			b = append(b, 1)
+		} else {
+			b = append(b, 0)
+		}
+	}
+	for _, s := range d.sets {
+		t := s.set
+		b = b[:0]
+		str(t.Name)
+		str(t.Comment)
+		str(t.KeyType.Name)
+		str(t.DataType.Name)
+		for _, f := range []bool{t.IsMap, t.Interval, t.Concatenation, t.HasTimeout, t.Dynamic, t.Counter} {
+			flag(f)
+		}
+		num(int64(t.Size))
+		num(int64(t.Timeout))
+		h.Write(b)
+	}
+	for _, ch := range d.chains {
+		c := ch.chain
+		b = b[:0]
+		str(c.Name)
+		str(string(c.Type))
+		if c.Hooknum != nil && c.Priority != nil {
+			num(int64(*c.Hooknum))
+			num(int64(*c.Priority))
+		}
+		for _, n := range ch.notes {
+			str(n)
+		}
+		h.Write(b)
+	}
+	return strconv.FormatUint(h.Sum64(), 16)
+}
+
 func (d *desired) set(name string) *setSpec {
 	for _, s := range d.sets {
 		if s.set.Name == name {
@@ -645,6 +694,10 @@ func (b *Backend) update(c *nftables.Conn, old, d *desired) (int, error) {
 	}
 	for _, s := range d.sets {
 		o := oldSets[s.set.Name]
+		if o == nil {
+			// not in the applied table: only a replace can add it
+			return 0, fmt.Errorf("set %s is not in the applied table", s.set.Name)
+		}
 		s.set = o.set // keep the kernel's handle
 		if s.dynamic {
 			continue
@@ -1279,7 +1332,7 @@ func render(rs *firewall.Ruleset, memo *prefixMemo, now time.Time, lanIndex map[
 	}
 	d.chains = append(d.chains, dns, pre)
 	renderGuard(d, rs, &sig)
-	d.sig = sig.String()
+	d.sig = sig.String() + " shape=" + d.shape()
 	return d, nil
 }
 

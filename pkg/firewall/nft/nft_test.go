@@ -918,3 +918,51 @@ func BenchmarkRender1000Devices(b *testing.B) {
 		}
 	}
 }
+
+// Renaming a device or a profile changes only notes and comments; the
+// kernel must show the new names after the next apply (the signature
+// covers what the kernel shows, so the table is replaced).
+func TestARenameReachesTheKernel(t *testing.T) {
+	l, b, _ := setup(t, "cfnr")
+	ctx := context.Background()
+	from := time.Now().Add(time.Hour)
+	rs := ruleset(mac(t, l.Child.MAC), firewall.Interval{From: from, To: from.Add(time.Hour)})
+	if err := b.Apply(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	rs.Devices[0].Name, rs.Profiles[0].Name = "Kid tablet", "Little one"
+	if err := b.Apply(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	out, err := l.Exec(ctx, l.Router, "nft", "list", "table", "inet", TableName)
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	for _, want := range []string{`"Kid tablet: inside an offline interval"`, `profile kid (Little one)`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("after the rename the kernel does not show %s:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "Kid phone") || strings.Contains(out, "(Kid)") {
+		t.Errorf("the old names stay in the kernel:\n%s", out)
+	}
+}
+
+// A set that the applied table lacks makes the update give way to a
+// replace, never a nil dereference.
+func TestUpdateRefusesASetTheAppliedTableLacks(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	rs := ruleset(net.HardwareAddr{2, 0, 0, 0, 0, 1})
+	old, err := render(rs, &prefixMemo{}, now, map[string]uint32{"br-lan": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, err := render(rs, &prefixMemo{}, now, map[string]uint32{"br-lan": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.sets = old.sets[1:]
+	if _, err := (&Backend{}).update(nil, old, cur); err == nil || !strings.Contains(err.Error(), "not in the applied table") {
+		t.Errorf("update with a set the applied table lacks: %v", err)
+	}
+}
