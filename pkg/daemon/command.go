@@ -106,9 +106,7 @@ func Command(ctx context.Context, args []string, version string, stdout, stderr 
 	dns := dnsfilter.NewServer(dnsfilter.Options{
 		Identify: func(a netip.Addr) (dnsfilter.Device, bool) { return d.identify(a) },
 		Allowed: func(profile string, addrs []netip.Addr, ttl time.Duration) {
-			a, ok := d.backend().(interface {
-				AllowAddresses(context.Context, string, []netip.Addr, time.Duration) error
-			})
+			a, ok := d.backend().(firewall.Allower)
 			if !ok {
 				return // the iptables backend has no allowlist mode
 			}

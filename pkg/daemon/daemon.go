@@ -36,20 +36,6 @@ import (
 	"curfew/pkg/tz"
 )
 
-// Resyncer is implemented by backends that can tell when someone else
-// changed their kernel state (nftables: the monitor).
-type Resyncer interface {
-	Resync(ctx context.Context) (bool, error)
-	Watch(ctx context.Context, onChange func()) error
-}
-
-// Healer is implemented by backends without a change monitor whose entry
-// points others remove (iptables: fw3 flushes the built-in chains on every
-// reload). The daemon calls Heal every HealEvery.
-type Healer interface {
-	Heal(ctx context.Context) (bool, error)
-}
-
 // Clock is the daemon's view of time; tests replace it.
 type Clock interface {
 	Now() time.Time
@@ -368,7 +354,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// watches and reads the kernel starts after it.
 	d.reconcile(ctx)
 	var kernelChanged chan struct{}
-	if r, ok := d.opts.Backend.(Resyncer); ok {
+	if r, ok := d.opts.Backend.(firewall.Watcher); ok {
 		kernelChanged = make(chan struct{}, 1)
 		go func() {
 			err := r.Watch(lctx, func() {
@@ -383,7 +369,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}()
 	}
 	go d.countMinutes(lctx)
-	if h, ok := d.opts.Backend.(Healer); ok {
+	if h, ok := d.opts.Backend.(firewall.Healer); ok {
 		go d.heal(lctx, h)
 	}
 	for again := false; ; {
@@ -420,7 +406,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 }
 
 // heal checks the backend's entry points every HealEvery until ctx ends.
-func (d *Daemon) heal(ctx context.Context, h Healer) {
+func (d *Daemon) heal(ctx context.Context, h firewall.Healer) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -439,9 +425,7 @@ func (d *Daemon) heal(ctx context.Context, h Healer) {
 // resync lets the backend restore what someone else changed, if it can
 // tell (nftables after a monitor event, iptables on the periodic wake-up).
 func (d *Daemon) resync(ctx context.Context) {
-	r, ok := d.opts.Backend.(interface {
-		Resync(context.Context) (bool, error)
-	})
+	r, ok := d.opts.Backend.(firewall.Resyncer)
 	if !ok {
 		return
 	}

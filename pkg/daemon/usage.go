@@ -3,6 +3,7 @@ package daemon
 import (
 	"cmp"
 	"context"
+	"curfew/pkg/firewall"
 	"encoding/json"
 	"errors"
 	"os"
@@ -14,19 +15,6 @@ import (
 	"curfew/pkg/plan"
 )
 
-// Counters is implemented by backends that count each device's traffic in
-// the kernel (nftables: a named counter per device).
-type Counters interface {
-	Counters(ctx context.Context) (map[string]uint64, error)
-}
-
-// FlowDrops is implemented by backends that count, per device, the new
-// connections the kernel dropped because the device opened them faster
-// than flow_limit.
-type FlowDrops interface {
-	FlowDrops(ctx context.Context) (map[string]uint64, error)
-}
-
 // flowDropsEvery is how often a device's dropped connections are logged.
 const flowDropsEvery = time.Hour
 
@@ -35,7 +23,7 @@ const flowDropsEvery = time.Hour
 // at most once an hour: a parent whose device cannot connect must be able
 // to find out why (explain shows the day's count too).
 func (d *Daemon) countDrops(ctx context.Context) {
-	fd, ok := d.opts.Backend.(FlowDrops)
+	fd, ok := d.opts.Backend.(firewall.FlowCounter)
 	if !ok {
 		return
 	}
@@ -168,7 +156,7 @@ func (b *usageBook) used(date string) map[string]time.Duration {
 // chatter of an idle phone stays under the threshold.
 func (d *Daemon) tick(ctx context.Context) {
 	d.countDrops(ctx)
-	ctr, ok := d.opts.Backend.(Counters)
+	ctr, ok := d.opts.Backend.(firewall.Counters)
 	if !ok {
 		return
 	}

@@ -104,6 +104,50 @@ type Backend interface {
 	Cutoff(ctx context.Context, macs []net.HardwareAddr, sel Flows) (Cut, error)
 }
 
+// The optional capabilities a backend may have beyond Backend. The
+// daemon asks for each by these names; each backend asserts at compile
+// time the ones it implements.
+
+// Resyncer is a backend that can tell when someone else changed its
+// kernel state and restore it (nftables: the table compared with what was
+// applied). Resync reports whether it had to.
+type Resyncer interface {
+	Resync(ctx context.Context) (bool, error)
+}
+
+// Watcher is a backend that hears of changes to the kernel's rules as
+// they happen (nftables: the netlink monitor) and calls onChange; it runs
+// until ctx ends.
+type Watcher interface {
+	Watch(ctx context.Context, onChange func()) error
+}
+
+// Healer is a backend without a change monitor whose entry points others
+// remove (iptables: fw3 flushes the built-in chains on every reload); the
+// daemon calls Heal now and then, and it reports whether it had to.
+type Healer interface {
+	Heal(ctx context.Context) (bool, error)
+}
+
+// Counters is a backend that counts each device's traffic in the kernel
+// (nftables: a named counter per device), by MAC, for screen time.
+type Counters interface {
+	Counters(ctx context.Context) (map[string]uint64, error)
+}
+
+// FlowCounter is a backend that counts, by MAC, the new connections the
+// kernel dropped because the device opened them faster than flow_limit.
+type FlowCounter interface {
+	FlowDrops(ctx context.Context) (map[string]uint64, error)
+}
+
+// Allower is a backend with allowlist mode: the DNS filter hands it the
+// addresses an allowed name resolved to, which the profile may then reach
+// for ttl.
+type Allower interface {
+	AllowAddresses(ctx context.Context, profile string, addrs []netip.Addr, ttl time.Duration) error
+}
+
 // Cut counts what a Cutoff deleted. Flows are conntrack entries, most of
 // them finished or idle (a TCP connection stays in the table for minutes
 // after it closed); Open are the TCP connections that were established,

@@ -74,7 +74,14 @@ type Backend struct {
 	lan     []string // the LAN interfaces of the last Apply, for Heal
 }
 
-var _ firewall.Backend = (*Backend)(nil) // type check
+// What the backend implements of pkg/firewall's contract, checked here
+// (no allowlist mode, no change monitor, no per-device traffic counters).
+var (
+	_ firewall.Backend     = (*Backend)(nil)
+	_ firewall.Resyncer    = (*Backend)(nil)
+	_ firewall.Healer      = (*Backend)(nil)
+	_ firewall.FlowCounter = (*Backend)(nil)
+)
 
 // New returns a backend; nothing touches the kernel before Apply.
 func New(opts Options) *Backend {
@@ -133,8 +140,9 @@ func setName(fam int, kind, id string) string {
 	return fmt.Sprintf("curfew_%s%d_%08x", kind, fam, h.Sum32())
 }
 
-// desired renders the rules of every chain, per family.
-func desired(rs *firewall.Ruleset) (map[string][][]string, map[string][]netip.Prefix) {
+// render renders the rules of every chain, per family (the same step as
+// the nftables backend's render).
+func render(rs *firewall.Ruleset) (map[string][][]string, map[string][]netip.Prefix) {
 	rules := map[string][][]string{}
 	sets := map[string][]netip.Prefix{}
 	add := func(fam int, table, chain string, spec ...string) {
@@ -410,7 +418,7 @@ func jumps(lan []string) [][]string {
 // reloaded them away, and deletes chains it no longer needs. The same
 // ruleset twice changes nothing.
 func (b *Backend) Apply(ctx context.Context, rs *firewall.Ruleset) error {
-	rules, sets := desired(rs)
+	rules, sets := render(rs)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.opts.Run(func() error {

@@ -217,7 +217,15 @@ func groupPrefixes(ps []netip.Prefix) []prefixGroup {
 	return out
 }
 
-var _ firewall.Backend = (*Backend)(nil) // type check
+// What the backend implements of pkg/firewall's contract, checked here.
+var (
+	_ firewall.Backend     = (*Backend)(nil)
+	_ firewall.Resyncer    = (*Backend)(nil)
+	_ firewall.Watcher     = (*Backend)(nil)
+	_ firewall.Counters    = (*Backend)(nil)
+	_ firewall.FlowCounter = (*Backend)(nil)
+	_ firewall.Allower     = (*Backend)(nil)
+)
 
 // New returns a backend; it does not touch the kernel until Apply.
 func New(opts Options) *Backend {
