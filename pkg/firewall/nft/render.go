@@ -18,46 +18,69 @@ import (
 )
 
 // render builds the desired table from a ruleset; lanIndex has the
-// interface indexes of the LAN interfaces that exist now.
+// interface indexes of the LAN interfaces that exist now. Each step owns
+// the parts of the table the package doc names; the order of the steps is
+// the order in which the kernel lists the table.
 func render(rs *firewall.Ruleset, memo *prefixMemo, now time.Time, lanIndex map[string]uint32) (*desired, error) {
-	t := &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
-	d := &desired{table: t}
+	d := &desired{table: &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}}
 	var sig strings.Builder
 	fmt.Fprintf(&sig, "lan=%v dns=%d", rs.LAN, rs.DNSPort)
-
-	// timeSet is a classic interval set of absolute instants (kernel time,
-	// big-endian ns). Per device rather than one MAC . time concatenation:
-	// measured, a concatenated (pipapo) set's lookup grows with its element
-	// count — 1,000 devices with a week of windows cut forwarding to 7% —
-	// while a verdict-map hop to a per-device chain and a lookup in a
-	// handful of intervals cost the same for 2 or 2,000 devices.
-	timeSet := func(name, comment string, ivs []firewall.Interval) *setSpec {
-		ts := &setSpec{rebuild: true, set: &nftables.Set{
-			Table: t, Name: name, Interval: true, KeyType: nftables.TypeTime, Comment: comment,
-		}}
-		for _, iv := range ivs {
-			from, to := ns(iv.From), ns(iv.To)
-			if to <= from {
-				continue
-			}
-			ts.elems = append(ts.elems,
-				nftables.SetElement{Key: be64(from)},
-				nftables.SetElement{Key: be64(to), IntervalEnd: true})
-		}
-		return ts
+	renderDevices(d, rs, now, &sig)
+	renderRejects(d)
+	renderBypass(d, rs, &sig)
+	for _, p := range rs.Profiles {
+		renderProfile(d, rs, p, memo, &sig)
 	}
-	offlineNow := func(set string) []expr.Any {
-		return []expr.Any{
-			&expr.Meta{Key: metaTimeNS, Register: 1},
-			&expr.Byteorder{SourceRegister: 1, DestRegister: 1, Op: expr.ByteorderHton, Len: 8, Size: 8},
-			&expr.Lookup{SourceRegister: 1, SetName: set},
-			gotoChain("reject_offline"),
-		}
-	}
+	renderForward(d, rs, lanIndex, &sig)
+	dns := renderDNS(d, rs, &sig)
+	pre := renderPrerouting(d, rs, &sig)
+	d.chains = append(d.chains, dns, pre)
+	renderGuard(d, rs, &sig)
+	d.sig = sig.String() + " shape=" + d.shape()
+	return d, nil
+}
 
+// timeSet is a classic interval set of absolute instants (kernel time,
+// big-endian ns). Per device rather than one MAC . time concatenation:
+// measured, a concatenated (pipapo) set's lookup grows with its element
+// count — 1,000 devices with a week of windows cut forwarding to 7% —
+// while a verdict-map hop to a per-device chain and a lookup in a handful
+// of intervals cost the same for 2 or 2,000 devices.
+func timeSet(t *nftables.Table, name, comment string, ivs []firewall.Interval) *setSpec {
+	ts := &setSpec{rebuild: true, set: &nftables.Set{
+		Table: t, Name: name, Interval: true, KeyType: nftables.TypeTime, Comment: comment,
+	}}
+	for _, iv := range ivs {
+		from, to := ns(iv.From), ns(iv.To)
+		if to <= from {
+			continue
+		}
+		ts.elems = append(ts.elems,
+			nftables.SetElement{Key: be64(from)},
+			nftables.SetElement{Key: be64(to), IntervalEnd: true})
+	}
+	return ts
+}
+
+// rejectInside rejects a packet sent inside one of the time set's
+// intervals.
+func rejectInside(set string) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: metaTimeNS, Register: 1},
+		&expr.Byteorder{SourceRegister: 1, DestRegister: 1, Op: expr.ByteorderHton, Len: 8, Size: 8},
+		&expr.Lookup{SourceRegister: 1, SetName: set},
+		gotoChain("reject_offline"),
+	}
+}
+
+// renderDevices renders the configured devices' maps (device_chain,
+// dns_profile), the online set of the fast path, and each device's
+// offline set and chain; then the unknown devices' offline set.
+func renderDevices(d *desired, rs *firewall.Ruleset, now time.Time, sig *strings.Builder) {
+	t := d.table
 	// A size hint makes the kernel pick its fixed-size hash over the
-	// resizable one, which is cheaper per lookup; it is a bound on elements,
-	// so it must exceed any home's device count.
+	// resizable one, which is cheaper per lookup; it is a bound on
+	// elements, so it must exceed any home's device count.
 	devices := &setSpec{set: &nftables.Set{
 		Table: t, Name: "device_chain", IsMap: true, Size: 65536,
 		KeyType: nftables.TypeEtherAddr, DataType: nftables.TypeVerdict,
@@ -81,51 +104,61 @@ func render(rs *firewall.Ruleset, memo *prefixMemo, now time.Time, lanIndex map[
 		d.sets = append(d.sets, online)
 	}
 	for _, dev := range rs.Devices {
-		id := strings.ReplaceAll(dev.MAC.String(), ":", "")
-		name := dev.Name
-		if name == "" {
-			name = dev.MAC.String()
-		}
-		fmt.Fprintf(&sig, " dev=%s:%s", id, dev.Profile)
-		off := timeSet("offline_"+id, "offline intervals of "+name+" (profile "+dev.Profile+")", dev.Offline)
-		d.sets = append(d.sets, off)
-		ch := &chainSpec{chain: &nftables.Chain{Name: "device_" + id, Table: t}}
-		ch.add(name+": inside an offline interval", offlineNow(off.set.Name))
-		// A named counter per device: the daemon reads them all in one
-		// dump a minute to count screen time (no per-packet userspace work).
-		d.counters = append(d.counters, "usage_"+id)
-		ch.add(name+": profile "+dev.Profile+", traffic counted for screen time",
-			&expr.Objref{Type: 1, Name: "usage_" + id}, gotoChain("profile_"+dev.Profile))
-		d.chains = append(d.chains, ch)
-		devices.elems = append(devices.elems, nftables.SetElement{
-			Key:         dev.MAC,
-			VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: ch.chain.Name},
-		})
-		dnsOf.elems = append(dnsOf.elems, nftables.SetElement{
-			Key:         dev.MAC,
-			VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: "dns_" + dev.Profile},
-		})
-		if until, ok := onlineUntil(dev.Offline, now); ok {
-			// The kernel keeps at most 256 bytes of an element's comment.
-			short := strings.ToValidUTF8(name[:min(len(name), 128)], "")
-			e := nftables.SetElement{Key: dev.MAC, Comment: short}
-			if !until.IsZero() {
-				e.Comment = short + ", until " + until.UTC().Format(time.RFC3339)
-			}
-			online.elems = append(online.elems, e)
-			online.until = append(online.until, until)
-		}
+		renderDevice(d, dev, now, sig, devices, dnsOf, online)
 	}
 	if rs.Unknown != nil {
-		fmt.Fprintf(&sig, " unknown=%s", rs.Unknown.Profile)
-		d.sets = append(d.sets, timeSet("unknown_offline",
+		fmt.Fprintf(sig, " unknown=%s", rs.Unknown.Profile)
+		d.sets = append(d.sets, timeSet(t, "unknown_offline",
 			"offline intervals of devices not in the config (profile "+rs.Unknown.Profile+")", rs.Unknown.Offline))
 	}
+}
 
-	// Reject chains: TCP gets a reset, everything else ICMP administratively
-	// prohibited, so that apps fail fast instead of hanging.
+// renderDevice renders one configured device: its offline set, its chain
+// (offline intervals, then its counter and its profile), its elements in
+// the maps, and, while it is online now, its element in the online set.
+func renderDevice(d *desired, dev firewall.Device, now time.Time, sig *strings.Builder, devices, dnsOf, online *setSpec) {
+	id := strings.ReplaceAll(dev.MAC.String(), ":", "")
+	name := dev.Name
+	if name == "" {
+		name = dev.MAC.String()
+	}
+	fmt.Fprintf(sig, " dev=%s:%s", id, dev.Profile)
+	off := timeSet(d.table, "offline_"+id, "offline intervals of "+name+" (profile "+dev.Profile+")", dev.Offline)
+	d.sets = append(d.sets, off)
+	ch := &chainSpec{chain: &nftables.Chain{Name: "device_" + id, Table: d.table}}
+	ch.add(name+": inside an offline interval", rejectInside(off.set.Name))
+	// A named counter per device: the daemon reads them all in one dump a
+	// minute to count screen time (no per-packet userspace work).
+	d.counters = append(d.counters, "usage_"+id)
+	ch.add(name+": profile "+dev.Profile+", traffic counted for screen time",
+		&expr.Objref{Type: 1, Name: "usage_" + id}, gotoChain("profile_"+dev.Profile))
+	d.chains = append(d.chains, ch)
+	devices.elems = append(devices.elems, nftables.SetElement{
+		Key:         dev.MAC,
+		VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: ch.chain.Name},
+	})
+	dnsOf.elems = append(dnsOf.elems, nftables.SetElement{
+		Key:         dev.MAC,
+		VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: "dns_" + dev.Profile},
+	})
+	if until, ok := onlineUntil(dev.Offline, now); ok {
+		// The kernel keeps at most 256 bytes of an element's comment.
+		short := strings.ToValidUTF8(name[:min(len(name), 128)], "")
+		e := nftables.SetElement{Key: dev.MAC, Comment: short}
+		if !until.IsZero() {
+			e.Comment = short + ", until " + until.UTC().Format(time.RFC3339)
+		}
+		online.elems = append(online.elems, e)
+		online.until = append(online.until, until)
+	}
+}
+
+// renderRejects renders the reject chains — TCP gets a reset, everything
+// else ICMP administratively prohibited, so that apps fail fast instead
+// of hanging — and the DNS-over-TLS check.
+func renderRejects(d *desired) {
 	rejectChain := func(name, note string) *chainSpec {
-		ch := &chainSpec{chain: &nftables.Chain{Name: name, Table: t}}
+		ch := &chainSpec{chain: &nftables.Chain{Name: name, Table: d.table}}
 		ch.add(note, &expr.Counter{}, l4proto(unix.IPPROTO_TCP), &expr.Reject{Type: unix.NFT_REJECT_TCP_RST})
 		ch.add(note, &expr.Counter{}, &expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_ADMIN_PROHIBITED})
 		return ch
@@ -134,155 +167,185 @@ func render(rs *firewall.Ruleset, memo *prefixMemo, now time.Time, lanIndex map[
 		rejectChain("reject_offline", "device offline"),
 		rejectChain("reject_blocked", "destination blocked"),
 		rejectChain("reject_bypass", "resolver bypass (DNS over TLS)"))
-	// Port 853 is checked first (one compare per packet), the protocol only
-	// then; other protocols with those two bytes return.
-	dot := &chainSpec{chain: &nftables.Chain{Name: "dot", Table: t}}
+	// Port 853 is checked first (one compare per packet), the protocol
+	// only then; other protocols with those two bytes return.
+	dot := &chainSpec{chain: &nftables.Chain{Name: "dot", Table: d.table}}
 	dot.add("DNS over TLS (TCP)", l4proto(unix.IPPROTO_TCP), gotoChain("reject_bypass"))
 	dot.add("DNS over QUIC/DTLS (UDP)", l4proto(unix.IPPROTO_UDP), gotoChain("reject_bypass"))
 	d.chains = append(d.chains, dot)
-	if len(rs.Bypass) > 0 {
-		fmt.Fprintf(&sig, " bypass")
-		var b4, b6 []nftables.SetElement
-		for _, p := range rs.Bypass {
-			if p.Addr().Is4() {
-				b4 = append(b4, nftables.SetElement{Key: p.Addr().AsSlice()})
-			} else {
-				b6 = append(b6, nftables.SetElement{Key: p.Addr().AsSlice()})
-			}
-		}
-		d.sets = append(d.sets,
-			&setSpec{rebuild: true, elems: b4, set: &nftables.Set{Table: t, Name: "doh4", KeyType: nftables.TypeIPAddr,
-				Comment: "public DNS-over-HTTPS resolvers (IPv4)"}},
-			&setSpec{rebuild: true, elems: b6, set: &nftables.Set{Table: t, Name: "doh6", KeyType: nftables.TypeIP6Addr,
-				Comment: "public DNS-over-HTTPS resolvers (IPv6)"}})
-	}
+}
 
-	for _, p := range rs.Profiles {
-		fmt.Fprintf(&sig, " profile=%s open=%v", p.ID, p.Open)
-		ch := &chainSpec{chain: &nftables.Chain{Name: "profile_" + p.ID, Table: t}}
-		note := "profile " + label(p)
-		// A profile's destinations are checked on a flow's first packets
-		// only: a flow to a blocked destination never gets established, and
-		// when a block is added the daemon deletes the flows it now forbids
-		// (Cutoff). Established traffic of an online device thus pays one
-		// conntrack-state test here, whatever the size of the lists.
-		ch.add(note+": established flows were checked at their start",
-			&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
-			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-				Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED),
-				Xor:  binaryutil.NativeEndian.PutUint32(0)},
-			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
-			&expr.Verdict{Kind: expr.VerdictReturn})
-		if !p.Open {
-			ch.add(note+": no DNS over TLS", dport(853), &expr.Verdict{Kind: expr.VerdictJump, Chain: "dot"})
-		}
-		if len(rs.Bypass) > 0 && !p.Open {
-			ch.add(note+": no DNS over HTTPS", daddr(4), &expr.Lookup{SourceRegister: 1, SetName: "doh4"}, gotoChain("reject_bypass"))
-			ch.add(note+": no DNS over HTTPS", daddr(6), &expr.Lookup{SourceRegister: 1, SetName: "doh6"}, gotoChain("reject_bypass"))
-		}
-		for _, g := range memo.groups(p.ID, p.Block) {
-			fam, proto, off, size, typ := "4", byte(unix.NFPROTO_IPV4), uint32(16), uint32(4), nftables.TypeIPAddr
-			if g.v6 {
-				fam, proto, off, size, typ = "6", unix.NFPROTO_IPV6, 24, 16, nftables.TypeIP6Addr
-			}
-			name := fmt.Sprintf("block%s_%s_%d", fam, p.ID, g.bits)
-			fmt.Fprintf(&sig, " %s", name)
-			d.sets = append(d.sets, &setSpec{rebuild: true, packed: g.keys, keyLen: g.size(), set: &nftables.Set{Table: t, Name: name, KeyType: typ,
-				Comment: fmt.Sprintf("IPv%s /%d destinations blocked for %s", fam, g.bits, label(p))}})
-			match := []expr.Any{
-				&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
-				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: size},
-			}
-			if g.bits < int(size)*8 {
-				match = append(match, &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: size,
-					Mask: maskBytes(g.bits, int(size)), Xor: make([]byte, size)})
-			}
-			ch.add(fmt.Sprintf("%s: blocked IPv%s /%d", note, fam, g.bits), match,
-				&expr.Lookup{SourceRegister: 1, SetName: name}, gotoChain("reject_blocked"))
-		}
-		if p.Allowlist {
-			// Allowlist mode: only addresses that allowed names resolved to
-			// (added by the DNS filter with the answer's TTL) and the
-			// profile's allowed prefixes. Hard-coded IPs and DoH go nowhere.
-			// After the blocked prefixes: an allowed name that resolves
-			// into a blocked prefix stays blocked.
-			fmt.Fprintf(&sig, " allow=%s", p.ID)
-			for _, fam := range []int{4, 6} {
-				name := fmt.Sprintf("allow%d_%s", fam, p.ID)
-				typ := nftables.TypeIPAddr
-				if fam == 6 {
-					typ = nftables.TypeIP6Addr
-				}
-				d.sets = append(d.sets, &setSpec{dynamic: true, set: &nftables.Set{Table: t, Name: name, KeyType: typ,
-					HasTimeout: true, Comment: fmt.Sprintf("IPv%d addresses allowed names resolved to, for %s", fam, label(p))}})
-				ch.add(fmt.Sprintf("%s: allowlist, resolved IPv%d", note, fam), daddr(fam),
-					&expr.Lookup{SourceRegister: 1, SetName: name}, &expr.Verdict{Kind: expr.VerdictReturn})
-				var static []nftables.SetElement
-				for _, a := range p.Allow {
-					if a.Addr().Is4() == (fam == 4) {
-						static = append(static, prefixRange(a)...)
-					}
-				}
-				if len(static) > 0 {
-					netName := fmt.Sprintf("allownet%d_%s", fam, p.ID)
-					fmt.Fprintf(&sig, " %s", netName)
-					d.sets = append(d.sets, &setSpec{rebuild: true, elems: static, set: &nftables.Set{Table: t, Name: netName, KeyType: typ,
-						Interval: true, Comment: fmt.Sprintf("IPv%d prefixes allowed for %s", fam, label(p))}})
-					ch.add(fmt.Sprintf("%s: allowlist, allowed IPv%d prefixes", note, fam), daddr(fam),
-						&expr.Lookup{SourceRegister: 1, SetName: netName}, &expr.Verdict{Kind: expr.VerdictReturn})
-				}
-			}
-			ch.add(note+": allowlist, anything else", &expr.Verdict{Kind: expr.VerdictGoto, Chain: "reject_blocked"})
-		}
-		d.chains = append(d.chains, ch)
+// renderBypass renders the sets of public DNS-over-HTTPS resolvers'
+// addresses (doh4, doh6).
+func renderBypass(d *desired, rs *firewall.Ruleset, sig *strings.Builder) {
+	if len(rs.Bypass) == 0 {
+		return
 	}
+	fmt.Fprintf(sig, " bypass")
+	var b4, b6 []nftables.SetElement
+	for _, p := range rs.Bypass {
+		if p.Addr().Is4() {
+			b4 = append(b4, nftables.SetElement{Key: p.Addr().AsSlice()})
+		} else {
+			b6 = append(b6, nftables.SetElement{Key: p.Addr().AsSlice()})
+		}
+	}
+	d.sets = append(d.sets,
+		&setSpec{rebuild: true, elems: b4, set: &nftables.Set{Table: d.table, Name: "doh4", KeyType: nftables.TypeIPAddr,
+			Comment: "public DNS-over-HTTPS resolvers (IPv4)"}},
+		&setSpec{rebuild: true, elems: b6, set: &nftables.Set{Table: d.table, Name: "doh6", KeyType: nftables.TypeIP6Addr,
+			Comment: "public DNS-over-HTTPS resolvers (IPv6)"}})
+}
 
-	managedChain := &chainSpec{chain: &nftables.Chain{Name: "managed", Table: t}}
+// renderProfile renders profile p's chain: established flows return, DoT
+// and DoH are rejected, then its blocked prefixes and, in allowlist mode,
+// what it may reach.
+func renderProfile(d *desired, rs *firewall.Ruleset, p firewall.Profile, memo *prefixMemo, sig *strings.Builder) {
+	fmt.Fprintf(sig, " profile=%s open=%v", p.ID, p.Open)
+	ch := &chainSpec{chain: &nftables.Chain{Name: "profile_" + p.ID, Table: d.table}}
+	note := "profile " + label(p)
+	// A profile's destinations are checked on a flow's first packets
+	// only: a flow to a blocked destination never gets established, and
+	// when a block is added the daemon deletes the flows it now forbids
+	// (Cutoff). Established traffic of an online device thus pays one
+	// conntrack-state test here, whatever the size of the lists.
+	ch.add(note+": established flows were checked at their start",
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED),
+			Xor:  binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Verdict{Kind: expr.VerdictReturn})
+	if !p.Open {
+		ch.add(note+": no DNS over TLS", dport(853), &expr.Verdict{Kind: expr.VerdictJump, Chain: "dot"})
+	}
+	if len(rs.Bypass) > 0 && !p.Open {
+		ch.add(note+": no DNS over HTTPS", daddr(4), &expr.Lookup{SourceRegister: 1, SetName: "doh4"}, gotoChain("reject_bypass"))
+		ch.add(note+": no DNS over HTTPS", daddr(6), &expr.Lookup{SourceRegister: 1, SetName: "doh6"}, gotoChain("reject_bypass"))
+	}
+	renderBlocks(d, ch, p, memo, sig)
+	if p.Allowlist {
+		renderAllowlist(d, ch, p, sig)
+	}
+	d.chains = append(d.chains, ch)
+}
+
+// renderBlocks renders profile p's blocked prefixes: a plain set per
+// prefix length (blockF_<profile>_<bits>), each with its rule in ch.
+func renderBlocks(d *desired, ch *chainSpec, p firewall.Profile, memo *prefixMemo, sig *strings.Builder) {
+	note := "profile " + label(p)
+	for _, g := range memo.groups(p.ID, p.Block) {
+		fam, proto, off, size, typ := "4", byte(unix.NFPROTO_IPV4), uint32(16), uint32(4), nftables.TypeIPAddr
+		if g.v6 {
+			fam, proto, off, size, typ = "6", unix.NFPROTO_IPV6, 24, 16, nftables.TypeIP6Addr
+		}
+		name := fmt.Sprintf("block%s_%s_%d", fam, p.ID, g.bits)
+		fmt.Fprintf(sig, " %s", name)
+		d.sets = append(d.sets, &setSpec{rebuild: true, packed: g.keys, keyLen: g.size(), set: &nftables.Set{Table: d.table, Name: name, KeyType: typ,
+			Comment: fmt.Sprintf("IPv%s /%d destinations blocked for %s", fam, g.bits, label(p))}})
+		match := []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: size},
+		}
+		if g.bits < int(size)*8 {
+			match = append(match, &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: size,
+				Mask: maskBytes(g.bits, int(size)), Xor: make([]byte, size)})
+		}
+		ch.add(fmt.Sprintf("%s: blocked IPv%s /%d", note, fam, g.bits), match,
+			&expr.Lookup{SourceRegister: 1, SetName: name}, gotoChain("reject_blocked"))
+	}
+}
+
+// renderAllowlist renders allowlist mode for profile p: only addresses
+// that allowed names resolved to (added by the DNS filter with the
+// answer's TTL) and the profile's allowed prefixes; hard-coded IPs and
+// DoH go nowhere. After the blocked prefixes: an allowed name that
+// resolves into a blocked prefix stays blocked.
+func renderAllowlist(d *desired, ch *chainSpec, p firewall.Profile, sig *strings.Builder) {
+	note := "profile " + label(p)
+	fmt.Fprintf(sig, " allow=%s", p.ID)
+	for _, fam := range []int{4, 6} {
+		name := fmt.Sprintf("allow%d_%s", fam, p.ID)
+		typ := nftables.TypeIPAddr
+		if fam == 6 {
+			typ = nftables.TypeIP6Addr
+		}
+		d.sets = append(d.sets, &setSpec{dynamic: true, set: &nftables.Set{Table: d.table, Name: name, KeyType: typ,
+			HasTimeout: true, Comment: fmt.Sprintf("IPv%d addresses allowed names resolved to, for %s", fam, label(p))}})
+		ch.add(fmt.Sprintf("%s: allowlist, resolved IPv%d", note, fam), daddr(fam),
+			&expr.Lookup{SourceRegister: 1, SetName: name}, &expr.Verdict{Kind: expr.VerdictReturn})
+		var static []nftables.SetElement
+		for _, a := range p.Allow {
+			if a.Addr().Is4() == (fam == 4) {
+				static = append(static, prefixRange(a)...)
+			}
+		}
+		if len(static) > 0 {
+			netName := fmt.Sprintf("allownet%d_%s", fam, p.ID)
+			fmt.Fprintf(sig, " %s", netName)
+			d.sets = append(d.sets, &setSpec{rebuild: true, elems: static, set: &nftables.Set{Table: d.table, Name: netName, KeyType: typ,
+				Interval: true, Comment: fmt.Sprintf("IPv%d prefixes allowed for %s", fam, label(p))}})
+			ch.add(fmt.Sprintf("%s: allowlist, allowed IPv%d prefixes", note, fam), daddr(fam),
+				&expr.Lookup{SourceRegister: 1, SetName: netName}, &expr.Verdict{Kind: expr.VerdictReturn})
+		}
+	}
+	ch.add(note+": allowlist, anything else", &expr.Verdict{Kind: expr.VerdictGoto, Chain: "reject_blocked"})
+}
+
+// renderForward renders chain managed (LAN traffic to its device's chain,
+// or to the unknown devices' rules) and the forward hook's chain with the
+// fast path in front.
+func renderForward(d *desired, rs *firewall.Ruleset, lanIndex map[string]uint32, sig *strings.Builder) {
+	managed := &chainSpec{chain: &nftables.Chain{Name: "managed", Table: d.table}}
 	for _, lan := range rs.LAN {
-		managedChain.add("traffic that stays inside the LAN", ifname(expr.MetaKeyOIFNAME, lan), &expr.Verdict{Kind: expr.VerdictReturn})
+		managed.add("traffic that stays inside the LAN", ifname(expr.MetaKeyOIFNAME, lan), &expr.Verdict{Kind: expr.VerdictReturn})
 	}
-	managedChain.add("configured device: its own chain",
+	managed.add("configured device: its own chain",
 		etherSaddr(1), &expr.Lookup{SourceRegister: 1, SetName: "device_chain", DestRegister: 0, IsDestRegSet: true})
 	if rs.Unknown != nil {
-		managedChain.add("unknown device inside an offline interval", offlineNow("unknown_offline"))
+		managed.add("unknown device inside an offline interval", rejectInside("unknown_offline"))
 		if hasProfile(rs, rs.Unknown.Profile) {
-			managedChain.add("unknown device: profile "+rs.Unknown.Profile, gotoChain("profile_"+rs.Unknown.Profile))
+			managed.add("unknown device: profile "+rs.Unknown.Profile, gotoChain("profile_"+rs.Unknown.Profile))
 		}
 	}
-	d.chains = append(d.chains, managedChain)
+	d.chains = append(d.chains, managed)
 
-	fwd := &chainSpec{chain: &nftables.Chain{Name: "forward", Table: t, Type: nftables.ChainTypeFilter,
+	fwd := &chainSpec{chain: &nftables.Chain{Name: "forward", Table: d.table, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityRef(-10), Policy: policy(nftables.ChainPolicyAccept)}}
 	if len(rs.Devices) > 0 {
 		// a LAN interface created anew has a new index: its rule changes
-		fmt.Fprintf(&sig, " online=%v", lanIndex)
+		fmt.Fprintf(sig, " online=%v", lanIndex)
 		fwd.add("established flows of a device online now: counted, nothing else to check", onlineRule(rs.LAN, lanIndex))
 	}
 	for _, lan := range rs.LAN {
 		fwd.add("clients of "+lan, ifname(expr.MetaKeyIIFNAME, lan), &expr.Verdict{Kind: expr.VerdictJump, Chain: "managed"})
 	}
 	d.chains = append(d.chains, fwd)
+}
 
-	// DNS: each profile's devices go to that profile's port of the DNS
-	// filter (or the router's resolver when there is no filter), so that
-	// the filter knows a query's profile from the port it arrives on.
-	dns := &chainSpec{chain: &nftables.Chain{Name: "dns_redirect", Table: t}}
+// renderDNS renders where DNS goes: each profile's devices to that
+// profile's port of the DNS filter (or the router's resolver when there
+// is no filter), so that the filter knows a query's profile from the port
+// it arrives on, and a device offline now to the filter's port for
+// offline devices. It adds the profiles' chains (dns_<profile>) and
+// returns dns_redirect, which the caller adds after the prerouting
+// pieces.
+func renderDNS(d *desired, rs *firewall.Ruleset, sig *strings.Builder) *chainSpec {
+	dns := &chainSpec{chain: &nftables.Chain{Name: "dns_redirect", Table: d.table}}
 	if port := rs.OfflineDNSPort; port != 0 {
 		// A device offline now: the filter's port for offline devices,
 		// decided here by MAC and time, so that the filter never judges
 		// offline-ness by a source address a child can rebind (ARP).
-		fmt.Fprintf(&sig, " offline_dns=%d", port)
-		to := []expr.Any{&expr.Immediate{Register: 1, Data: binaryutil.BigEndian.PutUint16(port)},
-			&expr.Redir{RegisterProtoMin: 1, Flags: unix.NF_NAT_RANGE_PROTO_SPECIFIED}}
+		fmt.Fprintf(sig, " offline_dns=%d", port)
 		for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
 			if len(rs.Devices) > 0 {
 				dns.add(fmt.Sprintf("configured device inside an offline interval: the filter's port for devices offline now, %d", port),
-					l4proto(proto), dport(53), offlineMatch(d, rs), to)
+					l4proto(proto), dport(53), offlineMatch(d, rs), redirectTo(port))
 			}
 			if rs.Unknown != nil {
 				dns.add(fmt.Sprintf("unknown device inside an offline interval: the filter's port for devices offline now, %d", port),
-					l4proto(proto), dport(53), unknownOfflineMatch(d, rs), to)
+					l4proto(proto), dport(53), unknownOfflineMatch(d, rs), redirectTo(port))
 			}
 		}
 	}
@@ -296,25 +359,31 @@ func render(rs *firewall.Ruleset, memo *prefixMemo, now time.Time, lanIndex map[
 		if port == 0 {
 			port = rs.DNSPort
 		}
-		fmt.Fprintf(&sig, " dns=%s:%d", p.ID, port)
-		ch := &chainSpec{chain: &nftables.Chain{Name: "dns_" + p.ID, Table: t}}
+		fmt.Fprintf(sig, " dns=%s:%d", p.ID, port)
+		ch := &chainSpec{chain: &nftables.Chain{Name: "dns_" + p.ID, Table: d.table}}
 		for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
 			ch.add(fmt.Sprintf("profile %s: DNS to any resolver goes to the router, port %d", label(p), port), l4proto(proto), dport(53),
-				&expr.Immediate{Register: 1, Data: binaryutil.BigEndian.PutUint16(port)},
-				&expr.Redir{RegisterProtoMin: 1, Flags: unix.NF_NAT_RANGE_PROTO_SPECIFIED})
+				redirectTo(port))
 		}
 		d.chains = append(d.chains, ch)
 	}
-	pre := &chainSpec{chain: &nftables.Chain{Name: "dns", Table: t, Type: nftables.ChainTypeNAT,
+	return dns
+}
+
+// renderPrerouting renders the NAT prerouting hook's chain, dns, which
+// sends each LAN client through the flow limit, the bedtime page and the
+// DNS redirect, in that order (adding the first two's parts).
+func renderPrerouting(d *desired, rs *firewall.Ruleset, sig *strings.Builder) *chainSpec {
+	pre := &chainSpec{chain: &nftables.Chain{Name: "dns", Table: d.table, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(-110), Policy: policy(nftables.ChainPolicyAccept)}}
-	if flows := renderFlowLimit(d, rs, &sig); flows != nil {
+	if flows := renderFlowLimit(d, rs, sig); flows != nil {
 		d.chains = append(d.chains, flows)
 		for _, lan := range rs.LAN {
 			pre.add("clients of "+lan+": new connections, at most flow_limit a second each", ifname(expr.MetaKeyIIFNAME, lan),
 				&expr.Verdict{Kind: expr.VerdictJump, Chain: "flow_limit"})
 		}
 	}
-	if page := renderPage(d, rs, &sig); page != nil {
+	if page := renderPage(d, rs, sig); page != nil {
 		d.chains = append(d.chains, page)
 		for _, lan := range rs.LAN {
 			pre.add("clients of "+lan+": the bedtime page", ifname(expr.MetaKeyIIFNAME, lan), &expr.Verdict{Kind: expr.VerdictJump, Chain: "page"})
@@ -323,10 +392,7 @@ func render(rs *firewall.Ruleset, memo *prefixMemo, now time.Time, lanIndex map[
 	for _, lan := range rs.LAN {
 		pre.add("clients of "+lan, ifname(expr.MetaKeyIIFNAME, lan), &expr.Verdict{Kind: expr.VerdictJump, Chain: "dns_redirect"})
 	}
-	d.chains = append(d.chains, dns, pre)
-	renderGuard(d, rs, &sig)
-	d.sig = sig.String() + " shape=" + d.shape()
-	return d, nil
+	return pre
 }
 
 // onlineUntil says whether a device with these offline intervals is
@@ -449,10 +515,7 @@ func renderPage(d *desired, rs *firewall.Ruleset, sig *strings.Builder) *chainSp
 	fmt.Fprintf(sig, " page=%d", rs.PagePort)
 	t := d.table
 	configuredSet(d, rs)
-	redirect := []expr.Any{
-		&expr.Immediate{Register: 1, Data: binaryutil.BigEndian.PutUint16(rs.PagePort)},
-		&expr.Redir{RegisterProtoMin: 1, Flags: unix.NF_NAT_RANGE_PROTO_SPECIFIED},
-	}
+	redirect := redirectTo(rs.PagePort)
 	page := &chainSpec{chain: &nftables.Chain{Name: "page", Table: t}}
 	page.add("the router's own addresses (LuCI) stay what they are",
 		&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
