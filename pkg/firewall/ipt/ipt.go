@@ -140,174 +140,236 @@ func setName(fam int, kind, id string) string {
 	return fmt.Sprintf("curfew_%s%d_%08x", kind, fam, h.Sum32())
 }
 
+// rendering is the iptables rules and ipsets being rendered from rs, per
+// family: rules by "family/table/chain", sets by name.
+type rendering struct {
+	rs    *firewall.Ruleset
+	rules map[string][][]string
+	sets  map[string][]netip.Prefix
+}
+
+func (r *rendering) add(fam int, table, chain string, spec ...string) {
+	k := fmt.Sprintf("%d/%s/%s", fam, table, chain)
+	r.rules[k] = append(r.rules[k], spec)
+}
+
+// ensure makes chain exist, with or without rules.
+func (r *rendering) ensure(fam int, table, chain string) {
+	k := fmt.Sprintf("%d/%s/%s", fam, table, chain)
+	if _, ok := r.rules[k]; !ok {
+		r.rules[k] = [][]string{}
+	}
+}
+
 // render renders the rules of every chain, per family (the same step as
-// the nftables backend's render).
+// the nftables backend's render): each step owns its chains.
 func render(rs *firewall.Ruleset) (map[string][][]string, map[string][]netip.Prefix) {
-	rules := map[string][][]string{}
-	sets := map[string][]netip.Prefix{}
-	add := func(fam int, table, chain string, spec ...string) {
-		k := fmt.Sprintf("%d/%s/%s", fam, table, chain)
-		rules[k] = append(rules[k], spec)
-	}
-	ensure := func(fam int, table, chain string) {
-		k := fmt.Sprintf("%d/%s/%s", fam, table, chain)
-		if _, ok := rules[k]; !ok {
-			rules[k] = [][]string{}
-		}
-	}
-	window := func(iv firewall.Interval) []string {
-		to := iv.To.Add(-time.Second) // --datestop includes its second
-		from := iv.From
-		if from.Unix() < 0 {
-			from = time.Unix(0, 0)
-		}
-		if to.Year() > 2037 {
-			to = time.Date(2037, 12, 31, 23, 59, 59, 0, time.UTC) // xt_time's 32-bit limit
-		}
-		return []string{"-m", "time", "--datestart", from.UTC().Format("2006-01-02T15:04:05"),
-			"--datestop", to.UTC().Format("2006-01-02T15:04:05"), "-j", "CURFEW_REJECT"}
-	}
-	// redirectInWindows sends what match selects, of a managed device
-	// inside one of its offline intervals, to port: each device's windows,
-	// then a RETURN for it (the unknown devices' windows follow).
-	redirectInWindows := func(fam int, chain string, match []string, port uint16) {
-		redirect := func(mac []string, iv firewall.Interval) {
-			w := window(iv)
-			spec := append(append(append([]string{}, match...), mac...), w[:len(w)-2]...)
-			add(fam, "nat", chain, append(spec, "-j", "REDIRECT", "--to-ports", fmt.Sprint(port))...)
-		}
-		for _, d := range rs.Devices {
-			mac := []string{"-m", "mac", "--mac-source", d.MAC.String()}
-			for _, iv := range d.Offline {
-				if iv.To.After(iv.From) {
-					redirect(mac, iv)
-				}
-			}
-			add(fam, "nat", chain, append(append(append([]string{}, match...), mac...), "-j", "RETURN")...)
-		}
-		if u := rs.Unknown; u != nil {
-			for _, iv := range u.Offline {
-				if iv.To.After(iv.From) {
-					redirect(nil, iv)
-				}
-			}
-		}
-	}
+	r := &rendering{rs: rs, rules: map[string][][]string{}, sets: map[string][]netip.Prefix{}}
 	for _, fam := range []int{4, 6} {
-		ensure(fam, "filter", "CURFEW_REJECT")
-		add(fam, "filter", "CURFEW_REJECT", "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset")
-		if fam == 4 {
-			add(fam, "filter", "CURFEW_REJECT", "-j", "REJECT", "--reject-with", "icmp-admin-prohibited")
-		} else {
-			add(fam, "filter", "CURFEW_REJECT", "-j", "REJECT", "--reject-with", "icmp6-adm-prohibited")
-		}
-		ensure(fam, "filter", "CURFEW_FWD")
-		ensure(fam, "filter", "CURFEW_IN")
-		ensure(fam, "nat", "CURFEW_DNS")
-		ensure(fam, "mangle", "CURFEW_FLOWS")
+		r.rejects(fam)
+		r.ensure(fam, "filter", "CURFEW_FWD")
+		r.ensure(fam, "filter", "CURFEW_IN")
+		r.ensure(fam, "nat", "CURFEW_DNS")
+		r.ensure(fam, "mangle", "CURFEW_FLOWS")
 		if rs.FlowLimit > 0 {
-			flowLimit(fam, rs, add)
+			r.flowLimit(fam)
 		}
-		if rs.PagePort != 0 {
-			// The bedtime page: each device's windows again, as
-			// redirects of plain HTTP; the router's own addresses
-			// (LuCI) stay what they are.
-			ensure(fam, "nat", "CURFEW_PAGE")
-			add(fam, "nat", "CURFEW_DNS", "-p", "tcp", "--dport", "80", "-j", "CURFEW_PAGE")
-			add(fam, "nat", "CURFEW_PAGE", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "RETURN")
-			redirectInWindows(fam, "CURFEW_PAGE", []string{"-p", "tcp", "--dport", "80"}, rs.PagePort)
-		}
-		if rs.OfflineDNSPort != 0 {
-			// DNS of a device offline now: the filter's port for
-			// offline devices, decided here by MAC and time (see the
-			// nftables backend)
-			ensure(fam, "nat", "CURFEW_OFFDNS")
-			for _, proto := range []string{"udp", "tcp"} {
-				add(fam, "nat", "CURFEW_DNS", "-p", proto, "--dport", "53", "-j", "CURFEW_OFFDNS")
-				redirectInWindows(fam, "CURFEW_OFFDNS", []string{"-p", proto, "--dport", "53"}, rs.OfflineDNSPort)
-			}
-		}
-		// A profile's filter port takes only queries that the redirect
-		// below sent there: asked directly, another profile's port would
-		// answer by that profile's (looser) rules.
-		for _, port := range firewall.FilterPorts(rs) {
-			for _, proto := range []string{"udp", "tcp"} {
-				add(fam, "filter", "CURFEW_IN", "-p", proto, "--dport", fmt.Sprint(port),
-					"-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP")
-			}
-		}
+		r.page(fam)
+		r.offlineDNS(fam)
+		r.guard(fam)
 		for _, lan := range rs.LAN {
-			add(fam, "filter", "CURFEW_FWD", "-o", lan, "-j", "RETURN")
+			r.add(fam, "filter", "CURFEW_FWD", "-o", lan, "-j", "RETURN")
 		}
-		var doh []netip.Prefix
-		for _, p := range rs.Bypass {
-			if p.Addr().Is4() == (fam == 4) {
-				doh = append(doh, p)
-			}
-		}
-		if len(doh) > 0 {
-			sets[setName(fam, "doh", "")] = doh
-		}
+		doh := r.bypass(fam)
 		for _, p := range rs.Profiles {
-			pc := chainName("CURFEW_P_", p.ID)
-			ensure(fam, "filter", pc)
-			add(fam, "filter", pc, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
-			if !p.Open {
-				add(fam, "filter", pc, "-p", "tcp", "--dport", "853", "-j", "CURFEW_REJECT")
-				add(fam, "filter", pc, "-p", "udp", "--dport", "853", "-j", "CURFEW_REJECT")
-				if len(doh) > 0 {
-					add(fam, "filter", pc, "-m", "set", "--match-set", setName(fam, "doh", ""), "dst", "-j", "CURFEW_REJECT")
-				}
-			}
-			var block []netip.Prefix
-			for _, pr := range p.Block {
-				if pr.Addr().Is4() == (fam == 4) {
-					block = append(block, pr)
-				}
-			}
-			if len(block) > 0 {
-				name := setName(fam, "b", p.ID)
-				sets[name] = block
-				add(fam, "filter", pc, "-m", "set", "--match-set", name, "dst", "-j", "CURFEW_REJECT")
-			}
-			port := p.DNSPort
-			if port == 0 {
-				port = rs.DNSPort
-			}
-			nc := chainName("CURFEW_N_", p.ID)
-			ensure(fam, "nat", nc)
-			for _, proto := range []string{"udp", "tcp"} {
-				add(fam, "nat", nc, "-p", proto, "--dport", "53", "-j", "REDIRECT", "--to-ports", fmt.Sprint(port))
-			}
+			r.profile(fam, p, doh)
 		}
 		for _, d := range rs.Devices {
-			id := strings.ReplaceAll(d.MAC.String(), ":", "")
-			dc := chainName("CURFEW_D_", id)
-			ensure(fam, "filter", dc)
-			for _, iv := range d.Offline {
-				if iv.To.After(iv.From) {
-					add(fam, "filter", dc, window(iv)...)
-				}
-			}
-			add(fam, "filter", dc, "-j", chainName("CURFEW_P_", d.Profile))
-			// -g, not -j: a configured device's packet must not come back
-			// to CURFEW_FWD, where the unknown devices' windows follow.
-			add(fam, "filter", "CURFEW_FWD", "-m", "mac", "--mac-source", d.MAC.String(), "-g", dc)
-			add(fam, "nat", "CURFEW_DNS", "-m", "mac", "--mac-source", d.MAC.String(), "-g", chainName("CURFEW_N_", d.Profile))
+			r.device(fam, d)
 		}
-		if u := rs.Unknown; u != nil {
-			for _, iv := range u.Offline {
-				if iv.To.After(iv.From) {
-					add(fam, "filter", "CURFEW_FWD", window(iv)...)
-				}
+		r.unknown(fam)
+	}
+	return r.rules, r.sets
+}
+
+// window matches the instants of an offline interval (xt_time, UTC) and
+// rejects.
+func window(iv firewall.Interval) []string {
+	to := iv.To.Add(-time.Second) // --datestop includes its second
+	from := iv.From
+	if from.Unix() < 0 {
+		from = time.Unix(0, 0)
+	}
+	if to.Year() > 2037 {
+		to = time.Date(2037, 12, 31, 23, 59, 59, 0, time.UTC) // xt_time's 32-bit limit
+	}
+	return []string{"-m", "time", "--datestart", from.UTC().Format("2006-01-02T15:04:05"),
+		"--datestop", to.UTC().Format("2006-01-02T15:04:05"), "-j", "CURFEW_REJECT"}
+}
+
+// rejects renders CURFEW_REJECT: TCP gets a reset, everything else ICMP
+// administratively prohibited.
+func (r *rendering) rejects(fam int) {
+	r.ensure(fam, "filter", "CURFEW_REJECT")
+	r.add(fam, "filter", "CURFEW_REJECT", "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset")
+	if fam == 4 {
+		r.add(fam, "filter", "CURFEW_REJECT", "-j", "REJECT", "--reject-with", "icmp-admin-prohibited")
+	} else {
+		r.add(fam, "filter", "CURFEW_REJECT", "-j", "REJECT", "--reject-with", "icmp6-adm-prohibited")
+	}
+}
+
+// redirectInWindows sends what match selects, of a managed device inside
+// one of its offline intervals, to port: each device's windows, then a
+// RETURN for it (the unknown devices' windows follow).
+func (r *rendering) redirectInWindows(fam int, chain string, match []string, port uint16) {
+	redirect := func(mac []string, iv firewall.Interval) {
+		w := window(iv)
+		spec := append(append(append([]string{}, match...), mac...), w[:len(w)-2]...)
+		r.add(fam, "nat", chain, append(spec, "-j", "REDIRECT", "--to-ports", fmt.Sprint(port))...)
+	}
+	for _, d := range r.rs.Devices {
+		mac := []string{"-m", "mac", "--mac-source", d.MAC.String()}
+		for _, iv := range d.Offline {
+			if iv.To.After(iv.From) {
+				redirect(mac, iv)
 			}
-			if hasProfile(rs, u.Profile) {
-				add(fam, "filter", "CURFEW_FWD", "-j", chainName("CURFEW_P_", u.Profile))
-				add(fam, "nat", "CURFEW_DNS", "-j", chainName("CURFEW_N_", u.Profile))
+		}
+		r.add(fam, "nat", chain, append(append(append([]string{}, match...), mac...), "-j", "RETURN")...)
+	}
+	if u := r.rs.Unknown; u != nil {
+		for _, iv := range u.Offline {
+			if iv.To.After(iv.From) {
+				redirect(nil, iv)
 			}
 		}
 	}
-	return rules, sets
+}
+
+// page renders the bedtime page: each device's windows again, as
+// redirects of plain HTTP; the router's own addresses (LuCI) stay what
+// they are.
+func (r *rendering) page(fam int) {
+	if r.rs.PagePort == 0 {
+		return
+	}
+	r.ensure(fam, "nat", "CURFEW_PAGE")
+	r.add(fam, "nat", "CURFEW_DNS", "-p", "tcp", "--dport", "80", "-j", "CURFEW_PAGE")
+	r.add(fam, "nat", "CURFEW_PAGE", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "RETURN")
+	r.redirectInWindows(fam, "CURFEW_PAGE", []string{"-p", "tcp", "--dport", "80"}, r.rs.PagePort)
+}
+
+// offlineDNS renders where DNS of a device offline now goes: the filter's
+// port for offline devices, decided here by MAC and time (see the
+// nftables backend).
+func (r *rendering) offlineDNS(fam int) {
+	if r.rs.OfflineDNSPort == 0 {
+		return
+	}
+	r.ensure(fam, "nat", "CURFEW_OFFDNS")
+	for _, proto := range []string{"udp", "tcp"} {
+		r.add(fam, "nat", "CURFEW_DNS", "-p", proto, "--dport", "53", "-j", "CURFEW_OFFDNS")
+		r.redirectInWindows(fam, "CURFEW_OFFDNS", []string{"-p", proto, "--dport", "53"}, r.rs.OfflineDNSPort)
+	}
+}
+
+// guard renders CURFEW_IN: a profile's filter port takes only queries
+// that the redirect sent there; asked directly, another profile's port
+// would answer by that profile's (looser) rules.
+func (r *rendering) guard(fam int) {
+	for _, port := range firewall.FilterPorts(r.rs) {
+		for _, proto := range []string{"udp", "tcp"} {
+			r.add(fam, "filter", "CURFEW_IN", "-p", proto, "--dport", fmt.Sprint(port),
+				"-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP")
+		}
+	}
+}
+
+// bypass renders the ipset of public DNS-over-HTTPS resolvers of fam and
+// returns its prefixes.
+func (r *rendering) bypass(fam int) []netip.Prefix {
+	var doh []netip.Prefix
+	for _, p := range r.rs.Bypass {
+		if p.Addr().Is4() == (fam == 4) {
+			doh = append(doh, p)
+		}
+	}
+	if len(doh) > 0 {
+		r.sets[setName(fam, "doh", "")] = doh
+	}
+	return doh
+}
+
+// profile renders profile p's chains: CURFEW_P_<p> (established flows
+// return; DoT, DoH and blocked prefixes are rejected) and CURFEW_N_<p>
+// (its DNS to its port).
+func (r *rendering) profile(fam int, p firewall.Profile, doh []netip.Prefix) {
+	pc := chainName("CURFEW_P_", p.ID)
+	r.ensure(fam, "filter", pc)
+	r.add(fam, "filter", pc, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
+	if !p.Open {
+		r.add(fam, "filter", pc, "-p", "tcp", "--dport", "853", "-j", "CURFEW_REJECT")
+		r.add(fam, "filter", pc, "-p", "udp", "--dport", "853", "-j", "CURFEW_REJECT")
+		if len(doh) > 0 {
+			r.add(fam, "filter", pc, "-m", "set", "--match-set", setName(fam, "doh", ""), "dst", "-j", "CURFEW_REJECT")
+		}
+	}
+	var block []netip.Prefix
+	for _, pr := range p.Block {
+		if pr.Addr().Is4() == (fam == 4) {
+			block = append(block, pr)
+		}
+	}
+	if len(block) > 0 {
+		name := setName(fam, "b", p.ID)
+		r.sets[name] = block
+		r.add(fam, "filter", pc, "-m", "set", "--match-set", name, "dst", "-j", "CURFEW_REJECT")
+	}
+	port := p.DNSPort
+	if port == 0 {
+		port = r.rs.DNSPort
+	}
+	nc := chainName("CURFEW_N_", p.ID)
+	r.ensure(fam, "nat", nc)
+	for _, proto := range []string{"udp", "tcp"} {
+		r.add(fam, "nat", nc, "-p", proto, "--dport", "53", "-j", "REDIRECT", "--to-ports", fmt.Sprint(port))
+	}
+}
+
+// device renders configured device d's chain (its windows, then its
+// profile) and its jumps from CURFEW_FWD and CURFEW_DNS.
+func (r *rendering) device(fam int, d firewall.Device) {
+	id := strings.ReplaceAll(d.MAC.String(), ":", "")
+	dc := chainName("CURFEW_D_", id)
+	r.ensure(fam, "filter", dc)
+	for _, iv := range d.Offline {
+		if iv.To.After(iv.From) {
+			r.add(fam, "filter", dc, window(iv)...)
+		}
+	}
+	r.add(fam, "filter", dc, "-j", chainName("CURFEW_P_", d.Profile))
+	// -g, not -j: a configured device's packet must not come back to
+	// CURFEW_FWD, where the unknown devices' windows follow.
+	r.add(fam, "filter", "CURFEW_FWD", "-m", "mac", "--mac-source", d.MAC.String(), "-g", dc)
+	r.add(fam, "nat", "CURFEW_DNS", "-m", "mac", "--mac-source", d.MAC.String(), "-g", chainName("CURFEW_N_", d.Profile))
+}
+
+// unknown renders the devices the config does not list: their windows and
+// their profile, at the end of CURFEW_FWD and CURFEW_DNS.
+func (r *rendering) unknown(fam int) {
+	u := r.rs.Unknown
+	if u == nil {
+		return
+	}
+	for _, iv := range u.Offline {
+		if iv.To.After(iv.From) {
+			r.add(fam, "filter", "CURFEW_FWD", window(iv)...)
+		}
+	}
+	if hasProfile(r.rs, u.Profile) {
+		r.add(fam, "filter", "CURFEW_FWD", "-j", chainName("CURFEW_P_", u.Profile))
+		r.add(fam, "nat", "CURFEW_DNS", "-j", chainName("CURFEW_N_", u.Profile))
+	}
 }
 
 // flowLimit bounds how fast each device opens connections (see the
@@ -318,7 +380,8 @@ func render(rs *firewall.Ruleset) (map[string][][]string, map[string][]netip.Pre
 // not in OpenWrt's default image; xt_limit is, and one rule is one
 // bucket: each configured device gets its own, all other devices share
 // one. The families count apart, as their rules do.
-func flowLimit(fam int, rs *firewall.Ruleset, add func(int, string, string, ...string)) {
+func (r *rendering) flowLimit(fam int) {
+	rs, add := r.rs, r.add
 	// xt_limit's bounds: 10,000 a second, a burst of 10,000
 	rate := fmt.Sprintf("%d/sec", min(rs.FlowLimit, 10000))
 	burst := fmt.Sprint(max(1, min(rs.FlowBurst, 10000)))
