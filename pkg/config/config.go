@@ -514,7 +514,19 @@ func (v *validator) build(f *uci.File) *Config {
 	return c
 }
 
+// main reads the 'curfew' section, feature by feature.
 func (v *validator) main(c *Config, s *uci.Section) {
+	v.mainDevices(c, s)
+	v.mainDNS(c, s)
+	v.mainPage(c, s)
+	v.mainNotify(c, s)
+	v.mainKernel(c, s)
+}
+
+// mainDevices reads who is managed: enabled, the LAN interfaces, the
+// profile of devices not listed, and what a clock not yet synchronised
+// means.
+func (v *validator) mainDevices(c *Config, s *uci.Section) {
 	c.Enabled = v.bool(s, "enabled", true)
 	for _, o := range values(s, "lan") {
 		if o.Value == "" || strings.ContainsAny(o.Value, " /") || len(o.Value) > 15 {
@@ -543,6 +555,10 @@ func (v *validator) main(c *Config, s *uci.Section) {
 			v.errorf(s, o, "invalid value %q (want offline or online)", o.Value)
 		}
 	}
+}
+
+// mainDNS reads the DNS filter's options.
+func (v *validator) mainDNS(c *Config, s *uci.Section) {
 	c.DNSFilter = v.bool(s, "dns_filter", true)
 	c.BypassPrevention = v.bool(s, "bypass_prevention", true)
 	if o, ok := s.Get("dns_upstream"); ok {
@@ -555,9 +571,19 @@ func (v *validator) main(c *Config, s *uci.Section) {
 	if n, ok := v.number(s, "dns_port", "port", 1024, 65000, "1024 to 65000; each profile takes the next one"); ok {
 		c.DNSPort = uint16(n)
 	}
-	if n, ok := v.number(s, "active_threshold", "byte count", 1, math.MaxUint64, "e.g. 16384"); ok {
-		c.ActiveThreshold = n
+	for _, o := range values(s, "doh_address") {
+		d, err := ParseDestination(o.Value)
+		if err != nil || d.Domain != "" || !d.Prefix.IsSingleIP() {
+			v.errorf(s, o, "invalid address %q (want an IPv4 or IPv6 address)", o.Value)
+			continue
+		}
+		c.DoHAddresses = append(c.DoHAddresses, d.Prefix)
 	}
+}
+
+// mainPage reads the bedtime page's options and how often a child may
+// ask.
+func (v *validator) mainPage(c *Config, s *uci.Section) {
 	c.Page = v.bool(s, "page", true)
 	if n, ok := v.number(s, "page_port", "port", 1024, 65535, "1024 to 65535"); ok {
 		c.PagePort = uint16(n)
@@ -565,10 +591,10 @@ func (v *validator) main(c *Config, s *uci.Section) {
 	if n, ok := v.number(s, "requests_per_day", "count", 0, MaxRequestsPerDay, fmt.Sprintf("0 to %d; 0 turns asking off", MaxRequestsPerDay)); ok {
 		c.RequestsPerDay = int(n)
 	}
-	if n, ok := v.number(s, "flow_limit", "rate", 0, MaxFlowLimit,
-		fmt.Sprintf("new connections a second per device, 1 to %d; 0 turns the limit off", MaxFlowLimit)); ok {
-		c.FlowLimit = int(n)
-	}
+}
+
+// mainNotify reads where and what the parents are told.
+func (v *validator) mainNotify(c *Config, s *uci.Section) {
 	for _, o := range values(s, "notify") {
 		if err := checkNotifyURL(o.Value); err != nil {
 			v.errorf(s, o, "%v", err)
@@ -593,13 +619,17 @@ func (v *validator) main(c *Config, s *uci.Section) {
 			}
 		}
 	}
-	for _, o := range values(s, "doh_address") {
-		d, err := ParseDestination(o.Value)
-		if err != nil || d.Domain != "" || !d.Prefix.IsSingleIP() {
-			v.errorf(s, o, "invalid address %q (want an IPv4 or IPv6 address)", o.Value)
-			continue
-		}
-		c.DoHAddresses = append(c.DoHAddresses, d.Prefix)
+}
+
+// mainKernel reads what the kernel is asked for beyond the rules: screen
+// time's threshold, the new-connection limit, the backend.
+func (v *validator) mainKernel(c *Config, s *uci.Section) {
+	if n, ok := v.number(s, "active_threshold", "byte count", 1, math.MaxUint64, "e.g. 16384"); ok {
+		c.ActiveThreshold = n
+	}
+	if n, ok := v.number(s, "flow_limit", "rate", 0, MaxFlowLimit,
+		fmt.Sprintf("new connections a second per device, 1 to %d; 0 turns the limit off", MaxFlowLimit)); ok {
+		c.FlowLimit = int(n)
 	}
 	if o, ok := s.Get("backend"); ok {
 		switch o.Value {
