@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"curfew/pkg/config"
 	"curfew/pkg/control"
@@ -46,63 +44,108 @@ func newLogger(w io.Writer, asJSON, verbose bool) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// Command is `curfew daemon`: it parses flags, wires the kernel backend and
-// the control socket, and runs the loop until SIGTERM/SIGINT (ctx); SIGHUP
-// reloads the config.
-func Command(ctx context.Context, args []string, version string, stdout, stderr io.Writer) int {
+// flags are `curfew daemon`'s options.
+type flags struct {
+	config, system, stateDir, socket, leases string
+	trustClock, verbose, asJSON, legacy      bool
+	minute                                   time.Duration
+}
+
+// parseFlags reads args; when ok is false, the command ends with code.
+func parseFlags(args []string, stdout, stderr io.Writer) (f flags, code int, ok bool) {
 	fs := pflag.NewFlagSet("daemon", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.SortFlags = false
-	configPath := fs.String("config", "/etc/config/curfew", "config file")
-	systemPath := fs.String("system", "/etc/config/system", "OpenWrt system config (time zone)")
-	stateDir := fs.String("state-dir", "/etc/curfew", "directory for parent overrides (kept across reboots)")
-	socket := fs.String("socket", "/var/run/curfew.sock", "control socket")
-	leases := fs.String("leases", "/tmp/dhcp.leases", "dnsmasq's DHCP lease file (host names of devices)")
-	trustClock := fs.Bool("trust-clock", false, "treat the clock as synchronised from the start (NTP is handled elsewhere)")
-	verbose := fs.BoolP("verbose", "v", false, "log debug messages")
-	minute := fs.Duration("minute-length", time.Minute, "how often screen time is counted (tests shorten it)")
+	fs.StringVar(&f.config, "config", "/etc/config/curfew", "config file")
+	fs.StringVar(&f.system, "system", "/etc/config/system", "OpenWrt system config (time zone)")
+	fs.StringVar(&f.stateDir, "state-dir", "/etc/curfew", "directory for parent overrides (kept across reboots)")
+	fs.StringVar(&f.socket, "socket", "/var/run/curfew.sock", "control socket")
+	fs.StringVar(&f.leases, "leases", "/tmp/dhcp.leases", "dnsmasq's DHCP lease file (host names of devices)")
+	fs.BoolVar(&f.trustClock, "trust-clock", false, "treat the clock as synchronised from the start (NTP is handled elsewhere)")
+	fs.BoolVarP(&f.verbose, "verbose", "v", false, "log debug messages")
+	fs.DurationVar(&f.minute, "minute-length", time.Minute, "how often screen time is counted (tests shorten it)")
 	fs.MarkHidden("minute-length")
-	asJSON := fs.Bool("json", false, "log as JSON lines (one object per message) instead of text")
-	legacy := fs.Bool("iptables-legacy", false, "with the iptables backend, use iptables-legacy (where iptables is the nft layer)")
+	fs.BoolVar(&f.asJSON, "json", false, "log as JSON lines (one object per message) instead of text")
+	fs.BoolVar(&f.legacy, "iptables-legacy", false, "with the iptables backend, use iptables-legacy (where iptables is the nft layer)")
 	fs.MarkHidden("iptables-legacy")
 	fs.Usage = func() {
 		fmt.Fprintf(stdout, "Usage: curfew daemon [flags]\n\nRun the enforcing daemon (the init script starts it).\n\nFlags:\n%s", fs.FlagUsages())
 	}
 	if err := fs.Parse(args); err != nil {
 		if err == pflag.ErrHelp {
-			return 0
+			return f, 0, false
 		}
 		fmt.Fprintf(stderr, "curfew daemon: %v\n\nUsage: curfew daemon [flags]\n\nFlags:\n%s", err, fs.FlagUsages())
-		return 64
+		return f, 64, false
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "curfew daemon: takes no arguments, got %q\n", strings.Join(fs.Args(), " "))
-		return 64
+		return f, 64, false
 	}
-	log := newLogger(stderr, *asJSON, *verbose)
+	return f, 0, true
+}
+
+// Command is `curfew daemon`: it parses flags, wires the kernel backend and
+// the control socket, and runs the loop until SIGTERM/SIGINT (ctx); SIGHUP
+// reloads the config.
+func Command(ctx context.Context, args []string, version string, stdout, stderr io.Writer) int {
+	f, code, ok := parseFlags(args, stdout, stderr)
+	if !ok {
+		return code
+	}
+	log := newLogger(stderr, f.asJSON, f.verbose)
+	ln, err := control.Listen(f.socket)
+	if err != nil {
+		fmt.Fprintf(stderr, "curfew: %v\n", err)
+		return 1
+	}
+	defer os.Remove(f.socket)
+	d, notifier, relinked, err := build(ctx, f, version, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "curfew: %v\n", err)
+		return 1
+	}
+	go notifier.Run(ctx)
+	go each(ctx, relinked, d.kick)
+	go func() {
+		if err := control.Serve(ctx, ln, d.Handle, log); err != nil {
+			log.Error("control socket stopped", "err", err)
+		}
+	}()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go each(ctx, hup, func() {
+		log.Info("SIGHUP: reloading config")
+		d.Reload(ctx)
+	})
+	log.Info("curfew daemon starting", "version", version, "config", f.config, "backend", d.opts.Backend.Name(), "socket", f.socket)
+	if err := d.Run(ctx); err != nil {
+		log.Error("stopped with an error", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// build makes the daemon and what it is wired to: the kernel backend the
+// config asks for, the DNS filter, the notifier, and the host's watchers
+// (clock steps; relinked, interfaces created anew).
+func build(ctx context.Context, f flags, version string, log *slog.Logger) (d *Daemon, n *notify.Notifier, relinked chan struct{}, err error) {
 	loaded := &loadedConfig{}
-	loaded.cfg, loaded.warns, loaded.err = config.Load(*configPath, services.Builtin())
+	loaded.cfg, loaded.warns, loaded.err = config.Load(f.config, services.Builtin())
 	want := "auto" // also when the file cannot be read: the daemon reports that
 	if loaded.err == nil {
 		want = loaded.cfg.Backend
 	}
-	backend, fallback, err := chooseBackend(want, *legacy, log)
+	backend, fallback, err := chooseBackend(want, f.legacy, log)
 	if err != nil {
-		fmt.Fprintf(stderr, "curfew: %v\n", err)
-		return 1
+		return nil, nil, nil, err
 	}
-	ln, err := control.Listen(*socket)
-	if err != nil {
-		fmt.Fprintf(stderr, "curfew: %v\n", err)
-		return 1
-	}
-	defer os.Remove(*socket)
 	jumps := make(chan struct{}, 1)
 	go watchClockSteps(ctx, jumps, log)
-	relinked := make(chan struct{}, 1)
+	relinked = make(chan struct{}, 1)
 	go watchLinks(ctx, relinked, log)
-	var d *Daemon
-	notifier := notify.New(log)
+	n = notify.New(log)
 	dns := dnsfilter.NewServer(dnsfilter.Options{
 		Identify: func(a netip.Addr) (dnsfilter.Device, bool) { return d.identify(a) },
 		Allowed: func(profile string, addrs []netip.Addr, ttl time.Duration) {
@@ -117,66 +160,31 @@ func Command(ctx context.Context, args []string, version string, stdout, stderr 
 		Log: log,
 	})
 	d = New(Options{
-		DNS:          dns,
-		ConfigPath:   *configPath,
-		loaded:       loaded,
-		SystemPath:   *systemPath,
-		FirewallPath: "/etc/config/firewall",
-		StateDir:     *stateDir,
-		Backend:      backend,
-		Fallback:     fallback,
-		Seen:         neighbours,
+		DNS: dns, ConfigPath: f.config, loaded: loaded, SystemPath: f.system, FirewallPath: "/etc/config/firewall",
+		StateDir: f.stateDir, Backend: backend, Fallback: fallback, Seen: neighbours,
 		ClockTrusted: func() bool {
-			if *trustClock || kernelClockSynced() {
+			if f.trustClock || kernelClockSynced() {
 				return true
 			}
 			_, err := os.Stat(ClockSyncedFile)
 			return err == nil
 		},
-		ClockJumps:   jumps,
-		Log:          log,
-		Version:      version,
-		MinuteLength: *minute,
-		LeasesFile:   *leases,
-		Page:         true,
-		Notify:       notifier,
+		ClockJumps: jumps, Log: log, Version: version, MinuteLength: f.minute, LeasesFile: f.leases,
+		Page: true, Notify: n,
 	})
-	go notifier.Run(ctx)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-relinked:
-				d.kick()
-			}
+	return d, n, relinked, nil
+}
+
+// each calls f for every value from ch until ctx ends.
+func each[T any](ctx context.Context, ch <-chan T, f func()) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+			f()
 		}
-	}()
-	go func() {
-		if err := control.Serve(ctx, ln, d.Handle, log); err != nil {
-			log.Error("control socket stopped", "err", err)
-		}
-	}()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				log.Info("SIGHUP: reloading config")
-				d.Reload(ctx)
-			}
-		}
-	}()
-	log.Info("curfew daemon starting", "version", version, "config", *configPath, "backend", backend.Name(), "socket", *socket)
-	if err := d.Run(ctx); err != nil {
-		log.Error("stopped with an error", "err", err)
-		return 1
 	}
-	return 0
 }
 
 // chooseBackend picks the kernel backend from the config's backend option
@@ -199,135 +207,4 @@ func chooseBackend(want string, legacy bool, log *slog.Logger) (firewall.Backend
 		log.Info("nftables not usable; using iptables", "why", nftErr)
 	}
 	return iptables(), nil, nil
-}
-
-// kernelClockSynced reports whether the kernel considers its clock
-// synchronised (an NTP daemon that disciplines it clears STA_UNSYNC).
-func kernelClockSynced() bool {
-	var t unix.Timex
-	state, err := unix.Adjtimex(&t)
-	return err == nil && state != unix.TIME_ERROR && t.Status&unix.STA_UNSYNC == 0
-}
-
-// watchClockSteps reports steps of the wall clock. A CLOCK_REALTIME timerfd
-// armed with TFD_TIMER_CANCEL_ON_SET is cancelled by the kernel whenever the
-// clock is set (NTP step, `date -s`), so a step is noticed at once, not at
-// the next periodic wake-up.
-func watchClockSteps(ctx context.Context, out chan<- struct{}, log *slog.Logger) {
-	buf := make([]byte, 8)
-	for ctx.Err() == nil {
-		fd, err := unix.TimerfdCreate(unix.CLOCK_REALTIME, unix.TFD_CLOEXEC|unix.TFD_NONBLOCK)
-		if err != nil {
-			log.Warn("clock steps not watched; relying on periodic wake-ups", "err", err)
-			return
-		}
-		// A year ahead: within a 32-bit time_t on the 32-bit targets. If it
-		// ever expires, the loop below simply arms a new one.
-		far := unix.ItimerSpec{Value: unix.NsecToTimespec(time.Now().AddDate(1, 0, 0).UnixNano())}
-		if err := unix.TimerfdSettime(fd, unix.TFD_TIMER_ABSTIME|unix.TFD_TIMER_CANCEL_ON_SET, &far, nil); err != nil {
-			unix.Close(fd)
-			log.Warn("clock steps not watched; relying on periodic wake-ups", "err", err)
-			return
-		}
-		// Poll with a timeout rather than block in read, so that the fd is
-		// only ever closed here, by its one owner.
-		for ctx.Err() == nil {
-			n, _ := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 1000)
-			if n <= 0 {
-				continue
-			}
-			if _, err := unix.Read(fd, buf); err == unix.ECANCELED {
-				select {
-				case out <- struct{}{}:
-				default:
-				}
-			}
-			break
-		}
-		unix.Close(fd)
-	}
-}
-
-// neighbours lists the devices in the neighbour table of the LAN
-// interfaces, with their addresses.
-func neighbours(lan []string) []Neighbour {
-	byMAC := map[string]*Neighbour{}
-	var order []string
-	for _, name := range lan {
-		link, err := netlink.LinkByName(name)
-		if err != nil {
-			continue
-		}
-		neighs, err := netlink.NeighList(link.Attrs().Index, netlink.FAMILY_ALL)
-		if err != nil {
-			continue
-		}
-		for _, n := range neighs {
-			if len(n.HardwareAddr) != 6 || n.State&(netlink.NUD_FAILED|netlink.NUD_INCOMPLETE|netlink.NUD_NOARP) != 0 {
-				continue
-			}
-			k := n.HardwareAddr.String()
-			nb := byMAC[k]
-			if nb == nil {
-				nb = &Neighbour{MAC: n.HardwareAddr}
-				byMAC[k] = nb
-				order = append(order, k)
-			}
-			if a, ok := netip.AddrFromSlice(n.IP); ok && !a.IsLinkLocalUnicast() {
-				nb.IPs = append(nb.IPs, a.Unmap())
-			}
-		}
-	}
-	out := make([]Neighbour, 0, len(order))
-	for _, k := range order {
-		out = append(out, *byMAC[k])
-	}
-	return out
-}
-
-// watchLinks reports interfaces that are created anew or removed (by
-// name, a new index): OpenWrt's network restart recreates br-lan, and the
-// DNS filter's and the bedtime page's listeners, bound to the old one,
-// must be opened again at once, not at the next periodic wake-up. A
-// change of state (carrier, up, down) is no news.
-func watchLinks(ctx context.Context, out chan<- struct{}, log *slog.Logger) {
-	ch := make(chan netlink.LinkUpdate, 64)
-	done := make(chan struct{})
-	defer close(done)
-	if err := netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{
-		ErrorCallback: func(err error) { log.Debug("link updates", "err", err) },
-	}); err != nil {
-		log.Warn("interface changes not watched; relying on periodic wake-ups", "err", err)
-		return
-	}
-	index := map[string]int32{}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case u, ok := <-ch:
-			if !ok {
-				return
-			}
-			name, i := u.Attrs().Name, u.Index
-			changed := false
-			switch u.Header.Type {
-			case unix.RTM_DELLINK:
-				_, changed = index[name]
-				delete(index, name)
-			case unix.RTM_NEWLINK:
-				old, seen := index[name]
-				changed = !seen || old != i
-				if len(index) < maxSeen || seen {
-					index[name] = i
-				}
-			}
-			if changed {
-				select {
-				case out <- struct{}{}:
-				default:
-				}
-			}
-		}
-	}
 }
