@@ -393,173 +393,234 @@ func dependsOnTime(c *config.Config, prof *config.Profile) bool {
 
 // evaluate fills a managed device's state; it returns extra instants at
 // which the plan changes without the device's state changing (block
-// windows starting or ending).
+// windows starting or ending). It runs the steps of an evaluation in
+// order: what takes the device offline (clock, schedules, a parent's
+// overrides, the budget), the offline intervals that remain after the
+// parent's allows, the next change, the causes that apply now, the
+// verdict.
 func evaluate(d *Device, in Input, prof *config.Profile, at time.Time, loc *time.Location, horizon time.Duration) []time.Time {
-	c := in.Config
-	end := at.Add(horizon)
-	var extra []time.Time
+	e := &evaluation{d: d, in: in, prof: prof, at: at, loc: loc, end: at.Add(horizon), countingLeft: -1}
+	e.clock()
+	e.schedules()
+	e.overrides()
+	e.budget()
+	e.intervals()
+	e.nextChange()
+	e.causes()
+	e.verdict()
+	return e.extra
+}
 
-	var sources []source
-	// Before NTP sync only profiles whose rules read the clock (a schedule
-	// or a daily limit) go offline: a profile without them means the same
-	// at any time, and a router whose NTP is blocked must not lock the
-	// parents out.
-	if !in.ClockTrusted && c.ClockUnsyncedOffline && dependsOnTime(c, prof) {
-		sources = append(sources, source{kind: CauseClock, label: "clock not synchronised yet (clock_unsynced 'offline')",
+// evaluation is one device's evaluation at an instant, step by step.
+type evaluation struct {
+	d    *Device
+	in   Input
+	prof *config.Profile
+	// at is the instant, loc the router's zone, end the horizon's end.
+	at  time.Time
+	loc *time.Location
+	end time.Time
+
+	// sources are what would take the device offline, with their spans.
+	sources []source
+	// extra are instants where the plan changes without the state.
+	extra []time.Time
+	// allows are the parent's allows; allowUntil is the end of the one
+	// in force now (zero if none).
+	allows     []schedule.Interval
+	allowUntil time.Time
+	// countingLeft is the screen time left today while it is counting
+	// down (-1: no budget, or used up).
+	countingLeft time.Duration
+	// offline are the offline intervals after the allows; current is
+	// the one containing at, if any; until is the device's next change of
+	// state (zero if none is foreseen).
+	offline []schedule.Interval
+	current *schedule.Interval
+	until   time.Time
+	// active are the causes that apply now, for people.
+	active []string
+}
+
+// clock: before NTP sync only profiles whose rules read the clock (a
+// schedule or a daily limit) go offline: a profile without them means
+// the same at any time, and a router whose NTP is blocked must not lock
+// the parents out.
+func (e *evaluation) clock() {
+	c := e.in.Config
+	if !e.in.ClockTrusted && c.ClockUnsyncedOffline && dependsOnTime(c, e.prof) {
+		e.sources = append(e.sources, source{kind: CauseClock, label: "clock not synchronised yet (clock_unsynced 'offline')",
 			ivs: []schedule.Interval{{From: Dawn, To: Forever}}})
 	}
-	for _, sc := range c.Schedules {
-		if !contains(sc.Profiles, prof.ID) {
+}
+
+// schedules: the profile's offline windows, and the instants where its
+// block windows start or end.
+func (e *evaluation) schedules() {
+	for _, sc := range e.in.Config.Schedules {
+		if !contains(sc.Profiles, e.prof.ID) {
 			continue
 		}
-		occ := sc.Window.Occurrences(loc, at.Add(-24*time.Hour), end)
+		occ := sc.Window.Occurrences(e.loc, e.at.Add(-24*time.Hour), e.end)
 		label := fmt.Sprintf("schedule %s %s", sc.Label(), sc.Window)
 		if sc.Action == config.ActionOffline {
-			sources = append(sources, source{kind: CauseSchedule, label: label, ivs: occ})
+			e.sources = append(e.sources, source{kind: CauseSchedule, label: label, ivs: occ})
 			continue
 		}
 		for _, iv := range occ {
-			extra = append(extra, iv.From, iv.To) // its block list starts or ends
+			e.extra = append(e.extra, iv.From, iv.To) // its block list starts or ends
 		}
 	}
+}
 
-	var allows []schedule.Interval
-	var allowUntil time.Time
-	for _, o := range in.Overrides {
-		if !targets(o, d) {
+// overrides: the parent's pauses and allows that name the device and
+// have not ended.
+func (e *evaluation) overrides() {
+	for _, o := range e.in.Overrides {
+		if !targets(o, e.d) {
 			continue
 		}
 		until := o.Until
 		if until.IsZero() {
 			until = Forever
 		}
-		if !until.After(at) {
+		if !until.After(e.at) {
 			continue // expired
 		}
 		switch o.Kind {
 		case Pause:
-			sources = append(sources, source{kind: CausePause, label: "paused by parent", ends: until, ivs: []schedule.Interval{{From: o.From, To: until}}})
+			e.sources = append(e.sources, source{kind: CausePause, label: "paused by parent", ends: until, ivs: []schedule.Interval{{From: o.From, To: until}}})
 		case Allow:
-			allows = append(allows, schedule.Interval{From: o.From, To: until})
-			if !o.From.After(at) && until.After(allowUntil) {
-				allowUntil = until
+			e.allows = append(e.allows, schedule.Interval{From: o.From, To: until})
+			if !o.From.After(e.at) && until.After(e.allowUntil) {
+				e.allowUntil = until
 			}
 		}
 	}
+}
 
-	// Screen-time budget: limit plus today's grants, minus what was used.
-	var countingLeft time.Duration = -1
-	if prof.DailyLimit > 0 {
-		limit := prof.DailyLimit
-		today := at.Format("2006-01-02")
-		for _, o := range in.Overrides {
-			if o.Kind == Grant && o.Day == today && targets(o, d) {
-				limit += o.Amount
-			}
-		}
-		left := limit - in.Used[prof.ID]
-		if left < 0 {
-			left = 0
-		}
-		bl := Duration(left)
-		d.BudgetLeft = &bl
-		y, m, dd := at.Date()
-		reset := schedule.Resolve(loc, y, m, dd+1, 0)
-		if left == 0 {
-			sources = append(sources, source{kind: CauseLimit, label: fmt.Sprintf("daily limit %s used up", Short(limit)),
-				ivs: []schedule.Interval{{From: at, To: reset}}})
-		} else {
-			countingLeft = left
-		}
-		extra = append(extra, reset)
+// budget: the screen-time budget, the limit plus today's grants minus
+// what was used; used up, the device is offline until the next local
+// midnight, when it is reset.
+func (e *evaluation) budget() {
+	if e.prof.DailyLimit <= 0 {
+		return
 	}
+	limit := e.prof.DailyLimit
+	today := e.at.Format("2006-01-02")
+	for _, o := range e.in.Overrides {
+		if o.Kind == Grant && o.Day == today && targets(o, e.d) {
+			limit += o.Amount
+		}
+	}
+	left := max(limit-e.in.Used[e.prof.ID], 0)
+	bl := Duration(left)
+	e.d.BudgetLeft = &bl
+	y, m, dd := e.at.Date()
+	reset := schedule.Resolve(e.loc, y, m, dd+1, 0)
+	if left == 0 {
+		e.sources = append(e.sources, source{kind: CauseLimit, label: fmt.Sprintf("daily limit %s used up", Short(limit)),
+			ivs: []schedule.Interval{{From: e.at, To: reset}}})
+	} else {
+		e.countingLeft = left
+	}
+	e.extra = append(e.extra, reset)
+}
 
+// intervals: every source's spans merged, less the allows; those within
+// the horizon are the device's offline windows.
+func (e *evaluation) intervals() {
 	var all []schedule.Interval
-	for _, s := range sources {
+	for _, s := range e.sources {
 		all = append(all, s.ivs...)
 	}
-	allows = schedule.Merge(allows)
-	offline := schedule.Subtract(schedule.Merge(all), allows)
-	for _, iv := range offline {
-		if iv.To.After(at) && iv.From.Before(end) {
-			d.Offline = append(d.Offline, Span{From: iv.From.In(loc), To: iv.To.In(loc)})
+	e.offline = schedule.Subtract(schedule.Merge(all), schedule.Merge(e.allows))
+	for _, iv := range e.offline {
+		if iv.To.After(e.at) && iv.From.Before(e.end) {
+			e.d.Offline = append(e.d.Offline, Span{From: iv.From.In(e.loc), To: iv.To.In(e.loc)})
 		}
 	}
+}
 
-	var current *schedule.Interval
-	for i := range offline {
-		if offline[i].Contains(at) {
-			current = &offline[i]
+// nextChange: the offline interval the device is in now, if any, and its
+// next change of state. An end beyond the horizon is no foreseen end (an
+// all-day window every day, an indefinite pause).
+func (e *evaluation) nextChange() {
+	for i := range e.offline {
+		if e.offline[i].Contains(e.at) {
+			e.current = &e.offline[i]
 		}
 	}
-	var until time.Time // the device's next change of state, zero if none foreseen
-	if current != nil {
-		// An end beyond the horizon is no foreseen end (an all-day window
-		// every day, an indefinite pause).
-		if current.To.Before(end) {
-			until = current.To.In(loc)
+	if e.current != nil {
+		if e.current.To.Before(e.end) {
+			e.until = e.current.To.In(e.loc)
 		}
-	} else {
-		for _, iv := range offline {
-			if iv.From.After(at) {
-				until = iv.From.In(loc)
-				break
-			}
+		return
+	}
+	for _, iv := range e.offline {
+		if iv.From.After(e.at) {
+			e.until = iv.From.In(e.loc)
+			break
 		}
 	}
+}
 
-	// Causes that apply now, each once (a pause of the device and one of
-	// its profile read the same), with their own end where it is not the
-	// device's.
-	var active []string
-	for _, s := range sources {
+// causes: those that apply now, each once (a pause of the device and one
+// of its profile read the same), with their own end where it is not the
+// device's.
+func (e *evaluation) causes() {
+	for _, s := range e.sources {
 		for _, iv := range s.ivs {
-			if iv.Contains(at) {
-				label := s.label
-				if !s.ends.IsZero() && s.ends.Before(Forever) && !s.ends.Equal(until) {
-					label += " until " + When(s.ends, at, loc)
-				}
-				if !contains(active, label) {
-					active = append(active, label)
-				}
-				if !contains(d.Causes, s.kind) {
-					d.Causes = append(d.Causes, s.kind)
-				}
-				break
+			if !iv.Contains(e.at) {
+				continue
 			}
+			label := s.label
+			if !s.ends.IsZero() && s.ends.Before(Forever) && !s.ends.Equal(e.until) {
+				label += " until " + When(s.ends, e.at, e.loc)
+			}
+			if !contains(e.active, label) {
+				e.active = append(e.active, label)
+			}
+			if !contains(e.d.Causes, s.kind) {
+				e.d.Causes = append(e.d.Causes, s.kind)
+			}
+			break
 		}
 	}
-	d.Reasons = active
-	if !until.IsZero() {
-		d.Until = &until
+	e.d.Reasons = e.active
+	if !e.until.IsZero() {
+		until := e.until
+		e.d.Until = &until
 	}
+}
 
-	d.Allowed = current == nil && allowUntil.After(at)
-	if current != nil {
+// verdict: the state and its reason for people. A budget running out is
+// not foreseen here: it depends on use, and the daemon recomputes the plan
+// as minutes are counted.
+func (e *evaluation) verdict() {
+	d, at, loc := e.d, e.at, e.loc
+	d.Allowed = e.current == nil && e.allowUntil.After(at)
+	if e.current != nil {
 		d.State = Offline
-		d.Reason = strings.Join(active, "; ")
-	} else {
-		// A budget running out is not foreseen here: it depends on use.
-		// The daemon recomputes the plan as minutes are counted.
-		d.State = Online
-		switch {
-		case len(active) > 0:
-			label := "allowed by parent"
-			if allowUntil.Before(Forever) && !allowUntil.Equal(until) {
-				label += " until " + When(allowUntil, at, loc)
-			}
-			d.Reason = fmt.Sprintf("%s (overrides %s)", label, strings.Join(active, "; "))
-		case allowUntil.After(at):
-			// nothing to override now, but the allow holds until then
-			d.Reason = "allowed by parent until " + When(allowUntil, at, loc)
-		case countingLeft > 0:
-			d.Reason = fmt.Sprintf("%s of screen time left today", Short(countingLeft))
-		default:
-			d.Reason = "online"
-		}
+		d.Reason = strings.Join(e.active, "; ")
+		return
 	}
-
-	return extra
+	d.State = Online
+	switch {
+	case len(e.active) > 0:
+		label := "allowed by parent"
+		if e.allowUntil.Before(Forever) && !e.allowUntil.Equal(e.until) {
+			label += " until " + When(e.allowUntil, at, loc)
+		}
+		d.Reason = fmt.Sprintf("%s (overrides %s)", label, strings.Join(e.active, "; "))
+	case e.allowUntil.After(at):
+		// nothing to override now, but the allow holds until then
+		d.Reason = "allowed by parent until " + When(e.allowUntil, at, loc)
+	case e.countingLeft > 0:
+		d.Reason = fmt.Sprintf("%s of screen time left today", Short(e.countingLeft))
+	default:
+		d.Reason = "online"
+	}
 }
 
 // rules returns what profile prof blocks at instant at — its lists and
