@@ -578,45 +578,10 @@ func (d *Daemon) reconcile(ctx context.Context) {
 	d.mu.Unlock()
 
 	if !cfg.Enabled {
-		p := plan.Compute(plan.Input{Config: cfg, Loc: loc, At: now, ClockTrusted: true})
-		d.mu.Lock()
-		wasApplied, first := d.applied, d.last == nil
-		d.applied, d.last = false, p
-		d.enforce = control.Enforcement{} // nothing is to be enforced: no refusal to tell
-		d.mu.Unlock()
-		// Remove once: when the rules were in force, and at start-up (a
-		// crashed run may have left its table behind) — not on every
-		// wake-up while curfew stays disabled.
-		if wasApplied || first {
-			if wasApplied {
-				d.log.Info("curfew disabled in the config; removing its kernel rules")
-			}
-			if err := d.opts.Backend.Remove(ctx); err != nil {
-				d.log.Error("remove kernel rules; trying again at the next wake-up", "err", err)
-				d.mu.Lock()
-				d.applied = true
-				d.mu.Unlock()
-			}
-		}
+		d.disabled(ctx, cfg, loc, now)
 		return
 	}
-	neighbours := d.opts.Seen(cfg.LAN)
-	var macs []net.HardwareAddr
-	for _, n := range neighbours {
-		macs = append(macs, n.MAC)
-	}
-	d.noteSeen(neighbours, now)
-	d.readLeases(cfg)
-	cfg = d.withHostnameMatches(cfg, macs)
-	p := plan.Compute(plan.Input{
-		Config:       cfg,
-		Loc:          loc,
-		At:           now,
-		Seen:         macs,
-		Overrides:    ovs,
-		Used:         d.usedToday(now, loc),
-		ClockTrusted: trusted,
-	})
+	p, cfg := d.planNow(cfg, loc, now, ovs, trusted)
 	rs := firewall.Render(p, cfg, d.opts.DNSPort, &d.prefixes)
 	d.configureDNS(cfg, p, rs)
 	d.configurePage(cfg, rs)
@@ -652,6 +617,54 @@ func (d *Daemon) reconcile(ctx context.Context) {
 		debug.FreeOSMemory()
 	}
 	d.appliedPrefixes = prefixes
+}
+
+// disabled is reconcile with `enabled '0'`: the plan says so, and the
+// rules go, once — when they were in force, and at start-up (a crashed run
+// may have left its table behind) — not on every wake-up while curfew
+// stays disabled.
+func (d *Daemon) disabled(ctx context.Context, cfg *config.Config, loc *time.Location, now time.Time) {
+	p := plan.Compute(plan.Input{Config: cfg, Loc: loc, At: now, ClockTrusted: true})
+	d.mu.Lock()
+	wasApplied, first := d.applied, d.last == nil
+	d.applied, d.last = false, p
+	d.enforce = control.Enforcement{} // nothing is to be enforced: no refusal to tell
+	d.mu.Unlock()
+	if !wasApplied && !first {
+		return
+	}
+	if wasApplied {
+		d.log.Info("curfew disabled in the config; removing its kernel rules")
+	}
+	if err := d.opts.Backend.Remove(ctx); err != nil {
+		d.log.Error("remove kernel rules; trying again at the next wake-up", "err", err)
+		d.mu.Lock()
+		d.applied = true
+		d.mu.Unlock()
+	}
+}
+
+// planNow reads who is on the LAN (the neighbour table, DHCP leases,
+// devices known by their host name) and computes the plan at now; it
+// returns the config with the host-name matches added.
+func (d *Daemon) planNow(cfg *config.Config, loc *time.Location, now time.Time, ovs []plan.Override, trusted bool) (*plan.Plan, *config.Config) {
+	neighbours := d.opts.Seen(cfg.LAN)
+	var macs []net.HardwareAddr
+	for _, n := range neighbours {
+		macs = append(macs, n.MAC)
+	}
+	d.noteSeen(neighbours, now)
+	d.readLeases(cfg)
+	cfg = d.withHostnameMatches(cfg, macs)
+	return plan.Compute(plan.Input{
+		Config:       cfg,
+		Loc:          loc,
+		At:           now,
+		Seen:         macs,
+		Overrides:    ovs,
+		Used:         d.usedToday(now, loc),
+		ClockTrusted: trusted,
+	}), cfg
 }
 
 // cutStaleDNS deletes the DNS flows of devices whose DNS now goes
