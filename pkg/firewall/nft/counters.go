@@ -6,7 +6,6 @@ package nft
 import (
 	"context"
 	"net"
-	"strings"
 
 	"github.com/google/nftables"
 )
@@ -93,15 +92,12 @@ func (b *Backend) Counters(ctx context.Context) (_ map[string]uint64, err error)
 	}
 	for _, o := range objs {
 		co, ok := o.(*nftables.CounterObj)
-		if !ok || !strings.HasPrefix(co.Name, "usage_") {
+		if !ok {
 			continue
 		}
-		id := strings.TrimPrefix(co.Name, "usage_")
-		if len(id) != 12 {
-			continue
+		if mac, ok := macOfUsage(co.Name); ok {
+			out[mac] += co.Bytes
 		}
-		mac := id[0:2] + ":" + id[2:4] + ":" + id[4:6] + ":" + id[6:8] + ":" + id[8:10] + ":" + id[10:12]
-		out[mac] += co.Bytes
 	}
 	return out, nil
 }

@@ -117,21 +117,21 @@ func renderDevices(d *desired, rs *firewall.Ruleset, now time.Time, sig *strings
 // (offline intervals, then its counter and its profile), its elements in
 // the maps, and, while it is online now, its element in the online set.
 func renderDevice(d *desired, dev firewall.Device, now time.Time, sig *strings.Builder, devices, dnsOf, online *setSpec) {
-	id := strings.ReplaceAll(dev.MAC.String(), ":", "")
+	id := macID(dev.MAC)
 	name := dev.Name
 	if name == "" {
 		name = dev.MAC.String()
 	}
 	fmt.Fprintf(sig, " dev=%s:%s", id, dev.Profile)
-	off := timeSet(d.table, "offline_"+id, "offline intervals of "+name+" (profile "+dev.Profile+")", dev.Offline)
+	off := timeSet(d.table, offlineSet(dev.MAC), "offline intervals of "+name+" (profile "+dev.Profile+")", dev.Offline)
 	d.sets = append(d.sets, off)
-	ch := &chainSpec{chain: &nftables.Chain{Name: "device_" + id, Table: d.table}}
+	ch := &chainSpec{chain: &nftables.Chain{Name: deviceChain(dev.MAC), Table: d.table}}
 	ch.add(name+": inside an offline interval", rejectInside(off.set.Name))
 	// A named counter per device: the daemon reads them all in one dump a
 	// minute to count screen time (no per-packet userspace work).
-	d.counters = append(d.counters, "usage_"+id)
+	d.counters = append(d.counters, usageName(dev.MAC))
 	ch.add(name+": profile "+dev.Profile+", traffic counted for screen time",
-		&expr.Objref{Type: 1, Name: "usage_" + id}, gotoChain("profile_"+dev.Profile))
+		&expr.Objref{Type: 1, Name: usageName(dev.MAC)}, gotoChain(profileChain(dev.Profile)))
 	d.chains = append(d.chains, ch)
 	devices.elems = append(devices.elems, nftables.SetElement{
 		Key:         dev.MAC,
@@ -139,7 +139,7 @@ func renderDevice(d *desired, dev firewall.Device, now time.Time, sig *strings.B
 	})
 	dnsOf.elems = append(dnsOf.elems, nftables.SetElement{
 		Key:         dev.MAC,
-		VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: "dns_" + dev.Profile},
+		VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: dnsChain(dev.Profile)},
 	})
 	if until, ok := onlineUntil(dev.Offline, now); ok {
 		// The kernel keeps at most 256 bytes of an element's comment.
@@ -202,7 +202,7 @@ func renderBypass(d *desired, rs *firewall.Ruleset, sig *strings.Builder) {
 // what it may reach.
 func renderProfile(d *desired, rs *firewall.Ruleset, p firewall.Profile, memo *prefixMemo, sig *strings.Builder) {
 	fmt.Fprintf(sig, " profile=%s open=%v", p.ID, p.Open)
-	ch := &chainSpec{chain: &nftables.Chain{Name: "profile_" + p.ID, Table: d.table}}
+	ch := &chainSpec{chain: &nftables.Chain{Name: profileChain(p.ID), Table: d.table}}
 	note := "profile " + label(p)
 	// A profile's destinations are checked on a flow's first packets
 	// only: a flow to a blocked destination never gets established, and
@@ -306,7 +306,7 @@ func renderForward(d *desired, rs *firewall.Ruleset, lanIndex map[string]uint32,
 	if rs.Unknown != nil {
 		managed.add("unknown device inside an offline interval", rejectInside("unknown_offline"))
 		if hasProfile(rs, rs.Unknown.Profile) {
-			managed.add("unknown device: profile "+rs.Unknown.Profile, gotoChain("profile_"+rs.Unknown.Profile))
+			managed.add("unknown device: profile "+rs.Unknown.Profile, gotoChain(profileChain(rs.Unknown.Profile)))
 		}
 	}
 	d.chains = append(d.chains, managed)
@@ -352,7 +352,7 @@ func renderDNS(d *desired, rs *firewall.Ruleset, sig *strings.Builder) *chainSpe
 	dns.add("configured device: its profile's resolver port",
 		etherSaddr(1), &expr.Lookup{SourceRegister: 1, SetName: "dns_profile", DestRegister: 0, IsDestRegSet: true})
 	if rs.Unknown != nil && hasProfile(rs, rs.Unknown.Profile) {
-		dns.add("unknown device: profile "+rs.Unknown.Profile, gotoChain("dns_"+rs.Unknown.Profile))
+		dns.add("unknown device: profile "+rs.Unknown.Profile, gotoChain(dnsChain(rs.Unknown.Profile)))
 	}
 	for _, p := range rs.Profiles {
 		port := p.DNSPort
@@ -360,7 +360,7 @@ func renderDNS(d *desired, rs *firewall.Ruleset, sig *strings.Builder) *chainSpe
 			port = rs.DNSPort
 		}
 		fmt.Fprintf(sig, " dns=%s:%d", p.ID, port)
-		ch := &chainSpec{chain: &nftables.Chain{Name: "dns_" + p.ID, Table: d.table}}
+		ch := &chainSpec{chain: &nftables.Chain{Name: dnsChain(p.ID), Table: d.table}}
 		for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
 			ch.add(fmt.Sprintf("profile %s: DNS to any resolver goes to the router, port %d", label(p), port), l4proto(proto), dport(53),
 				redirectTo(port))

@@ -116,3 +116,17 @@ func TestRenderedTable(t *testing.T) {
 		t.Errorf("rendered table differs from %s (go test -update and review):\n%s", path, b.String())
 	}
 }
+
+// Each name read back gives what it was made from; anything else is no
+// device's.
+func TestNamesAndTheirInverses(t *testing.T) {
+	mac, _ := net.ParseMAC("02:c0:00:00:00:0a")
+	if got, ok := macOfUsage(usageName(mac)); !ok || got != mac.String() {
+		t.Errorf("macOfUsage(usageName(%s)) = %q %v", mac, got, ok)
+	}
+	for _, name := range []string{"usage_", "usage_02c00000000", "usage_02c00000000a0", "usage_zzc00000000a", "offline_02c00000000a", "usage-02c00000000a"} {
+		if got, ok := macOfUsage(name); ok {
+			t.Errorf("macOfUsage(%q) = %q, want none", name, got)
+		}
+	}
+}
