@@ -321,31 +321,7 @@ func (d *Daemon) load() {
 // state: a stopped curfew must not keep children offline. (A crash — or
 // SIGKILL — does not get here, and the kernel keeps enforcing the plan.)
 func (d *Daemon) Run(ctx context.Context) error {
-	if d.opts.StateDir != "" {
-		doc, err := loadState(d.opts.StateDir)
-		ovs := doc.Overrides
-		if err != nil {
-			d.log.Error("parent overrides", "err", err)
-			d.mu.Lock()
-			d.stateErr = err.Error()
-			d.mu.Unlock()
-		}
-		u, err := loadUsage(d.opts.StateDir)
-		if err != nil {
-			d.log.Error("usage history not restored", "err", err)
-		}
-		d.mu.Lock()
-		d.overrides, d.usage = ovs, u
-		d.requests, d.nextRequest = doc.Requests, doc.NextRequest
-		// the state's earlier copy (after a damaged write) may know
-		// fewer IDs than its requests use
-		for _, r := range d.requests {
-			if n, err := strconv.Atoi(r.ID); err == nil && n > d.nextRequest {
-				d.nextRequest = n
-			}
-		}
-		d.mu.Unlock()
-	}
+	d.restore()
 	d.load()
 	lctx, stopLists := context.WithCancel(ctx)
 	defer stopLists()
@@ -353,21 +329,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// The first apply settles the backend ('auto' may fall back): what
 	// watches and reads the kernel starts after it.
 	d.reconcile(ctx)
-	var kernelChanged chan struct{}
-	if r, ok := d.opts.Backend.(firewall.Watcher); ok {
-		kernelChanged = make(chan struct{}, 1)
-		go func() {
-			err := r.Watch(lctx, func() {
-				select {
-				case kernelChanged <- struct{}{}:
-				default:
-				}
-			})
-			if err != nil {
-				d.log.Warn("kernel monitor unavailable; relying on periodic resync", "err", err)
-			}
-		}()
-	}
+	kernelChanged := d.watchKernel(lctx)
 	go d.countMinutes(lctx)
 	if h, ok := d.opts.Backend.(firewall.Healer); ok {
 		go d.heal(lctx, h)
@@ -420,6 +382,59 @@ func (d *Daemon) heal(ctx context.Context, h firewall.Healer) {
 			d.log.Error("restoring the firewall's jumps failed", "err", err)
 		}
 	}
+}
+
+// restore reads the state dir: the parents' overrides, the requests and
+// the usage history. What cannot be read is logged, and status says so.
+func (d *Daemon) restore() {
+	if d.opts.StateDir == "" {
+		return
+	}
+	doc, err := loadState(d.opts.StateDir)
+	if err != nil {
+		d.log.Error("parent overrides", "err", err)
+		d.mu.Lock()
+		d.stateErr = err.Error()
+		d.mu.Unlock()
+	}
+	u, err := loadUsage(d.opts.StateDir)
+	if err != nil {
+		d.log.Error("usage history not restored", "err", err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.overrides, d.usage = doc.Overrides, u
+	d.requests, d.nextRequest = doc.Requests, doc.NextRequest
+	// the state's earlier copy (after a damaged write) may know fewer IDs
+	// than its requests use
+	for _, r := range d.requests {
+		if n, err := strconv.Atoi(r.ID); err == nil && n > d.nextRequest {
+			d.nextRequest = n
+		}
+	}
+}
+
+// watchKernel starts the backend's change monitor, if it has one, and
+// returns the channel it signals on; nil without a monitor (iptables:
+// the periodic wake-ups check instead).
+func (d *Daemon) watchKernel(ctx context.Context) chan struct{} {
+	r, ok := d.opts.Backend.(firewall.Watcher)
+	if !ok {
+		return nil
+	}
+	changed := make(chan struct{}, 1)
+	go func() {
+		err := r.Watch(ctx, func() {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		})
+		if err != nil {
+			d.log.Warn("kernel monitor unavailable; relying on periodic resync", "err", err)
+		}
+	}()
+	return changed
 }
 
 // resync lets the backend restore what someone else changed, if it can
