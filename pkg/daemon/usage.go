@@ -15,6 +15,43 @@ import (
 	"curfew/pkg/plan"
 )
 
+// countDevice adds a device's minute to its day (d.mu held): its bytes
+// since the last reading (cur is the kernel's running count), a minute of
+// use when they pass the threshold, and its DNS blocks and bypass tries.
+// It returns the bytes; false at the first reading, which has no interval
+// to judge.
+func (d *Daemon) countDevice(day *usageDay, dev plan.Device, cur, threshold uint64, now time.Time) (uint64, bool) {
+	prev, had := d.lastBytes[dev.MAC]
+	delta := cur
+	if had && cur >= prev {
+		delta = cur - prev
+	}
+	d.lastBytes[dev.MAC] = cur
+	if !had {
+		return 0, false
+	}
+	du := day.Devices[dev.MAC]
+	if du == nil {
+		du = &control.DeviceUsage{Name: dev.Name, Profile: dev.Profile}
+		day.Devices[dev.MAC] = du
+	}
+	du.BytesUp += delta
+	if delta > threshold {
+		du.Minutes++
+	}
+	if d.opts.DNS != nil {
+		c := d.opts.DNS.Stats().Get(dev.MAC)
+		last := d.lastDNS[dev.MAC]
+		du.Blocked += c.Blocked - last.Blocked
+		du.BypassAttempts += c.Bypass - last.Bypass
+		if c.Bypass > last.Bypass {
+			d.noteBypass(dev, now)
+		}
+		d.lastDNS[dev.MAC] = c
+	}
+	return delta, true
+}
+
 // flowDropsEvery is how often a device's dropped connections are logged.
 const flowDropsEvery = time.Hour
 
@@ -177,42 +214,11 @@ func (d *Daemon) tick(ctx context.Context) {
 	threshold := cfg.ActiveThreshold
 	perProfile := map[string]uint64{}
 	for _, dev := range p.Devices {
-		if !dev.Managed {
-			continue
-		}
-		cur, seen := counts[dev.MAC]
-		if !seen {
-			continue
-		}
-		prev, had := d.lastBytes[dev.MAC]
-		delta := cur
-		if had && cur >= prev {
-			delta = cur - prev
-		}
-		d.lastBytes[dev.MAC] = cur
-		if !had {
-			continue // first reading: no interval to judge
-		}
-		du := day.Devices[dev.MAC]
-		if du == nil {
-			du = &control.DeviceUsage{Name: dev.Name, Profile: dev.Profile}
-			day.Devices[dev.MAC] = du
-		}
-		du.BytesUp += delta
-		if delta > threshold {
-			du.Minutes++
-		}
-		if d.opts.DNS != nil {
-			c := d.opts.DNS.Stats().Get(dev.MAC)
-			last := d.lastDNS[dev.MAC]
-			du.Blocked += c.Blocked - last.Blocked
-			du.BypassAttempts += c.Bypass - last.Bypass
-			if c.Bypass > last.Bypass {
-				d.noteBypass(dev, now)
+		if cur, seen := counts[dev.MAC]; dev.Managed && seen {
+			if delta, ok := d.countDevice(day, dev, cur, threshold, now); ok {
+				perProfile[dev.Profile] += delta
 			}
-			d.lastDNS[dev.MAC] = c
 		}
-		perProfile[dev.Profile] += delta
 	}
 	exhausted := false
 	for prof, bytes := range perProfile {
