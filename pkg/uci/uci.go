@@ -484,55 +484,71 @@ func (p *parser) command() {
 		p.pos = j + 1
 		switch kw {
 		case "package":
-			name, at := p.arg(true, kw)
-			if !validPackage(name) {
-				p.errorAt(at, "invalid package name %q", name)
-			}
-			p.endOfCommand(kw)
-			p.f.Packages = append(p.f.Packages, name)
+			p.packageCommand()
 		case "config":
-			typ, at := p.arg(true, kw)
-			if !validType(typ) {
-				p.errorAt(at, "invalid section type %q: use printable characters without spaces", typ)
-			}
-			name, at := p.arg(false, kw)
-			if name != "" && !validName(name) {
-				p.errorAt(at, "invalid section name %q: use letters, digits and _", name)
-			}
-			p.endOfCommand(kw)
-			if name != "" && p.byName[name] != nil {
-				s := p.byName[name]
-				if s.Type != typ {
-					p.errorAt(at, "section %q was declared with type %q (line %d), now %q", name, s.Type, s.Line, typ)
-				}
-				p.sec = s
-				break
-			}
-			p.sec = &Section{Type: typ, Name: name, Line: line}
-			p.f.Sections = append(p.f.Sections, p.sec)
-			if name != "" {
-				p.byName[name] = p.sec
-			}
+			p.configCommand(line)
 		case "option", "list":
-			if p.sec == nil {
-				p.errorAt(i, "%s outside of a config section", kw)
-			}
-			name, at := p.arg(true, kw)
-			if !validName(name) {
-				p.errorAt(at, "invalid option name %q: use letters, digits and _", name)
-			}
-			value, vat := p.arg(false, kw)
-			p.endOfCommand(kw)
-			if value == "" && kw == "option" {
-				break // libuci sets nothing for an empty value
-			}
-			vcol := col
-			if vat < p.filled {
-				vcol = p.col[vat]
-			}
-			p.sec.Options = append(p.sec.Options, &Option{Name: name, Value: value, List: kw == "list", Line: line, Col: vcol})
+			p.optionCommand(kw, i, line, col)
 		}
 	}
+}
+
+// packageCommand reads `package NAME`.
+func (p *parser) packageCommand() {
+	name, at := p.arg(true, "package")
+	if !validPackage(name) {
+		p.errorAt(at, "invalid package name %q", name)
+	}
+	p.endOfCommand("package")
+	p.f.Packages = append(p.f.Packages, name)
+}
+
+// configCommand reads `config TYPE [NAME]`, which starts a section or, for
+// a name declared before, goes back to it.
+func (p *parser) configCommand(line int) {
+	typ, at := p.arg(true, "config")
+	if !validType(typ) {
+		p.errorAt(at, "invalid section type %q: use printable characters without spaces", typ)
+	}
+	name, at := p.arg(false, "config")
+	if name != "" && !validName(name) {
+		p.errorAt(at, "invalid section name %q: use letters, digits and _", name)
+	}
+	p.endOfCommand("config")
+	if s := p.byName[name]; name != "" && s != nil {
+		if s.Type != typ {
+			p.errorAt(at, "section %q was declared with type %q (line %d), now %q", name, s.Type, s.Line, typ)
+		}
+		p.sec = s
+		return
+	}
+	p.sec = &Section{Type: typ, Name: name, Line: line}
+	p.f.Sections = append(p.f.Sections, p.sec)
+	if name != "" {
+		p.byName[name] = p.sec
+	}
+}
+
+// optionCommand reads `option NAME VALUE` or `list NAME VALUE` (kw) of
+// the current section; at is where the keyword starts.
+func (p *parser) optionCommand(kw string, at, line, col int) {
+	if p.sec == nil {
+		p.errorAt(at, "%s outside of a config section", kw)
+	}
+	name, nat := p.arg(true, kw)
+	if !validName(name) {
+		p.errorAt(nat, "invalid option name %q: use letters, digits and _", name)
+	}
+	value, vat := p.arg(false, kw)
+	p.endOfCommand(kw)
+	if value == "" && kw == "option" {
+		return // libuci sets nothing for an empty value
+	}
+	vcol := col
+	if vat < p.filled {
+		vcol = p.col[vat]
+	}
+	p.sec.Options = append(p.sec.Options, &Option{Name: name, Value: value, List: kw == "list", Line: line, Col: vcol})
 }
 
 // Parse parses src; name is used in error messages. It stops at the first
