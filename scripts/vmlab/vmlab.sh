@@ -162,13 +162,15 @@ EOF
 # Which tests run: the kernel-facing scenarios of both backends (not the
 # tests that read no kernel, such as the kmods one, which reads shared/), and the
 # daemon end to end: a bedtime (the cut of an open connection, the daemon
-# killed, the window's end), a parent's pause, the iptables backend.
+# killed, the window's end), a parent's pause, the iptables backend, and a
+# child's ARP rebinding (DNS of offline devices decided by MAC and time, in
+# a concatenated set older kernels must take too).
 suites() {
 	local e2e="CURFEW_BINARY=/t/curfew ./e2e.test -test.v -test.count=1 -test.timeout 20m"
 	cat <<EOF
 nft nft ./nft.test -test.v -test.count=1 -test.timeout 20m -test.skip '^TestPackageDependsOnTheKmods'
 ipt ipt ./ipt.test -test.v -test.count=1 -test.timeout 20m
-e2e e2e $e2e -test.run '^(TestBedtime|TestParentCommands|TestIptablesBackend)\$'
+e2e e2e $e2e -test.run '^(TestBedtime|TestParentCommands|TestIptablesBackend|TestARPRebindingAndANewAddress)\$'
 EOF
 }
 
