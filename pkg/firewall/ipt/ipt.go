@@ -69,7 +69,7 @@ type Backend struct {
 	log  *slog.Logger
 
 	mu      sync.Mutex
-	applied map[string][][]string // "family/table/chain" -> rules
+	applied map[chainKey][][]string
 	sets    map[string][]netip.Prefix
 	lan     []string // the LAN interfaces of the last Apply, for Heal
 }
@@ -141,21 +141,21 @@ func setName(fam int, kind, id string) string {
 }
 
 // rendering is the iptables rules and ipsets being rendered from rs, per
-// family: rules by "family/table/chain", sets by name.
+// family: rules by chain, sets by name.
 type rendering struct {
 	rs    *firewall.Ruleset
-	rules map[string][][]string
+	rules map[chainKey][][]string
 	sets  map[string][]netip.Prefix
 }
 
 func (r *rendering) add(fam int, table, chain string, spec ...string) {
-	k := fmt.Sprintf("%d/%s/%s", fam, table, chain)
+	k := chainKey{fam, table, chain}
 	r.rules[k] = append(r.rules[k], spec)
 }
 
 // ensure makes chain exist, with or without rules.
 func (r *rendering) ensure(fam int, table, chain string) {
-	k := fmt.Sprintf("%d/%s/%s", fam, table, chain)
+	k := chainKey{fam, table, chain}
 	if _, ok := r.rules[k]; !ok {
 		r.rules[k] = [][]string{}
 	}
@@ -163,8 +163,8 @@ func (r *rendering) ensure(fam int, table, chain string) {
 
 // render renders the rules of every chain, per family (the same step as
 // the nftables backend's render): each step owns its chains.
-func render(rs *firewall.Ruleset) (map[string][][]string, map[string][]netip.Prefix) {
-	r := &rendering{rs: rs, rules: map[string][][]string{}, sets: map[string][]netip.Prefix{}}
+func render(rs *firewall.Ruleset) (map[chainKey][][]string, map[string][]netip.Prefix) {
+	r := &rendering{rs: rs, rules: map[chainKey][][]string{}, sets: map[string][]netip.Prefix{}}
 	for _, fam := range []int{4, 6} {
 		r.rejects(fam)
 		r.ensure(fam, "filter", "CURFEW_FWD")
@@ -492,14 +492,14 @@ func (b *Backend) Apply(ctx context.Context, rs *firewall.Ruleset) error {
 		if err := b.applySets(sets); err != nil {
 			return err
 		}
-		keys := make([]string, 0, len(rules))
+		keys := make([]chainKey, 0, len(rules))
 		for k := range rules {
 			keys = append(keys, k)
 		}
 		// Chains first, then rules: creation order does not matter for
 		// existence, and every chain exists before any jump to it.
 		for _, k := range keys {
-			fam, table, chain := split(k)
+			fam, table, chain := k.fam, k.table, k.chain
 			if ok, _ := ts[fam].ChainExists(table, chain); !ok {
 				if err := ts[fam].NewChain(table, chain); err != nil {
 					return fmt.Errorf("chain %s: %w", chain, err)
@@ -511,7 +511,7 @@ func (b *Backend) Apply(ctx context.Context, rs *firewall.Ruleset) error {
 			if old, ok := b.applied[k]; ok && slices.EqualFunc(old, rules[k], slices.Equal) {
 				continue
 			}
-			fam, table, chain := split(k)
+			fam, table, chain := k.fam, k.table, k.chain
 			if err := ts[fam].ClearChain(table, chain); err != nil {
 				return err
 			}
@@ -533,7 +533,7 @@ func (b *Backend) Apply(ctx context.Context, rs *firewall.Ruleset) error {
 		// Chains of devices and profiles that are gone.
 		for k := range b.applied {
 			if _, ok := rules[k]; !ok {
-				fam, table, chain := split(k)
+				fam, table, chain := k.fam, k.table, k.chain
 				ts[fam].ClearAndDeleteChain(table, chain)
 			}
 		}
@@ -580,14 +580,15 @@ func (b *Backend) Heal(ctx context.Context) (bool, error) {
 	return fixed, err
 }
 
-func split(k string) (int, string, string) {
-	parts := strings.SplitN(k, "/", 3)
-	fam := 4
-	if parts[0] == "6" {
-		fam = 6
-	}
-	return fam, parts[1], parts[2]
+// chainKey names one chain of the kernel's: its family (4 or 6), table
+// and name.
+type chainKey struct {
+	fam          int
+	table, chain string
 }
+
+// String is the key as iptables-save would head the chain's rules.
+func (k chainKey) String() string { return fmt.Sprintf("IPv%d -t %s -N %s", k.fam, k.table, k.chain) }
 
 // applySets makes the kernel's ipsets hold the prefixes.
 func (b *Backend) applySets(sets map[string][]netip.Prefix) error {
@@ -645,7 +646,7 @@ func (b *Backend) Resync(ctx context.Context) (bool, error) {
 			return err
 		}
 		for k, rules := range applied {
-			fam, table, chain := split(k)
+			fam, table, chain := k.fam, k.table, k.chain
 			list, err := ts[fam].List(table, chain)
 			if err != nil || len(list) != len(rules)+1 { // +1: the -N line
 				broken = true

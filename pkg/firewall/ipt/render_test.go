@@ -2,6 +2,7 @@ package ipt
 
 import (
 	"flag"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -39,17 +40,15 @@ func TestRenderedRules(t *testing.T) {
 	}
 	rules, sets := render(rs)
 	var b strings.Builder
-	keys := make([]string, 0, len(rules))
+	keys := make([]chainKey, 0, len(rules))
 	for k := range rules {
 		keys = append(keys, k)
 	}
-	slices.Sort(keys)
+	slices.SortFunc(keys, func(a, b chainKey) int { return strings.Compare(fmt.Sprint(a.fam, "/", a.table, "/", a.chain), fmt.Sprint(b.fam, "/", b.table, "/", b.chain)) })
 	for _, k := range keys {
-		fam, rest, _ := strings.Cut(k, "/")
-		table, chain, _ := strings.Cut(rest, "/")
-		b.WriteString("# IPv" + fam + " -t " + table + " -N " + chain + "\n")
+		b.WriteString("# " + k.String() + "\n")
 		for _, r := range rules[k] {
-			b.WriteString("-A " + chain + " " + strings.Join(r, " ") + "\n")
+			b.WriteString("-A " + k.chain + " " + strings.Join(r, " ") + "\n")
 		}
 	}
 	names := make([]string, 0, len(sets))
