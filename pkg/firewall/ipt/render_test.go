@@ -44,7 +44,9 @@ func TestRenderedRules(t *testing.T) {
 	for k := range rules {
 		keys = append(keys, k)
 	}
-	slices.SortFunc(keys, func(a, b chainKey) int { return strings.Compare(fmt.Sprint(a.fam, "/", a.table, "/", a.chain), fmt.Sprint(b.fam, "/", b.table, "/", b.chain)) })
+	slices.SortFunc(keys, func(a, b chainKey) int {
+		return strings.Compare(fmt.Sprint(a.fam, "/", a.table, "/", a.chain), fmt.Sprint(b.fam, "/", b.table, "/", b.chain))
+	})
 	for _, k := range keys {
 		b.WriteString("# " + k.String() + "\n")
 		for _, r := range rules[k] {
