@@ -609,18 +609,7 @@ func TestForgedMACsLeaveTheIdleParentOnline(t *testing.T) {
 		done <- err
 	}()
 	time.Sleep(500 * time.Millisecond)
-	var failed []string
-	for range 10 {
-		if c, err := l.Dial(l.Parent.NS, "tcp", net.JoinHostPort(lab.InternetV4, lab.EchoPort), 500*time.Millisecond); err != nil {
-			failed = append(failed, "connect: "+err.Error())
-		} else {
-			c.Close()
-		}
-		if _, err := l.Dig(ctx, l.Parent.NS, lab.RouterV4, false); err != nil {
-			failed = append(failed, "DNS: "+err.Error())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	failed := l.ParentTries(ctx, 10)
 	close(stop)
 	if err := <-done; err != nil {
 		t.Fatal(err)

@@ -389,3 +389,23 @@ func udpFrame(dst, src net.HardwareAddr, from, to [4]byte, port uint16) []byte {
 	f = append(f, 0, 0)
 	return append(f, payload...)
 }
+
+// ParentTries has the parent open n new connections to the internet and
+// resolve n names at the router, 50 ms apart, each within what a person
+// waits for (0.5 s to connect, before a lost SYN's retransmission; dig's
+// 1 s), and says what failed.
+func (l *Lab) ParentTries(ctx context.Context, n int) []string {
+	var failed []string
+	for range n {
+		if c, err := l.Dial(l.Parent.NS, "tcp", net.JoinHostPort(InternetV4, EchoPort), 500*time.Millisecond); err != nil {
+			failed = append(failed, "connect: "+err.Error())
+		} else {
+			c.Close()
+		}
+		if _, err := l.Dig(ctx, l.Parent.NS, RouterV4, false); err != nil {
+			failed = append(failed, "DNS: "+err.Error())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return failed
+}

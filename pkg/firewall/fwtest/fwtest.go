@@ -252,19 +252,8 @@ func ForgedMACs(t *testing.T, l *lab.Lab, apply func(*firewall.Ruleset) error) {
 	// the parent, half a second into the flood (the sets are full by
 	// then), while it goes on
 	time.Sleep(500 * time.Millisecond)
-	var failed []string
 	const asked = 10
-	for range asked {
-		if c, err := l.Dial(l.Parent.NS, "tcp", net.JoinHostPort(lab.InternetV4, lab.EchoPort), 500*time.Millisecond); err != nil {
-			failed = append(failed, "connect: "+err.Error())
-		} else {
-			c.Close()
-		}
-		if _, err := l.Dig(ctx, l.Parent.NS, lab.RouterV4, false); err != nil {
-			failed = append(failed, "DNS: "+err.Error())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	failed := l.ParentTries(ctx, asked)
 	close(stop)
 	f := <-flooded
 	if f.err != nil {
