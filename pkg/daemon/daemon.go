@@ -692,7 +692,7 @@ func (d *Daemon) cutStaleDNS(ctx context.Context, p *plan.Plan, rs *firewall.Rul
 	for _, pr := range rs.Profiles {
 		ports[pr.ID] = cmp.Or(pr.DNSPort, rs.DNSPort)
 	}
-	route := map[string]uint16{}
+	route := make(map[string]uint16, len(p.Devices))
 	moved := map[uint16][]net.HardwareAddr{} // by the port their DNS goes to now
 	for _, dev := range p.Devices {
 		port, ok := ports[dev.Profile]
@@ -857,8 +857,10 @@ func (d *Daemon) cut(ctx context.Context, prev, p *plan.Plan, loc *time.Location
 		}
 	}
 	// Devices whose profile blocks more than before, grouped by what it
-	// was before: one conntrack walk per group, not per device.
+	// was before: one conntrack walk per group, not per device. What a
+	// move adds is worked out once per move; most add nothing.
 	type move struct{ from, to string }
+	added := map[move][]netip.Prefix{}
 	groups := map[move][]net.HardwareAddr{}
 	for _, dev := range p.Devices {
 		old := before[dev.MAC]
@@ -868,31 +870,41 @@ func (d *Daemon) cut(ctx context.Context, prev, p *plan.Plan, loc *time.Location
 		if dev.State == plan.Offline && slices.Contains(dev.Causes, plan.CauseLimit) {
 			d.noteBudgetUsed(dev, p.At, loc)
 		}
-		mac, err := net.ParseMAC(dev.MAC)
-		if err != nil || !dev.Managed {
-			continue
-		}
-		if dev.State == plan.Offline && (old == nil || old.State != plan.Offline) {
-			cut = append(cut, mac)
-			names = append(names, label(dev))
+		if !dev.Managed {
 			continue
 		}
 		m := move{to: dev.Profile}
 		if old != nil && old.Managed {
 			m.from = old.Profile
 		}
+		offline := dev.State == plan.Offline && (old == nil || old.State != plan.Offline)
+		if !offline {
+			more, ok := added[m]
+			if !ok {
+				var had *plan.ProfileRules
+				if prev != nil && m.from != "" {
+					had = prev.Rules(m.from)
+				}
+				more = newlyBlocked(had, p.Rules(m.to))
+				added[m] = more
+			}
+			if len(more) == 0 {
+				continue
+			}
+		}
+		mac, err := net.ParseMAC(dev.MAC)
+		if err != nil {
+			continue
+		}
+		if offline {
+			cut = append(cut, mac)
+			names = append(names, label(dev))
+			continue
+		}
 		groups[m] = append(groups[m], mac)
 	}
 	for m, macs := range groups {
-		var had *plan.ProfileRules
-		if prev != nil && m.from != "" {
-			had = prev.Rules(m.from)
-		}
-		added := newlyBlocked(had, p.Rules(m.to))
-		if len(added) == 0 {
-			continue
-		}
-		if n, err := d.opts.Backend.Cutoff(ctx, macs, firewall.Flows{Dests: added}); err != nil {
+		if n, err := d.opts.Backend.Cutoff(ctx, macs, firewall.Flows{Dests: added[m]}); err != nil {
 			d.log.Warn("cut flows to newly blocked destinations", "profile", m.to, "err", err)
 		} else if n.Flows > 0 {
 			d.log.Info(describeCut(n, "to newly blocked destinations"), "profile", m.to)

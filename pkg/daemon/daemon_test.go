@@ -126,7 +126,7 @@ config schedule 'bedtime'
 `
 
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	dir     string
 	clock   *fakeClock
 	backend *fakeBackend
@@ -136,12 +136,12 @@ type harness struct {
 	done    chan struct{}
 }
 
-func start(t *testing.T, dir string, at time.Time) *harness {
+func start(t testing.TB, dir string, at time.Time) *harness {
 	t.Helper()
 	return startWith(t, dir, at, func() bool { return true })
 }
 
-func startWith(t *testing.T, dir string, at time.Time, trusted func() bool) *harness {
+func startWith(t testing.TB, dir string, at time.Time, trusted func() bool) *harness {
 	t.Helper()
 	if _, err := os.Stat(filepath.Join(dir, "curfew")); err != nil {
 		write(t, dir, testConfig)
@@ -176,7 +176,7 @@ func (h *harness) stop() {
 	<-h.done
 }
 
-func write(t *testing.T, dir, cfg string) {
+func write(t testing.TB, dir, cfg string) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(dir, "curfew"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -9,9 +9,11 @@
 package firewall
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"time"
 
@@ -240,6 +242,7 @@ func Render(p *plan.Plan, c *config.Config, dnsPort uint16, cache *PrefixCache) 
 			}
 		}
 	}
+	rs.Devices = make([]Device, 0, len(p.Devices))
 	for i := range p.Devices {
 		d := &p.Devices[i]
 		if !d.Managed {
@@ -285,7 +288,9 @@ func Render(p *plan.Plan, c *config.Config, dnsPort uint16, cache *PrefixCache) 
 		rs.Profiles = append(rs.Profiles, pr)
 	}
 	sort.Slice(rs.Profiles, func(i, j int) bool { return rs.Profiles[i].ID < rs.Profiles[j].ID })
-	sort.Slice(rs.Devices, func(i, j int) bool { return rs.Devices[i].MAC.String() < rs.Devices[j].MAC.String() })
+	// By MAC: the same order as their text, without making it at each
+	// of 60,000 comparisons (5,000 devices).
+	slices.SortFunc(rs.Devices, func(a, b Device) int { return bytes.Compare(a.MAC, b.MAC) })
 	return rs
 }
 

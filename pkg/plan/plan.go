@@ -304,8 +304,8 @@ func Compute(in Input) *Plan {
 		profile string
 		unknown bool
 	}
-	var entries []entry
-	configured := map[string]bool{}
+	entries := make([]entry, 0, len(c.Devices)+len(in.Seen))
+	configured := make(map[string]bool, len(c.Devices)+len(in.Seen))
 	for _, d := range c.Devices {
 		entries = append(entries, entry{mac: d.MAC, name: d.Name, profile: d.Profile})
 		configured[d.MAC.String()] = true
@@ -324,6 +324,9 @@ func Compute(in Input) *Plan {
 		entries = append(entries, entry{mac: mac, profile: c.UnknownProfile, unknown: true})
 	}
 
+	// Sized at once: a Device is large, and growing the slice was most of
+	// a plan's time at thousands of devices.
+	p.Devices = make([]Device, 0, len(entries)+1)
 	var changes []time.Time
 	for _, e := range entries {
 		d := Device{MAC: e.mac.String(), Name: e.name, Profile: e.profile, Unknown: e.unknown, Blocked: []string{}, Causes: []string{}}

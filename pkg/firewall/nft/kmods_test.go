@@ -172,7 +172,7 @@ func TestPackageDependsOnTheKmodsTheTableNeeds(t *testing.T) {
 	for _, d := range regexp.MustCompile(`\+(kmod-[\w-]+)`).FindAllSubmatch(m[1], -1) {
 		direct = append(direct, string(d[1]))
 	}
-	d, err := render(everything(), &prefixMemo{}, time.Date(2030, 1, 7, 20, 0, 0, 0, time.UTC), map[string]uint32{"br-lan": 7})
+	d, err := render(everything(), &memo{}, time.Date(2030, 1, 7, 20, 0, 0, 0, time.UTC), map[string]uint32{"br-lan": 7})
 	if err != nil {
 		t.Fatal(err)
 	}

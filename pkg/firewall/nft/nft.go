@@ -72,7 +72,7 @@ type Backend struct {
 	tampered atomic.Bool
 	// watching is the monitor Watch runs, nil while none does.
 	watching atomic.Pointer[monitor]
-	memo     prefixMemo
+	memo     memo
 	// allowed remembers allowlist additions and when they expire.
 	allowed map[string]map[netip.Addr]time.Time
 	// carry holds, by MAC, the bytes that elements of the online set had

@@ -6,6 +6,7 @@ package nft
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,15 +22,15 @@ import (
 // interface indexes of the LAN interfaces that exist now. Each step owns
 // the parts of the table the package doc names; the order of the steps is
 // the order in which the kernel lists the table.
-func render(rs *firewall.Ruleset, memo *prefixMemo, now time.Time, lanIndex map[string]uint32) (*desired, error) {
+func render(rs *firewall.Ruleset, m *memo, now time.Time, lanIndex map[string]uint32) (*desired, error) {
 	d := &desired{table: &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}}
 	var sig strings.Builder
 	fmt.Fprintf(&sig, "lan=%v dns=%d", rs.LAN, rs.DNSPort)
-	renderDevices(d, rs, now, &sig)
+	renderDevices(d, rs, m, now, &sig)
 	renderRejects(d)
 	renderBypass(d, rs, &sig)
 	for _, p := range rs.Profiles {
-		renderProfile(d, rs, p, memo, &sig)
+		renderProfile(d, rs, p, &m.prefixes, &sig)
 	}
 	renderForward(d, rs, lanIndex, &sig)
 	dns := renderDNS(d, rs, &sig)
@@ -75,18 +76,67 @@ func rejectInside(set string) []expr.Any {
 
 // renderDevices renders the configured devices' maps (device_chain,
 // dns_profile), the online set of the fast path, and each device's
-// offline set and chain; then the unknown devices' offline set.
-func renderDevices(d *desired, rs *firewall.Ruleset, now time.Time, sig *strings.Builder) {
-	t := d.table
+// offline set and chain; then the unknown devices' offline set. A device
+// whose inputs are unchanged since the last render keeps its part (see
+// memo): at 5,000 devices, making every part again was most of a pause.
+func renderDevices(d *desired, rs *firewall.Ruleset, m *memo, now time.Time, sig *strings.Builder) {
+	devices, dnsOf, online := deviceMaps(d.table)
+	d.sets = append(d.sets, devices, dnsOf)
+	if len(rs.Devices) > 0 {
+		d.sets = append(d.sets, online)
+	}
+	n := len(rs.Devices)
+	devices.elems = make([]nftables.SetElement, 0, n)
+	dnsOf.elems = make([]nftables.SetElement, 0, n)
+	online.elems, online.until = make([]nftables.SetElement, 0, n), make([]time.Time, 0, n)
+	d.parts = make([]*devicePart, 0, n)
+	d.sets = slices.Grow(d.sets, n)
+	d.chains = slices.Grow(d.chains, n)
+	d.counters = make([]string, 0, n)
+	kept := make(map[string]*devicePart, n)
+	sig.Grow(n * 24)
+	for _, dev := range rs.Devices {
+		p := m.part(kept, dev)
+		if p == nil {
+			p = renderDevice(d.table, dev)
+			kept[string(dev.MAC)] = p
+		}
+		d.parts = append(d.parts, p)
+		sig.WriteString(p.sig)
+		d.sets = append(d.sets, p.off)
+		d.chains = append(d.chains, p.ch)
+		d.counters = append(d.counters, p.counter)
+		devices.elems = append(devices.elems, p.device)
+		dnsOf.elems = append(dnsOf.elems, p.dns)
+		if until, ok := onlineUntil(dev.Offline, now); ok {
+			e := nftables.SetElement{Key: dev.MAC, Comment: p.comment}
+			if !until.IsZero() {
+				e.Comment = p.comment + ", until " + until.UTC().Format(time.RFC3339)
+			}
+			online.elems = append(online.elems, e)
+			online.until = append(online.until, until)
+		}
+	}
+	m.devices = kept
+	if rs.Unknown != nil {
+		fmt.Fprintf(sig, " unknown=%s", rs.Unknown.Profile)
+		d.sets = append(d.sets, timeSet(d.table, "unknown_offline",
+			"offline intervals of devices not in the config (profile "+rs.Unknown.Profile+")", rs.Unknown.Offline))
+	}
+}
+
+// deviceMaps are the sets that hold an element per configured device:
+// device_chain, dns_profile and online.
+func deviceMaps(t *nftables.Table) (devices, dnsOf, online *setSpec) {
 	// A size hint makes the kernel pick its fixed-size hash over the
 	// resizable one, which is cheaper per lookup; it is a bound on
 	// elements, so it must exceed any home's device count.
-	devices := &setSpec{set: &nftables.Set{
+	devices = &setSpec{set: &nftables.Set{
 		Table: t, Name: "device_chain", IsMap: true, Size: 65536,
 		KeyType: nftables.TypeEtherAddr, DataType: nftables.TypeVerdict,
 		Comment: "configured device MAC -> its chain",
 	}}
-	dnsOf := &setSpec{set: &nftables.Set{
+	dnsOf = &setSpec{set: &nftables.Set{
 		Table: t, Name: "dns_profile", IsMap: true, Size: 65536,
 		KeyType: nftables.TypeEtherAddr, DataType: nftables.TypeVerdict,
 		Comment: "configured device MAC -> its profile's DNS redirect",
@@ -94,63 +144,44 @@ func renderDevices(d *desired, rs *firewall.Ruleset, now time.Time, sig *strings
 	// The fast path for established flows (see onlineRule): each
 	// configured device that is online now, until its next offline
 	// instant. An element's own counter counts its bytes for screen time.
-	online := &setSpec{rebuild: true, until: []time.Time{}, set: &nftables.Set{
+	online = &setSpec{rebuild: true, until: []time.Time{}, set: &nftables.Set{
 		Table: t, Name: "online", HasTimeout: true, Counter: true, Size: 65536,
 		KeyType: nftables.TypeEtherAddr,
 		Comment: "configured devices online now, each until its next offline instant",
 	}}
-	d.sets = append(d.sets, devices, dnsOf)
-	if len(rs.Devices) > 0 {
-		d.sets = append(d.sets, online)
-	}
-	for _, dev := range rs.Devices {
-		renderDevice(d, dev, now, sig, devices, dnsOf, online)
-	}
-	if rs.Unknown != nil {
-		fmt.Fprintf(sig, " unknown=%s", rs.Unknown.Profile)
-		d.sets = append(d.sets, timeSet(t, "unknown_offline",
-			"offline intervals of devices not in the config (profile "+rs.Unknown.Profile+")", rs.Unknown.Offline))
-	}
+	return devices, dnsOf, online
 }
 
-// renderDevice renders one configured device: its offline set, its chain
-// (offline intervals, then its counter and its profile), its elements in
-// the maps, and, while it is online now, its element in the online set.
-func renderDevice(d *desired, dev firewall.Device, now time.Time, sig *strings.Builder, devices, dnsOf, online *setSpec) {
+// renderDevice makes one configured device's part: its offline set, its
+// chain (offline intervals, then its counter and its profile), its
+// elements in the maps and in the redirects' offline set, and the comment
+// of its element in the online set.
+func renderDevice(t *nftables.Table, dev firewall.Device) *devicePart {
 	id := macID(dev.MAC)
 	name := dev.Name
 	if name == "" {
 		name = dev.MAC.String()
 	}
-	fmt.Fprintf(sig, " dev=%s:%s", id, dev.Profile)
-	off := timeSet(d.table, offlineSet(dev.MAC), "offline intervals of "+name+" (profile "+dev.Profile+")", dev.Offline)
-	d.sets = append(d.sets, off)
-	ch := &chainSpec{chain: &nftables.Chain{Name: deviceChain(dev.MAC), Table: d.table}}
-	ch.add(name+": inside an offline interval", rejectInside(off.set.Name))
+	p := &devicePart{name: dev.Name, profile: dev.Profile, offline: slices.Clone(dev.Offline),
+		sig: " dev=" + id + ":" + dev.Profile, counter: usageName(dev.MAC)}
+	p.off = timeSet(t, offlineSet(dev.MAC), "offline intervals of "+name+" (profile "+dev.Profile+")", dev.Offline)
+	p.ch = &chainSpec{chain: &nftables.Chain{Name: deviceChain(dev.MAC), Table: t}}
+	p.ch.add(name+": inside an offline interval", rejectInside(p.off.set.Name))
 	// A named counter per device: the daemon reads them all in one dump a
 	// minute to count screen time (no per-packet userspace work).
-	d.counters = append(d.counters, usageName(dev.MAC))
-	ch.add(name+": profile "+dev.Profile+", traffic counted for screen time",
-		&expr.Objref{Type: 1, Name: usageName(dev.MAC)}, gotoChain(profileChain(dev.Profile)))
-	d.chains = append(d.chains, ch)
-	devices.elems = append(devices.elems, nftables.SetElement{
-		Key:         dev.MAC,
-		VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: ch.chain.Name},
-	})
-	dnsOf.elems = append(dnsOf.elems, nftables.SetElement{
-		Key:         dev.MAC,
-		VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: dnsChain(dev.Profile)},
-	})
-	if until, ok := onlineUntil(dev.Offline, now); ok {
-		// The kernel keeps at most 256 bytes of an element's comment.
-		short := strings.ToValidUTF8(name[:min(len(name), 128)], "")
-		e := nftables.SetElement{Key: dev.MAC, Comment: short}
-		if !until.IsZero() {
-			e.Comment = short + ", until " + until.UTC().Format(time.RFC3339)
+	p.ch.add(name+": profile "+dev.Profile+", traffic counted for screen time",
+		&expr.Objref{Type: 1, Name: p.counter}, gotoChain(profileChain(dev.Profile)))
+	p.device = nftables.SetElement{Key: dev.MAC, VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: p.ch.chain.Name}}
+	p.dns = nftables.SetElement{Key: dev.MAC, VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: dnsChain(dev.Profile)}}
+	key := func(at uint64) []byte { return append(append(append([]byte{}, dev.MAC...), 0, 0), be64(at)...) }
+	for _, iv := range dev.Offline {
+		if from, to := ns(iv.From), ns(iv.To); to > from {
+			p.windows = append(p.windows, nftables.SetElement{Key: key(from), KeyEnd: key(to - 1)})
 		}
-		online.elems = append(online.elems, e)
-		online.until = append(online.until, until)
 	}
+	// The kernel keeps at most 256 bytes of an element's comment.
+	p.comment = strings.ToValidUTF8(name[:min(len(name), 128)], "")
+	return p
 }
 
 // renderRejects renders the reject chains — TCP gets a reset, everything
@@ -473,17 +504,19 @@ const configuredMax = 65536
 // 6.12 refuse a lookup in the device_chain verdict map without its
 // verdict).
 func configuredSet(d *desired, rs *firewall.Ruleset) *setSpec {
-	if s := d.set("configured"); s != nil {
-		return s
+	if d.configured != nil {
+		return d.configured
 	}
 	s := &setSpec{set: &nftables.Set{
 		Table: d.table, Name: "configured", Size: configuredMax, KeyType: nftables.TypeEtherAddr,
 		Comment: "configured device MACs, for the bedtime page and the flow limit",
 	}}
-	for _, dev := range rs.Devices {
-		s.elems = append(s.elems, nftables.SetElement{Key: dev.MAC})
+	s.elems = make([]nftables.SetElement, len(d.parts))
+	for i, p := range d.parts {
+		s.elems[i].Key = p.device.Key
 	}
 	d.sets = append(d.sets, s)
+	d.configured = s
 	return s
 }
 
@@ -542,21 +575,18 @@ func renderPage(d *desired, rs *firewall.Ruleset, sig *strings.Builder) *chainSp
 // the kernel), the time in the 32-bit register after it (NFT_REG32_02),
 // as nft lays out a concatenation; the set's ranges are inclusive.
 func offlineMatch(d *desired, rs *firewall.Ruleset) []expr.Any {
-	if d.set("offline") == nil {
+	if d.offline == nil {
 		s := &setSpec{set: &nftables.Set{Table: d.table, Name: "offline", Interval: true, Concatenation: true,
 			KeyType: nftables.MustConcatSetType(nftables.TypeEtherAddr, nftables.TypeTime),
 			Comment: "offline intervals of the configured devices, for the bedtime page and DNS"}}
-		for _, dev := range rs.Devices {
-			key := func(at uint64) []byte { return append(append(append([]byte{}, dev.MAC...), 0, 0), be64(at)...) }
-			for _, iv := range dev.Offline {
-				from, to := ns(iv.From), ns(iv.To)
-				if to <= from {
-					continue
-				}
-				s.elems = append(s.elems, nftables.SetElement{Key: key(from), KeyEnd: key(to - 1)})
+		s.pieces = make([][]nftables.SetElement, 0, len(d.parts))
+		for _, p := range d.parts {
+			if len(p.windows) > 0 {
+				s.pieces = append(s.pieces, p.windows)
 			}
 		}
 		d.sets = append(d.sets, s)
+		d.offline = s
 	}
 	return append(etherSaddr(1),
 		&expr.Meta{Key: metaTimeNS, Register: reg32(2)},

@@ -48,7 +48,7 @@ func TestRenderedTable(t *testing.T) {
 		},
 		Unknown: &firewall.Unknown{Profile: "little", Offline: []firewall.Interval{{From: at, To: at.Add(time.Hour)}}},
 	}
-	d, err := render(rs, &prefixMemo{}, at.Add(-time.Hour), map[string]uint32{"br-lan": 7})
+	d, err := render(rs, &memo{}, at.Add(-time.Hour), map[string]uint32{"br-lan": 7})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestRenderedTable(t *testing.T) {
 		t := s.set
 		fmt.Fprintf(&b, "set %s type %q map=%v data=%q interval=%v concat=%v timeout=%v/%v dynamic=%v counter=%v size=%d # %s\n",
 			t.Name, t.KeyType.Name, t.IsMap, t.DataType.Name, t.Interval, t.Concatenation, t.HasTimeout, t.Timeout, t.Dynamic, t.Counter, t.Size, t.Comment)
-		for i, e := range s.elems {
+		for i, e := range s.all() {
 			fmt.Fprintf(&b, "  %x", e.Key)
 			if len(e.KeyEnd) > 0 {
 				fmt.Fprintf(&b, "-%x", e.KeyEnd)

@@ -42,7 +42,7 @@ func try(rs *firewall.Ruleset) error {
 	for _, lan := range rs.LAN {
 		idx[lan] = 1
 	}
-	d, err := render(rs, &prefixMemo{}, time.Now(), idx)
+	d, err := render(rs, &memo{}, time.Now(), idx)
 	if err != nil {
 		return err
 	}

@@ -100,93 +100,129 @@ const onlineMargin = 2 * time.Second
 // kernel already: deleting it would fail the batch, and the caller's
 // refill handles that case.
 func diffOnline(o, s *setSpec, now time.Time) (del, add []nftables.SetElement, ok bool) {
-	have := make(map[string]bool, len(o.elems))
-	for _, e := range o.elems {
+	// Both are rendered in the config's order: what a pause changes is
+	// one element in the middle, so only the middle is keyed.
+	ol, sl := o.elems, s.elems
+	lo, oh, sh := middle(len(ol), len(sl), func(i, j int) bool { return sameElem(ol[i], sl[j]) && o.until[i].Equal(s.until[j]) })
+	have := make(map[string]bool, oh-lo)
+	for _, e := range ol[lo:oh] {
 		have[elemKey(e)] = true
 	}
-	want := make(map[string]bool, len(s.elems))
+	want := make(map[string]bool, sh-lo)
 	var addUntil []time.Time
-	for i, e := range s.elems {
-		k := elemKey(e)
+	for i := lo; i < sh; i++ {
+		k := elemKey(sl[i])
 		want[k] = true
 		if !have[k] {
-			add = append(add, e)
+			add = append(add, sl[i])
 			addUntil = append(addUntil, s.until[i])
 		}
 	}
-	for i, e := range o.elems {
-		if want[elemKey(e)] {
+	for i := lo; i < oh; i++ {
+		if want[elemKey(ol[i])] {
 			continue
 		}
 		if u := o.until[i]; !u.IsZero() && u.Before(now.Add(onlineMargin)) {
 			return nil, nil, false
 		}
-		del = append(del, e)
+		del = append(del, ol[i])
 	}
 	return del, timed(add, addUntil, now), true
 }
 
-// update changes set elements only; it returns the number of changes.
-func (b *Backend) update(c *nftables.Conn, old, d *desired) (int, error) {
-	n := 0
-	oldSets := make(map[string]*setSpec, len(old.sets)) // a set per device: no linear search each
-	for _, o := range old.sets {
-		oldSets[o.set.Name] = o
-	}
+// setChange is what turns one applied set into its rendering: a delta
+// (del, add) or, for a classic interval set or after a clock step, a
+// refill.
+type setChange struct {
+	o, s     *setSpec
+	refill   bool
+	del, add []nftables.SetElement
+}
+
+// changes lists, set by set, what turns the applied table old into d,
+// without the kernel (update writes it). Sets whose elements are the same
+// are left out. It fails when d has a set that old lacks: only a replace
+// can add it. stepped says that the wall clock stepped since the online
+// set was filled (its timeouts must be worked out anew).
+func changes(old, d *desired, now time.Time, stepped bool) ([]setChange, error) {
+	var out []setChange
 	for _, s := range d.sets {
-		o := oldSets[s.set.Name]
+		o := old.set(s.set.Name)
 		if o == nil {
-			// not in the applied table: only a replace can add it
-			return 0, fmt.Errorf("set %s is not in the applied table", s.set.Name)
+			return nil, fmt.Errorf("set %s is not in the applied table", s.set.Name)
 		}
 		s.set = o.set // keep the kernel's handle
 		if s.dynamic {
 			continue
 		}
-		if s.until != nil && !b.clockStepped() {
-			if del, add, ok := diffOnline(o, s, time.Now()); ok {
-				if len(del) > 0 {
-					b.carryDeleted(c, o.set, del)
+		if s.until != nil && !stepped {
+			if del, add, ok := diffOnline(o, s, now); ok {
+				if len(del)+len(add) > 0 {
+					out = append(out, setChange{o: o, s: s, del: del, add: add})
 				}
-				if err := deleteElements(c, o.set, del); err != nil {
-					return 0, err
-				}
-				if err := addElements(c, o.set, add); err != nil {
-					return 0, err
-				}
-				n += len(del) + len(add)
 				continue
 			}
 		}
 		if s.rebuild {
-			if s.same(o) && (s.until == nil || !b.clockStepped()) {
+			if s.same(o) && (s.until == nil || !stepped) {
 				continue
 			}
-			if s.until != nil {
-				// The refill starts the element counters anew: keep what
-				// they counted.
-				b.carryCounts(c, o.set)
-				b.clockOffset = clockOffset()
+			out = append(out, setChange{o: o, s: s, refill: true})
+			continue
+		}
+		if s.pieces != nil {
+			// Only the pieces that changed, between those that did not.
+			lo, oh, sh := middle(len(o.pieces), len(s.pieces), func(i, j int) bool { return samePiece(o.pieces[i], s.pieces[j]) })
+			if lo == oh && lo == sh {
+				continue
 			}
-			c.FlushSet(o.set)
-			if err := s.fill(c, o.set); err != nil {
-				return 0, err
-			}
-			// A refill is an event per element, old and new.
-			n += len(o.elems) + len(s.elems)
+			del, add := diffElems((&setSpec{pieces: o.pieces[lo:oh]}).all(), (&setSpec{pieces: s.pieces[lo:sh]}).all())
+			out = append(out, setChange{o: o, s: s, del: del, add: add})
 			continue
 		}
 		if sameElems(o.elems, s.elems) {
 			continue // also the same rendering, reused from the memo: a pause must not diff 100,000 prefixes
 		}
 		del, add := diffElems(o.elems, s.elems)
-		if err := deleteElements(c, o.set, del); err != nil {
+		out = append(out, setChange{o: o, s: s, del: del, add: add})
+	}
+	return out, nil
+}
+
+// update changes set elements only; it returns the number of changes.
+func (b *Backend) update(c *nftables.Conn, old, d *desired) (int, error) {
+	chs, err := changes(old, d, time.Now(), b.clockStepped())
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, ch := range chs {
+		set := ch.o.set
+		if ch.refill {
+			if ch.s.until != nil {
+				// The refill starts the element counters anew: keep what
+				// they counted.
+				b.carryCounts(c, set)
+				b.clockOffset = clockOffset()
+			}
+			c.FlushSet(set)
+			if err := ch.s.fill(c, set); err != nil {
+				return 0, err
+			}
+			// A refill is an event per element, old and new.
+			n += len(ch.o.elems) + len(ch.s.elems)
+			continue
+		}
+		if len(ch.del) > 0 && ch.s.until != nil {
+			b.carryDeleted(c, set, ch.del)
+		}
+		if err := deleteElements(c, set, ch.del); err != nil {
 			return 0, err
 		}
-		if err := addElements(c, o.set, add); err != nil {
+		if err := addElements(c, set, ch.add); err != nil {
 			return 0, err
 		}
-		n += len(del) + len(add)
+		n += len(ch.del) + len(ch.add)
 	}
 	if n == 0 {
 		return 0, nil
@@ -195,7 +231,7 @@ func (b *Backend) update(c *nftables.Conn, old, d *desired) (int, error) {
 		return n, c.Flush()
 	}
 	unmute := b.mute()
-	err := c.Flush()
+	err = c.Flush()
 	unmute(err == nil)
 	return n, err
 }
@@ -238,14 +274,31 @@ func sameElem(a, b nftables.SetElement) bool {
 	return a.VerdictData.Kind == b.VerdictData.Kind && a.VerdictData.Chain == b.VerdictData.Chain
 }
 
+// middle returns where two renderings of a set differ: old[lo:oh] and
+// cur[lo:ch] once the elements same at both ends are left out. Both are
+// rendered in the config's order, so what a pause or a rename changes is
+// a few elements in the middle of thousands, and only those are keyed.
+func middle(old, cur int, same func(i, j int) bool) (lo, oh, ch int) {
+	for lo < old && lo < cur && same(lo, lo) {
+		lo++
+	}
+	oh, ch = old, cur
+	for oh > lo && ch > lo && same(oh-1, ch-1) {
+		oh, ch = oh-1, ch-1
+	}
+	return lo, oh, ch
+}
+
 // diffElems returns the elements to delete and to add. A map element whose
 // value changes is deleted and added again.
 func diffElems(old, cur []nftables.SetElement) (del, add []nftables.SetElement) {
-	have := map[string]bool{}
+	lo, oh, ch := middle(len(old), len(cur), func(i, j int) bool { return sameElem(old[i], cur[j]) })
+	old, cur = old[lo:oh], cur[lo:ch]
+	have := make(map[string]bool, len(old))
 	for _, e := range old {
 		have[elemKey(e)] = true
 	}
-	want := map[string]bool{}
+	want := make(map[string]bool, len(cur))
 	for _, e := range cur {
 		k := elemKey(e)
 		want[k] = true
