@@ -102,20 +102,38 @@ func New(ctx context.Context, prefix string) (l *Lab, err error) {
 	if l.dir, err = os.MkdirTemp("", "curfew-lab-"); err != nil {
 		return nil, err
 	}
-	for _, ns := range []string{l.Router, l.Internet, l.Child.NS, l.Parent.NS, l.Guest.NS} {
-		if err := run(ctx, "ip", "netns", "add", ns); err != nil {
+	noOffload := func(ctx context.Context) error { return l.fw4(ctx, false) }
+	for _, step := range []func(context.Context) error{l.namespaces, l.wires, l.hosts, l.forwarding, noOffload, l.resolvers} {
+		if err := step(ctx); err != nil {
 			return nil, err
 		}
+	}
+	return l, nil
+}
+
+// namespaces makes the lab's network namespaces, each with its loopback
+// up and without duplicate address detection.
+func (l *Lab) namespaces(ctx context.Context) error {
+	for _, ns := range []string{l.Router, l.Internet, l.Child.NS, l.Parent.NS, l.Guest.NS} {
+		if err := run(ctx, "ip", "netns", "add", ns); err != nil {
+			return err
+		}
 		if err := l.ip(ctx, ns, "link set lo up"); err != nil {
-			return nil, err
+			return err
 		}
 		// No duplicate address detection: link-local addresses would stay
 		// tentative for a second or two, and IPv6 with them.
 		if err := run(ctx, "ip", "netns", "exec", ns, "sysctl", "-qw",
 			"net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"); err != nil {
-			return nil, err
+			return err
 		}
 	}
+	return nil
+}
+
+// wires connects the router to the internet namespace and gives both
+// their addresses and routes; the router's LAN is the bridge br-lan.
+func (l *Lab) wires(ctx context.Context) error {
 	r, i := l.Router, l.Internet
 	steps := []struct{ ns, cmd string }{
 		{r, "link add br-lan type bridge"},
@@ -141,9 +159,16 @@ func New(ctx context.Context, prefix string) (l *Lab, err error) {
 	}
 	for _, s := range steps {
 		if err := l.ip(ctx, s.ns, s.cmd); err != nil {
-			return nil, err
+			return err
 		}
 	}
+	return nil
+}
+
+// hosts plugs the child, the parent and the guest into br-lan, each with
+// its MAC and addresses.
+func (l *Lab) hosts(ctx context.Context) error {
+	r := l.Router
 	for n, h := range []Host{l.Child, l.Parent, l.Guest} {
 		port := fmt.Sprintf("lan%d", n)
 		hs := []struct{ ns, cmd string }{
@@ -158,22 +183,21 @@ func New(ctx context.Context, prefix string) (l *Lab, err error) {
 		}
 		for _, s := range hs {
 			if err := l.ip(ctx, s.ns, s.cmd); err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
+	return nil
+}
+
+// forwarding makes the router route.
+func (l *Lab) forwarding(ctx context.Context) error {
 	for _, kv := range []string{"net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"} {
-		if err := run(ctx, "ip", "netns", "exec", r, "sysctl", "-qw", kv); err != nil {
-			return nil, err
+		if err := run(ctx, "ip", "netns", "exec", l.Router, "sysctl", "-qw", kv); err != nil {
+			return err
 		}
 	}
-	if err := l.fw4(ctx, false); err != nil {
-		return nil, err
-	}
-	if err := l.resolvers(ctx); err != nil {
-		return nil, err
-	}
-	return l, nil
+	return nil
 }
 
 // fw4 loads a table shaped like OpenWrt's: established first, LAN to WAN

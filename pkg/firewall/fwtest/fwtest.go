@@ -113,64 +113,10 @@ func FlowLimit(t *testing.T, l *lab.Lab, apply func(*firewall.Ruleset) error, dr
 		Profiles: []firewall.Profile{{ID: "kid"}},
 		Devices:  []firewall.Device{{MAC: child, Name: "Kid phone", Profile: "kid"}},
 	}
-	// flood sends for up to floodFor; a slow machine (an emulated CPU)
-	// sends fewer datagrams in that time, and the bounds below follow how
-	// long it took, not a fixed second.
-	const floodFor = 2 * time.Second
-	flood := func() (sent, flows, parentFailed int, took time.Duration) {
-		t.Helper()
-		if out, err := l.Exec(context.Background(), l.Router, "conntrack", "-F"); err != nil {
-			t.Fatalf("conntrack -F: %v: %s", err, out)
-		}
-		done := make(chan error, 1)
-		go func() {
-			done <- l.In(l.Child.NS, func() error {
-				c, err := net.ListenUDP("udp4", nil)
-				if err != nil {
-					return err
-				}
-				defer c.Close()
-				dst := &net.UDPAddr{IP: net.ParseIP(lab.InternetV4)}
-				payload := []byte("flood")
-				began := time.Now()
-				defer func() { took = time.Since(began) }()
-				for time.Since(began) < floodFor && sent < 5000 {
-					dst.Port = 20000 + sent
-					if _, err := c.WriteToUDP(payload, dst); err == nil {
-						sent++
-					}
-					if sent%100 == 0 {
-						time.Sleep(time.Millisecond)
-					}
-				}
-				return nil
-			})
-		}()
-		for range 10 {
-			if err := l.TCP(l.Parent.NS, lab.InternetV4); err != nil {
-				parentFailed++
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-		out, err := l.Exec(context.Background(), l.Router, "conntrack", "-L", "-p", "udp", "--orig-src", l.Child.IPv4)
-		if err != nil {
-			t.Fatalf("conntrack -L: %v: %s", err, out)
-		}
-		for _, line := range strings.Split(out, "\n") {
-			if strings.HasPrefix(line, "udp ") {
-				flows++
-			}
-		}
-		return sent, flows, parentFailed, took
-	}
-
 	if err := apply(rs); err != nil {
 		t.Fatal(err)
 	}
-	sent, unlimited, _, took := flood()
+	sent, unlimited, _, took := flood(t, l)
 	t.Logf("limit off: %d datagrams to new ports in %v made %d flows", sent, took.Round(time.Millisecond), unlimited)
 	if sent < 4*burst || unlimited < sent*9/10 {
 		t.Fatalf("without a limit %d datagrams made %d flows: the scenario does not flood", sent, unlimited)
@@ -180,7 +126,7 @@ func FlowLimit(t *testing.T, l *lab.Lab, apply func(*firewall.Ruleset) error, dr
 	if err := apply(rs); err != nil {
 		t.Fatal(err)
 	}
-	sent, limited, parentFailed, took := flood()
+	sent, limited, parentFailed, took := flood(t, l)
 	t.Logf("limit %d/s burst %d: %d datagrams to new ports in %v made %d flows; the parent's connections failed %d of 10", rate, burst, sent, took.Round(time.Millisecond), limited, parentFailed)
 	// the burst, and the rate for as long as the flood ran and a second more
 	if most := burst + rate*int(took/time.Second+1) + 20; limited > most {
@@ -210,6 +156,64 @@ func FlowLimit(t *testing.T, l *lab.Lab, apply func(*firewall.Ruleset) error, dr
 			t.Errorf("the child's own connection after the flood: %v", err)
 		}
 	}
+}
+
+// floodFor is how long flood sends; a slow machine (an emulated CPU)
+// sends fewer datagrams in that time, and FlowLimit's bounds follow how
+// long it took, not a fixed second.
+const floodFor = 2 * time.Second
+
+// flood has the child send datagrams to new ports of the internet host
+// (each a new flow; at most 5,000) while the parent opens 10 connections,
+// and counts the child's flows in the router's connection table.
+func flood(t *testing.T, l *lab.Lab) (sent, flows, parentFailed int, took time.Duration) {
+	t.Helper()
+	if out, err := l.Exec(context.Background(), l.Router, "conntrack", "-F"); err != nil {
+		t.Fatalf("conntrack -F: %v: %s", err, out)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- l.In(l.Child.NS, func() error {
+			c, err := net.ListenUDP("udp4", nil)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			dst := &net.UDPAddr{IP: net.ParseIP(lab.InternetV4)}
+			payload := []byte("flood")
+			began := time.Now()
+			defer func() { took = time.Since(began) }()
+			for time.Since(began) < floodFor && sent < 5000 {
+				dst.Port = 20000 + sent
+				if _, err := c.WriteToUDP(payload, dst); err == nil {
+					sent++
+				}
+				if sent%100 == 0 {
+					time.Sleep(time.Millisecond)
+				}
+			}
+			return nil
+		})
+	}()
+	for range 10 {
+		if err := l.TCP(l.Parent.NS, lab.InternetV4); err != nil {
+			parentFailed++
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	out, err := l.Exec(context.Background(), l.Router, "conntrack", "-L", "-p", "udp", "--orig-src", l.Child.IPv4)
+	if err != nil {
+		t.Fatalf("conntrack -L: %v: %s", err, out)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "udp ") {
+			flows++
+		}
+	}
+	return sent, flows, parentFailed, took
 }
 
 // ForgedMACs checks the limit against a child that forges its MAC as well
