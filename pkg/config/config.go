@@ -143,8 +143,17 @@ type Profile struct {
 	SafeSearch   bool
 	Allowlist    bool
 	Allow        []Destination
+	// WindDown is how long before each of its offline windows the
+	// profile's devices are slowed to WindDownRate (bits per second);
+	// 0 means no wind-down.
+	WindDown     time.Duration
+	WindDownRate uint64
 	Line         int
 }
+
+// DefaultWindDownRate slows a device enough that video drops in quality
+// while messages and calls still work.
+const DefaultWindDownRate = 1_000_000
 
 // Destination is a blocked or allowed domain, address or prefix.
 type Destination struct {
@@ -198,7 +207,22 @@ type Schedule struct {
 	Action       Action
 	Block        []Destination
 	BlockService []string
-	Line         int
+	// WindDown, when set, replaces its profiles' wind-down before this
+	// schedule's windows (0: none).
+	WindDown *time.Duration
+	Line     int
+}
+
+// WindDownFor is how long before a window of s the devices of profile p
+// are slowed.
+func (s *Schedule) WindDownFor(p *Profile) time.Duration {
+	if s.Action != ActionOffline {
+		return 0
+	}
+	if s.WindDown != nil {
+		return *s.WindDown
+	}
+	return p.WindDown
 }
 
 // Label names the schedule for people: its section name, or its line.
@@ -415,9 +439,10 @@ var known = map[string]map[string]bool{
 	"curfew": {"enabled": false, "lan": true, "unknown_profile": false, "clock_unsynced": false, "backend": false,
 		"dns_filter": false, "dns_upstream": false, "dns_port": false, "bypass_prevention": false, "doh_address": true, "active_threshold": false,
 		"page": false, "page_port": false, "requests_per_day": false, "flow_limit": false, "notify": true, "notify_events": true},
-	"profile":  {"name": false, "daily_limit": false, "block": true, "block_service": true, "blocklist": true, "safesearch": false, "allowlist": false, "allow": true},
+	"profile": {"name": false, "daily_limit": false, "block": true, "block_service": true, "blocklist": true, "safesearch": false, "allowlist": false, "allow": true,
+		"wind_down": false, "wind_down_rate": false},
 	"device":   {"mac": false, "name": false, "profile": false, "hostname": false, "match_hostname": false},
-	"schedule": {"profile": true, "days": true, "start": false, "stop": false, "action": false, "block": true, "block_service": true},
+	"schedule": {"profile": true, "days": true, "start": false, "stop": false, "action": false, "block": true, "block_service": true, "wind_down": false},
 }
 
 // values returns every value of name in s: all list entries, or the last
@@ -673,6 +698,17 @@ func (v *validator) profile(s *uci.Section) *Profile {
 		}
 		p.Blocklists = append(p.Blocklists, o.Value)
 	}
+	if d, ok := v.windDown(s); ok {
+		p.WindDown = d
+	}
+	p.WindDownRate = DefaultWindDownRate
+	if o, ok := s.Get("wind_down_rate"); ok {
+		r, err := ParseRate(o.Value)
+		if err != nil || r < 64_000 || r > 1_000_000_000 {
+			v.errorf(s, o, "invalid rate %q (want e.g. 1mbit or 512kbit, from 64kbit to 1000mbit)", o.Value)
+		}
+		p.WindDownRate = r
+	}
 	p.SafeSearch = v.bool(s, "safesearch", false)
 	p.Allowlist = v.bool(s, "allowlist", false)
 	if p.Allowlist && len(p.Allow) == 0 {
@@ -778,7 +814,29 @@ func (v *validator) schedule(s *uci.Section) *Schedule {
 	if sc.Action == ActionBlock && len(sc.Block) == 0 && len(sc.BlockService) == 0 {
 		v.warnf(s, nil, "action 'block' without block or block_service entries does nothing")
 	}
+	if d, ok := v.windDown(s); ok {
+		sc.WindDown = &d
+		if sc.Action != ActionOffline && d > 0 {
+			o, _ := s.Get("wind_down")
+			v.warnf(s, o, "wind_down slows devices before an offline window; this schedule's action is %s", sc.Action)
+		}
+	}
 	return sc
+}
+
+// windDown reads option wind_down: a duration up to two hours, or 0 for
+// none.
+func (v *validator) windDown(s *uci.Section) (time.Duration, bool) {
+	o, ok := s.Get("wind_down")
+	if !ok {
+		return 0, false
+	}
+	d, err := ParseDuration(o.Value)
+	if err != nil || d < 0 || d > 2*time.Hour || (d > 0 && d < time.Minute) {
+		v.errorf(s, o, "invalid wind_down %q (want e.g. 10m, from 1m to 2h, or 0 for none)", o.Value)
+		return 0, false
+	}
+	return d, true
 }
 
 func (v *validator) clock(s *uci.Section, name string) (schedule.Clock, bool) {
@@ -912,6 +970,23 @@ func ParseDuration(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("invalid duration %q (want e.g. 30m or 1h30m)", s)
 	}
 	return d, nil
+}
+
+// ParseRate parses a rate as tc writes it, in bits per second: 1mbit,
+// 512kbit, 1.5mbit.
+func ParseRate(s string) (uint64, error) {
+	num, unit := s, uint64(0)
+	for suffix, u := range map[string]uint64{"kbit": 1_000, "mbit": 1_000_000} {
+		if n, ok := strings.CutSuffix(strings.ToLower(s), suffix); ok {
+			num, unit = n, u
+		}
+	}
+	f, err := strconv.ParseFloat(num, 64)
+	digits := strings.Trim(num, "0123456789.") == "" && strings.Count(num, ".") <= 1
+	if unit == 0 || !digits || err != nil || f <= 0 || f > 1e6 {
+		return 0, fmt.Errorf("invalid rate %q (want e.g. 1mbit or 512kbit)", s)
+	}
+	return uint64(f * float64(unit)), nil
 }
 
 // ParseDestination parses a domain, an IPv4/IPv6 address or a prefix.

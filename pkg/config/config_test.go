@@ -354,3 +354,65 @@ func TestNumbersAreReadOneWay(t *testing.T) {
 		}
 	}
 }
+
+func TestWindDownIsReadFromProfilesAndSchedules(t *testing.T) {
+	src := `config device
+	option mac '02:00:00:00:00:01'
+	option profile 'kid'
+
+config profile 'kid'
+	option wind_down '10m'
+	option wind_down_rate '512kbit'
+
+config profile 'teen'
+
+config schedule 'bedtime'
+	option profile 'kid teen'
+	option start '21:00'
+	option stop '07:00'
+
+config schedule 'school'
+	option profile 'kid'
+	option start '08:00'
+	option stop '12:00'
+	option wind_down '0'
+`
+	c, warns, err := Parse("f", []byte(src), services.Builtin())
+	if err != nil || len(warns) > 0 {
+		t.Fatalf("%v %v", err, warns)
+	}
+	kid, teen := c.Profile("kid"), c.Profile("teen")
+	if kid.WindDown != 10*time.Minute || kid.WindDownRate != 512_000 || teen.WindDown != 0 || teen.WindDownRate != DefaultWindDownRate {
+		t.Errorf("kid %v at %d, teen %v at %d", kid.WindDown, kid.WindDownRate, teen.WindDown, teen.WindDownRate)
+	}
+	bed, school := c.Schedules[0], c.Schedules[1]
+	if bed.WindDownFor(kid) != 10*time.Minute || bed.WindDownFor(teen) != 0 || school.WindDownFor(kid) != 0 {
+		t.Errorf("bedtime: kid %v teen %v; school: kid %v", bed.WindDownFor(kid), bed.WindDownFor(teen), school.WindDownFor(kid))
+	}
+
+	for _, tc := range []struct{ option, want string }{
+		{"option wind_down '3h'", `f:2: section 'kid' option 'wind_down': invalid wind_down "3h" (want e.g. 10m, from 1m to 2h, or 0 for none)`},
+		{"option wind_down '30s'", `invalid wind_down "30s"`},
+		{"option wind_down '-5m'", `invalid wind_down "-5m"`},
+		{"option wind_down_rate '1gbit'", `f:2: section 'kid' option 'wind_down_rate': invalid rate "1gbit" (want e.g. 1mbit or 512kbit, from 64kbit to 1000mbit)`},
+		{"option wind_down_rate '10kbit'", `invalid rate "10kbit"`},
+		{"option wind_down_rate 'nanmbit'", `invalid rate "nanmbit"`},
+		{"option wind_down_rate '1e3kbit'", `invalid rate "1e3kbit"`},
+		{"option wind_down_rate '1000'", `invalid rate "1000"`},
+	} {
+		_, _, err := Parse("f", []byte("config profile 'kid'\n\t"+tc.option+"\n"), services.Builtin())
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %s", tc.option, err, tc.want)
+		}
+	}
+	for _, good := range []string{"1mbit", "1.5mbit", "64kbit", "1000mbit", "2MBIT"} {
+		if _, err := ParseRate(good); err != nil {
+			t.Errorf("%s: %v", good, err)
+		}
+	}
+
+	_, warns, err = Parse("f", []byte("config device\n\toption mac '02:00:00:00:00:01'\n\toption profile 'kid'\n\nconfig profile 'kid'\n\nconfig schedule\n\toption profile 'kid'\n\toption action 'block'\n\tlist block 'example.com'\n\toption start '08:00'\n\toption stop '09:00'\n\toption wind_down '5m'\n"), services.Builtin())
+	if err != nil || len(warns) != 1 || !strings.Contains(warns[0].String(), "wind_down slows devices before an offline window") {
+		t.Errorf("wind_down on a block window: %v %v", err, warns)
+	}
+}

@@ -11,6 +11,7 @@ package firewall
 import (
 	"bytes"
 	"context"
+	"hash/fnv"
 	"net"
 	"net/netip"
 	"slices"
@@ -82,7 +83,19 @@ type Device struct {
 	Name    string
 	Profile string
 	Offline []Interval
+	// Slow are the device's wind-down intervals (before its offline
+	// windows), in which what it downloads is limited to SlowRate bits
+	// per second.
+	Slow     []Interval
+	SlowRate uint64
 }
+
+// MarkMask is the part of the conntrack mark that curfew uses: its upper
+// 16 bits carry, from a flow's first packet, which device opened it, so
+// that the flow's downloads can be slowed while that device winds down.
+// Other users of the mark (mwan3's 0x3f00, fw4's rules) keep the lower
+// bits.
+const MarkMask = 0xffff0000
 
 // Unknown is the treatment of MACs the config does not list.
 type Unknown struct {
@@ -253,7 +266,14 @@ func Render(p *plan.Plan, c *config.Config, dnsPort uint16, cache *PrefixCache) 
 		if err != nil {
 			continue
 		}
-		rs.Devices = append(rs.Devices, Device{MAC: mac, Name: d.Name, Profile: d.Profile, Offline: intervals(d.Offline)})
+		dev := Device{MAC: mac, Name: d.Name, Profile: d.Profile, Offline: intervals(d.Offline)}
+		if len(d.WindDown) > 0 {
+			dev.Slow = intervals(d.WindDown)
+			if cp := c.Profile(d.Profile); cp != nil {
+				dev.SlowRate = cp.WindDownRate
+			}
+		}
+		rs.Devices = append(rs.Devices, dev)
 	}
 	if u := p.UnknownDevices; u != nil {
 		add(u)
@@ -316,6 +336,30 @@ func intervals(spans []plan.Span) []Interval {
 	out := make([]Interval, 0, len(spans))
 	for _, s := range spans {
 		out = append(out, Interval{From: s.From, To: s.To})
+	}
+	return out
+}
+
+// Marks gives each device with wind-down intervals its conntrack mark
+// (see MarkMask), by MAC: a hash of the MAC in the upper 16 bits, the
+// next free value on a collision (taken in MAC order). A device keeps its
+// mark while others come and go, so that flows it opened before a change
+// of config still name it.
+func Marks(devs []Device) map[string]uint32 {
+	out := map[string]uint32{}
+	taken := map[uint32]bool{}
+	for _, d := range devs {
+		if len(d.Slow) == 0 || len(taken) == 0xffff {
+			continue // beyond 65,535 devices winding down, the rest are not slowed
+		}
+		h := fnv.New32a()
+		h.Write(d.MAC)
+		id := h.Sum32() & 0xffff
+		for id == 0 || taken[id] {
+			id = (id + 1) & 0xffff
+		}
+		taken[id] = true
+		out[string(d.MAC)] = id << 16
 	}
 	return out
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -24,6 +25,10 @@ const EchoPort = "8080"
 // DoTPort is DNS over TLS; the internet namespace echoes on it too, so that
 // a refused connection can only come from curfew.
 const DoTPort = "853"
+
+// StreamPort is where the internet namespace sends data, as fast as the
+// connection takes it, to whoever connects (see Stream).
+const StreamPort = "8081"
 
 // FakeDoH is an internet-side address that plays a public DNS-over-HTTPS
 // resolver (echoing on port 443), for configs that list it as doh_address.
@@ -60,7 +65,88 @@ func (l *Lab) Serve(ctx context.Context) error {
 			return err
 		}
 	}
+	for _, addr := range []string{InternetV4, InternetV6} {
+		var ln net.Listener
+		err := l.In(l.Internet, func() error {
+			var err error
+			ln, err = net.Listen("tcp", net.JoinHostPort(addr, StreamPort))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("serve the stream on %s: %w", addr, err)
+		}
+		go func() { <-ctx.Done(); ln.Close() }()
+		go sendLoop(ln)
+	}
 	return nil
+}
+
+// sendLoop sends zeros to each connection until it fails.
+func sendLoop(ln net.Listener) {
+	chunk := make([]byte, 32<<10)
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			for {
+				if _, err := c.Write(chunk); err != nil {
+					return
+				}
+			}
+		}()
+	}
+}
+
+// Stream is a download from the internet's StreamPort, read as fast as
+// it arrives.
+type Stream struct {
+	c     net.Conn
+	bytes atomic.Int64
+}
+
+// Stream opens a download from addr's StreamPort in namespace ns.
+func (l *Lab) Stream(ns, addr string) (*Stream, error) {
+	c, err := l.Dial(ns, "tcp", net.JoinHostPort(addr, StreamPort), time.Second)
+	if err != nil {
+		return nil, err
+	}
+	s := &Stream{c: c}
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := c.Read(buf)
+			s.bytes.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return s, nil
+}
+
+// Bytes is how much the stream has brought so far.
+func (s *Stream) Bytes() int64 { return s.bytes.Load() }
+
+// Close ends the download.
+func (s *Stream) Close() { s.c.Close() }
+
+// Rates measures, over d, the rate of each stream in bits per second.
+func Rates(d time.Duration, streams ...*Stream) []float64 {
+	before := make([]int64, len(streams))
+	for i, s := range streams {
+		before[i] = s.Bytes()
+	}
+	began := time.Now()
+	time.Sleep(d)
+	took := time.Since(began).Seconds()
+	out := make([]float64, len(streams))
+	for i, s := range streams {
+		out[i] = float64(s.Bytes()-before[i]) * 8 / took
+	}
+	return out
 }
 
 // probeAnswer answers as the hosts behind the connectivity checks of

@@ -229,6 +229,12 @@ type Device struct {
 	BudgetLeft *Duration `json:"budget_left,omitempty"`
 	// Offline lists the predicted offline intervals from now on.
 	Offline []Span `json:"offline_windows,omitempty"`
+	// WindDown lists the intervals from now on in which the device is
+	// slowed before an offline window (the profile's or the schedule's
+	// wind_down), and SlowUntil is set while it is slowed now: the
+	// instant its window begins.
+	WindDown  []Span     `json:"wind_down_windows,omitempty"`
+	SlowUntil *time.Time `json:"slow_until,omitempty"`
 	// Reasons lists every cause that applies now, the first being Reason's.
 	Reasons []string `json:"-"`
 	// Causes are the kinds of those causes, for programs (LuCI decides its
@@ -245,6 +251,9 @@ const (
 	CausePause    = "pause"
 	CauseLimit    = "limit"
 	CauseClock    = "clock"
+	// CauseWindDown is the one cause of an online device: it is slowed
+	// before an offline window.
+	CauseWindDown = "wind_down"
 )
 
 // Span is an interval in JSON form.
@@ -408,6 +417,7 @@ func evaluate(d *Device, in Input, prof *config.Profile, at time.Time, loc *time
 	e.overrides()
 	e.budget()
 	e.intervals()
+	e.windDown()
 	e.nextChange()
 	e.causes()
 	e.verdict()
@@ -432,6 +442,12 @@ type evaluation struct {
 	// in force now (zero if none).
 	allows     []schedule.Interval
 	allowUntil time.Time
+	// slowBefore are the spans before offline windows in which the
+	// device is to be slowed, before the allows and the offline
+	// intervals are taken out (windDown).
+	slowBefore []schedule.Interval
+	// slowing is the wind-down span the device is in now, if any.
+	slowing *schedule.Interval
 	// countingLeft is the screen time left today while it is counting
 	// down (-1: no budget, or used up).
 	countingLeft time.Duration
@@ -468,6 +484,11 @@ func (e *evaluation) schedules() {
 		label := fmt.Sprintf("schedule %s %s", sc.Label(), sc.Window)
 		if sc.Action == config.ActionOffline {
 			e.sources = append(e.sources, source{kind: CauseSchedule, label: label, ivs: occ})
+			if n := sc.WindDownFor(e.prof); n > 0 {
+				for _, iv := range occ {
+					e.slowBefore = append(e.slowBefore, schedule.Interval{From: iv.From.Add(-n), To: iv.From})
+				}
+			}
 			continue
 		}
 		for _, iv := range occ {
@@ -541,6 +562,27 @@ func (e *evaluation) intervals() {
 	for _, iv := range e.offline {
 		if iv.To.After(e.at) && iv.From.Before(e.end) {
 			e.d.Offline = append(e.d.Offline, Span{From: iv.From.In(e.loc), To: iv.To.In(e.loc)})
+		}
+	}
+}
+
+// windDown: the spans before offline windows in which the device is
+// slowed, less its offline intervals and the parent's allows (an allow
+// ends a wind-down as it ends a bedtime). Their starts and ends are
+// changes of the plan (the child is told; the page says so).
+func (e *evaluation) windDown() {
+	if len(e.slowBefore) == 0 {
+		return
+	}
+	slow := schedule.Subtract(schedule.Subtract(schedule.Merge(e.slowBefore), e.offline), schedule.Merge(e.allows))
+	for i, iv := range slow {
+		if !iv.To.After(e.at) || !iv.From.Before(e.end) {
+			continue
+		}
+		e.d.WindDown = append(e.d.WindDown, Span{From: iv.From.In(e.loc), To: iv.To.In(e.loc)})
+		e.extra = append(e.extra, iv.From, iv.To)
+		if iv.Contains(e.at) {
+			e.slowing = &slow[i]
 		}
 	}
 }
@@ -619,6 +661,11 @@ func (e *evaluation) verdict() {
 	case e.allowUntil.After(at):
 		// nothing to override now, but the allow holds until then
 		d.Reason = "allowed by parent until " + When(e.allowUntil, at, loc)
+	case e.slowing != nil:
+		until := e.slowing.To.In(loc)
+		d.SlowUntil = &until
+		d.Causes = append(d.Causes, CauseWindDown)
+		d.Reason = "winding down until " + When(until, at, loc) + ": slowed before it goes offline"
 	case e.countingLeft > 0:
 		d.Reason = fmt.Sprintf("%s of screen time left today", Short(e.countingLeft))
 	default:

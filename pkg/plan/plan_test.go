@@ -455,3 +455,90 @@ func TestListedPlanNamesAFewAndCountsAll(t *testing.T) {
 		t.Errorf("Listed changed the plan: %d entries", got)
 	}
 }
+
+const windDownConfig = `config profile 'kid'
+	option wind_down '10m'
+
+config device
+	option mac 'aa:bb:cc:dd:ee:01'
+	option name 'Kid phone'
+	option profile 'kid'
+
+config schedule 'bedtime'
+	option profile 'kid'
+	option days 'mon tue wed thu'
+	option start '21:00'
+	option stop '07:00'
+
+config schedule 'school'
+	option profile 'kid'
+	option days 'weekdays'
+	option start '08:00'
+	option stop '12:00'
+	option wind_down '0'
+
+config schedule 'night'
+	option profile 'kid'
+	option days 'sun'
+	option start '02:05'
+	option stop '03:00'
+	option wind_down '10m'
+`
+
+func TestWindDownSituations(t *testing.T) {
+	loc := london(t)
+	c := load(t, windDownConfig)
+	// 2026-01-05 is a Monday; 2026-03-29 a Sunday on which London's
+	// clocks jump from 01:00 to 02:00.
+	for _, tc := range []struct {
+		name, at  string
+		overrides []Override
+		state     string
+		reason    string
+		slowUntil string // "-" for none
+		next      string // the first wind-down span from at, "-" for none
+	}{
+		{"an hour before bedtime: online, the wind-down ahead", "2026-01-05 20:00", nil,
+			Online, "online", "-", "20:50-21:00"},
+		{"ten minutes before bedtime: slowed until it begins", "2026-01-05 20:55", nil,
+			Online, "winding down until 21:00: slowed before it goes offline", "21:00", "20:50-21:00"},
+		{"bedtime itself is offline, not slowed", "2026-01-05 21:30", nil,
+			Offline, "schedule bedtime 21:00-07:00", "-", "20:50-21:00"}, // the next day's
+		{"a schedule with wind_down 0 comes without one", "2026-01-06 07:55", nil,
+			Online, "online", "-", "20:50-21:00"},
+		{"a parent's allow ends the wind-down", "2026-01-05 20:55",
+			[]Override{{Kind: Allow, Target: "kid", From: at(t, loc, "2026-01-05 20:53"), Until: at(t, loc, "2026-01-05 22:00")}},
+			Online, "allowed by parent until 22:00", "-", "20:50-21:00"}, // the next day's
+		{"a pause during the wind-down is offline", "2026-01-05 20:55",
+			[]Override{{Kind: Pause, Target: "kid", From: at(t, loc, "2026-01-05 20:54")}},
+			Offline, "paused by parent", "-", "-"}, // until resumed
+		{"ten real minutes across the spring-forward jump", "2026-03-29 00:58", nil,
+			Online, "winding down until 02:05: slowed before it goes offline", "02:05", "00:55-02:05"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := Compute(Input{Config: c, Loc: loc, At: at(t, loc, tc.at), Overrides: tc.overrides, ClockTrusted: true})
+			d := device(p, alice)
+			if d.State != tc.state || d.Reason != tc.reason {
+				t.Errorf("state %q reason %q\nwant  %q reason %q", d.State, d.Reason, tc.state, tc.reason)
+			}
+			slow := "-"
+			if d.SlowUntil != nil {
+				slow = d.SlowUntil.In(loc).Format("15:04")
+			}
+			if slow != tc.slowUntil || (slow != "-") != contains(d.Causes, CauseWindDown) {
+				t.Errorf("slowed until %s (causes %v), want %s", slow, d.Causes, tc.slowUntil)
+			}
+			next := "-"
+			if len(d.WindDown) > 0 {
+				next = d.WindDown[0].From.Format("15:04") + "-" + d.WindDown[0].To.Format("15:04")
+			}
+			// spans that ended before at are left out
+			if tc.next != next {
+				t.Errorf("first wind-down span %s, want %s", next, tc.next)
+			}
+			if p.NextChange != nil && d.SlowUntil != nil && d.SlowUntil.Before(*p.NextChange) {
+				t.Errorf("next change %v after the wind-down's end %v", p.NextChange, d.SlowUntil)
+			}
+		})
+	}
+}

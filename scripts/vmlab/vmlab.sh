@@ -91,11 +91,12 @@ qemu_s390x() { # prints the command that runs it
 # --- curfew's tests, cross-compiled for the guest.
 tests() { # tests GOARCH -> prints the folder with the binaries
 	local arch=$1 dir=$OUT/tests-$1
-	rm -rf "$dir"; mkdir -p "$dir/nft" "$dir/ipt" "$dir/e2e"
+	rm -rf "$dir"; mkdir -p "$dir/nft" "$dir/ipt" "$dir/e2e" "$dir/shape"
 	local env=(env CGO_ENABLED=0 GOOS=linux GOARCH="$arch")
 	"${env[@]}" "$GO" build -trimpath -o "$dir/curfew" ./cmd/curfew
 	"${env[@]}" "$GO" test -c -trimpath -o "$dir/nft/nft.test" ./pkg/firewall/nft
 	"${env[@]}" "$GO" test -c -trimpath -o "$dir/ipt/ipt.test" ./pkg/firewall/ipt
+	"${env[@]}" "$GO" test -c -trimpath -o "$dir/shape/shape.test" ./pkg/firewall/shape
 	"${env[@]}" "$GO" test -c -trimpath -o "$dir/e2e/e2e.test" ./e2e
 	cp -r pkg/firewall/nft/testdata "$dir/nft/"
 	echo "$dir"
@@ -162,7 +163,8 @@ EOF
 # Which tests run: the kernel-facing scenarios of both backends (not the
 # tests that read no kernel: the kmods one, which reads shared/, and the
 # goldens of what the backends render, whose files stay on the host), and the
-# daemon end to end: a bedtime (the cut of an open connection, the daemon
+# wind-down's shaper (HTB, and the kernel's fq_codel where the host has
+# none), and the daemon end to end: a bedtime (the cut of an open connection, the daemon
 # killed, the window's end), a parent's pause, the iptables backend, and a
 # child's ARP rebinding (DNS of offline devices decided by MAC and time, in
 # a concatenated set older kernels must take too).
@@ -171,6 +173,7 @@ suites() {
 	cat <<EOF
 nft nft ./nft.test -test.v -test.count=1 -test.timeout 20m -test.skip '^(TestPackageDependsOnTheKmods|TestRenderedTable)'
 ipt ipt ./ipt.test -test.v -test.count=1 -test.timeout 20m -test.skip '^TestRenderedRules'
+shape shape ./shape.test -test.v -test.count=1 -test.timeout 5m
 e2e e2e $e2e -test.run '^(TestBedtime|TestParentCommands|TestIptablesBackend|TestARPRebindingAndANewAddress)\$'
 EOF
 }

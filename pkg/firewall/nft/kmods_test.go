@@ -35,7 +35,8 @@ func everything() *firewall.Ruleset {
 			{ID: "parents", Open: true},
 		},
 		Devices: []firewall.Device{
-			{MAC: child, Name: "Kid phone", Profile: "kid", Offline: []firewall.Interval{{From: now, To: now.Add(time.Hour)}}},
+			{MAC: child, Name: "Kid phone", Profile: "kid", Offline: []firewall.Interval{{From: now, To: now.Add(time.Hour)}},
+				Slow: []firewall.Interval{{From: now.Add(-10 * time.Minute), To: now}}, SlowRate: 1_000_000},
 			{MAC: parent, Name: "Parent laptop", Profile: "parents"},
 		},
 		Unknown: &firewall.Unknown{Profile: "kid", Offline: []firewall.Interval{{From: now, To: now.Add(time.Hour)}}},

@@ -27,6 +27,9 @@ type memo struct {
 type devicePart struct {
 	name, profile string
 	offline       []firewall.Interval
+	slowIvs       []firewall.Interval
+	slowRate      uint64
+	markID        uint32
 
 	// off is its offline set, ch its chain, counter its named counter.
 	off     *setSpec
@@ -40,13 +43,21 @@ type devicePart struct {
 	// comment is its online element's comment, before any ", until".
 	comment string
 	sig     string
+
+	// For a device that winds down (see winddown.go), nil otherwise: its
+	// wind-down set, its slow and mark chains, and its elements of
+	// wind_mark and wind_flows.
+	slow           *setSpec
+	slowCh, markCh *chainSpec
+	mark, flows    nftables.SetElement
 }
 
 // part returns the device's part from the last render when its inputs
 // are the same, and keeps it for the next; nil when it must be made.
-func (m *memo) part(next map[string]*devicePart, dev firewall.Device) *devicePart {
+func (m *memo) part(next map[string]*devicePart, dev firewall.Device, mark uint32) *devicePart {
 	p := m.devices[string(dev.MAC)]
-	if p == nil || p.name != dev.Name || p.profile != dev.Profile || !slices.EqualFunc(p.offline, dev.Offline, sameInterval) {
+	if p == nil || p.name != dev.Name || p.profile != dev.Profile || !slices.EqualFunc(p.offline, dev.Offline, sameInterval) ||
+		p.markID != mark || p.slowRate != dev.SlowRate || !slices.EqualFunc(p.slowIvs, dev.Slow, sameInterval) {
 		return nil
 	}
 	next[string(dev.MAC)] = p

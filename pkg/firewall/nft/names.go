@@ -43,3 +43,10 @@ func offlineSet(mac net.HardwareAddr) string  { return "offline_" + macID(mac) }
 // DNS redirect.
 func profileChain(id string) string { return "profile_" + id }
 func dnsChain(id string) string     { return "dns_" + id }
+
+// windDownSet is a device's wind-down intervals, slowChain the limit on
+// what it downloads inside them, markChain the chain that marks the flows
+// it opens (see renderWindDown).
+func windDownSet(mac net.HardwareAddr) string { return "wind_down_" + macID(mac) }
+func slowChain(mac net.HardwareAddr) string   { return "slow_" + macID(mac) }
+func markChain(mac net.HardwareAddr) string   { return "mark_" + macID(mac) }

@@ -32,8 +32,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +46,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"curfew/pkg/firewall"
+	"curfew/pkg/firewall/shape"
 )
 
 // TableName is the name of curfew's table in the inet family.
@@ -73,6 +76,8 @@ type Backend struct {
 	// watching is the monitor Watch runs, nil while none does.
 	watching atomic.Pointer[monitor]
 	memo     memo
+	// shaped is what the shaper was last given (see shape).
+	shaped shaped
 	// allowed remembers allowlist additions and when they expire.
 	allowed map[string]map[netip.Addr]time.Time
 	// carry holds, by MAC, the bytes that elements of the online set had
@@ -188,10 +193,16 @@ func (b *Backend) Apply(ctx context.Context, rs *firewall.Ruleset) (err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	defer func() { b.drop(err) }()
-	d, err := render(rs, &b.memo, time.Now(), b.lanIndexes(rs.LAN))
+	lanIndex := b.lanIndexes(rs.LAN)
+	d, err := render(rs, &b.memo, time.Now(), lanIndex)
 	if err != nil {
 		return err
 	}
+	defer func() {
+		if err == nil {
+			b.shape(rs, lanIndex)
+		}
+	}()
 	c, err := b.conn()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
@@ -250,6 +261,12 @@ func (b *Backend) Remove(ctx context.Context) (err error) {
 	defer b.mu.Unlock()
 	defer func() { b.drop(err) }()
 	b.applied = nil
+	if h, err := b.handle(); err == nil && b.shaped.lan != nil {
+		if err := shape.Remove(h, b.shaped.lan); err != nil {
+			b.log.Warn("wind-down: " + err.Error())
+		}
+		b.shaped = shaped{}
+	}
 	c, err := b.conn()
 	if err != nil {
 		return err
@@ -261,6 +278,34 @@ func (b *Backend) Remove(ctx context.Context) (err error) {
 		return fmt.Errorf("nftables: delete table inet %s: %w", TableName, err)
 	}
 	return nil
+}
+
+// shaped is what the shaper was last given, so that an apply that changes
+// neither (a pause) does not ask the kernel again; a LAN interface made
+// anew (a new index) has lost its qdisc and is given it again.
+type shaped struct {
+	lan     []string
+	index   map[string]uint32
+	classes []shape.Class
+}
+
+// shape gives the LAN interfaces the shaper's classes for the devices
+// that wind down (see pkg/firewall/shape). A failure there is logged: it
+// slows no one, and the table stays.
+func (b *Backend) shape(rs *firewall.Ruleset, lanIndex map[string]uint32) {
+	want := shaped{lan: rs.LAN, index: lanIndex, classes: shape.Classes(rs)}
+	if slices.Equal(want.lan, b.shaped.lan) && maps.Equal(want.index, b.shaped.index) && slices.Equal(want.classes, b.shaped.classes) {
+		return
+	}
+	h, err := b.handle()
+	if err == nil {
+		err = shape.Apply(h, rs.LAN, want.classes)
+	}
+	if err != nil {
+		b.log.Warn("wind-down: " + err.Error())
+		return
+	}
+	b.shaped = want
 }
 
 // Cutoff implements firewall.Backend.

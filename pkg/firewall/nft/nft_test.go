@@ -1066,3 +1066,8 @@ func TestUpdateRefusesASetTheAppliedTableLacks(t *testing.T) {
 		t.Errorf("update with a set the applied table lacks: %v", err)
 	}
 }
+
+func TestAWindDownSlowsDownloadsThenTheWindowCuts(t *testing.T) {
+	l, b, _ := setup(t, "cfnw")
+	fwtest.WindDown(t, l, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) })
+}

@@ -95,11 +95,26 @@ func renderDevices(d *desired, rs *firewall.Ruleset, m *memo, now time.Time, sig
 	d.counters = make([]string, 0, n)
 	kept := make(map[string]*devicePart, n)
 	sig.Grow(n * 24)
+	marks := firewall.Marks(rs.Devices)
+	var markMap, flowMap *setSpec
+	if len(marks) > 0 {
+		markMap, flowMap = windDownMaps(d.table)
+		d.sets = append(d.sets, markMap, flowMap)
+		d.windDown = true
+		sig.WriteString(" wind")
+	}
 	for _, dev := range rs.Devices {
-		p := m.part(kept, dev)
+		mark := marks[string(dev.MAC)]
+		p := m.part(kept, dev, mark)
 		if p == nil {
-			p = renderDevice(d.table, dev)
+			p = renderDevice(d.table, dev, mark)
 			kept[string(dev.MAC)] = p
+		}
+		if p.slow != nil {
+			d.sets = append(d.sets, p.slow)
+			d.chains = append(d.chains, p.slowCh, p.markCh)
+			markMap.elems = append(markMap.elems, p.mark)
+			flowMap.elems = append(flowMap.elems, p.flows)
 		}
 		d.parts = append(d.parts, p)
 		sig.WriteString(p.sig)
@@ -156,13 +171,14 @@ func deviceMaps(t *nftables.Table) (devices, dnsOf, online *setSpec) {
 // chain (offline intervals, then its counter and its profile), its
 // elements in the maps and in the redirects' offline set, and the comment
 // of its element in the online set.
-func renderDevice(t *nftables.Table, dev firewall.Device) *devicePart {
+func renderDevice(t *nftables.Table, dev firewall.Device, mark uint32) *devicePart {
 	id := macID(dev.MAC)
 	name := dev.Name
 	if name == "" {
 		name = dev.MAC.String()
 	}
 	p := &devicePart{name: dev.Name, profile: dev.Profile, offline: slices.Clone(dev.Offline),
+		slowIvs: slices.Clone(dev.Slow), slowRate: dev.SlowRate, markID: mark,
 		sig: " dev=" + id + ":" + dev.Profile, counter: usageName(dev.MAC)}
 	p.off = timeSet(t, offlineSet(dev.MAC), "offline intervals of "+name+" (profile "+dev.Profile+")", dev.Offline)
 	p.ch = &chainSpec{chain: &nftables.Chain{Name: deviceChain(dev.MAC), Table: t}}
@@ -181,6 +197,9 @@ func renderDevice(t *nftables.Table, dev firewall.Device) *devicePart {
 	}
 	// The kernel keeps at most 256 bytes of an element's comment.
 	p.comment = strings.ToValidUTF8(name[:min(len(name), 128)], "")
+	if mark != 0 {
+		windDownPart(t, p, dev, mark, name)
+	}
 	return p
 }
 
@@ -349,6 +368,11 @@ func renderForward(d *desired, rs *firewall.Ruleset, lanIndex map[string]uint32,
 		fmt.Fprintf(sig, " online=%v", lanIndex)
 		fwd.add("established flows of a device online now: counted, nothing else to check", onlineRule(rs.LAN, lanIndex))
 	}
+	if d.windDown {
+		for _, lan := range rs.LAN {
+			fwd.add("downloads to "+lan+" of a device that winds down: its limit", slowRule(lan))
+		}
+	}
 	for _, lan := range rs.LAN {
 		fwd.add("clients of "+lan, ifname(expr.MetaKeyIIFNAME, lan), &expr.Verdict{Kind: expr.VerdictJump, Chain: "managed"})
 	}
@@ -407,6 +431,11 @@ func renderDNS(d *desired, rs *firewall.Ruleset, sig *strings.Builder) *chainSpe
 func renderPrerouting(d *desired, rs *firewall.Ruleset, sig *strings.Builder) *chainSpec {
 	pre := &chainSpec{chain: &nftables.Chain{Name: "dns", Table: d.table, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(-110), Policy: policy(nftables.ChainPolicyAccept)}}
+	if d.windDown {
+		for _, lan := range rs.LAN {
+			pre.add("clients of "+lan+" that wind down: their new flows carry their id", markRule(lan))
+		}
+	}
 	if flows := renderFlowLimit(d, rs, sig); flows != nil {
 		d.chains = append(d.chains, flows)
 		for _, lan := range rs.LAN {

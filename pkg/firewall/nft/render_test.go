@@ -43,7 +43,8 @@ func TestRenderedTable(t *testing.T) {
 			{ID: "little", DNSPort: 5455, Allowlist: true, Allow: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/25")}},
 		},
 		Devices: []firewall.Device{
-			{MAC: child, Name: "Kid phone", Profile: "kid", Offline: []firewall.Interval{{From: at, To: at.Add(10 * time.Hour)}}},
+			{MAC: child, Name: "Kid phone", Profile: "kid", Offline: []firewall.Interval{{From: at, To: at.Add(10 * time.Hour)}},
+				Slow: []firewall.Interval{{From: at.Add(-10 * time.Minute), To: at}}, SlowRate: 1_000_000},
 			{MAC: parent, Name: "Parent laptop", Profile: "grownup"},
 		},
 		Unknown: &firewall.Unknown{Profile: "little", Offline: []firewall.Interval{{From: at, To: at.Add(time.Hour)}}},

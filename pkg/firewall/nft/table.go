@@ -28,6 +28,9 @@ type desired struct {
 	counters []string
 	// parts are the configured devices' parts, in the ruleset's order.
 	parts []*devicePart
+	// windDown says that some device winds down: the hooks mark flows
+	// and limit downloads (see winddown.go).
+	windDown bool
 	// configured and offline are the sets that several steps of render
 	// ask for (see configuredSet, offlineMatch), once they are added.
 	configured, offline *setSpec

@@ -1,0 +1,99 @@
+package fwtest
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"curfew/pkg/firewall"
+	"curfew/pkg/lab"
+)
+
+// WindDownRate is the child's wind-down rate in WindDown: the default of
+// the config (1 Mbit/s).
+const WindDownRate = 1_000_000
+
+// WindDown checks the wind-down with real downloads, the backend alone
+// (no daemon): the child downloads over IPv4 and IPv6 at once, from
+// before its wind-down begins, and the parent downloads beside it. Before
+// the wind-down both go as fast as the lab goes; inside it the child's
+// two downloads together get the wind-down rate (±10%, measured over three
+// seconds, in frames), a new connection of the child still works, the
+// parent's download stays fast; when the
+// offline window that follows begins, the child's downloads stop. The
+// lab serves (l.Serve).
+func WindDown(t *testing.T, l *lab.Lab, apply func(*firewall.Ruleset) error) {
+	t.Helper()
+	child, _ := net.ParseMAC(l.Child.MAC)
+	parent, _ := net.ParseMAC(l.Parent.MAC)
+	var kid4, kid6, grown *lab.Stream
+	t.Cleanup(func() {
+		for _, s := range []*lab.Stream{kid4, kid6, grown} {
+			if s != nil {
+				s.Close()
+			}
+		}
+	})
+	const fast = 20 * WindDownRate // far above the limit, far below what a veth carries
+	_, end := Window{
+		Lead: 1500 * time.Millisecond, Length: 5 * time.Second, Lag: true,
+		Apply: func(from, to time.Time) error {
+			return apply(&firewall.Ruleset{
+				LAN: []string{"br-lan"}, DNSPort: 53,
+				Profiles: []firewall.Profile{{ID: "kid"}, {ID: "parents", Open: true}},
+				Devices: []firewall.Device{
+					{MAC: child, Name: "Kid phone", Profile: "kid", Offline: []firewall.Interval{{From: to, To: to.Add(time.Hour)}},
+						Slow: []firewall.Interval{{From: from, To: to}}, SlowRate: WindDownRate},
+					{MAC: parent, Name: "Parent laptop", Profile: "parents"},
+				},
+			})
+		},
+		Before: func() error {
+			// opened once the rules are in: a flow carries its device
+			// from its first packet
+			var err error
+			for _, open := range []struct {
+				s        **lab.Stream
+				ns, addr string
+			}{{&kid4, l.Child.NS, lab.InternetV4}, {&kid6, l.Child.NS, lab.InternetV6}, {&grown, l.Parent.NS, lab.InternetV4}} {
+				if *open.s == nil {
+					if *open.s, err = l.Stream(open.ns, open.addr); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			r := lab.Rates(300*time.Millisecond, kid4, kid6, grown)
+			var c Checks
+			c.Expect(r[0] > fast && r[1] > fast && r[2] > fast, "before the wind-down: child %.2f Mbit/s (IPv4) and %.2f (IPv6), parent %.2f, want each above %d",
+				r[0]/1e6, r[1]/1e6, r[2]/1e6, fast/1_000_000)
+			return c.Err()
+		},
+		Inside: func() error {
+			// the queue fills first with what TCP had in flight
+			time.Sleep(500 * time.Millisecond)
+			r := lab.Rates(3*time.Second, kid4, kid6, grown)
+			// The shaper counts whole frames: at the lab's MTU a frame of
+			// 1,514 bytes carries 1,448 of a download's payload.
+			kid := (r[0] + r[1]) * 1514 / 1448
+			t.Logf("winding down: the child's downloads %.3f Mbit/s in frames (payload: IPv4 %.3f, IPv6 %.3f), the parent's %.1f", kid/1e6, r[0]/1e6, r[1]/1e6, r[2]/1e6)
+			var c Checks
+			c.Expect(kid > 0.9*WindDownRate && kid < 1.1*WindDownRate, "winding down: the child's downloads got %.3f Mbit/s together, want %.2f ±10%%", kid/1e6, float64(WindDownRate)/1e6)
+			c.Expect(r[2] > fast, "winding down: the parent's download got %.2f Mbit/s, want above %d", r[2]/1e6, fast/1_000_000)
+			// slowed, not cut: a message still goes through beside the
+			// downloads
+			c.Expect(l.TCP(l.Child.NS, lab.InternetV4) == nil, "winding down: the child's new connection failed beside its downloads")
+			return c.Err()
+		},
+	}.Run(t)
+	time.Sleep(time.Until(end) + settle + 500*time.Millisecond) // what was in flight
+	r := lab.Rates(time.Second, kid4, kid6, grown)
+	if r[0] > 0 || r[1] > 0 {
+		t.Errorf("inside the offline window that follows, the child's downloads still carry %.3f and %.3f Mbit/s", r[0]/1e6, r[1]/1e6)
+	}
+	if r[2] < fast {
+		t.Errorf("inside the child's offline window the parent's download got %.2f Mbit/s", r[2]/1e6)
+	}
+	if err := l.TCP(l.Child.NS, lab.InternetV4); err == nil {
+		t.Error("the child opens a new connection inside its offline window")
+	}
+}
