@@ -305,7 +305,7 @@ func buildNewer(t *testing.T, format string) string {
 // imagePackages stand for what an OpenWrt image has before curfew: the
 // system's directories (base-files), libc, the kernel modules, luci-base,
 // rpcd. Only the first has content.
-var imagePackages = []string{"base-files", "libc", "kmod-nft-core", "kmod-nft-nat", "kmod-nft-fib", "kmod-nf-conntrack-netlink", "luci-base", "rpcd"}
+var imagePackages = []string{"base-files", "libc", "kmod-nft-core", "kmod-nft-nat", "kmod-nft-fib", "kmod-nf-conntrack-netlink", "kmod-sched-core", "luci-base", "rpcd"}
 
 // apkStubs builds the image's packages with apk mkpkg.
 func apkStubs(t *testing.T, apk string) []string {

@@ -15,7 +15,7 @@ PKG_MAINTAINER="curfew developers"
 # The project page, when the builder has one to name (make ... PKG_URL=…).
 PKG_URL=${PKG_URL:-}
 CURFEW_DESC="Parental controls: bedtimes, screen time and blocked sites per device"
-CURFEW_DEPENDS="libc kmod-nft-core kmod-nft-nat kmod-nft-fib kmod-nf-conntrack-netlink"
+CURFEW_DEPENDS="libc kmod-nft-core kmod-nft-nat kmod-nft-fib kmod-nf-conntrack-netlink kmod-sched-core"
 LUCI_DESC="Parental controls (curfew) for LuCI"
 LUCI_DEPENDS="libc luci-base rpcd curfew"
 

@@ -107,9 +107,22 @@ type Stream struct {
 	bytes atomic.Int64
 }
 
-// Stream opens a download from addr's StreamPort in namespace ns.
+// Stream opens a download from addr's StreamPort in namespace ns. Its
+// receive buffer is small (8 KB asked, the kernel doubles it), so that
+// what Rates counts is what arrived then: a reader held back by a busy
+// machine cannot find seconds of data waiting in the socket.
 func (l *Lab) Stream(ns, addr string) (*Stream, error) {
-	c, err := l.Dial(ns, "tcp", net.JoinHostPort(addr, StreamPort), time.Second)
+	var c net.Conn
+	err := l.In(ns, func() error {
+		d := net.Dialer{Timeout: time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 8<<10) })
+			return errors.Join(err, serr)
+		}}
+		var err error
+		c, err = d.Dial("tcp", net.JoinHostPort(addr, StreamPort))
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}

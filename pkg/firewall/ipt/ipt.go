@@ -14,7 +14,10 @@
 //	              blocked prefixes (ipsets): reject
 //	mangle PREROUTING -i LAN, a flow's first packet: -j CURFEW_FLOWS (new
 //	              connections a second, per configured device, all others
-//	              together)
+//	              together); -j CURFEW_MARK (a device that winds down:
+//	              its id into the conntrack mark)
+//	mangle FORWARD -o LAN -j CURFEW_SLOW: a flow of such a device, inside
+//	              its wind-down intervals: CLASSIFY into its shaper class
 //	nat PREROUTING -i LAN -j CURFEW_DNS: TCP 80 -j CURFEW_PAGE (a device's
 //	              windows: REDIRECT to the bedtime page); port 53 -j
 //	              CURFEW_OFFDNS (a device's windows: REDIRECT to the filter's
@@ -50,6 +53,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"curfew/pkg/firewall"
+	"curfew/pkg/firewall/shape"
 )
 
 // Options configure a Backend.
@@ -72,6 +76,8 @@ type Backend struct {
 	applied map[chainKey][][]string
 	sets    map[string][]netip.Prefix
 	lan     []string // the LAN interfaces of the last Apply, for Heal
+	// shaped are the shaper's classes of the last Apply (see shape).
+	shaped []shape.Class
 }
 
 // What the backend implements of pkg/firewall's contract, checked here
@@ -171,6 +177,9 @@ func render(rs *firewall.Ruleset) (map[chainKey][][]string, map[string][]netip.P
 		r.ensure(fam, "filter", "CURFEW_IN")
 		r.ensure(fam, "nat", "CURFEW_DNS")
 		r.ensure(fam, "mangle", "CURFEW_FLOWS")
+		r.ensure(fam, "mangle", "CURFEW_MARK")
+		r.ensure(fam, "mangle", "CURFEW_SLOW")
+		r.windDown(fam)
 		if rs.FlowLimit > 0 {
 			r.flowLimit(fam)
 		}
@@ -372,6 +381,33 @@ func (r *rendering) unknown(fam int) {
 	}
 }
 
+// windDown renders the wind-down (see the nftables backend): the first
+// packet of a flow a device that winds down opens writes the device's id
+// into the conntrack mark's upper half (CURFEW_MARK, mangle PREROUTING);
+// a packet to the LAN of such a flow, inside one of the device's
+// wind-down intervals (xt_time), gets the device's class of the shaper
+// on the LAN interface (CURFEW_SLOW, mangle FORWARD; CLASSIFY).
+func (r *rendering) windDown(fam int) {
+	marks := firewall.Marks(r.rs.Devices)
+	mask := fmt.Sprintf("0x%x", uint32(firewall.MarkMask))
+	for _, d := range r.rs.Devices {
+		m, ok := marks[string(d.MAC)]
+		if !ok {
+			continue
+		}
+		mark := fmt.Sprintf("0x%x/%s", m, mask)
+		r.add(fam, "mangle", "CURFEW_MARK", "-m", "mac", "--mac-source", d.MAC.String(), "-j", "CONNMARK", "--set-xmark", mark)
+		class := fmt.Sprintf("%x:%x", shape.Major, m>>16)
+		for _, iv := range d.Slow {
+			if iv.To.After(iv.From) {
+				w := window(iv)
+				r.add(fam, "mangle", "CURFEW_SLOW", append(append([]string{"-m", "connmark", "--mark", mark}, w[:len(w)-2]...),
+					"-j", "CLASSIFY", "--set-class", class)...)
+			}
+		}
+	}
+}
+
 // flowLimit bounds how fast each device opens connections (see the
 // nftables backend's renderFlowLimit). iptables allows no DROP in its nat
 // table, so the rules are in mangle PREROUTING, for the packets whose
@@ -471,6 +507,8 @@ func jumps(lan []string) [][]string {
 		out = append(out, []string{"filter", "INPUT", "-i", l, "-j", "CURFEW_IN"})
 		out = append(out, []string{"nat", "PREROUTING", "-i", l, "-j", "CURFEW_DNS"})
 		out = append(out, []string{"mangle", "PREROUTING", "-i", l, "-m", "conntrack", "!", "--ctstatus", "CONFIRMED", "-j", "CURFEW_FLOWS"})
+		out = append(out, []string{"mangle", "PREROUTING", "-i", l, "-m", "conntrack", "!", "--ctstatus", "CONFIRMED", "-j", "CURFEW_MARK"})
+		out = append(out, []string{"mangle", "FORWARD", "-o", l, "-j", "CURFEW_SLOW"})
 	}
 	return out
 }
@@ -539,8 +577,29 @@ func (b *Backend) Apply(ctx context.Context, rs *firewall.Ruleset) error {
 		}
 		b.applied = rules
 		b.lan = slices.Clone(rs.LAN)
+		b.shape(rs)
 		return nil
 	})
+}
+
+// shape gives the LAN interfaces the shaper's classes for the devices
+// that wind down (see pkg/firewall/shape), when they changed; inside Run.
+// A failure there is logged: it slows no one, and the rules stay.
+func (b *Backend) shape(rs *firewall.Ruleset) {
+	classes := shape.Classes(rs)
+	if slices.Equal(classes, b.shaped) && len(classes) == 0 {
+		return
+	}
+	h, err := netlink.NewHandle()
+	if err == nil {
+		defer h.Close()
+		err = shape.Apply(h, rs.LAN, classes)
+	}
+	if err != nil {
+		b.log.Warn("wind-down: " + err.Error())
+		return
+	}
+	b.shaped = classes
 }
 
 // Heal puts back the jumps into curfew's chains when someone removed them:
@@ -704,6 +763,13 @@ func (b *Backend) Remove(ctx context.Context) error {
 					}
 				}
 			}
+		}
+		if h, err := netlink.NewHandle(); err == nil {
+			if err := shape.Remove(h, b.lan); err != nil {
+				errs = append(errs, err)
+			}
+			h.Close()
+			b.shaped = nil
 		}
 		if sets, err := netlink.IpsetListAll(); err == nil {
 			for _, s := range sets {

@@ -187,3 +187,8 @@ func TestForgedMACsShareOneAllowanceAndLeaveTheParentsTheirs(t *testing.T) {
 	l, b := setup(t, "cfim")
 	fwtest.ForgedMACs(t, l, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) })
 }
+
+func TestAWindDownSlowsDownloadsThenTheWindowCuts(t *testing.T) {
+	l, b := setup(t, "cfiw")
+	fwtest.WindDown(t, l, fwtest.Window{Grain: time.Second}, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) })
+}

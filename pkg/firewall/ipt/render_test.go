@@ -33,7 +33,8 @@ func TestRenderedRules(t *testing.T) {
 				netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("2001:db8:bad::/48")}},
 		},
 		Devices: []firewall.Device{
-			{MAC: child, Name: "Kid phone", Profile: "kid", Offline: []firewall.Interval{{From: at, To: at.Add(10 * time.Hour)}}},
+			{MAC: child, Name: "Kid phone", Profile: "kid", Offline: []firewall.Interval{{From: at, To: at.Add(10 * time.Hour)}},
+				Slow: []firewall.Interval{{From: at.Add(-10 * time.Minute), To: at}}, SlowRate: 1_000_000},
 			{MAC: parent, Name: "Parent laptop", Profile: "grownup"},
 		},
 		Unknown: &firewall.Unknown{Profile: "kid", Offline: []firewall.Interval{{From: at, To: at.Add(time.Hour)}}},

@@ -1069,5 +1069,5 @@ func TestUpdateRefusesASetTheAppliedTableLacks(t *testing.T) {
 
 func TestAWindDownSlowsDownloadsThenTheWindowCuts(t *testing.T) {
 	l, b, _ := setup(t, "cfnw")
-	fwtest.WindDown(t, l, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) })
+	fwtest.WindDown(t, l, fwtest.Window{Lag: true}, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) })
 }

@@ -104,13 +104,27 @@ func apply(h *netlink.Handle, link netlink.Link, classes []Class) error {
 // device id (the class's handle, Major:id).
 func Priority(id uint16) uint32 { return netlink.MakeHandle(Major, id) }
 
-// sync makes the qdisc's classes those of classes.
+// sync makes the qdisc's classes those of classes; a class already there
+// at its rate is left as it is (its queue too).
 func sync(h *netlink.Handle, link netlink.Link, classes []Class) error {
 	idx, parent := link.Attrs().Index, netlink.MakeHandle(Major, 0)
+	have, err := h.ClassList(link, parent)
+	if err != nil {
+		return err
+	}
+	rate := map[uint32]uint64{}
+	for _, c := range have {
+		if htb, ok := c.(*netlink.HtbClass); ok {
+			rate[c.Attrs().Handle] = htb.Rate
+		}
+	}
 	want := map[uint32]bool{}
 	for _, c := range classes {
 		id := Priority(c.ID)
 		want[id] = true
+		if r, ok := rate[id]; ok && r == c.Rate/8 {
+			continue
+		}
 		cl := netlink.NewHtbClass(netlink.ClassAttrs{LinkIndex: idx, Parent: parent, Handle: id},
 			netlink.HtbClassAttrs{Rate: c.Rate, Ceil: c.Rate})
 		if err := h.ClassReplace(cl); err != nil {
@@ -120,12 +134,8 @@ func sync(h *netlink.Handle, link netlink.Link, classes []Class) error {
 			return fmt.Errorf("class %x's queue: %w", c.ID, err)
 		}
 	}
-	have, err := h.ClassList(link, parent)
-	if err != nil {
-		return err
-	}
 	for _, c := range have {
-		if !want[c.Attrs().Handle] {
+		if c.Attrs().Handle>>16 == Major && !want[c.Attrs().Handle] {
 			h.ClassDel(c)
 		}
 	}
