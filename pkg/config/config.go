@@ -59,8 +59,13 @@ const (
 // MaxNotify bounds the notify URLs: every event is sent to each.
 const MaxNotify = 8
 
-// NotifyEventNames are the events notify_events may select.
-var NotifyEventNames = []string{"request", "new_device", "bypass", "budget_used", "enforcement_failed"}
+// NotifyEventNames are the events notify_events may select; all but
+// wind_down by default (it comes every evening, and goes to a profile's
+// own notify URLs anyway).
+var NotifyEventNames = []string{"request", "new_device", "bypass", "budget_used", "enforcement_failed", "wind_down"}
+
+// DefaultNotifyEvents are the events sent without notify_events.
+var DefaultNotifyEvents = NotifyEventNames[:5]
 
 // checkNotifyURL accepts http and https URLs with a host. Plain http is
 // allowed: a home's webhook receiver (Home Assistant, a NAS) is often on
@@ -148,7 +153,10 @@ type Profile struct {
 	// 0 means no wind-down.
 	WindDown     time.Duration
 	WindDownRate uint64
-	Line         int
+	// Notify are the profile's own URLs (a child's ntfy topic): they
+	// hear that its devices wind down.
+	Notify []string
+	Line   int
 }
 
 // DefaultWindDownRate slows a device enough that video drops in quality
@@ -440,7 +448,7 @@ var known = map[string]map[string]bool{
 		"dns_filter": false, "dns_upstream": false, "dns_port": false, "bypass_prevention": false, "doh_address": true, "active_threshold": false,
 		"page": false, "page_port": false, "requests_per_day": false, "flow_limit": false, "notify": true, "notify_events": true},
 	"profile": {"name": false, "daily_limit": false, "block": true, "block_service": true, "blocklist": true, "safesearch": false, "allowlist": false, "allow": true,
-		"wind_down": false, "wind_down_rate": false},
+		"wind_down": false, "wind_down_rate": false, "notify": true},
 	"device":   {"mac": false, "name": false, "profile": false, "hostname": false, "match_hostname": false},
 	"schedule": {"profile": true, "days": true, "start": false, "stop": false, "action": false, "block": true, "block_service": true, "wind_down": false},
 }
@@ -491,7 +499,7 @@ func (v *validator) build(f *uci.File) *Config {
 	c := &Config{File: v.file, Enabled: true, ClockUnsyncedOffline: true, Backend: "auto",
 		DNSFilter: true, DNSUpstream: "127.0.0.1:53", DNSPort: 5353 + 100, BypassPrevention: true,
 		ActiveThreshold: DefaultActiveThreshold, Page: true, PagePort: DefaultPagePort, RequestsPerDay: 5, FlowLimit: DefaultFlowLimit,
-		NotifyEvents: NotifyEventNames}
+		NotifyEvents: DefaultNotifyEvents}
 	var mains int
 	for _, s := range f.Sections {
 		opts, ok := known[s.Type]
@@ -708,6 +716,16 @@ func (v *validator) profile(s *uci.Section) *Profile {
 			v.errorf(s, o, "invalid rate %q (want e.g. 1mbit or 512kbit, from 64kbit to 1000mbit)", o.Value)
 		}
 		p.WindDownRate = r
+	}
+	for _, o := range values(s, "notify") {
+		if err := checkNotifyURL(o.Value); err != nil {
+			v.errorf(s, o, "%v", err)
+			continue
+		}
+		p.Notify = append(p.Notify, o.Value)
+	}
+	if len(p.Notify) > MaxNotify {
+		v.errorf(s, nil, "%d notify URLs: at most %d", len(p.Notify), MaxNotify)
 	}
 	p.SafeSearch = v.bool(s, "safesearch", false)
 	p.Allowlist = v.bool(s, "allowlist", false)

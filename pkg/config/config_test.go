@@ -68,7 +68,7 @@ func TestParseGoodConfig(t *testing.T) {
 	if !c.Enabled || c.Backend != "auto" || !c.ClockUnsyncedOffline {
 		t.Errorf("defaults wrong: %+v", c)
 	}
-	if !c.Page || c.PagePort != DefaultPagePort || c.RequestsPerDay != 5 || len(c.Notify) != 0 || len(c.NotifyEvents) != len(NotifyEventNames) {
+	if !c.Page || c.PagePort != DefaultPagePort || c.RequestsPerDay != 5 || len(c.Notify) != 0 || len(c.NotifyEvents) != len(DefaultNotifyEvents) {
 		t.Errorf("page defaults wrong: page %v port %d per day %d notify %v events %v", c.Page, c.PagePort, c.RequestsPerDay, c.Notify, c.NotifyEvents)
 	}
 	if c.FlowLimit != DefaultFlowLimit {

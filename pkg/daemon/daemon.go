@@ -194,7 +194,8 @@ type Daemon struct {
 	bypassTold     map[string]time.Time
 	newDeviceHour  time.Time
 	newDeviceCount int
-	// budgetTold holds "profile date" for budget_used events sent.
+	// budgetTold holds "profile date" for budget_used events sent, and
+	// "profile instant" for wind_down events.
 	budgetTold map[string]bool
 }
 
@@ -869,6 +870,9 @@ func (d *Daemon) cut(ctx context.Context, prev, p *plan.Plan, loc *time.Location
 		}
 		if dev.State == plan.Offline && slices.Contains(dev.Causes, plan.CauseLimit) {
 			d.noteBudgetUsed(dev, p.At, loc)
+		}
+		if dev.SlowUntil != nil && (old == nil || old.SlowUntil == nil) {
+			d.noteWindDown(dev, p.At, loc)
 		}
 		if !dev.Managed {
 			continue

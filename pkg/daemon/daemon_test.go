@@ -141,7 +141,7 @@ func start(t testing.TB, dir string, at time.Time) *harness {
 	return startWith(t, dir, at, func() bool { return true })
 }
 
-func startWith(t testing.TB, dir string, at time.Time, trusted func() bool) *harness {
+func startWith(t testing.TB, dir string, at time.Time, trusted func() bool, more ...func(*Options)) *harness {
 	t.Helper()
 	if _, err := os.Stat(filepath.Join(dir, "curfew")); err != nil {
 		write(t, dir, testConfig)
@@ -151,7 +151,7 @@ func startWith(t testing.TB, dir string, at time.Time, trusted func() bool) *har
 	}
 	h := &harness{t: t, dir: dir, clock: &fakeClock{now: at}, backend: newFakeBackend(), jumps: make(chan struct{}, 1), done: make(chan struct{})}
 	mac, _ := net.ParseMAC(childMAC)
-	h.d = New(Options{
+	opts := Options{
 		ConfigPath:   filepath.Join(dir, "curfew"),
 		SystemPath:   filepath.Join(dir, "system"),
 		StateDir:     filepath.Join(dir, "state"),
@@ -162,7 +162,11 @@ func startWith(t testing.TB, dir string, at time.Time, trusted func() bool) *har
 		Clock:        h.clock,
 		// Long enough that only the plan's changes wake the loop.
 		ResyncEvery: 24 * time.Hour,
-	})
+	}
+	for _, f := range more {
+		f(&opts)
+	}
+	h.d = New(opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	go func() { h.d.Run(ctx); close(h.done) }()
@@ -587,4 +591,11 @@ func TestDaemonCommandLine(t *testing.T) {
 	if err := json.Unmarshal(logs.Bytes(), &line); err != nil || line["msg"] != "Kid phone offline" || line["until"] != "07:00" {
 		t.Errorf("--json log line %q: %v", logs.String(), err)
 	}
+}
+
+// last is the ruleset applied last.
+func (b *fakeBackend) last() *firewall.Ruleset {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.applied[len(b.applied)-1]
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -55,6 +56,9 @@ type pageDevice struct {
 	offline       bool
 	cause, reason string
 	until         time.Time
+	// slowUntil is set while the device winds down: when its window
+	// begins.
+	slowUntil time.Time
 }
 
 // deviceAt finds the device behind a page request's source address and
@@ -122,6 +126,11 @@ func (d *Daemon) deviceAt(a netip.Addr) (pageDevice, bool) {
 	case pd.Until != nil:
 		dev.until = *pd.Until
 	}
+	for _, s := range pd.WindDown {
+		if !dev.offline && !now.Before(s.From) && now.Before(s.To) {
+			dev.slowUntil = s.To
+		}
+	}
 	return dev, true
 }
 
@@ -134,7 +143,7 @@ func (d *Daemon) View(a netip.Addr) (page.View, bool) {
 	now := d.opts.Clock.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	v := page.View{Device: dev.name, Online: !dev.offline, Cause: dev.cause, Until: dev.until, Now: now, Loc: d.loc}
+	v := page.View{Device: dev.name, Online: !dev.offline, Cause: dev.cause, Until: dev.until, SlowUntil: dev.slowUntil, Now: now, Loc: d.loc}
 	if dev.cause == plan.CauseSchedule && d.cfg != nil {
 		v.Schedule = scheduleLabel(d.cfg, dev.reason)
 	}
@@ -433,6 +442,33 @@ func (d *Daemon) notify(ev notify.Event) {
 	if d.opts.Notify != nil {
 		d.opts.Notify.Send(ev)
 	}
+}
+
+// noteWindDown tells a profile's own notify URLs (and the parents', if
+// they asked) that its devices wind down: once per profile and window.
+func (d *Daemon) noteWindDown(dev plan.Device, at time.Time, loc *time.Location) {
+	key := dev.Profile + " " + dev.SlowUntil.UTC().Format(time.RFC3339)
+	d.mu.Lock()
+	told := d.budgetTold[key]
+	var to []string
+	if !told {
+		if len(d.budgetTold) > 64 {
+			clear(d.budgetTold)
+		}
+		d.budgetTold[key] = true
+		if d.cfg != nil {
+			if p := d.cfg.Profile(dev.Profile); p != nil {
+				to = p.Notify
+			}
+		}
+	}
+	d.mu.Unlock()
+	if told {
+		return
+	}
+	mins := int(math.Ceil(dev.SlowUntil.Sub(at).Minutes()))
+	d.notify(notify.Event{Event: notify.WindDown, Device: cmp.Or(dev.Name, dev.MAC), MAC: dev.MAC, Profile: dev.Profile, Time: at, To: to,
+		Text: fmt.Sprintf("bedtime in %d minutes (%s): the internet is slower until then", mins, plan.When(*dev.SlowUntil, at, loc))})
 }
 
 // bypassEvery is how often a device's bypass attempts are told: a child's

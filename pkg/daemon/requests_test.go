@@ -379,3 +379,53 @@ func TestARequestIDIsNeverGivenTwice(t *testing.T) {
 		t.Errorf("requests after a restart: %v", ids)
 	}
 }
+
+// Winding down: the loop wakes when it begins; the ruleset slows the
+// child's device at its profile's rate; the child's own topic hears it
+// once (not the parents, who did not ask); the page says "bedtime in 10
+// minutes"; at the window the device is offline.
+func TestAWindDownIsEnforcedToldAndShown(t *testing.T) {
+	dir := t.TempDir()
+	child, parents := &events{}, &events{}
+	cs, ps := httptest.NewServer(child), httptest.NewServer(parents)
+	defer cs.Close()
+	defer ps.Close()
+	cfg := strings.Replace(testConfig, "list lan 'br-lan'", "list lan 'br-lan'\n\tlist notify '"+ps.URL+"/hook'", 1)
+	cfg = strings.Replace(cfg, "option name 'Kid'", "option name 'Kid'\n\toption wind_down '10m'\n\toption wind_down_rate '2mbit'\n\tlist notify '"+cs.URL+"/kid'", 1)
+	write(t, dir, cfg)
+	os.WriteFile(filepath.Join(dir, "system"), []byte("config system\n\toption timezone 'GMT0BST,M3.5.0/1,M10.5.0'\n"), 0o644)
+	n := notify.New(slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go n.Run(ctx)
+	h := startWith(t, dir, london(t, "2026-01-05T20:00:00Z"), func() bool { return true }, func(o *Options) { o.Notify = n })
+
+	rs := h.backend.last()
+	if len(rs.Devices) != 1 || rs.Devices[0].SlowRate != 2_000_000 || len(rs.Devices[0].Slow) == 0 ||
+		!rs.Devices[0].Slow[0].From.Equal(london(t, "2026-01-05T20:50:00Z")) || !rs.Devices[0].Slow[0].To.Equal(london(t, "2026-01-05T21:00:00Z")) {
+		t.Fatalf("the ruleset before the wind-down: %+v", rs.Devices)
+	}
+	h.cycle(func() { h.clock.set(london(t, "2026-01-05T20:50:01Z")) }) // the loop wakes at its start
+	v, _ := h.d.View(childIP)
+	if !v.Online || !v.SlowUntil.Equal(london(t, "2026-01-05T21:00:00Z")) {
+		t.Errorf("the page while winding down: online %v, slowed until %v", v.Online, v.SlowUntil)
+	}
+	if d := h.d.status().Plan.Devices[0]; d.Reason != "winding down until 21:00: slowed before it goes offline" {
+		t.Errorf("status: %q", d.Reason)
+	}
+	h.d.reconcile(ctx) // nothing new to tell
+	for deadline := time.Now().Add(3 * time.Second); child.kinds() == "" && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if got := child.kinds(); got != "wind_down" {
+		t.Errorf("the child's topic heard %q, want one wind_down", got)
+	}
+	if got := parents.kinds(); got != "" {
+		t.Errorf("the parents heard %q, want nothing (notify_events does not list wind_down)", got)
+	}
+	h.cycle(func() { h.clock.set(london(t, "2026-01-05T21:00:01Z")) })
+	if v, _ := h.d.View(childIP); v.Online || !v.SlowUntil.IsZero() {
+		t.Errorf("the page at the window: online %v, slowed until %v", v.Online, v.SlowUntil)
+	}
+}

@@ -39,6 +39,10 @@ const (
 	// EnforcementFailed: the kernel refused curfew's rules, so nothing is
 	// enforced; told once until they are in force again.
 	EnforcementFailed = "enforcement_failed"
+	// WindDown: a profile's devices are slowed before its offline window
+	// begins; told to the profile's own notify URLs (a child's topic),
+	// and to the parents' where notify_events lists it.
+	WindDown = "wind_down"
 )
 
 // Event is one notification. Device names and messages come from
@@ -55,6 +59,9 @@ type Event struct {
 	ID      string `json:"id,omitempty"`
 	Minutes int    `json:"minutes,omitempty"`
 	Message string `json:"message,omitempty"`
+	// To are URLs the event goes to besides the parents' (a profile's own
+	// notify list), whatever notify_events says.
+	To []string `json:"-"`
 }
 
 // Limits of sending.
@@ -126,7 +133,7 @@ func (n *Notifier) Wants(event string) bool {
 // ev is dropped (logged): a child's random MACs never push out a used-up
 // budget.
 func (n *Notifier) Send(ev Event) {
-	if !n.Wants(ev.Event) {
+	if len(ev.To) == 0 && !n.Wants(ev.Event) {
 		return
 	}
 	n.mu.Lock()
@@ -181,7 +188,15 @@ func (n *Notifier) Run(ctx context.Context) {
 			}
 			ev := n.queue[0]
 			n.queue = slices.Delete(n.queue, 0, 1)
-			urls := slices.Clone(n.urls)
+			var urls []string
+			if slices.Contains(n.events, ev.Event) {
+				urls = slices.Clone(n.urls)
+			}
+			for _, u := range ev.To {
+				if !slices.Contains(urls, u) {
+					urls = append(urls, u)
+				}
+			}
 			n.mu.Unlock()
 			for _, u := range urls {
 				n.deliver(ctx, u, ev)
@@ -367,10 +382,10 @@ func command(u *url.URL, header [][2]string, title string, body []byte, look fun
 func Title(ev Event) string {
 	what := map[string]string{
 		Request: "asks for more time", NewDevice: "joined the network", Bypass: "tried to get around the filter",
-		BudgetUsed: "used up today's screen time",
+		BudgetUsed: "used up today's screen time", WindDown: "winds down: bedtime soon",
 	}[ev.Event]
 	who := ev.Device
-	if ev.Event == BudgetUsed && ev.Profile != "" {
+	if (ev.Event == BudgetUsed || ev.Event == WindDown) && ev.Profile != "" {
 		who = ev.Profile
 	}
 	clean := strings.Map(func(r rune) rune {

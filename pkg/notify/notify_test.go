@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -78,7 +79,7 @@ func TestAWebhookGetsTheEventAsJSON(t *testing.T) {
 	if err := json.Unmarshal(rc.body[0], &got); err != nil {
 		t.Fatal(err)
 	}
-	if got != ev {
+	if !reflect.DeepEqual(got, ev) {
 		t.Errorf("got %+v\nwant %+v", got, ev)
 	}
 	time.Sleep(100 * time.Millisecond)
@@ -213,5 +214,36 @@ func TestAFloodOfAChildsEventsNeverPushesOutABudgetUsed(t *testing.T) {
 	}
 	if len(rc.body) > QueueSize+1 {
 		t.Errorf("sent %d events, more than the queue holds", len(rc.body))
+	}
+}
+
+// A profile's own URLs (a child's topic) hear its wind-down whatever the
+// parents chose; the parents' URLs hear it only when notify_events lists
+// it, and a URL on both lists hears it once.
+func TestAProfilesOwnURLsHearItsWindDown(t *testing.T) {
+	parents, child := &received{}, &received{}
+	ps, cs := httptest.NewServer(parents), httptest.NewServer(child)
+	defer ps.Close()
+	defer cs.Close()
+	wind := Event{Event: WindDown, Device: "Kid phone", Profile: "kid", Text: "bedtime in 10 minutes", To: []string{cs.URL + "/kid?format=text"}}
+
+	n := start(t, []string{ps.URL + "/hook"}, Request, BudgetUsed)
+	n.Send(wind)
+	child.wait(t, 1)
+	if got := child.got[0].Header.Get("Title"); got != "curfew: kid winds down: bedtime soon" || string(child.body[0]) != "bedtime in 10 minutes" {
+		t.Errorf("the child's topic got %q: %q", got, child.body[0])
+	}
+	time.Sleep(100 * time.Millisecond)
+	if len(parents.got) != 0 {
+		t.Error("the parents heard a wind-down they did not ask for")
+	}
+
+	both := start(t, []string{ps.URL + "/hook", cs.URL + "/kid?format=text"}, WindDown)
+	both.Send(wind)
+	parents.wait(t, 1)
+	child.wait(t, 2)
+	time.Sleep(100 * time.Millisecond)
+	if len(parents.got) != 1 || len(child.got) != 2 {
+		t.Errorf("asked for by the parents: they got %d, the child's topic %d in all (want 1 and 2)", len(parents.got), len(child.got))
 	}
 }

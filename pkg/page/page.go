@@ -16,6 +16,7 @@ package page
 import (
 	"fmt"
 	"html"
+	"math"
 	"strings"
 	"time"
 	"unicode"
@@ -40,6 +41,9 @@ type View struct {
 	Schedule string
 	// Until is when the state ends; zero when no end is foreseen.
 	Until time.Time
+	// SlowUntil, for an online device, is set while it winds down: the
+	// instant its offline window begins.
+	SlowUntil time.Time
 	// CanAsk shows the form; AsksLeft says how many requests are left
 	// today.
 	CanAsk   bool
@@ -120,13 +124,20 @@ func Render(v View, lang string) []byte {
 	at := func(x time.Time) string { return t.when(x.In(loc), v.Now.In(loc)) }
 	d := data{Lang: lang, Base: v.Base, Token: v.Token, Footer: t.footer, MaxMessage: MaxMessage,
 		AskLabel: t.askLabel, MessageLabel: t.messageLabel, Submit: t.submit}
-	if v.Online {
+	switch {
+	case v.Online && !v.SlowUntil.IsZero():
+		mins := int(math.Ceil(v.SlowUntil.Sub(v.Now).Minutes()))
+		d.Title = t.soonTitle
+		d.Headline = fmt.Sprintf(t.soon, v.Device, max(mins, 1))
+		d.When = fmt.Sprintf(t.slower, at(v.SlowUntil))
+		d.Refresh = 60
+	case v.Online:
 		d.Title = t.onlineTitle
 		d.Headline = fmt.Sprintf(t.online, v.Device)
 		if !v.Until.IsZero() {
 			d.When = fmt.Sprintf(t.onlineUntil, at(v.Until))
 		}
-	} else {
+	default:
 		d.Title = t.offlineTitle
 		d.Headline = fmt.Sprintf(t.offline, v.Device)
 		switch v.Cause {

@@ -44,6 +44,8 @@ func TestPageSaysWhyUntilWhenAndOffersToAsk(t *testing.T) {
 			Request: &Request{Minutes: 60, AskedAt: evening, Status: "denied", AnsweredAt: evening.Add(time.Minute)}}},
 		{"last-request-used", "en", View{Device: "Kid phone", Cause: "schedule", Until: morning, AsksLeft: 0,
 			Request: &Request{Minutes: 15, AskedAt: evening, Status: "denied", AnsweredAt: evening.Add(time.Minute)}}},
+		{"winding-down", "en", View{Device: "Kid phone", Online: true, Until: evening.Add(8 * time.Minute), SlowUntil: evening.Add(8 * time.Minute)}},
+		{"winding-down-de", "de", View{Device: "Kid phone", Online: true, Until: evening.Add(7*time.Minute + 30*time.Second), SlowUntil: evening.Add(7*time.Minute + 30*time.Second)}},
 		{"clock-not-set", "en", View{Device: "02:c0:00:00:00:0a", Cause: "clock"}},
 		{"unknown-language-is-english", "fr", View{Device: "Kid phone", Cause: "pause", Until: evening.Add(time.Hour)}},
 	}

@@ -11,6 +11,7 @@ import (
 type text struct {
 	offlineTitle, onlineTitle                       string
 	offline, online, onlineUntil                    string
+	soonTitle, soon, slower                         string
 	schedule, scheduleNamed, pause, limit, clock    string
 	backAt, noEnd                                   string
 	askLabel, minutes, messageLabel, submit         string
@@ -25,6 +26,8 @@ var texts = map[string]*text{
 	"en": {
 		offlineTitle: "Offline for now", onlineTitle: "Online",
 		offline: "%s is offline.", online: "%s is online.", onlineUntil: "Until %s.",
+		soonTitle: "Bedtime soon", soon: "%s: bedtime in %d minutes.",
+		slower:   "The internet is slower now; it goes off at %s.",
 		schedule: "It is an offline time of its schedule.", scheduleNamed: "It is the schedule “%s”.",
 		pause: "A parent paused it.", limit: "Today's screen time is used up.",
 		clock:  "The router's clock is not set yet.",
@@ -42,6 +45,8 @@ var texts = map[string]*text{
 	"de": {
 		offlineTitle: "Gerade offline", onlineTitle: "Online",
 		offline: "%s ist offline.", online: "%s ist online.", onlineUntil: "Bis %s Uhr.",
+		soonTitle: "Gleich Schlafenszeit", soon: "%s: Schlafenszeit in %d Minuten.",
+		slower:   "Das Internet ist jetzt langsamer; um %s Uhr geht es aus.",
 		schedule: "Der Zeitplan sieht gerade keine Online-Zeit vor.", scheduleNamed: "Der Zeitplan „%s“ gilt gerade.",
 		pause: "Ein Elternteil hat das Gerät pausiert.", limit: "Die Bildschirmzeit für heute ist aufgebraucht.",
 		clock:  "Die Uhr des Routers ist noch nicht gestellt.",

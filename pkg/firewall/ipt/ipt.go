@@ -590,10 +590,10 @@ func (b *Backend) shape(rs *firewall.Ruleset) {
 	if slices.Equal(classes, b.shaped) && len(classes) == 0 {
 		return
 	}
-	h, err := netlink.NewHandle()
+	c, err := shape.Dial(0)
 	if err == nil {
-		defer h.Close()
-		err = shape.Apply(h, rs.LAN, classes)
+		defer c.Close()
+		err = shape.Apply(c, rs.LAN, classes)
 	}
 	if err != nil {
 		b.log.Warn("wind-down: " + err.Error())
@@ -764,11 +764,11 @@ func (b *Backend) Remove(ctx context.Context) error {
 				}
 			}
 		}
-		if h, err := netlink.NewHandle(); err == nil {
-			if err := shape.Remove(h, b.lan); err != nil {
+		if c, err := shape.Dial(0); err == nil {
+			if err := shape.Remove(c, b.lan); err != nil {
 				errs = append(errs, err)
 			}
-			h.Close()
+			c.Close()
 			b.shaped = nil
 		}
 		if sets, err := netlink.IpsetListAll(); err == nil {

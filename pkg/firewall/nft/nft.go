@@ -261,9 +261,12 @@ func (b *Backend) Remove(ctx context.Context) (err error) {
 	defer b.mu.Unlock()
 	defer func() { b.drop(err) }()
 	b.applied = nil
-	if h, err := b.handle(); err == nil && b.shaped.lan != nil {
-		if err := shape.Remove(h, b.shaped.lan); err != nil {
-			b.log.Warn("wind-down: " + err.Error())
+	if b.shaped.lan != nil {
+		if c, err := shape.Dial(b.opts.NetNSFd); err == nil {
+			if err := shape.Remove(c, b.shaped.lan); err != nil {
+				b.log.Warn("wind-down: " + err.Error())
+			}
+			c.Close()
 		}
 		b.shaped = shaped{}
 	}
@@ -297,9 +300,10 @@ func (b *Backend) shape(rs *firewall.Ruleset, lanIndex map[string]uint32) {
 	if slices.Equal(want.lan, b.shaped.lan) && maps.Equal(want.index, b.shaped.index) && slices.Equal(want.classes, b.shaped.classes) {
 		return
 	}
-	h, err := b.handle()
+	c, err := shape.Dial(b.opts.NetNSFd)
 	if err == nil {
-		err = shape.Apply(h, rs.LAN, want.classes)
+		err = shape.Apply(c, rs.LAN, want.classes)
+		c.Close()
 	}
 	if err != nil {
 		b.log.Warn("wind-down: " + err.Error())

@@ -22,6 +22,8 @@ import (
 	"sort"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"curfew/pkg/firewall"
@@ -51,18 +53,124 @@ func Classes(rs *firewall.Ruleset) []Class {
 	return out
 }
 
+// Priority is the packet priority that puts a packet into the class of
+// device id (the class's handle, Major:id).
+func Priority(id uint16) uint32 { return handle(Major, id) }
+
+func handle(major, minor uint16) uint32 { return uint32(major)<<16 | uint32(minor) }
+
+// tcRoot is the parent of a root qdisc (TC_H_ROOT).
+const tcRoot = 0xffffffff
+
+// Conn is a route netlink socket in one network namespace. The messages
+// are written here rather than through vishvananda/netlink's qdisc and
+// class calls: those parse every kind of qdisc there is, 90 kB of router
+// flash for the three kinds used here.
+type Conn struct {
+	s *nl.SocketHandle
+}
+
+// Dial opens a Conn in the network namespace of nsFd (0: the current
+// one).
+func Dial(nsFd int) (*Conn, error) {
+	ns := netns.None()
+	if nsFd != 0 {
+		ns = netns.NsHandle(nsFd)
+	}
+	s, err := nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, err
+	}
+	return &Conn{s: &nl.SocketHandle{Socket: s}}, nil
+}
+
+// Close closes the socket.
+func (c *Conn) Close() { c.s.Close() }
+
+// do sends one request and returns the answers (a dump's messages).
+func (c *Conn) do(typ, flags int, msg *nl.TcMsg, attrs ...*nl.RtAttr) ([][]byte, error) {
+	req := nl.NewNetlinkRequest(typ, flags|unix.NLM_F_ACK)
+	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: c.s}
+	req.AddData(msg)
+	for _, a := range attrs {
+		req.AddData(a)
+	}
+	answer := 0
+	if flags&unix.NLM_F_DUMP != 0 {
+		answer = typ - 2 // RTM_GETQDISC → RTM_NEWQDISC, RTM_GETTCLASS → RTM_NEWTCLASS
+	}
+	return req.Execute(unix.NETLINK_ROUTE, uint16(answer))
+}
+
+// tc is what a dump says of one qdisc or class.
+type tc struct {
+	handle, parent uint32
+	kind           string
+	// rate is an HTB class's, in bytes per second.
+	rate uint64
+}
+
+func (c *Conn) dump(typ int, link int32) ([]tc, error) {
+	msgs, err := c.do(typ, unix.NLM_F_DUMP, &nl.TcMsg{Family: nl.FAMILY_ALL, Ifindex: link})
+	if err != nil {
+		return nil, err
+	}
+	var out []tc
+	for _, m := range msgs {
+		if len(m) < nl.SizeofTcMsg {
+			continue
+		}
+		h := nl.DeserializeTcMsg(m)
+		if h.Ifindex != link {
+			continue
+		}
+		t := tc{handle: h.Handle, parent: h.Parent}
+		attrs, err := nl.ParseRouteAttr(m[nl.SizeofTcMsg:])
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range attrs {
+			switch a.Attr.Type {
+			case nl.TCA_KIND:
+				t.kind = string(a.Value[:max(len(a.Value)-1, 0)])
+			case nl.TCA_OPTIONS:
+				opts, _ := nl.ParseRouteAttr(a.Value)
+				for _, o := range opts {
+					if o.Attr.Type == nl.TCA_HTB_PARMS && len(o.Value) >= nl.SizeofTcHtbCopt {
+						t.rate = uint64(nl.DeserializeTcHtbCopt(o.Value).Rate.Rate)
+					}
+				}
+			}
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+func (c *Conn) linkIndex(name string) (int32, error) {
+	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
+	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: c.s}
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
+	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
+	if err != nil || len(msgs) == 0 {
+		return 0, fmt.Errorf("no interface %s: %w", name, err)
+	}
+	return nl.DeserializeIfInfomsg(msgs[0]).Index, nil
+}
+
 // Apply makes each LAN interface's root qdisc curfew's with exactly these
 // classes; with none, it removes curfew's qdisc. An interface whose root
 // qdisc is someone else's (SQM's, say) is left alone and named in the
 // error; the others are still done.
-func Apply(h *netlink.Handle, lan []string, classes []Class) error {
+func Apply(c *Conn, lan []string, classes []Class) error {
 	var errs []error
 	for _, name := range lan {
-		link, err := h.LinkByName(name)
+		link, err := c.linkIndex(name)
 		if err != nil {
 			continue // not there yet: the next apply after it appears
 		}
-		if err := apply(h, link, classes); err != nil {
+		if err := c.apply(link, classes); err != nil {
 			errs = append(errs, fmt.Errorf("shaping on %s: %w", name, err))
 		}
 	}
@@ -70,76 +178,95 @@ func Apply(h *netlink.Handle, lan []string, classes []Class) error {
 }
 
 // Remove deletes curfew's qdisc from the LAN interfaces.
-func Remove(h *netlink.Handle, lan []string) error {
-	return Apply(h, lan, nil)
+func Remove(c *Conn, lan []string) error {
+	return Apply(c, lan, nil)
 }
 
-func apply(h *netlink.Handle, link netlink.Link, classes []Class) error {
-	root, err := rootQdisc(h, link)
+func (c *Conn) apply(link int32, classes []Class) error {
+	qdiscs, err := c.dump(unix.RTM_GETQDISC, link)
 	if err != nil {
 		return err
 	}
-	ours := root != nil && root.Attrs().Handle == netlink.MakeHandle(Major, 0) && root.Type() == "htb"
+	var root *tc
+	for i, q := range qdiscs {
+		if q.parent == tcRoot {
+			root = &qdiscs[i]
+		}
+	}
+	ours := root != nil && root.handle == handle(Major, 0) && root.kind == "htb"
 	if len(classes) == 0 {
 		if ours {
-			return h.QdiscDel(root)
+			_, err := c.do(unix.RTM_DELQDISC, 0, &nl.TcMsg{Family: nl.FAMILY_ALL, Ifindex: link, Handle: root.handle, Parent: tcRoot})
+			return err
 		}
 		return nil
 	}
-	if root != nil && !ours && root.Attrs().Handle != 0 && root.Type() != "noqueue" {
+	if root != nil && !ours && root.handle != 0 && root.kind != "noqueue" {
 		return fmt.Errorf("the interface has a root qdisc of its own (%s %x:), which curfew leaves alone: winding-down devices are not slowed on it",
-			root.Type(), root.Attrs().Handle>>16)
+			root.kind, root.handle>>16)
 	}
 	if !ours {
 		// No default class: unclassified packets go out at once.
-		q := netlink.NewHtb(netlink.QdiscAttrs{LinkIndex: link.Attrs().Index, Handle: netlink.MakeHandle(Major, 0), Parent: netlink.HANDLE_ROOT})
-		if err := h.QdiscReplace(q); err != nil {
+		glob := nl.TcHtbGlob{Version: 3, Rate2Quantum: 10}
+		opts := nl.NewRtAttr(nl.TCA_OPTIONS, nil)
+		opts.AddRtAttr(nl.TCA_HTB_INIT, glob.Serialize())
+		if _, err := c.do(unix.RTM_NEWQDISC, unix.NLM_F_CREATE|unix.NLM_F_REPLACE,
+			&nl.TcMsg{Family: nl.FAMILY_ALL, Ifindex: link, Handle: handle(Major, 0), Parent: tcRoot},
+			nl.NewRtAttr(nl.TCA_KIND, nl.ZeroTerminated("htb")), opts); err != nil {
 			return fmt.Errorf("add the htb qdisc: %w", err)
 		}
 	}
-	return sync(h, link, classes)
+	return c.sync(link, classes)
 }
-
-// Priority is the packet priority that puts a packet into the class of
-// device id (the class's handle, Major:id).
-func Priority(id uint16) uint32 { return netlink.MakeHandle(Major, id) }
 
 // sync makes the qdisc's classes those of classes; a class already there
 // at its rate is left as it is (its queue too).
-func sync(h *netlink.Handle, link netlink.Link, classes []Class) error {
-	idx, parent := link.Attrs().Index, netlink.MakeHandle(Major, 0)
-	have, err := h.ClassList(link, parent)
+func (c *Conn) sync(link int32, classes []Class) error {
+	have, err := c.dump(unix.RTM_GETTCLASS, link)
 	if err != nil {
 		return err
 	}
 	rate := map[uint32]uint64{}
-	for _, c := range have {
-		if htb, ok := c.(*netlink.HtbClass); ok {
-			rate[c.Attrs().Handle] = htb.Rate
+	for _, h := range have {
+		if h.kind == "htb" {
+			rate[h.handle] = h.rate
 		}
 	}
 	want := map[uint32]bool{}
-	for _, c := range classes {
-		id := Priority(c.ID)
+	for _, cl := range classes {
+		id := Priority(cl.ID)
 		want[id] = true
-		if r, ok := rate[id]; ok && r == c.Rate/8 {
+		if r, ok := rate[id]; ok && r == cl.Rate/8 {
 			continue
 		}
-		cl := netlink.NewHtbClass(netlink.ClassAttrs{LinkIndex: idx, Parent: parent, Handle: id},
-			netlink.HtbClassAttrs{Rate: c.Rate, Ceil: c.Rate})
-		if err := h.ClassReplace(cl); err != nil {
-			return fmt.Errorf("class %x: %w", c.ID, err)
+		if err := c.class(link, id, cl.Rate/8); err != nil {
+			return fmt.Errorf("class %x: %w", cl.ID, err)
 		}
-		if err := leaf(h, idx, id, c.Rate); err != nil {
-			return fmt.Errorf("class %x's queue: %w", c.ID, err)
+		if err := c.leaf(link, id, cl.Rate/8); err != nil {
+			return fmt.Errorf("class %x's queue: %w", cl.ID, err)
 		}
 	}
-	for _, c := range have {
-		if c.Attrs().Handle>>16 == Major && !want[c.Attrs().Handle] {
-			h.ClassDel(c)
+	for _, h := range have {
+		if h.handle>>16 == Major && !want[h.handle] {
+			c.do(unix.RTM_DELTCLASS, 0, &nl.TcMsg{Family: nl.FAMILY_ALL, Ifindex: link, Handle: h.handle, Parent: h.parent})
 		}
 	}
 	return nil
+}
+
+// class adds or changes HTB class id at rate (bytes per second, its
+// ceiling too), with a burst of a tick's worth and a frame.
+func (c *Conn) class(link int32, id uint32, rate uint64) error {
+	burst := uint32(rate/uint64(netlink.Hz()) + 1600)
+	var opt nl.TcHtbCopt
+	opt.Rate.Rate, opt.Ceil.Rate = uint32(rate), uint32(rate)
+	opt.Buffer, opt.Cbuffer = netlink.Xmittime(rate, burst), netlink.Xmittime(rate, burst)
+	opts := nl.NewRtAttr(nl.TCA_OPTIONS, nil)
+	opts.AddRtAttr(nl.TCA_HTB_PARMS, opt.Serialize())
+	_, err := c.do(unix.RTM_NEWTCLASS, unix.NLM_F_CREATE|unix.NLM_F_REPLACE,
+		&nl.TcMsg{Family: nl.FAMILY_ALL, Ifindex: link, Handle: id, Parent: handle(Major, 0)},
+		nl.NewRtAttr(nl.TCA_KIND, nl.ZeroTerminated("htb")), opts)
+	return err
 }
 
 // leaf gives class id its queue: fq_codel, OpenWrt's default (each flow
@@ -147,33 +274,24 @@ func sync(h *netlink.Handle, link netlink.Link, classes []Class) error {
 // gets through beside a video); where the kernel has none, a byte queue
 // of a tenth of a second at the class's rate (a token bucket ten times
 // as fast as the class, so that only its queue's bound counts: two
-// shapers at one rate lost a tenth of it between them). HTB's
-// own default, a FIFO of 1,000 packets, holds twelve seconds at 1 Mbit/s
-// and let one download starve another.
-func leaf(h *netlink.Handle, link int, class uint32, rate uint64) error {
-	attrs := netlink.QdiscAttrs{LinkIndex: link, Parent: class, Handle: netlink.MakeHandle(uint16(class), 0)}
-	// Made anew on each change: the kernel changes a qdisc in place only
-	// for its own kind, and refused this library's message for a token
-	// bucket even then (EINVAL; tc's own works).
-	h.QdiscDel(&netlink.GenericQdisc{QdiscAttrs: attrs, QdiscType: "fq_codel"})
-	err := h.QdiscAdd(netlink.NewFqCodel(attrs))
+// shapers at one rate lost a tenth of it between them). HTB's own
+// default, a FIFO of 1,000 packets, holds twelve seconds at 1 Mbit/s and
+// let one download starve another. Made anew on each change: the kernel
+// changes a qdisc in place only for its own kind.
+func (c *Conn) leaf(link int32, class uint32, rate uint64) error {
+	msg := func() *nl.TcMsg {
+		return &nl.TcMsg{Family: nl.FAMILY_ALL, Ifindex: link, Handle: class << 16, Parent: class}
+	}
+	c.do(unix.RTM_DELQDISC, 0, msg())
+	_, err := c.do(unix.RTM_NEWQDISC, unix.NLM_F_CREATE|unix.NLM_F_EXCL, msg(), nl.NewRtAttr(nl.TCA_KIND, nl.ZeroTerminated("fq_codel")))
 	if err == nil || !errors.Is(err, unix.ENOENT) {
 		return err
 	}
-	bytes := rate / 8
-	burst := uint32(max(bytes/50, 3028)) // 20 ms, two full frames at least
-	return h.QdiscAdd(&netlink.Tbf{QdiscAttrs: attrs, Rate: 10 * bytes, Limit: uint32(bytes/10) + burst, Buffer: netlink.Xmittime(10*bytes, burst)})
-}
-
-func rootQdisc(h *netlink.Handle, link netlink.Link) (netlink.Qdisc, error) {
-	qs, err := h.QdiscList(link)
-	if err != nil {
-		return nil, err
-	}
-	for _, q := range qs {
-		if q.Attrs().Parent == netlink.HANDLE_ROOT {
-			return q, nil
-		}
-	}
-	return nil, nil
+	burst := uint32(max(rate/50, 3028)) // 20 ms, two full frames at least
+	var opt nl.TcTbfQopt
+	opt.Rate.Rate, opt.Limit, opt.Buffer = uint32(10*rate), uint32(rate/10)+burst, netlink.Xmittime(10*rate, burst)
+	opts := nl.NewRtAttr(nl.TCA_OPTIONS, nil)
+	opts.AddRtAttr(nl.TCA_TBF_PARMS, opt.Serialize())
+	_, err = c.do(unix.RTM_NEWQDISC, unix.NLM_F_CREATE|unix.NLM_F_EXCL, msg(), nl.NewRtAttr(nl.TCA_KIND, nl.ZeroTerminated("tbf")), opts)
+	return err
 }

@@ -5,9 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
-
 	"curfew/pkg/lab"
 )
 
@@ -21,7 +18,7 @@ func TestTheShaperFollowsTheDevicesThatWindDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ns.Close()
-	h, err := netlink.NewHandleAt(netns.NsHandle(ns))
+	h, err := Dial(int(ns))
 	if err != nil {
 		t.Fatal(err)
 	}

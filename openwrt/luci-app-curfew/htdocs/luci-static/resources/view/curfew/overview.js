@@ -111,11 +111,13 @@ function deviceTable(plan) {
 	((plan && plan.devices) || []).forEach(function(dev) {
 		if (!dev.managed || dev.unknown)
 			return;
+		// online, but slowed before its offline window (wind_down)
+		var slow = dev.state == 'online' && (dev.causes || []).indexOf('wind_down') >= 0;
 		rows.push([
 			[ dev.name || dev.mac, E('br'), dom.el('small', {}, dev.mac) ],
 			dev.profile,
-			dom.el('span', { 'class': 'label ' + (dev.state == 'online' ? 'success' : 'warning') },
-				dev.state == 'online' ? _('online') : _('offline')),
+			dom.el('span', { 'class': 'label ' + (slow ? 'notice' : dev.state == 'online' ? 'success' : 'warning') },
+				slow ? _('winding down') : dev.state == 'online' ? _('online') : _('offline')),
 			dev.reason,
 			when(dev.until),
 			dev.budget_left || '-',

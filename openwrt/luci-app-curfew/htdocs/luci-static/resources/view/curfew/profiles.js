@@ -26,6 +26,14 @@ function validDuration(section_id, value) {
 	return true;
 }
 
+function validRate(section_id, value) {
+	if (!value)
+		return true;
+	if (!/^\d+(\.\d+)?(kbit|mbit)$/i.test(value))
+		return _('Expecting a rate such as 1mbit or 512kbit');
+	return true;
+}
+
 function validDestination(section_id, value) {
 	if (!value)
 		return true;
@@ -91,6 +99,18 @@ return view.extend({
 		o = s.option(form.Value, 'daily_limit', _('Daily screen time'), _('For example 2h or 1h30m; empty: no limit.'));
 		o.placeholder = _('no limit');
 		o.validate = validDuration;
+		o = s.option(form.Value, 'wind_down', _('Wind-down'),
+			_('Minutes before each offline window in which the devices are slowed (10m: video drops in quality, messages still work); empty: none.'));
+		o.placeholder = _('none');
+		o.validate = validDuration;
+		o.modalonly = true;
+		o = s.option(form.Value, 'wind_down_rate', _('Wind-down speed'), _('For example 1mbit or 512kbit.'));
+		o.placeholder = '1mbit';
+		o.validate = validRate;
+		o.modalonly = true;
+		o = s.option(form.DynamicList, 'notify', _('Tell the child'),
+			_('URLs that hear when the wind-down begins, such as the child\'s own ntfy topic (https://ntfy.sh/…?format=text).'));
+		o.modalonly = true;
 		o = s.option(form.DynamicList, 'block', _('Blocked sites'), _('Domains (with their subdomains), addresses or prefixes.'));
 		o.validate = validDestination;
 		o.modalonly = true;
@@ -158,6 +178,11 @@ return view.extend({
 		o = s.option(form.DynamicList, 'block', _('Blocked sites in this window'));
 		o.validate = validDestination;
 		o.depends('action', 'block');
+		o.modalonly = true;
+		o = s.option(form.Value, 'wind_down', _('Wind-down'), _('Before this window; 0: none; empty: the profile\'s.'));
+		o.placeholder = _('the profile\'s');
+		o.validate = validDuration;
+		o.depends('action', 'offline');
 		o.modalonly = true;
 
 		return m.render();
