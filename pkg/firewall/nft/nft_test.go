@@ -633,6 +633,25 @@ func TestScreenTimeCountersSurviveAPauseAndARefill(t *testing.T) {
 	if first < 5000 {
 		t.Fatalf("counted %d bytes for 10 lines of 500 bytes", first)
 	}
+	// What a pause reads of the element it deletes, asked alone, is what
+	// a dump of the whole set says of it.
+	one, err := b.elementBytes("online", [][]byte{child})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := b.conn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	elems, err := c.GetSetElements(b.applied.set("online").set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dumped := map[string]uint64{}
+	addElementBytes(dumped, elems)
+	if one[child.String()] < 5000 || one[child.String()] != dumped[child.String()] {
+		t.Fatalf("the child's element counted %d bytes asked alone, %d in a dump", one[child.String()], dumped[child.String()])
+	}
 	if err := b.Apply(ctx, ruleset(child, firewall.Interval{From: now, To: now.Add(2 * time.Hour)})); err != nil {
 		t.Fatal(err)
 	}
