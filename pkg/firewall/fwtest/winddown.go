@@ -60,19 +60,21 @@ func WindDown(t *testing.T, l *lab.Lab, edges Window, apply func(*firewall.Rules
 			})
 		},
 		Before: func() error {
-			// opened once the rules are in: a flow carries its device
-			// from its first packet
-			var err error
+			// opened once the rules are in (a flow carries its device
+			// from its first packet), anew for each try: an earlier
+			// try's offline window may have reset them
 			for _, open := range []struct {
 				s        **lab.Stream
 				ns, addr string
 			}{{&kid4, l.Child.NS, lab.InternetV4}, {&kid6, l.Child.NS, lab.InternetV6}, {&grown, l.Parent.NS, lab.InternetV4}} {
-				if *open.s == nil {
-					// an error here may be a try begun too late (the
-					// offline window already): Window decides
-					if *open.s, err = l.Stream(open.ns, open.addr); err != nil {
-						return err
-					}
+				if *open.s != nil {
+					(*open.s).Close()
+				}
+				var err error
+				// an error here may be a try begun too late (the
+				// offline window already): Window decides
+				if *open.s, err = l.Stream(open.ns, open.addr); err != nil {
+					return err
 				}
 			}
 			r := lab.Rates(300*time.Millisecond, kid4, kid6, grown)
