@@ -16,7 +16,7 @@
 //	              connections a second, per configured device, all others
 //	              together); -j CURFEW_MARK (a device that winds down:
 //	              its id into the conntrack mark)
-//	mangle FORWARD -o LAN -j CURFEW_SLOW: a flow of such a device, inside
+//	mangle FORWARD -o LAN, a flow with a device's id -j CURFEW_SLOW: inside
 //	              its wind-down intervals: CLASSIFY into its shaper class
 //	nat PREROUTING -i LAN -j CURFEW_DNS: TCP 80 -j CURFEW_PAGE (a device's
 //	              windows: REDIRECT to the bedtime page); port 53 -j
@@ -508,7 +508,8 @@ func jumps(lan []string) [][]string {
 		out = append(out, []string{"nat", "PREROUTING", "-i", l, "-j", "CURFEW_DNS"})
 		out = append(out, []string{"mangle", "PREROUTING", "-i", l, "-m", "conntrack", "!", "--ctstatus", "CONFIRMED", "-j", "CURFEW_FLOWS"})
 		out = append(out, []string{"mangle", "PREROUTING", "-i", l, "-m", "conntrack", "!", "--ctstatus", "CONFIRMED", "-j", "CURFEW_MARK"})
-		out = append(out, []string{"mangle", "FORWARD", "-o", l, "-j", "CURFEW_SLOW"})
+		// only flows that carry a device's id go through the device rules
+		out = append(out, []string{"mangle", "FORWARD", "-o", l, "-m", "connmark", "!", "--mark", "0x0/0xffff0000", "-j", "CURFEW_SLOW"})
 	}
 	return out
 }
