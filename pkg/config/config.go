@@ -888,6 +888,20 @@ func (v *validator) crossCheck(c *Config, f *uci.File) {
 			}
 		}
 	}
+	for _, p := range c.Profiles {
+		if p.WindDown == 0 {
+			continue
+		}
+		used := false
+		for _, sc := range c.Schedules {
+			used = used || slices.Contains(sc.Profiles, p.ID) && sc.WindDownFor(p) > 0
+		}
+		if !used {
+			v.warnf(byLine[p.Line], opt(p.Line, "wind_down"), "wind_down does nothing: no offline schedule of profile %s winds down", p.ID)
+		} else if c.UnknownProfile == p.ID {
+			v.warnf(byLine[p.Line], opt(p.Line, "wind_down"), "devices not in the config (unknown_profile) are not wound down, only cut at the window")
+		}
+	}
 	if c.UnknownProfile != "" && c.Profile(c.UnknownProfile) == nil {
 		for _, s := range f.Sections {
 			if s.Type == "curfew" {

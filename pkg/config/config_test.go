@@ -411,8 +411,31 @@ config schedule 'school'
 		}
 	}
 
+	_, warns, err = Parse("f", []byte("config device\n\toption mac '02:00:00:00:00:01'\n\toption profile 'kid'\n\nconfig profile 'kid'\n\toption wind_down '10m'\n"), services.Builtin())
+	if err != nil || len(warns) != 1 || warns[0].String() != "f:6: section 'kid' option 'wind_down': wind_down does nothing: no offline schedule of profile kid winds down" {
+		t.Errorf("wind_down without a window: %v %v", err, warns)
+	}
+
 	_, warns, err = Parse("f", []byte("config device\n\toption mac '02:00:00:00:00:01'\n\toption profile 'kid'\n\nconfig profile 'kid'\n\nconfig schedule\n\toption profile 'kid'\n\toption action 'block'\n\tlist block 'example.com'\n\toption start '08:00'\n\toption stop '09:00'\n\toption wind_down '5m'\n"), services.Builtin())
 	if err != nil || len(warns) != 1 || !strings.Contains(warns[0].String(), "wind_down slows devices before an offline window") {
 		t.Errorf("wind_down on a block window: %v %v", err, warns)
 	}
+}
+
+// FuzzParseRate: a rate from a config is refused or is a positive number
+// of bits a second that its unit bounds.
+func FuzzParseRate(f *testing.F) {
+	for _, s := range []string{"1mbit", "512kbit", "1.5mbit", "nanmbit", "1e3kbit", "0mbit", ".mbit", "1000"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := ParseRate(s)
+		if err != nil {
+			return
+		}
+		low := strings.ToLower(s)
+		if r == 0 || r > 1e12 || !(strings.HasSuffix(low, "kbit") || strings.HasSuffix(low, "mbit")) {
+			t.Errorf("ParseRate(%q) = %d", s, r)
+		}
+	})
 }
