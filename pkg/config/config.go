@@ -871,6 +871,26 @@ func (v *validator) clock(s *uci.Section, name string) (schedule.Clock, bool) {
 	return c, true
 }
 
+// windDowns warns of a profile's wind_down that no offline window uses,
+// and of one for devices not in the config, which are not wound down.
+func (v *validator) windDowns(c *Config, byLine map[int]*uci.Section) {
+	for _, p := range c.Profiles {
+		if p.WindDown == 0 {
+			continue
+		}
+		o, _ := byLine[p.Line].Get("wind_down")
+		used := false
+		for _, sc := range c.Schedules {
+			used = used || slices.Contains(sc.Profiles, p.ID) && sc.WindDownFor(p) > 0
+		}
+		if !used {
+			v.warnf(byLine[p.Line], o, "wind_down does nothing: no offline schedule of profile %s winds down", p.ID)
+		} else if c.UnknownProfile == p.ID {
+			v.warnf(byLine[p.Line], o, "devices not in the config (unknown_profile) are not wound down, only cut at the window")
+		}
+	}
+}
+
 // crossCheck validates references between sections.
 func (v *validator) crossCheck(c *Config, f *uci.File) {
 	byLine := map[int]*uci.Section{}
@@ -888,20 +908,7 @@ func (v *validator) crossCheck(c *Config, f *uci.File) {
 			}
 		}
 	}
-	for _, p := range c.Profiles {
-		if p.WindDown == 0 {
-			continue
-		}
-		used := false
-		for _, sc := range c.Schedules {
-			used = used || slices.Contains(sc.Profiles, p.ID) && sc.WindDownFor(p) > 0
-		}
-		if !used {
-			v.warnf(byLine[p.Line], opt(p.Line, "wind_down"), "wind_down does nothing: no offline schedule of profile %s winds down", p.ID)
-		} else if c.UnknownProfile == p.ID {
-			v.warnf(byLine[p.Line], opt(p.Line, "wind_down"), "devices not in the config (unknown_profile) are not wound down, only cut at the window")
-		}
-	}
+	v.windDowns(c, byLine)
 	if c.UnknownProfile != "" && c.Profile(c.UnknownProfile) == nil {
 		for _, s := range f.Sections {
 			if s.Type == "curfew" {

@@ -851,20 +851,15 @@ func live(ovs []plan.Override, now time.Time, loc *time.Location) []plan.Overrid
 func (d *Daemon) cut(ctx context.Context, prev, p *plan.Plan, loc *time.Location) {
 	var cut []net.HardwareAddr
 	var names []string
-	before := map[string]*plan.Device{}
-	if prev != nil {
-		for i := range prev.Devices {
-			before[prev.Devices[i].MAC] = &prev.Devices[i]
-		}
-	}
+	previous := earlier{plan: prev}
 	// Devices whose profile blocks more than before, grouped by what it
 	// was before: one conntrack walk per group, not per device. What a
 	// move adds is worked out once per move; most add nothing.
 	type move struct{ from, to string }
 	added := map[move][]netip.Prefix{}
 	groups := map[move][]net.HardwareAddr{}
-	for _, dev := range p.Devices {
-		old := before[dev.MAC]
+	for i, dev := range p.Devices {
+		old := previous.device(i, dev.MAC)
 		if old == nil || old.State != dev.State || old.Reason != dev.Reason {
 			d.log.Info(describe(dev, loc))
 		}
@@ -922,6 +917,31 @@ func (d *Daemon) cut(ctx context.Context, prev, p *plan.Plan, loc *time.Location
 			d.log.Info(describeCut(n, "at once"), "devices", strings.Join(names, ", "))
 		}
 	}
+}
+
+// earlier finds a device in the previous plan.
+type earlier struct {
+	plan  *plan.Plan
+	byMAC map[string]*plan.Device
+}
+
+// device is the previous plan's device i's counterpart, by MAC: at the
+// same place while the config's devices stay in order (a pause), by a
+// map, made once, otherwise.
+func (e *earlier) device(i int, mac string) *plan.Device {
+	if e.plan == nil {
+		return nil
+	}
+	if i < len(e.plan.Devices) && e.plan.Devices[i].MAC == mac {
+		return &e.plan.Devices[i]
+	}
+	if e.byMAC == nil {
+		e.byMAC = make(map[string]*plan.Device, len(e.plan.Devices))
+		for j := range e.plan.Devices {
+			e.byMAC[e.plan.Devices[j].MAC] = &e.plan.Devices[j]
+		}
+	}
+	return e.byMAC[mac]
 }
 
 // describeCut says what a cut stopped the way a parent counts: the open

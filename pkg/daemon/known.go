@@ -80,6 +80,9 @@ func (d *Daemon) likeConfigured(mac string) (*config.Device, string) {
 // withHostnameMatches returns cfg with a device entry for every unknown
 // MAC that asks DHCP for the host name of a device with match_hostname.
 func (d *Daemon) withHostnameMatches(cfg *config.Config, seen []net.HardwareAddr) *config.Config {
+	if !slices.ContainsFunc(cfg.Devices, func(dev *config.Device) bool { return dev.MatchHostname }) {
+		return cfg // nothing to match: no map of thousands of MACs for each plan
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	configured := map[string]bool{}

@@ -338,7 +338,10 @@ func Compute(in Input) *Plan {
 	p.Devices = make([]Device, 0, len(entries)+1)
 	var changes []time.Time
 	for _, e := range entries {
-		d := Device{MAC: e.mac.String(), Name: e.name, Profile: e.profile, Unknown: e.unknown, Blocked: []string{}, Causes: []string{}}
+		// evaluated in place: a Device of its own would escape to the
+		// heap (evaluate keeps a pointer), one allocation per device
+		p.Devices = append(p.Devices, Device{MAC: e.mac.String(), Name: e.name, Profile: e.profile, Unknown: e.unknown, Blocked: []string{}, Causes: []string{}})
+		d := &p.Devices[len(p.Devices)-1]
 		prof := c.Profile(e.profile)
 		switch {
 		case !c.Enabled:
@@ -347,13 +350,12 @@ func Compute(in Input) *Plan {
 			d.State, d.Reason = Online, "unknown device, not managed (unknown_profile is empty)"
 		default:
 			d.Managed = true
-			changes = append(changes, evaluate(&d, in, prof, at, loc, horizon)...)
+			changes = append(changes, evaluate(d, in, prof, at, loc, horizon)...)
 			d.BlockedCount = p.rules(c, prof, at, loc, cat).Count()
 		}
 		if d.Until != nil {
 			changes = append(changes, *d.Until)
 		}
-		p.Devices = append(p.Devices, d)
 	}
 	if prof := c.Profile(c.UnknownProfile); prof != nil && c.Enabled {
 		d := Device{Profile: prof.ID, Unknown: true, Managed: true, Blocked: []string{}, Causes: []string{}}

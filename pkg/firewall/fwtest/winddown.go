@@ -19,6 +19,22 @@ func fairQueue(l *lab.Lab) bool {
 	return err == nil && strings.Contains(out, "fq_codel")
 }
 
+// reopen opens the child's downloads (IPv4, IPv6) and the parent's anew
+// into streams, closing those open.
+func reopen(l *lab.Lab, streams []**lab.Stream) error {
+	from := []struct{ ns, addr string }{{l.Child.NS, lab.InternetV4}, {l.Child.NS, lab.InternetV6}, {l.Parent.NS, lab.InternetV4}}
+	for i, s := range streams {
+		if *s != nil {
+			(*s).Close()
+		}
+		var err error
+		if *s, err = l.Stream(from[i].ns, from[i].addr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // WindDownRate is the child's wind-down rate in WindDown: the default of
 // the config (1 Mbit/s).
 const WindDownRate = 1_000_000
@@ -62,20 +78,11 @@ func WindDown(t *testing.T, l *lab.Lab, edges Window, apply func(*firewall.Rules
 		Before: func() error {
 			// opened once the rules are in (a flow carries its device
 			// from its first packet), anew for each try: an earlier
-			// try's offline window may have reset them
-			for _, open := range []struct {
-				s        **lab.Stream
-				ns, addr string
-			}{{&kid4, l.Child.NS, lab.InternetV4}, {&kid6, l.Child.NS, lab.InternetV6}, {&grown, l.Parent.NS, lab.InternetV4}} {
-				if *open.s != nil {
-					(*open.s).Close()
-				}
-				var err error
-				// an error here may be a try begun too late (the
-				// offline window already): Window decides
-				if *open.s, err = l.Stream(open.ns, open.addr); err != nil {
-					return err
-				}
+			// try's offline window may have reset them; an error may be
+			// a try begun too late (the offline window already): Window
+			// decides
+			if err := reopen(l, []**lab.Stream{&kid4, &kid6, &grown}); err != nil {
+				return err
 			}
 			r := lab.Rates(300*time.Millisecond, kid4, kid6, grown)
 			var c Checks
