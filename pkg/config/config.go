@@ -626,18 +626,26 @@ func (v *validator) mainPage(c *Config, s *uci.Section) {
 	}
 }
 
-// mainNotify reads where and what the parents are told.
-func (v *validator) mainNotify(c *Config, s *uci.Section) {
+// notifyURLs reads a section's notify URLs: the parents' (main) or a
+// child's (profile).
+func (v *validator) notifyURLs(s *uci.Section) []string {
+	var urls []string
 	for _, o := range values(s, "notify") {
 		if err := checkNotifyURL(o.Value); err != nil {
 			v.errorf(s, o, "%v", err)
 			continue
 		}
-		c.Notify = append(c.Notify, o.Value)
+		urls = append(urls, o.Value)
 	}
-	if len(c.Notify) > MaxNotify {
-		v.errorf(s, nil, "%d notify URLs: at most %d", len(c.Notify), MaxNotify)
+	if len(urls) > MaxNotify {
+		v.errorf(s, nil, "%d notify URLs: at most %d", len(urls), MaxNotify)
 	}
+	return urls
+}
+
+// mainNotify reads where and what the parents are told.
+func (v *validator) mainNotify(c *Config, s *uci.Section) {
+	c.Notify = v.notifyURLs(s)
 	if evs := values(s, "notify_events"); len(evs) > 0 {
 		c.NotifyEvents = nil
 		for _, o := range evs {
@@ -717,16 +725,7 @@ func (v *validator) profile(s *uci.Section) *Profile {
 		}
 		p.WindDownRate = r
 	}
-	for _, o := range values(s, "notify") {
-		if err := checkNotifyURL(o.Value); err != nil {
-			v.errorf(s, o, "%v", err)
-			continue
-		}
-		p.Notify = append(p.Notify, o.Value)
-	}
-	if len(p.Notify) > MaxNotify {
-		v.errorf(s, nil, "%d notify URLs: at most %d", len(p.Notify), MaxNotify)
-	}
+	p.Notify = v.notifyURLs(s)
 	p.SafeSearch = v.bool(s, "safesearch", false)
 	p.Allowlist = v.bool(s, "allowlist", false)
 	if p.Allowlist && len(p.Allow) == 0 {

@@ -84,20 +84,13 @@ func (l *Lab) Serve(ctx context.Context) error {
 // sendLoop sends zeros to each connection until it fails.
 func sendLoop(ln net.Listener) {
 	chunk := make([]byte, 32<<10)
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			for {
-				if _, err := c.Write(chunk); err != nil {
-					return
-				}
+	serveEach(ln, func(c net.Conn) {
+		for {
+			if _, err := c.Write(chunk); err != nil {
+				return
 			}
-		}()
-	}
+		}
+	})
 }
 
 // Stream is a download from the internet's StreamPort, read as fast as
@@ -231,7 +224,12 @@ func (l *Lab) Do(ns, method, url, form string) (int, string, error) {
 	return resp.StatusCode, string(data), err
 }
 
-func acceptLoop(ln net.Listener) {
+// acceptLoop echoes each connection.
+func acceptLoop(ln net.Listener) { serveEach(ln, func(c net.Conn) { io.Copy(c, c) }) }
+
+// serveEach hands each connection ln accepts to serve, closing it after,
+// until ln is closed.
+func serveEach(ln net.Listener, serve func(net.Conn)) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -239,7 +237,7 @@ func acceptLoop(ln net.Listener) {
 		}
 		go func() {
 			defer c.Close()
-			io.Copy(c, c)
+			serve(c)
 		}()
 	}
 }
