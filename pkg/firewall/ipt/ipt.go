@@ -40,6 +40,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -76,8 +77,8 @@ type Backend struct {
 	applied map[chainKey][][]string
 	sets    map[string][]netip.Prefix
 	lan     []string // the LAN interfaces of the last Apply, for Heal
-	// shaped are the shaper's classes of the last Apply (see shape).
-	shaped []shape.Class
+	// shaped is what the shaper was given last (see shape).
+	shaped shaped
 }
 
 // What the backend implements of pkg/firewall's contract, checked here
@@ -584,23 +585,35 @@ func (b *Backend) Apply(ctx context.Context, rs *firewall.Ruleset) error {
 }
 
 // shape gives the LAN interfaces the shaper's classes for the devices
-// that wind down (see pkg/firewall/shape), when they changed; inside Run.
-// A failure there is logged: it slows no one, and the rules stay.
+// that wind down (see pkg/firewall/shape), inside Run, when they or the
+// interfaces changed (an interface made anew has a new index and has lost
+// its qdisc). A failure there is logged once for what it was given: it
+// slows no one, and the rules stay.
 func (b *Backend) shape(rs *firewall.Ruleset) {
-	classes := shape.Classes(rs)
-	if slices.Equal(classes, b.shaped) && len(classes) == 0 {
+	want := shaped{classes: shape.Classes(rs), index: map[string]int{}}
+	for _, name := range rs.LAN {
+		if i, err := net.InterfaceByName(name); err == nil {
+			want.index[name] = i.Index
+		}
+	}
+	if slices.Equal(want.classes, b.shaped.classes) && maps.Equal(want.index, b.shaped.index) {
 		return
 	}
+	b.shaped = want
 	c, err := shape.Dial(0)
 	if err == nil {
 		defer c.Close()
-		err = shape.Apply(c, rs.LAN, classes)
+		err = shape.Apply(c, rs.LAN, want.classes)
 	}
 	if err != nil {
 		b.log.Warn("wind-down: " + err.Error())
-		return
 	}
-	b.shaped = classes
+}
+
+// shaped is what the shaper was last given.
+type shaped struct {
+	classes []shape.Class
+	index   map[string]int
 }
 
 // Heal puts back the jumps into curfew's chains when someone removed them:
@@ -770,7 +783,7 @@ func (b *Backend) Remove(ctx context.Context) error {
 				errs = append(errs, err)
 			}
 			c.Close()
-			b.shaped = nil
+			b.shaped = shaped{}
 		}
 		if sets, err := netlink.IpsetListAll(); err == nil {
 			for _, s := range sets {

@@ -293,13 +293,15 @@ type shaped struct {
 }
 
 // shape gives the LAN interfaces the shaper's classes for the devices
-// that wind down (see pkg/firewall/shape). A failure there is logged: it
-// slows no one, and the table stays.
+// that wind down (see pkg/firewall/shape). A failure there is logged, once
+// for what it was given (tried again when that changes): it slows no one,
+// and the table stays.
 func (b *Backend) shape(rs *firewall.Ruleset, lanIndex map[string]uint32) {
 	want := shaped{lan: rs.LAN, index: lanIndex, classes: shape.Classes(rs)}
 	if slices.Equal(want.lan, b.shaped.lan) && maps.Equal(want.index, b.shaped.index) && slices.Equal(want.classes, b.shaped.classes) {
 		return
 	}
+	b.shaped = want
 	c, err := shape.Dial(b.opts.NetNSFd)
 	if err == nil {
 		err = shape.Apply(c, rs.LAN, want.classes)
@@ -307,9 +309,7 @@ func (b *Backend) shape(rs *firewall.Ruleset, lanIndex map[string]uint32) {
 	}
 	if err != nil {
 		b.log.Warn("wind-down: " + err.Error())
-		return
 	}
-	b.shaped = want
 }
 
 // Cutoff implements firewall.Backend.
