@@ -19,6 +19,11 @@
 //	                 devices to any address is redirected to the router;
 //	                 first, chain page sends plain HTTP of a device that is
 //	                 offline now to the daemon's bedtime page.
+//	chain mark_M     from dns, a new flow of device M that winds down: its
+//	                 id into the conntrack mark's upper half (wind_mark).
+//	chain slow_M     from forward, a packet to the LAN of such a flow
+//	                 (wind_flows): inside @wind_down_M, the priority of
+//	                 M's class of the shaper (see winddown.go).
 //
 // All changing data lives in sets and maps, so the per-packet cost does not
 // grow with the number of devices or blocked prefixes, and a change for one
