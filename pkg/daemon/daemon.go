@@ -194,9 +194,9 @@ type Daemon struct {
 	bypassTold     map[string]time.Time
 	newDeviceHour  time.Time
 	newDeviceCount int
-	// budgetTold holds "profile date" for budget_used events sent, and
+	// toldOnce holds "profile date" for budget_used events sent, and
 	// "profile instant" for wind_down events.
-	budgetTold map[string]bool
+	toldOnce map[string]bool
 }
 
 type seenDevice struct {
@@ -239,7 +239,7 @@ func New(opts Options) *Daemon {
 		memo:  map[string]*policyMemo{},
 		usage: &usageBook{}, lastBytes: map[string]uint64{}, lastDNS: map[string]dnsfilter.Counters{},
 		leases: map[string]devices.Lease{}, knownHosts: map[string]*config.Device{},
-		bypassTold: map[string]time.Time{}, budgetTold: map[string]bool{},
+		bypassTold: map[string]time.Time{}, toldOnce: map[string]bool{},
 		lastDrops: map[string]uint64{}, dropsTold: map[string]time.Time{}}
 	if opts.Page {
 		d.page = page.NewServer(d)

@@ -449,13 +449,13 @@ func (d *Daemon) notify(ev notify.Event) {
 func (d *Daemon) noteWindDown(dev plan.Device, at time.Time, loc *time.Location) {
 	key := dev.Profile + " " + dev.SlowUntil.UTC().Format(time.RFC3339)
 	d.mu.Lock()
-	told := d.budgetTold[key]
+	told := d.toldOnce[key]
 	var to []string
 	if !told {
-		if len(d.budgetTold) > 64 {
-			clear(d.budgetTold)
+		if len(d.toldOnce) > 64 {
+			clear(d.toldOnce)
 		}
-		d.budgetTold[key] = true
+		d.toldOnce[key] = true
 		if d.cfg != nil {
 			if p := d.cfg.Profile(dev.Profile); p != nil {
 				to = p.Notify
@@ -530,12 +530,12 @@ func (d *Daemon) noteNewDevice(mac string, now time.Time) {
 func (d *Daemon) noteBudgetUsed(dev plan.Device, at time.Time, loc *time.Location) {
 	key := dev.Profile + " " + at.In(loc).Format("2006-01-02")
 	d.mu.Lock()
-	told := d.budgetTold[key]
+	told := d.toldOnce[key]
 	if !told {
-		if len(d.budgetTold) > 64 {
-			clear(d.budgetTold)
+		if len(d.toldOnce) > 64 {
+			clear(d.toldOnce)
 		}
-		d.budgetTold[key] = true
+		d.toldOnce[key] = true
 	}
 	d.mu.Unlock()
 	if told {
