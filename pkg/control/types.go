@@ -150,7 +150,15 @@ type UsageDay struct {
 	Profiles map[string]int `json:"profiles"`
 	// Devices maps a MAC to its activity.
 	Devices map[string]DeviceUsage `json:"devices"`
+	// NewDevices are the day's first sightings of unlisted MACs (at most
+	// MaxNewDevices; NewDevicesMore counts the rest).
+	NewDevices     []SeenDevice `json:"new_devices,omitempty"`
+	NewDevicesMore int          `json:"new_devices_more,omitempty"`
 }
+
+// MaxNewDevices bounds the new devices a day keeps: a child's random MACs
+// are counted, not listed, past it.
+const MaxNewDevices = 16
 
 // DeviceUsage is one device's activity on one day.
 type DeviceUsage struct {
@@ -163,6 +171,25 @@ type DeviceUsage struct {
 	// FlowsDropped counts the new connections the kernel dropped because
 	// the device opened them faster than flow_limit.
 	FlowsDropped uint64 `json:"flows_dropped"`
+	// TopBlocked counts the names the filter refused most often (at most
+	// MaxTopBlocked); Services the minutes in which the device looked up
+	// each service of the catalogue (what DNS shows of where the time
+	// went, not screen time). Both are kept for the last week only.
+	TopBlocked map[string]int `json:"top_blocked,omitempty"`
+	Services   map[string]int `json:"services,omitempty"`
+}
+
+// MaxTopBlocked bounds the blocked names kept per device and day.
+const MaxTopBlocked = 10
+
+// SeenDevice is a device the config does not list, the first time the
+// daemon saw it on the LAN.
+type SeenDevice struct {
+	MAC string `json:"mac"`
+	// Hostname is the name it asked DHCP for, if any: the device's own
+	// words, text only.
+	Hostname string    `json:"hostname,omitempty"`
+	Time     time.Time `json:"time"`
 }
 
 // TimeRequest is a child's request for more time, asked on the bedtime

@@ -505,6 +505,11 @@ func (d *Daemon) noteNewDevice(mac string, now time.Time) {
 			return
 		}
 	}
+	sd := control.SeenDevice{MAC: mac, Time: now}
+	if l, ok := d.leases[mac]; ok {
+		sd.Hostname = l.Hostname
+	}
+	d.usage.day(now.In(d.loc).Format("2006-01-02")).sighted(sd)
 	if now.Sub(d.newDeviceHour) >= time.Hour {
 		d.newDeviceHour, d.newDeviceCount = now, 0
 	}

@@ -3,15 +3,18 @@ package daemon
 import (
 	"cmp"
 	"context"
-	"curfew/pkg/firewall"
 	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
 	"curfew/pkg/control"
+	"curfew/pkg/dnsfilter"
+	"curfew/pkg/firewall"
 	"curfew/pkg/plan"
 )
 
@@ -20,7 +23,7 @@ import (
 // use when they pass the threshold, and its DNS blocks and bypass tries.
 // It returns the bytes; false at the first reading, which has no interval
 // to judge.
-func (d *Daemon) countDevice(day *usageDay, dev plan.Device, cur, threshold uint64, now time.Time) (uint64, bool) {
+func (d *Daemon) countDevice(day *usageDay, dev plan.Device, cur, threshold uint64, act *dnsfilter.Activity, now time.Time) (uint64, bool) {
 	prev, had := d.lastBytes[dev.MAC]
 	delta := cur
 	if had && cur >= prev {
@@ -49,7 +52,38 @@ func (d *Daemon) countDevice(day *usageDay, dev plan.Device, cur, threshold uint
 		}
 		d.lastDNS[dev.MAC] = c
 	}
+	addActivity(du, act)
 	return delta, true
+}
+
+// addActivity adds a device's minute of DNS activity to its day: a
+// minute for each service it looked up, and the names refused, of which
+// the day keeps the control.MaxTopBlocked most refused.
+func addActivity(du *control.DeviceUsage, act *dnsfilter.Activity) {
+	if act == nil {
+		return
+	}
+	for svc := range act.Services {
+		if du.Services == nil {
+			du.Services = map[string]int{}
+		}
+		du.Services[svc]++
+	}
+	for name, n := range act.Blocked {
+		if du.TopBlocked == nil {
+			du.TopBlocked = map[string]int{}
+		}
+		du.TopBlocked[name] += n
+	}
+	if over := len(du.TopBlocked) - control.MaxTopBlocked; over > 0 {
+		names := slices.Collect(maps.Keys(du.TopBlocked))
+		slices.SortFunc(names, func(a, b string) int {
+			return cmp.Or(cmp.Compare(du.TopBlocked[a], du.TopBlocked[b]), cmp.Compare(b, a))
+		})
+		for _, name := range names[:over] {
+			delete(du.TopBlocked, name)
+		}
+	}
 }
 
 // flowDropsEvery is how often a device's dropped connections are logged.
@@ -127,12 +161,20 @@ func (d *Daemon) countDrops(ctx context.Context) {
 // most once an hour and on a clean stop — never per minute: flash wears.
 const usageFile = "usage.json"
 
-// keepDays is how much usage history is kept.
-const keepDays = 30
+// keepDays is how much usage history is kept, and keepDetailDays how
+// long of it keeps each device's blocked names and services (the weekly
+// report's, which cost most of a day's bytes).
+const (
+	keepDays       = 30
+	keepDetailDays = 8
+)
 
 // usageBook is the screen-time and activity history, per local day.
 type usageBook struct {
 	Days map[string]*usageDay `json:"days"`
+	// ReportSent is when the last weekly report was due and sent: a
+	// restart neither repeats nor forgets it.
+	ReportSent time.Time `json:"report_sent,omitzero"`
 }
 
 type usageDay struct {
@@ -140,6 +182,18 @@ type usageDay struct {
 	Profiles map[string]int `json:"profiles"`
 	// Devices holds each device's activity.
 	Devices map[string]*control.DeviceUsage `json:"devices"`
+	// NewDevices are the day's first sightings of unlisted MACs.
+	NewDevices     []control.SeenDevice `json:"new_devices,omitempty"`
+	NewDevicesMore int                  `json:"new_devices_more,omitempty"`
+}
+
+// sighted records an unlisted MAC's first sighting in its day.
+func (d *usageDay) sighted(sd control.SeenDevice) {
+	if len(d.NewDevices) >= control.MaxNewDevices {
+		d.NewDevicesMore++
+		return
+	}
+	d.NewDevices = append(d.NewDevices, sd)
 }
 
 func (b *usageBook) day(date string) *usageDay {
@@ -156,9 +210,15 @@ func (b *usageBook) day(date string) *usageDay {
 
 func (b *usageBook) prune(today string, now time.Time) {
 	cutoff := now.AddDate(0, 0, -keepDays).Format("2006-01-02")
-	for date := range b.Days {
-		if date < cutoff {
+	detail := now.AddDate(0, 0, -keepDetailDays).Format("2006-01-02")
+	for date, day := range b.Days {
+		switch {
+		case date < cutoff:
 			delete(b.Days, date)
+		case date < detail:
+			for _, du := range day.Devices {
+				du.TopBlocked, du.Services = nil, nil
+			}
 		}
 	}
 }
@@ -212,10 +272,14 @@ func (d *Daemon) tick(ctx context.Context) {
 	date := now.In(loc).Format("2006-01-02")
 	day := d.usage.day(date)
 	threshold := cfg.ActiveThreshold
+	var acts map[string]*dnsfilter.Activity
+	if d.opts.DNS != nil {
+		acts = d.opts.DNS.Stats().Drain()
+	}
 	perProfile := map[string]uint64{}
 	for _, dev := range p.Devices {
 		if cur, seen := counts[dev.MAC]; dev.Managed && seen {
-			if delta, ok := d.countDevice(day, dev, cur, threshold, now); ok {
+			if delta, ok := d.countDevice(day, dev, cur, threshold, acts[dev.MAC], now); ok {
 				perProfile[dev.Profile] += delta
 			}
 		}
@@ -300,6 +364,9 @@ func (d *Daemon) usageReport(target string, days int) ([]control.UsageDay, error
 	for _, date := range dates {
 		day := d.usage.Days[date]
 		ud := control.UsageDay{Date: date, Profiles: map[string]int{}, Devices: map[string]control.DeviceUsage{}, Requests: []control.TimeRequest{}}
+		if macs == nil {
+			ud.NewDevices, ud.NewDevicesMore = slices.Clone(day.NewDevices), day.NewDevicesMore
+		}
 		for _, r := range d.requests {
 			if r.AskedAt.In(d.loc).Format("2006-01-02") == date && (macs == nil || macs[r.MAC]) {
 				ud.Requests = append(ud.Requests, r)

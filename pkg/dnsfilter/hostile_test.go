@@ -171,10 +171,34 @@ func TestTCPConnectionsAreCapped(t *testing.T) {
 func TestStatsStayBounded(t *testing.T) {
 	s := NewStats()
 	for i := range maxStatsDevices + 100 {
-		s.Count(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}).String(), false, false)
+		s.Count(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}).String(), "", false, false)
 	}
 	if len(s.by) != maxStatsDevices {
 		t.Errorf("%d devices counted, cap %d", len(s.by), maxStatsDevices)
+	}
+}
+
+// A device asking for thousands of random blocked names keeps a bounded
+// list of them for the report; its count of blocks stays whole.
+func TestRandomBlockedNamesStayBoundedUntilDrained(t *testing.T) {
+	s := NewStats()
+	for i := range 5000 {
+		s.Count("02:00:00:00:00:01", fmt.Sprintf("x%d.blocked.example", i), true, false)
+	}
+	s.Count("02:00:00:00:00:01", "www.youtube.com", false, false)
+	s.Count("02:00:00:00:00:01", "example.org", false, false)
+	a := s.Drain()["02:00:00:00:00:01"]
+	if a == nil || len(a.Blocked) != maxBlockedNames || a.Blocked["x0.blocked.example"] != 1 {
+		t.Fatalf("activity %+v, want the first %d names", a, maxBlockedNames)
+	}
+	if len(a.Services) != 1 || !a.Services["youtube"] {
+		t.Errorf("services %v, want youtube alone", a.Services)
+	}
+	if c := s.Get("02:00:00:00:00:01"); c.Blocked != 5000 || c.Queries != 5002 {
+		t.Errorf("counters %+v, want 5000 blocked of 5002", c)
+	}
+	if again := s.Drain(); len(again) != 0 {
+		t.Errorf("a second drain holds %v, want nothing", again)
 	}
 }
 

@@ -3,6 +3,8 @@ package dnsfilter
 import (
 	"sync"
 	"time"
+
+	"curfew/pkg/services"
 )
 
 // Entry is one query in the log.
@@ -75,17 +77,35 @@ type Counters struct {
 // LAN has far fewer; past it, further devices are not counted one by one.
 const maxStatsDevices = 4096
 
-// Stats counts queries per device (MAC).
+// maxBlockedNames bounds the blocked names one device keeps between two
+// drains (a minute): a child's device asking for random names must not
+// grow the daemon; the names past it are still counted in Blocked.
+const maxBlockedNames = 16
+
+// Stats counts queries per device (MAC), and what the weekly report
+// needs of each device's last minute: the names it was refused and the
+// services it looked up.
 type Stats struct {
-	mu sync.Mutex
-	by map[string]*Counters
+	mu  sync.Mutex
+	by  map[string]*Counters
+	act map[string]*Activity
+}
+
+// Activity is what one device asked since the last Drain.
+type Activity struct {
+	// Blocked counts the refused names, at most maxBlockedNames of them.
+	Blocked map[string]int
+	// Services are those of the catalogue the device looked up.
+	Services map[string]bool
 }
 
 // NewStats returns empty counters.
-func NewStats() *Stats { return &Stats{by: map[string]*Counters{}} }
+func NewStats() *Stats {
+	return &Stats{by: map[string]*Counters{}, act: map[string]*Activity{}}
+}
 
-// Count adds one query.
-func (s *Stats) Count(mac string, blocked, bypass bool) {
+// Count adds one query for name.
+func (s *Stats) Count(mac, name string, blocked, bypass bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.by[mac]
@@ -103,6 +123,23 @@ func (s *Stats) Count(mac string, blocked, bypass bool) {
 	if bypass {
 		c.Bypass++
 	}
+	svc := services.Of(name)
+	if !blocked && svc == "" {
+		return
+	}
+	a := s.act[mac]
+	if a == nil {
+		a = &Activity{Blocked: map[string]int{}, Services: map[string]bool{}}
+		s.act[mac] = a
+	}
+	switch {
+	case blocked:
+		if _, ok := a.Blocked[name]; ok || len(a.Blocked) < maxBlockedNames {
+			a.Blocked[name]++
+		}
+	default:
+		a.Services[svc] = true
+	}
 }
 
 // Get returns a device's counters.
@@ -113,4 +150,14 @@ func (s *Stats) Get(mac string) Counters {
 		return *c
 	}
 	return Counters{}
+}
+
+// Drain returns each device's activity since the last Drain and starts
+// anew.
+func (s *Stats) Drain() map[string]*Activity {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.act
+	s.act = map[string]*Activity{}
+	return out
 }

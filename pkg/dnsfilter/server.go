@@ -560,7 +560,7 @@ func (s *Server) handle(profile string, raw []byte, src netip.Addr, tcp bool) []
 		}
 	}
 	s.qlog.Add(entry)
-	s.stats.Count(dev.MAC, entry.Verdict != "allowed" && !strings.HasPrefix(entry.Verdict, "rewritten"), d.Bypass)
+	s.stats.Count(dev.MAC, name, entry.Verdict != "allowed" && !strings.HasPrefix(entry.Verdict, "rewritten"), d.Bypass)
 	if len(resp) > limit {
 		resp = truncated(h, q)
 	}

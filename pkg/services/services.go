@@ -7,7 +7,10 @@
 // needs no download on the router.
 package services
 
-import "sort"
+import (
+	"sort"
+	"strings"
+)
 
 // Service is one entry of the catalogue.
 type Service struct {
@@ -64,4 +67,35 @@ func (c Catalogue) All() []*Service {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// byDomain maps each catalogue domain to its service, the first listed
+// where two share one (x before twitter).
+var byDomain = func() map[string]string {
+	m := map[string]string{}
+	for _, s := range catalogue {
+		for _, d := range s.Domains {
+			if _, ok := m[d]; !ok {
+				m[d] = s.Name
+			}
+		}
+	}
+	return m
+}()
+
+// Of returns the service a host name belongs to (the name is one of a
+// service's domains or under one), or "". The weekly report counts a
+// device's minutes with lookups of each service by it: what the DNS
+// shows of where the time went.
+func Of(name string) string {
+	for {
+		if s, ok := byDomain[name]; ok {
+			return s
+		}
+		i := strings.IndexByte(name, '.')
+		if i < 0 {
+			return ""
+		}
+		name = name[i+1:]
+	}
 }

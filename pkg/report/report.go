@@ -1,0 +1,310 @@
+// Package report builds the weekly report from the usage history: per
+// child profile, screen time per day against its limit, the services
+// looked up most, blocked names, requests for more time, bypass attempts,
+// and the new devices seen. It is pure: the daemon gives it the days and
+// the config, and sends what it returns (JSON to a webhook, Text to an
+// ntfy topic) or answers `curfew report` with it.
+package report
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"curfew/pkg/config"
+	"curfew/pkg/control"
+	"curfew/pkg/services"
+)
+
+// Report is the days From to To (local dates, both included).
+type Report struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+	// Profiles are the profiles with rules (a parents' profile without
+	// any is left out), in the config's order.
+	Profiles []Profile `json:"profiles"`
+	// NewDevices are the unlisted MACs first seen in these days;
+	// NewDevicesMore counts those past the per-day bound.
+	NewDevices     []control.SeenDevice `json:"new_devices"`
+	NewDevicesMore int                  `json:"new_devices_more,omitempty"`
+}
+
+// Profile is one child profile's days.
+type Profile struct {
+	ID      string   `json:"id"`
+	Name    string   `json:"name"`
+	Devices []string `json:"devices"`
+	// LimitMinutes is the daily screen-time limit (0: none).
+	LimitMinutes int   `json:"limit_minutes"`
+	Days         []Day `json:"days"`
+	// Minutes is the screen time of all the days.
+	Minutes int `json:"minutes"`
+	// Services are the catalogue's services the devices looked up, by
+	// the minutes in which they did (from DNS: where the time went, not
+	// screen time), most first, at most TopN.
+	Services []Count `json:"services"`
+	// Blocked counts the names the filter refused, TopBlocked the most
+	// refused (at most TopN).
+	Blocked        int      `json:"blocked"`
+	TopBlocked     []Count  `json:"top_blocked"`
+	Requests       Requests `json:"requests"`
+	BypassAttempts int      `json:"bypass_attempts"`
+	// FlowsDropped counts new connections dropped for flow_limit.
+	FlowsDropped uint64 `json:"flows_dropped"`
+}
+
+// Day is one local day's screen time.
+type Day struct {
+	Date    string `json:"date"`
+	Minutes int    `json:"minutes"`
+}
+
+// Count is a name and how often or how long.
+type Count struct {
+	Name  string `json:"name"`
+	Count int    `json:"count"`
+}
+
+// Requests counts the requests for more time asked in the days, by how
+// they were answered (an expired one counts as unanswered);
+// GrantedMinutes is the time the approvals gave.
+type Requests struct {
+	Asked          int `json:"asked"`
+	Approved       int `json:"approved"`
+	Denied         int `json:"denied"`
+	Unanswered     int `json:"unanswered"`
+	GrantedMinutes int `json:"granted_minutes"`
+}
+
+// TopN bounds the services and blocked names a profile lists.
+const TopN = 5
+
+// Dates returns the n local dates that end with the one of now.
+func Dates(now time.Time, n int) (from, to string) {
+	y, m, d := now.Date()
+	last := time.Date(y, m, d, 12, 0, 0, 0, time.UTC)
+	return last.AddDate(0, 0, 1-n).Format(time.DateOnly), last.Format(time.DateOnly)
+}
+
+// Build makes the report of the dates from..to out of days (the usage
+// history, in any order; dates outside are ignored), with its times in
+// loc (the router's zone).
+func Build(cfg *config.Config, days []control.UsageDay, from, to string, loc *time.Location) Report {
+	r := Report{From: from, To: to, Profiles: []Profile{}, NewDevices: []control.SeenDevice{}}
+	byDate := map[string]*control.UsageDay{}
+	for i := range days {
+		if days[i].Date >= from && days[i].Date <= to {
+			byDate[days[i].Date] = &days[i]
+		}
+	}
+	dates := between(from, to)
+	for _, p := range cfg.Profiles {
+		if hasRules(cfg, p) {
+			r.Profiles = append(r.Profiles, profile(cfg, p, dates, byDate))
+		}
+	}
+	for _, date := range dates {
+		if ud := byDate[date]; ud != nil {
+			for _, sd := range ud.NewDevices {
+				sd.Time = sd.Time.In(loc)
+				r.NewDevices = append(r.NewDevices, sd)
+			}
+			r.NewDevicesMore += ud.NewDevicesMore
+		}
+	}
+	return r
+}
+
+// between lists the dates from..to (at most a year of them).
+func between(from, to string) []string {
+	f, err1 := time.Parse(time.DateOnly, from)
+	t, err2 := time.Parse(time.DateOnly, to)
+	var out []string
+	for d := f; err1 == nil && err2 == nil && !d.After(t) && len(out) < 366; d = d.AddDate(0, 0, 1) {
+		out = append(out, d.Format(time.DateOnly))
+	}
+	return out
+}
+
+// hasRules tells a child's profile from a parents' one without rules.
+func hasRules(cfg *config.Config, p *config.Profile) bool {
+	if p.DailyLimit > 0 || len(p.Block) > 0 || len(p.BlockService) > 0 || len(p.Blocklists) > 0 ||
+		p.SafeSearch || p.Allowlist || p.WindDown > 0 {
+		return true
+	}
+	for _, s := range cfg.Schedules {
+		if slices.Contains(s.Profiles, p.ID) {
+			return true
+		}
+	}
+	return false
+}
+
+// profile sums one profile's days.
+func profile(cfg *config.Config, p *config.Profile, dates []string, byDate map[string]*control.UsageDay) Profile {
+	out := Profile{ID: p.ID, Name: cmp.Or(p.Name, p.ID), Devices: []string{}, LimitMinutes: int(p.DailyLimit / time.Minute), Days: []Day{}}
+	for _, dev := range cfg.Devices {
+		if dev.Profile == p.ID {
+			out.Devices = append(out.Devices, cmp.Or(dev.Name, dev.MAC.String()))
+		}
+	}
+	svcs, blocked := map[string]int{}, map[string]int{}
+	for _, date := range dates {
+		ud := byDate[date]
+		if ud == nil {
+			out.Days = append(out.Days, Day{Date: date})
+			continue
+		}
+		mins := ud.Profiles[p.ID]
+		out.Days = append(out.Days, Day{Date: date, Minutes: mins})
+		out.Minutes += mins
+		for _, du := range ud.Devices {
+			if du.Profile != p.ID {
+				continue
+			}
+			out.Blocked += du.Blocked
+			out.BypassAttempts += du.BypassAttempts
+			out.FlowsDropped += du.FlowsDropped
+			for k, v := range du.Services {
+				svcs[k] += v
+			}
+			for k, v := range du.TopBlocked {
+				blocked[k] += v
+			}
+		}
+		for _, rq := range ud.Requests {
+			if rq.Profile == p.ID {
+				out.Requests.add(rq)
+			}
+		}
+	}
+	out.Services, out.TopBlocked = top(svcs), top(blocked)
+	return out
+}
+
+func (r *Requests) add(rq control.TimeRequest) {
+	r.Asked++
+	switch rq.Status {
+	case control.RequestApproved:
+		r.Approved++
+		r.GrantedMinutes += rq.Granted
+	case control.RequestDenied:
+		r.Denied++
+	default:
+		r.Unanswered++
+	}
+}
+
+// top returns the TopN largest counts, ties by name.
+func top(m map[string]int) []Count {
+	names := slices.Collect(maps.Keys(m))
+	slices.SortFunc(names, func(a, b string) int { return cmp.Or(cmp.Compare(m[b], m[a]), cmp.Compare(a, b)) })
+	out := []Count{}
+	for _, n := range names[:min(len(names), TopN)] {
+		out = append(out, Count{Name: n, Count: m[n]})
+	}
+	return out
+}
+
+// Title is the notification's title.
+func (r Report) Title() string { return "curfew: the week " + r.From + " to " + r.To }
+
+// Text is the report for people: a few lines per profile, for an ntfy
+// topic or a terminal. Names from the devices (DHCP host names) are
+// quoted, so that they read as the text they are.
+func (r Report) Text() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s to %s\n", r.From, r.To)
+	if len(r.Profiles) == 0 {
+		b.WriteString("\nNo profile has rules.\n")
+	}
+	for _, p := range r.Profiles {
+		p.text(&b)
+	}
+	if len(r.NewDevices) > 0 || r.NewDevicesMore > 0 {
+		fmt.Fprintf(&b, "\nNew devices: %d\n", len(r.NewDevices)+r.NewDevicesMore)
+		for _, sd := range r.NewDevices {
+			fmt.Fprintf(&b, "  %s %s", sd.Time.Format("Mon 15:04"), sd.MAC)
+			if sd.Hostname != "" {
+				fmt.Fprintf(&b, " %q", sd.Hostname)
+			}
+			b.WriteString("\n")
+		}
+		if r.NewDevicesMore > 0 {
+			fmt.Fprintf(&b, "  and %d more\n", r.NewDevicesMore)
+		}
+	}
+	return b.String()
+}
+
+func (p Profile) text(b *strings.Builder) {
+	fmt.Fprintf(b, "\n%s: %s online", p.Name, Minutes(p.Minutes))
+	if p.LimitMinutes > 0 {
+		over := 0
+		for _, d := range p.Days {
+			if d.Minutes > p.LimitMinutes {
+				over++
+			}
+		}
+		fmt.Fprintf(b, " (limit %s a day", Minutes(p.LimitMinutes))
+		if over > 0 {
+			fmt.Fprintf(b, ", over it on %d", over)
+		}
+		b.WriteString(")")
+	}
+	days := make([]string, 0, len(p.Days))
+	for _, d := range p.Days {
+		day, _ := time.Parse(time.DateOnly, d.Date)
+		days = append(days, day.Format("Mon")+" "+Minutes(d.Minutes))
+	}
+	fmt.Fprintf(b, "\n  %s\n", strings.Join(days, " · "))
+	if len(p.Services) > 0 {
+		var parts []string
+		for _, s := range p.Services {
+			title := s.Name
+			if svc := services.Builtin().Get(s.Name); svc != nil {
+				title = svc.Title
+			}
+			parts = append(parts, title+" "+Minutes(s.Count))
+		}
+		fmt.Fprintf(b, "  Looked up most: %s\n", strings.Join(parts, ", "))
+	}
+	if p.Blocked > 0 {
+		var parts []string
+		for _, c := range p.TopBlocked {
+			parts = append(parts, fmt.Sprintf("%s %d", c.Name, c.Count))
+		}
+		fmt.Fprintf(b, "  Blocked: %d", p.Blocked)
+		if len(parts) > 0 {
+			fmt.Fprintf(b, " (%s)", strings.Join(parts, ", "))
+		}
+		b.WriteString("\n")
+	}
+	if rq := p.Requests; rq.Asked > 0 {
+		fmt.Fprintf(b, "  Asked for more time: %d (%d approved, %d denied, %d unanswered)", rq.Asked, rq.Approved, rq.Denied, rq.Unanswered)
+		if rq.GrantedMinutes > 0 {
+			fmt.Fprintf(b, "; %s given", Minutes(rq.GrantedMinutes))
+		}
+		b.WriteString("\n")
+	}
+	if p.BypassAttempts > 0 {
+		fmt.Fprintf(b, "  Tried to get around the filter: %d times\n", p.BypassAttempts)
+	}
+	if p.FlowsDropped > 0 {
+		fmt.Fprintf(b, "  Connections dropped for opening too many: %d\n", p.FlowsDropped)
+	}
+}
+
+// Minutes writes a number of minutes as "2h 5m", "45m" or "0m".
+func Minutes(m int) string {
+	switch {
+	case m >= 60 && m%60 == 0:
+		return fmt.Sprintf("%dh", m/60)
+	case m >= 60:
+		return fmt.Sprintf("%dh %dm", m/60, m%60)
+	}
+	return fmt.Sprintf("%dm", m)
+}
