@@ -16,6 +16,7 @@ import (
 
 	"curfew/pkg/control"
 	"curfew/pkg/plan"
+	"curfew/pkg/report"
 	"curfew/pkg/tz"
 )
 
@@ -32,6 +33,7 @@ func clientCommands() []command {
 		{"reload", "", 0, 0, "re-read the config (a bad one is refused, the old one stays)", runReload},
 		{"log", "[TARGET]", 0, 1, "recent DNS queries, of TARGET's devices if given", runLog},
 		{"usage", "[TARGET]", 0, 1, "screen time and activity per day", runUsage},
+		{"report", "", 0, 0, "the week at a glance per child (--week, the default) or --days N, as the weekly notification has it", runReport},
 		{"assign", "MAC PROFILE", 2, 2, "add a device to a profile in the config", runAssign},
 		{"requests", "", 0, 0, "children's requests for more time (from the bedtime page), open ones first", runRequests},
 		{"approve", "ID", 1, 1, "grant request ID: the minutes asked (or --minutes N), to the device (or --profile)", runAnswer(control.MethodApprove)},
@@ -406,6 +408,29 @@ func runUsage(ctx context.Context, args []string, env *Env) int {
 				fmt.Fprintln(w, "  "+e)
 			}
 		}
+	})
+}
+
+func runReport(ctx context.Context, args []string, env *Env) int {
+	c := clientFlags("report", env)
+	week := c.fs.Bool("week", false, "the last seven days, today included (the default)")
+	days := c.fs.Int("days", 0, "the last N days, today included (1 to 30)")
+	if code, ok := parse(c.fs, args); !ok {
+		return code
+	}
+	if *week && *days != 0 {
+		return usageError(c.fs, errors.New("--week or --days, not both"))
+	}
+	n := *days
+	if c.fs.Changed("days") && n < 1 {
+		return usageError(c.fs, fmt.Errorf("--days %d: want 1 to %d", n, control.MaxReportDays))
+	}
+	req := control.Request{V: control.Version, Method: control.MethodReport, Limit: n}
+	if err := req.Validate(); err != nil {
+		return usageError(c.fs, err)
+	}
+	return call(ctx, env, *c.socket, *c.asJSON, req, func(w io.Writer, r report.Report) {
+		fmt.Fprint(w, r.Text())
 	})
 }
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"curfew/pkg/control"
+	"curfew/pkg/report"
 	"curfew/pkg/services"
 )
 
@@ -51,6 +52,8 @@ func forward[T any](req control.Request) func(context.Context, string, rpcdArgs)
 			r.Target, r.Limit = in.Target, in.Limit
 		case control.MethodUsage:
 			r.Target, r.Limit = in.Target, in.Days
+		case control.MethodReport:
+			r.Limit = in.Days
 		case control.MethodAssign:
 			r.Target, r.Profile, r.Name = in.MAC, in.Profile, in.Name
 		case control.MethodApprove:
@@ -78,6 +81,7 @@ func rpcdMethods() map[string]rpcdMethod {
 		"explain":  {map[string]string{"target": "str"}, forward[control.Explanation](control.Request{Method: control.MethodExplain})},
 		"log":      {map[string]string{"target": "str", "limit": "int"}, forward[[]control.LogEntry](control.Request{Method: control.MethodLog})},
 		"usage":    {map[string]string{"target": "str", "days": "int"}, forward[[]control.UsageDay](control.Request{Method: control.MethodUsage})},
+		"report":   {map[string]string{"days": "int"}, forward[report.Report](control.Request{Method: control.MethodReport})},
 		"pause":    {map[string]string{"target": "str", "for": "str", "until": "str"}, forward[control.ActionResult](control.Request{Method: control.MethodPause})},
 		"resume":   {map[string]string{"target": "str"}, forward[control.ActionResult](control.Request{Method: control.MethodResume})},
 		"allow":    {map[string]string{"target": "str", "for": "str", "until": "str"}, forward[control.ActionResult](control.Request{Method: control.MethodAllow})},

@@ -59,13 +59,20 @@ const (
 // MaxNotify bounds the notify URLs: every event is sent to each.
 const MaxNotify = 8
 
-// NotifyEventNames are the events notify_events may select; all but
-// wind_down by default (it comes every evening, and goes to a profile's
-// own notify URLs anyway).
-var NotifyEventNames = []string{"request", "new_device", "bypass", "budget_used", "enforcement_failed", "wind_down"}
+// NotifyEventNames are the events notify_events may select.
+var NotifyEventNames = []string{"request", "new_device", "bypass", "budget_used", "enforcement_failed", "wind_down", "weekly_report"}
 
-// DefaultNotifyEvents are the events sent without notify_events.
-var DefaultNotifyEvents = NotifyEventNames[:5]
+// DefaultNotifyEvents are the events sent without notify_events: all but
+// wind_down (it comes every evening, and goes to a profile's own notify
+// URLs anyway).
+var DefaultNotifyEvents = []string{"request", "new_device", "bypass", "budget_used", "enforcement_failed", "weekly_report"}
+
+// The weekly report's default time: Sunday evening, router time, when
+// the week is over and the next one not yet begun.
+const (
+	DefaultReportDay  = time.Sunday
+	DefaultReportTime = schedule.Clock(18 * 60)
+)
 
 // checkNotifyURL accepts http and https URLs with a host. Plain http is
 // allowed: a home's webhook receiver (Home Assistant, a NAS) is often on
@@ -127,12 +134,16 @@ type Config struct {
 	// connections, the parents' too.
 	FlowLimit int
 	// Notify lists the URLs the daemon posts events to, and NotifyEvents
-	// the events it posts (all of NotifyEventNames by default).
+	// the events it posts (DefaultNotifyEvents by default).
 	Notify       []string
 	NotifyEvents []string
-	Profiles     []*Profile
-	Devices      []*Device
-	Schedules    []*Schedule
+	// ReportDay and ReportTime are when the weekly report is sent, in
+	// the router's zone.
+	ReportDay  time.Weekday
+	ReportTime schedule.Clock
+	Profiles   []*Profile
+	Devices    []*Device
+	Schedules  []*Schedule
 }
 
 // Profile is a named set of rules shared by a child's devices.
@@ -446,7 +457,8 @@ func (v *validator) warnf(s *uci.Section, o *uci.Option, format string, args ...
 var known = map[string]map[string]bool{
 	"curfew": {"enabled": false, "lan": true, "unknown_profile": false, "clock_unsynced": false, "backend": false,
 		"dns_filter": false, "dns_upstream": false, "dns_port": false, "bypass_prevention": false, "doh_address": true, "active_threshold": false,
-		"page": false, "page_port": false, "requests_per_day": false, "flow_limit": false, "notify": true, "notify_events": true},
+		"page": false, "page_port": false, "requests_per_day": false, "flow_limit": false, "notify": true, "notify_events": true,
+		"report_day": false, "report_time": false},
 	"profile": {"name": false, "daily_limit": false, "block": true, "block_service": true, "blocklist": true, "safesearch": false, "allowlist": false, "allow": true,
 		"wind_down": false, "wind_down_rate": false, "notify": true},
 	"device":   {"mac": false, "name": false, "profile": false, "hostname": false, "match_hostname": false},
@@ -499,7 +511,7 @@ func (v *validator) build(f *uci.File) *Config {
 	c := &Config{File: v.file, Enabled: true, ClockUnsyncedOffline: true, Backend: "auto",
 		DNSFilter: true, DNSUpstream: "127.0.0.1:53", DNSPort: 5353 + 100, BypassPrevention: true,
 		ActiveThreshold: DefaultActiveThreshold, Page: true, PagePort: DefaultPagePort, RequestsPerDay: 5, FlowLimit: DefaultFlowLimit,
-		NotifyEvents: DefaultNotifyEvents}
+		NotifyEvents: DefaultNotifyEvents, ReportDay: DefaultReportDay, ReportTime: DefaultReportTime}
 	var mains int
 	for _, s := range f.Sections {
 		opts, ok := known[s.Type]
@@ -658,6 +670,33 @@ func (v *validator) mainNotify(c *Config, s *uci.Section) {
 					c.NotifyEvents = append(c.NotifyEvents, ev)
 				}
 			}
+		}
+	}
+	v.reportWhen(c, s)
+}
+
+// reportWhen reads when the weekly report is sent: one day of the week
+// and a time of day.
+func (v *validator) reportWhen(c *Config, s *uci.Section) {
+	if o, ok := s.Get("report_day"); ok {
+		days, err := schedule.ParseDays(o.Value)
+		var one []time.Weekday
+		for w := time.Sunday; w <= time.Saturday; w++ {
+			if err == nil && days.Has(w) {
+				one = append(one, w)
+			}
+		}
+		if len(one) != 1 {
+			v.errorf(s, o, "invalid report day %q (want one day: sun, mon, tue, wed, thu, fri or sat)", o.Value)
+		} else {
+			c.ReportDay = one[0]
+		}
+	}
+	if o, ok := s.Get("report_time"); ok {
+		if t, err := schedule.ParseClock(o.Value); err != nil {
+			v.errorf(s, o, "invalid report time %q (want HH:MM)", o.Value)
+		} else {
+			c.ReportTime = t
 		}
 	}
 }

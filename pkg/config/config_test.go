@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -438,4 +439,28 @@ func FuzzParseRate(f *testing.F) {
 			t.Errorf("ParseRate(%q) = %d", s, r)
 		}
 	})
+}
+
+// The weekly report comes Sunday 18:00 unless the main section says
+// another day and time; a wrong one names its line.
+func TestTheWeeklyReportsDayAndTime(t *testing.T) {
+	c, _, err := Parse("f", []byte("config curfew 'main'\n"), services.Builtin())
+	if err != nil || c.ReportDay != time.Sunday || c.ReportTime.String() != "18:00" || !slices.Contains(c.NotifyEvents, "weekly_report") {
+		t.Fatalf("defaults: %v %v %v %v", err, c.ReportDay, c.ReportTime, c.NotifyEvents)
+	}
+	c, _, err = Parse("f", []byte("config curfew 'main'\n\toption report_day 'Friday'\n\toption report_time '07:30'\n"), services.Builtin())
+	if err != nil || c.ReportDay != time.Friday || c.ReportTime.String() != "07:30" {
+		t.Fatalf("friday 07:30: %v %v %v", err, c.ReportDay, c.ReportTime)
+	}
+	for _, tc := range []struct{ option, want string }{
+		{"option report_day 'weekend'", `f:2: section 'main' option 'report_day': invalid report day "weekend" (want one day: sun, mon, tue, wed, thu, fri or sat)`},
+		{"option report_day 'someday'", `invalid report day "someday"`},
+		{"option report_time '25:00'", `f:2: section 'main' option 'report_time': invalid report time "25:00" (want HH:MM)`},
+		{"option report_time 'evening'", `invalid report time "evening"`},
+	} {
+		_, _, err := Parse("f", []byte("config curfew 'main'\n\t"+tc.option+"\n"), services.Builtin())
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %s", tc.option, err, tc.want)
+		}
+	}
 }

@@ -57,11 +57,15 @@ const (
 	MethodClockSynced = "clock_synced"
 	MethodLog         = "log"
 	MethodUsage       = "usage"
+	MethodReport      = "report"
 	MethodAssign      = "assign"
 	MethodRequests    = "requests"
 	MethodApprove     = "approve"
 	MethodDeny        = "deny"
 )
+
+// MaxReportDays is the most days a report covers: the history kept.
+const MaxReportDays = 30
 
 // MaxApprove is the most time one approval gives.
 const MaxApprove = 12 * 60
@@ -113,6 +117,10 @@ func (r *Request) Validate() error {
 	needTarget := false
 	switch r.Method {
 	case MethodStatus, MethodDevices, MethodReload, MethodClockSynced, MethodLog, MethodUsage, MethodRequests:
+	case MethodReport:
+		if r.Limit < 0 || r.Limit > MaxReportDays {
+			return fmt.Errorf("--days %d: want 1 to %d (the history kept)", r.Limit, MaxReportDays)
+		}
 	case MethodApprove, MethodDeny:
 		if strings.TrimSpace(r.ID) == "" || len(r.ID) > 16 {
 			return fmt.Errorf("%s needs a request id (see curfew requests)", r.Method)

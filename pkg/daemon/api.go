@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -37,6 +38,8 @@ func (d *Daemon) Handle(ctx context.Context, req *control.Request) (any, error) 
 		return d.answer(ctx, req)
 	case control.MethodUsage:
 		return d.usageReport(req.Target, req.Limit)
+	case control.MethodReport:
+		return d.report(d.opts.Clock.Now(), cmp.Or(req.Limit, 7))
 	case control.MethodLog:
 		return d.queryLog(req.Target, req.Limit)
 	case control.MethodReload:

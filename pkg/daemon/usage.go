@@ -15,7 +15,9 @@ import (
 	"curfew/pkg/control"
 	"curfew/pkg/dnsfilter"
 	"curfew/pkg/firewall"
+	"curfew/pkg/notify"
 	"curfew/pkg/plan"
+	"curfew/pkg/report"
 )
 
 // countDevice adds a device's minute to its day (d.mu held): its bytes
@@ -252,6 +254,7 @@ func (b *usageBook) used(date string) map[string]time.Duration {
 // devices: two tablets at once cost one minute, not two). Background
 // chatter of an idle phone stays under the threshold.
 func (d *Daemon) tick(ctx context.Context) {
+	d.weeklyReport(d.opts.Clock.Now())
 	d.countDrops(ctx)
 	ctr, ok := d.opts.Backend.(firewall.Counters)
 	if !ok {
@@ -385,6 +388,67 @@ func (d *Daemon) usageReport(target string, days int) ([]control.UsageDay, error
 		out = append(out, ud)
 	}
 	return out, nil
+}
+
+// report answers `report` and makes the weekly one: the n local days
+// that end with now's.
+func (d *Daemon) report(now time.Time, n int) (report.Report, error) {
+	d.mu.Lock()
+	cfg, loc := d.cfg, d.loc
+	d.mu.Unlock()
+	if cfg == nil || loc == nil {
+		return report.Report{}, errors.New("no config loaded yet")
+	}
+	days, err := d.usageReport("", keepDays+1)
+	if err != nil {
+		return report.Report{}, err
+	}
+	from, to := report.Dates(now.In(loc), n)
+	return report.Build(cfg, days, from, to, loc), nil
+}
+
+// weeklyReport sends the weekly report when it is due (each minute's
+// tick asks): once a week at report_day and report_time in the router's
+// zone, late rather than never when the router was off at that time, and
+// never twice — the time it was due is kept with the usage history and
+// saved at once. Only a clock NTP has confirmed is believed: a router's
+// clock at boot is its firmware's date.
+func (d *Daemon) weeklyReport(now time.Time) {
+	if !d.clockTrusted() {
+		return
+	}
+	d.mu.Lock()
+	cfg, loc, last := d.cfg, d.loc, d.usage.ReportSent
+	if cfg == nil || loc == nil {
+		d.mu.Unlock()
+		return
+	}
+	// The first start, or a time saved by a clock that was far ahead:
+	// count from now.
+	if last.IsZero() || last.Sub(now) > 7*24*time.Hour {
+		d.usage.ReportSent = now
+		d.mu.Unlock()
+		return
+	}
+	due := report.Next(last, loc, cfg.ReportDay, cfg.ReportTime)
+	if now.Before(due) {
+		d.mu.Unlock()
+		return
+	}
+	// After weeks switched off, one report, of the last week.
+	for n := report.Next(due, loc, cfg.ReportDay, cfg.ReportTime); !now.Before(n); n = report.Next(n, loc, cfg.ReportDay, cfg.ReportTime) {
+		due = n
+	}
+	d.usage.ReportSent = due
+	d.mu.Unlock()
+	r, err := d.report(due, 7)
+	if err != nil {
+		return
+	}
+	d.notify(notify.Event{Event: notify.WeeklyReport, Time: due, Text: r.Text(), Report: r})
+	if d.opts.StateDir != "" {
+		d.saveUsage()
+	}
 }
 
 // usedToday is the plan's input: screen time each profile used today.

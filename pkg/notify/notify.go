@@ -43,6 +43,9 @@ const (
 	// begins; told to the profile's own notify URLs (a child's topic),
 	// and to the parents' where notify_events lists it.
 	WindDown = "wind_down"
+	// WeeklyReport: the week's report (Event.Report), once a week at the
+	// configured day and time.
+	WeeklyReport = "weekly_report"
 )
 
 // Event is one notification. Device names and messages come from
@@ -62,6 +65,9 @@ type Event struct {
 	// To are URLs the event goes to besides the parents' (a profile's own
 	// notify list), whatever notify_events says.
 	To []string `json:"-"`
+	// Report is a weekly report's figures for webhooks (report.Report);
+	// Text has the same for people.
+	Report any `json:"report,omitempty"`
 }
 
 // Limits of sending.
@@ -384,6 +390,11 @@ func Title(ev Event) string {
 		Request: "asks for more time", NewDevice: "joined the network", Bypass: "tried to get around the filter",
 		BudgetUsed: "used up today's screen time", WindDown: "winds down: bedtime soon",
 	}[ev.Event]
+	if ev.Event == WeeklyReport {
+		// The text's first line names the days.
+		first, _, _ := strings.Cut(ev.Text, "\n")
+		return "curfew: the week " + first
+	}
 	who := ev.Device
 	if (ev.Event == BudgetUsed || ev.Event == WindDown) && ev.Profile != "" {
 		who = ev.Profile

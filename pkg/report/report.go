@@ -16,6 +16,7 @@ import (
 
 	"curfew/pkg/config"
 	"curfew/pkg/control"
+	"curfew/pkg/schedule"
 	"curfew/pkg/services"
 )
 
@@ -87,6 +88,26 @@ func Dates(now time.Time, n int) (from, to string) {
 	y, m, d := now.Date()
 	last := time.Date(y, m, d, 12, 0, 0, 0, time.UTC)
 	return last.AddDate(0, 0, 1-n).Format(time.DateOnly), last.Format(time.DateOnly)
+}
+
+// Next returns the first time after t at which the weekly report is due:
+// day at the clock time at, in loc. A time that a DST change skips
+// becomes the first instant after the jump, and one it repeats counts
+// once, at its first occurrence, as schedules' times do
+// (schedule.Resolve): the report comes once a week, whatever the clocks
+// do.
+func Next(t time.Time, loc *time.Location, day time.Weekday, at schedule.Clock) time.Time {
+	y, m, d := t.In(loc).Date()
+	start := time.Date(y, m, d, 12, 0, 0, 0, time.UTC)
+	for i := 0; ; i++ {
+		date := start.AddDate(0, 0, i)
+		if date.Weekday() != day {
+			continue
+		}
+		if due := schedule.Resolve(loc, date.Year(), date.Month(), date.Day(), at); due.After(t) {
+			return due
+		}
+	}
 }
 
 // Build makes the report of the dates from..to out of days (the usage

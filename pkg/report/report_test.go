@@ -10,6 +10,7 @@ import (
 
 	"curfew/pkg/config"
 	"curfew/pkg/control"
+	"curfew/pkg/schedule"
 	"curfew/pkg/services"
 	"curfew/pkg/tz"
 )
@@ -200,5 +201,58 @@ func TestMinutesReadLikeDurations(t *testing.T) {
 		if got := Minutes(m); got != want {
 			t.Errorf("Minutes(%d) = %q, want %q", m, got, want)
 		}
+	}
+}
+
+// The report is due once a week at its time in the router's zone: on the
+// days the clocks change too, where its time may not exist or may come
+// twice.
+func TestTheReportIsDueOnceAWeekAcrossDST(t *testing.T) {
+	berlin, err := tz.POSIX("CET-1CEST,M3.5.0,M10.5.0/3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(s string) time.Time {
+		v, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for _, c := range []struct {
+		name  string
+		after string
+		day   time.Weekday
+		clock schedule.Clock
+		want  string
+	}{
+		{"a week day later", "2026-12-02T10:00:00+01:00", time.Sunday, 18 * 60, "2026-12-06T18:00:00+01:00"},
+		{"later the same day", "2026-12-06T17:59:00+01:00", time.Sunday, 18 * 60, "2026-12-06T18:00:00+01:00"},
+		{"at the time itself: a week on", "2026-12-06T18:00:00+01:00", time.Sunday, 18 * 60, "2026-12-13T18:00:00+01:00"},
+		{"the Sunday summer time begins: 18:00 is an hour nearer", "2026-03-28T18:00:00+01:00", time.Sunday, 18 * 60, "2026-03-29T18:00:00+02:00"},
+		{"a time the spring change skips: the first instant after", "2026-03-28T18:00:00+01:00", time.Sunday, 2*60 + 30, "2026-03-29T03:00:00+02:00"},
+		{"a time the autumn change repeats: its first occurrence", "2026-10-24T18:00:00+02:00", time.Sunday, 2*60 + 30, "2026-10-25T02:30:00+02:00"},
+		{"after the first occurrence: not again in the repeated hour", "2026-10-25T02:30:00+02:00", time.Sunday, 2*60 + 30, "2026-11-01T02:30:00+01:00"},
+		{"Monday morning", "2026-12-06T18:00:00+01:00", time.Monday, 7 * 60, "2026-12-07T07:00:00+01:00"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := Next(at(c.after), berlin, c.day, c.clock)
+			if !got.Equal(at(c.want)) {
+				t.Errorf("Next(%s) = %s, want %s", c.after, got.Format(time.RFC3339), c.want)
+			}
+		})
+	}
+	// Week after week through both changes, every report 7 days of
+	// calendar apart and at 18:00 on the wall clock.
+	t0 := at("2026-01-04T18:00:00+01:00")
+	for i := 0; i < 52; i++ {
+		n := Next(t0, berlin, time.Sunday, 18*60)
+		if l := n.In(berlin); l.Weekday() != time.Sunday || l.Hour() != 18 || l.Minute() != 0 {
+			t.Fatalf("report %d at %s", i, l)
+		}
+		if h := n.Sub(t0).Hours(); h != 168 && h != 167 && h != 169 {
+			t.Fatalf("report %d %v after the one before", i, n.Sub(t0))
+		}
+		t0 = n
 	}
 }
