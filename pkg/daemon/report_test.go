@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http/httptest"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"curfew/pkg/control"
 	"curfew/pkg/notify"
 )
 
@@ -150,5 +153,61 @@ func TestAReportMissedWhileSwitchedOffComesOnceLate(t *testing.T) {
 	defer rec.mu.Unlock()
 	if len(rec.got) != 1 || !strings.HasPrefix(rec.got[0].Text, "2026-01-19 to 2026-01-25\n") {
 		t.Errorf("%d events; the first: %+v", len(rec.got), rec.got)
+	}
+}
+
+// What the history costs the router's flash: 10 busy devices, every
+// day with its 10 blocked names and a dozen services, and prune keeping
+// the details for a week only. The file is rewritten at most once an
+// hour (and when the weekly report is sent), so these bytes are what
+// each write costs. README states the figures.
+func TestTheHistoryOfTenDevicesStaysSmallOnFlash(t *testing.T) {
+	now := london(t, "2026-12-06T18:00:00Z")
+	b := &usageBook{}
+	for i := range keepDays + 1 {
+		day := b.day(now.AddDate(0, 0, -i).Format(time.DateOnly))
+		for p := range 3 {
+			day.Profiles[fmt.Sprintf("child%d", p)] = 120 + i
+		}
+		for dev := range 10 {
+			du := &control.DeviceUsage{Name: fmt.Sprintf("Child %d tablet", dev), Profile: fmt.Sprintf("child%d", dev%3),
+				Minutes: 100 + dev, BytesUp: 123456789, Blocked: 1234, BypassAttempts: 12, FlowsDropped: 3,
+				TopBlocked: map[string]int{}, Services: map[string]int{}}
+			for k := range control.MaxTopBlocked {
+				du.TopBlocked[fmt.Sprintf("cdn%02d.some-blocked-site.example", k)] = 100 + k
+			}
+			for _, s := range []string{"youtube", "tiktok", "roblox", "minecraft", "netflix", "discord", "spotify", "instagram", "snapchat", "whatsapp", "twitch", "reddit"} {
+				du.Services[s] = 50 + dev
+			}
+			day.Devices[fmt.Sprintf("02:00:00:00:00:%02x", dev)] = du
+		}
+	}
+	size := func(b *usageBook) int {
+		data, _ := json.Marshal(b)
+		return len(data)
+	}
+	before := size(b)
+	b.prune(now.Format(time.DateOnly), now)
+	month := size(b)
+	lastWeek := &usageBook{Days: map[string]*usageDay{}}
+	for i := range 7 {
+		date := now.AddDate(0, 0, -i).Format(time.DateOnly)
+		lastWeek.Days[date] = b.Days[date]
+	}
+	days := 0
+	for _, d := range b.Days {
+		if d.Devices["02:00:00:00:00:00"].TopBlocked != nil {
+			days++
+		}
+	}
+	t.Logf("10 devices: a week %d bytes; the file of %d days %d bytes (%d with details for every day)", size(lastWeek), len(b.Days), month, before)
+	if days != keepDetailDays {
+		t.Errorf("details kept for %d days, want %d", days, keepDetailDays)
+	}
+	if w := size(lastWeek); w > 56<<10 {
+		t.Errorf("a week of 10 devices is %d bytes: over 56 kB", w)
+	}
+	if month > 96<<10 {
+		t.Errorf("the history of 10 devices is %d bytes: over 96 kB", month)
 	}
 }

@@ -168,7 +168,7 @@ const usageFile = "usage.json"
 // report's, which cost most of a day's bytes).
 const (
 	keepDays       = 30
-	keepDetailDays = 8
+	keepDetailDays = 7
 )
 
 // usageBook is the screen-time and activity history, per local day.
@@ -212,7 +212,7 @@ func (b *usageBook) day(date string) *usageDay {
 
 func (b *usageBook) prune(today string, now time.Time) {
 	cutoff := now.AddDate(0, 0, -keepDays).Format("2006-01-02")
-	detail := now.AddDate(0, 0, -keepDetailDays).Format("2006-01-02")
+	detail := now.AddDate(0, 0, 1-keepDetailDays).Format("2006-01-02")
 	for date, day := range b.Days {
 		switch {
 		case date < cutoff:
