@@ -247,11 +247,11 @@ func TestLuCIViewsInARealBrowser(t *testing.T) {
 		want := map[string][]string{
 			"curfew/overview": {"Kid phone", "Parent laptop", "02:c0:00:00:00:1e", "Children and devices", "Requests for more time", hostileMessage},
 			"curfew/profiles": {"kid", "grownup", "bedtime", "Schedules"},
-			"curfew/activity": {"Kid phone", "Recent DNS queries"},
+			"curfew/activity": {"Kid phone", "Recent DNS queries", "This week", "Online this week", "YouTube 5h", "tiktok.com", "5a:00:00:00:00:07"},
 			// the German catalogue reaches the page through LuCI's _()
 			"curfew/overview@de": {"Kid phone", "Kindersicherung", "Kinder und Geräte", "Pausieren", "Unbekannte Geräte", "Bitten um mehr Zeit", "Erlauben"},
 			"curfew/profiles@de": {"kid", "Zeitpläne", "Allgemein", "Aktiviert", "Profil für unbekannte Geräte"},
-			"curfew/activity@de": {"Kid phone", "Letzte DNS-Anfragen"},
+			"curfew/activity@de": {"Kid phone", "Letzte DNS-Anfragen", "Diese Woche", "Am häufigsten aufgerufen"},
 		}[p.View]
 		for _, w := range want {
 			if !strings.Contains(p.Text, w) {
@@ -261,7 +261,7 @@ func TestLuCIViewsInARealBrowser(t *testing.T) {
 		if p.Pwned {
 			t.Errorf("%s: the device name %q became markup and ran", where, hostileName)
 		}
-		if strings.HasPrefix(p.View, "curfew/overview") && !strings.Contains(p.Text, hostileName) {
+		if (strings.HasPrefix(p.View, "curfew/overview") || strings.HasPrefix(p.View, "curfew/activity")) && !strings.Contains(p.Text, hostileName) {
 			t.Errorf("%s does not show the device name %q as text", where, hostileName)
 		}
 		if p.View == "curfew/overview" && strings.Contains(p.Text, "unrestricted") {
@@ -281,6 +281,10 @@ func TestLuCIViewsInARealBrowser(t *testing.T) {
 	}
 	if out := s.curfew("status"); !strings.Contains(out, "allow Kid phone until") || !strings.Contains(out, "grant Kid phone +15m today") {
 		t.Errorf("status after the clicks:\n%s", out)
+	}
+	// the week the view showed, as the CLI and the weekly notification say it
+	if out := s.curfew("report", "--week"); !strings.Contains(out, "Looked up most: YouTube 5h") || !strings.Contains(out, strconv.Quote(hostileName)) {
+		t.Errorf("curfew report --week:\n%s", out)
 	}
 	if out := s.curfew("requests"); !strings.Contains(out, "approved 30 min") {
 		t.Errorf("requests after Approve:\n%s", out)

@@ -42,6 +42,29 @@ const hostileName = `<img src=x onerror="window.__pwned=1">Tablet`
 // hostileMessage is markup in a child's request for more time.
 const hostileMessage = `<img src=x onerror="window.__pwned=1">please`
 
+// weekOfHistory is the six days before today as the daemon keeps them
+// in its state dir (the router's zone is UTC; today is left to the
+// tests' own screen time): the child's minutes, lookups and blocks, and
+// a new device whose DHCP name is markup. The week view and `curfew
+// report` show it.
+func weekOfHistory(child string) []byte {
+	days := map[string]any{}
+	for i := 1; i < 7; i++ {
+		date := time.Now().UTC().AddDate(0, 0, -i).Format(time.DateOnly)
+		day := map[string]any{
+			"profiles": map[string]int{"kid": 100 + 10*i},
+			"devices": map[string]any{child: map[string]any{"name": "Kid phone", "profile": "kid", "minutes": 100 + 10*i,
+				"blocked": 7, "top_blocked": map[string]int{"tiktok.com": 7}, "services": map[string]int{"youtube": 50}}},
+		}
+		if i == 1 {
+			day["new_devices"] = []map[string]string{{"mac": "5a:00:00:00:00:07", "hostname": hostileName, "time": time.Now().UTC().AddDate(0, 0, -1).Format(time.RFC3339)}}
+		}
+		days[date] = day
+	}
+	b, _ := json.Marshal(map[string]any{"days": days})
+	return b
+}
+
 // The logins of /etc/config/rpcd: a parent with every right, and one who
 // may only look (LuCI's read ACL of curfew).
 const (
@@ -106,6 +129,7 @@ config login
 	// a device whose name is markup: the pages must show it as text
 	cfg += "\nconfig device\n\toption mac '02:c0:00:00:00:99'\n\toption name '" + hostileName + "'\n\toption profile 'kid'\n"
 	must(os.WriteFile(filepath.Join(d, "etc-up/config/curfew"), []byte(cfg), 0o600))
+	must(os.WriteFile(filepath.Join(d, "state/usage.json"), weekOfHistory(l.Child.MAC), 0o600))
 	must(os.WriteFile(filepath.Join(d, "etc-up/config/system"), []byte("config system\n\toption hostname 'router'\n\toption zonename 'UTC'\n\toption timezone 'UTC0'\n"), 0o644))
 	luciConf, _ := os.ReadFile(filepath.Join(tdir, "share/luci-root/etc/config/luci"))
 	must(os.WriteFile(filepath.Join(d, "etc-up/config/luci"), luciConf, 0o644))

@@ -63,9 +63,11 @@ type Day struct {
 	Minutes int    `json:"minutes"`
 }
 
-// Count is a name and how often or how long.
+// Count is a name and how often or how long; a service's Title is the
+// catalogue's name for people.
 type Count struct {
 	Name  string `json:"name"`
+	Title string `json:"title,omitempty"`
 	Count int    `json:"count"`
 }
 
@@ -203,6 +205,11 @@ func profile(cfg *config.Config, p *config.Profile, dates []string, byDate map[s
 		}
 	}
 	out.Services, out.TopBlocked = top(svcs), top(blocked)
+	for i, s := range out.Services {
+		if svc := services.Builtin().Get(s.Name); svc != nil {
+			out.Services[i].Title = svc.Title
+		}
+	}
 	return out
 }
 
@@ -285,11 +292,7 @@ func (p Profile) text(b *strings.Builder) {
 	if len(p.Services) > 0 {
 		var parts []string
 		for _, s := range p.Services {
-			title := s.Name
-			if svc := services.Builtin().Get(s.Name); svc != nil {
-				title = svc.Title
-			}
-			parts = append(parts, title+" "+Minutes(s.Count))
+			parts = append(parts, cmp.Or(s.Title, s.Name)+" "+Minutes(s.Count))
 		}
 		fmt.Fprintf(b, "  Looked up most: %s\n", strings.Join(parts, ", "))
 	}

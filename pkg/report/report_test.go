@@ -145,7 +145,7 @@ func TestAWeekOfUsageMakesTheReport(t *testing.T) {
 	if alice.Minutes != 95+120+130+80+150+40 || len(alice.Days) != 7 || alice.Days[3] != (Day{Date: "2026-12-03"}) {
 		t.Errorf("alice's days %+v (%d minutes), want 7 with a silent Thursday", alice.Days, alice.Minutes)
 	}
-	if alice.Blocked != 6*12 || alice.TopBlocked[0] != (Count{"tiktok.com", 6 * 8}) {
+	if alice.Blocked != 6*12 || alice.TopBlocked[0] != (Count{Name: "tiktok.com", Count: 6 * 8}) {
 		t.Errorf("alice blocked %d, top %+v", alice.Blocked, alice.TopBlocked)
 	}
 	if want := (Requests{Asked: 3, Approved: 1, Denied: 1, Unanswered: 1, GrantedMinutes: 30}); alice.Requests != want {
