@@ -497,7 +497,8 @@ config device
 	option name 'Parent laptop'
 	option profile 'grownup'
 `, lab.FakeDoH, l.Child.MAC, l.Parent.MAC)
-	d := start(t, l, cfg)
+	// Minutes of a second: the week's report counts the lookups at once.
+	d := startIn(t, l, t.TempDir(), cfg, "--minute-length", "1s")
 
 	q := func(ns, resolver, name, qtype string) ([]string, string) {
 		t.Helper()
@@ -539,6 +540,9 @@ config device
 	if ans, _ := q(l.Child.NS, lab.RouterV4, "fine.test", "A"); !has(ans, "A "+lab.InternetV4) {
 		t.Errorf("child asks for an unblocked name: %v", ans)
 	}
+	if ans, _ := q(l.Child.NS, lab.RouterV4, "www.youtube.com", "A"); !has(ans, "CNAME restrict.youtube.com.") {
+		t.Errorf("child asks for a service's name: %v, want safe search's restrict.youtube.com", ans)
+	}
 	ans, _ := q(l.Child.NS, lab.RouterV4, "www.google.com", "A")
 	if !has(ans, "CNAME forcesafesearch.google.com.") || !has(ans, "A "+lab.SafeSearchAnswer) {
 		t.Errorf("safe search for the child: %v", ans)
@@ -567,6 +571,15 @@ config device
 	out, _ = d.cli(t, "explain", "Kid phone")
 	if !strings.Contains(out, "dns: v16m.tiktokcdn.com blocked by service tiktok") || !strings.Contains(out, "attempts to bypass") {
 		t.Errorf("explain lacks DNS decisions:\n%s", out)
+	}
+	// The week's report: the child's refused names and the service it
+	// looked up, counted by the next minute.
+	lab.WaitFor(5*time.Second, func() bool {
+		out, _ = d.cli(t, "report")
+		return strings.Contains(out, "YouTube")
+	})
+	if !strings.Contains(out, "Looked up most: YouTube 1m") || !strings.Contains(out, "www.blocked.test ") || !strings.Contains(out, "v16m.tiktokcdn.com 1") {
+		t.Errorf("curfew report after the child's lookups:\n%s", out)
 	}
 }
 

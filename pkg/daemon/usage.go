@@ -21,11 +21,10 @@ import (
 )
 
 // countDevice adds a device's minute to its day (d.mu held): its bytes
-// since the last reading (cur is the kernel's running count), a minute of
-// use when they pass the threshold, and its DNS blocks and bypass tries.
-// It returns the bytes; false at the first reading, which has no interval
-// to judge.
-func (d *Daemon) countDevice(day *usageDay, dev plan.Device, cur, threshold uint64, act *dnsfilter.Activity, now time.Time) (uint64, bool) {
+// since the last reading (cur is the kernel's running count) and a minute
+// of use when they pass the threshold. It returns the bytes; false at the
+// first reading, which has no interval to judge.
+func (d *Daemon) countDevice(day *usageDay, dev plan.Device, cur, threshold uint64) (uint64, bool) {
 	prev, had := d.lastBytes[dev.MAC]
 	delta := cur
 	if had && cur >= prev {
@@ -35,36 +34,37 @@ func (d *Daemon) countDevice(day *usageDay, dev plan.Device, cur, threshold uint
 	if !had {
 		return 0, false
 	}
-	du := day.Devices[dev.MAC]
-	if du == nil {
-		du = &control.DeviceUsage{Name: dev.Name, Profile: dev.Profile}
-		day.Devices[dev.MAC] = du
-	}
+	du := day.device(dev)
 	du.BytesUp += delta
 	if delta > threshold {
 		du.Minutes++
 	}
-	if d.opts.DNS != nil {
-		c := d.opts.DNS.Stats().Get(dev.MAC)
-		last := d.lastDNS[dev.MAC]
+	return delta, true
+}
+
+// countDNS adds a device's DNS minute to its day (d.mu held): its blocks
+// and bypass tries since the last minute, and what it looked up (act).
+func (d *Daemon) countDNS(day *usageDay, dev plan.Device, act *dnsfilter.Activity, now time.Time) {
+	c := d.opts.DNS.Stats().Get(dev.MAC)
+	last := d.lastDNS[dev.MAC]
+	if c != last || act != nil {
+		du := day.device(dev)
 		du.Blocked += c.Blocked - last.Blocked
 		du.BypassAttempts += c.Bypass - last.Bypass
-		if c.Bypass > last.Bypass {
-			d.noteBypass(dev, now)
+		if act != nil {
+			addActivity(du, act)
 		}
-		d.lastDNS[dev.MAC] = c
 	}
-	addActivity(du, act)
-	return delta, true
+	if c.Bypass > last.Bypass {
+		d.noteBypass(dev, now)
+	}
+	d.lastDNS[dev.MAC] = c
 }
 
 // addActivity adds a device's minute of DNS activity to its day: a
 // minute for each service it looked up, and the names refused, of which
 // the day keeps the control.MaxTopBlocked most refused.
 func addActivity(du *control.DeviceUsage, act *dnsfilter.Activity) {
-	if act == nil {
-		return
-	}
 	for svc := range act.Services {
 		if du.Services == nil {
 			du.Services = map[string]int{}
@@ -189,6 +189,16 @@ type usageDay struct {
 	NewDevicesMore int                  `json:"new_devices_more,omitempty"`
 }
 
+// device returns dev's activity of the day, new if it has none yet.
+func (d *usageDay) device(dev plan.Device) *control.DeviceUsage {
+	du := d.Devices[dev.MAC]
+	if du == nil {
+		du = &control.DeviceUsage{Name: dev.Name, Profile: dev.Profile}
+		d.Devices[dev.MAC] = du
+	}
+	return du
+}
+
 // sighted records an unlisted MAC's first sighting in its day.
 func (d *usageDay) sighted(sd control.SeenDevice) {
 	if len(d.NewDevices) >= control.MaxNewDevices {
@@ -281,10 +291,16 @@ func (d *Daemon) tick(ctx context.Context) {
 	}
 	perProfile := map[string]uint64{}
 	for _, dev := range p.Devices {
-		if cur, seen := counts[dev.MAC]; dev.Managed && seen {
-			if delta, ok := d.countDevice(day, dev, cur, threshold, acts[dev.MAC], now); ok {
+		if !dev.Managed {
+			continue
+		}
+		if cur, seen := counts[dev.MAC]; seen {
+			if delta, ok := d.countDevice(day, dev, cur, threshold); ok {
 				perProfile[dev.Profile] += delta
 			}
+		}
+		if d.opts.DNS != nil {
+			d.countDNS(day, dev, acts[dev.MAC], now)
 		}
 	}
 	exhausted := false

@@ -315,7 +315,7 @@ func (p Profile) text(b *strings.Builder) {
 		b.WriteString("\n")
 	}
 	if p.BypassAttempts > 0 {
-		fmt.Fprintf(b, "  Tried to get around the filter: %d times\n", p.BypassAttempts)
+		fmt.Fprintf(b, "  Tries to get around the filter: %d\n", p.BypassAttempts)
 	}
 	if p.FlowsDropped > 0 {
 		fmt.Fprintf(b, "  Connections dropped for opening too many: %d\n", p.FlowsDropped)
