@@ -88,7 +88,19 @@ return view.extend({
 		o.value('bypass', _('A device tries to get around the filter'));
 		o.value('budget_used', _('Screen time used up'));
 		o.value('enforcement_failed', _('The kernel refused curfew\'s rules: nothing is enforced'));
-		o.placeholder = _('all');
+		o.value('wind_down', _('A profile winds down before bedtime'));
+		o.value('weekly_report', _('The weekly report'));
+		o.placeholder = _('all but the wind-down');
+		o = s.option(form.ListValue, 'report_day', _('Weekly report on'));
+		[ [ 'sun', _('Sunday') ], [ 'mon', _('Monday') ], [ 'tue', _('Tuesday') ], [ 'wed', _('Wednesday') ],
+		  [ 'thu', _('Thursday') ], [ 'fri', _('Friday') ], [ 'sat', _('Saturday') ] ].forEach(function(d) { o.value(d[0], d[1]); });
+		o.default = 'sun';
+		o = s.option(form.Value, 'report_time', _('Weekly report at'), _('Router time, HH:MM: the week of screen time, services, blocks and requests per child.'));
+		o.datatype = 'string';
+		o.placeholder = '18:00';
+		o.validate = function(section, value) {
+			return (!value || /^([01][0-9]|2[0-3]):[0-5][0-9]$/.test(value)) ? true : _('Expecting HH:MM');
+		};
 
 		s = m.section(form.GridSection, 'profile', _('Profiles'));
 		s.addremove = true;
