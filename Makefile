@@ -19,8 +19,10 @@ GOFLAGS_BUILD := -trimpath -ldflags "$(LDFLAGS)"
 # 6 MB budget), at no measurable cost (go test ./pkg/firewall/nft -bench
 # Render, with and without -gcflags='curfew/...=-l', side by side: 25.5
 # and 25.8 ms). The DNS filter, which runs for every query, keeps the
-# compiler's inlining (the last matching pattern wins).
-ROUTER_GCFLAGS := -gcflags='curfew/...=-l' -gcflags='curfew/pkg/dnsfilter='
+# compiler's inlining (the last matching pattern wins). log/slog does
+# not inline either (14 kB): the daemon logs events, a line at a time,
+# never per packet or per query.
+ROUTER_GCFLAGS := -gcflags='curfew/...=-l' -gcflags='curfew/pkg/dnsfilter=' -gcflags='log/slog=-l'
 FUZZTIME ?= 5s
 
 # name:GOOS/GOARCH/extra-env

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -78,9 +77,17 @@ func addActivity(du *control.DeviceUsage, act *dnsfilter.Activity) {
 		du.TopBlocked[name] += n
 	}
 	if over := len(du.TopBlocked) - control.MaxTopBlocked; over > 0 {
-		names := slices.Collect(maps.Keys(du.TopBlocked))
-		slices.SortFunc(names, func(a, b string) int {
-			return cmp.Or(cmp.Compare(du.TopBlocked[a], du.TopBlocked[b]), cmp.Compare(b, a))
+		names := make([]string, 0, len(du.TopBlocked))
+		for name := range du.TopBlocked {
+			names = append(names, name)
+		}
+		// the fewest first, and of equal counts the last name
+		sort.Slice(names, func(i, j int) bool {
+			a, b := names[i], names[j]
+			if du.TopBlocked[a] != du.TopBlocked[b] {
+				return du.TopBlocked[a] < du.TopBlocked[b]
+			}
+			return a > b
 		})
 		for _, name := range names[:over] {
 			delete(du.TopBlocked, name)
