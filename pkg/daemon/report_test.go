@@ -16,6 +16,7 @@ import (
 
 	"curfew/pkg/control"
 	"curfew/pkg/notify"
+	"curfew/pkg/report"
 )
 
 // The weekly report comes once a week at report_time in the router's
@@ -89,6 +90,14 @@ func TestTheWeeklyReportComesOnceAtItsTimeAcrossDST(t *testing.T) {
 	}
 	if r, _ := got.Report.(map[string]any); r == nil || r["from"] != "2026-03-23" || r["to"] != "2026-03-29" {
 		t.Errorf("the report's JSON: %v", got.Report)
+	}
+	// `curfew report --week` asked now says what the parents were sent.
+	res, err := d.Handle(ctx, &control.Request{V: control.Version, Method: control.MethodReport, Limit: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text := res.(report.Report).Text(); text != got.Text {
+		t.Errorf("curfew report --week:\n%s\nthe event:\n%s", text, got.Text)
 	}
 	// The rest of the day, then a restart from the state dir.
 	for range 24 {
