@@ -5,6 +5,17 @@
 // cannot work without; a blocked domain also blocks its subdomains, so the
 // lists stay short. They ship inside the binary so that blocking "roblox"
 // needs no download on the router.
+//
+// Source: the lists were checked against v2fly/domain-list-community (MIT
+// licence; data/<service>, commit c975ccef of 2026-08-19) and extended by
+// the content, API and CDN domains without which a service's app or
+// video would otherwise escape a block or the weekly report (TikTok's EU
+// and US CDNs and live streams, Twitch's video segments on
+// live-video.net, Snapchat's static and gateway hosts, …). Left out on
+// purpose: brand and typo domains nobody's app uses, and hosts that other
+// services share (Epic's anti-cheat, Google's ggpht.com images), which a
+// block would take from those too. AdGuard's HostlistsRegistry (GPL-3.0)
+// was not used.
 package services
 
 import (
@@ -21,24 +32,24 @@ type Service struct {
 
 var catalogue = []Service{
 	{"youtube", "YouTube", []string{"youtube.com", "youtu.be", "ytimg.com", "googlevideo.com", "youtube-nocookie.com", "youtubei.googleapis.com", "yt.be"}},
-	{"tiktok", "TikTok", []string{"tiktok.com", "tiktokv.com", "tiktokcdn.com", "tiktokcdn-us.com", "byteoversea.com", "ibytedtos.com", "musical.ly", "tiktokw.us"}},
-	{"instagram", "Instagram", []string{"instagram.com", "cdninstagram.com", "ig.me", "instagr.am"}},
-	{"snapchat", "Snapchat", []string{"snapchat.com", "snap.com", "snapads.com", "sc-cdn.net", "snapkit.com", "feelinsonice-hrd.appspot.com"}},
-	{"facebook", "Facebook", []string{"facebook.com", "fb.com", "fbcdn.net", "facebook.net", "fb.me", "messenger.com"}},
+	{"tiktok", "TikTok", []string{"tiktok.com", "tiktokv.com", "tiktokcdn.com", "tiktokcdn-us.com", "byteoversea.com", "ibytedtos.com", "musical.ly", "tiktokw.us", "tiktokcdn-eu.com", "tiktokeu-cdn.com", "tiktokrow-cdn.com", "tiktokv.us", "tiktokv.eu", "tiktokw.eu", "tiktokd.net", "tiktokd.org", "tiktok-row.net", "ttwstatic.com", "ttlivecdn.com", "muscdn.com"}},
+	{"instagram", "Instagram", []string{"instagram.com", "cdninstagram.com", "ig.me", "instagr.am", "igcdn.com", "igtv.com"}},
+	{"snapchat", "Snapchat", []string{"snapchat.com", "snap.com", "snapads.com", "sc-cdn.net", "snapkit.com", "feelinsonice-hrd.appspot.com", "sc-static.net", "sc-gw.com", "snapkit.co"}},
+	{"facebook", "Facebook", []string{"facebook.com", "fb.com", "fbcdn.net", "facebook.net", "fb.me", "messenger.com", "fbcdn.com", "fbsbx.com"}},
 	{"whatsapp", "WhatsApp", []string{"whatsapp.com", "whatsapp.net", "wa.me"}},
-	{"discord", "Discord", []string{"discord.com", "discord.gg", "discordapp.com", "discordapp.net", "discord.media", "discordcdn.com"}},
-	{"roblox", "Roblox", []string{"roblox.com", "rbxcdn.com", "rbx.com", "robloxlabs.com", "roblox.qq.com"}},
+	{"discord", "Discord", []string{"discord.com", "discord.gg", "discordapp.com", "discordapp.net", "discord.media", "discordcdn.com", "discord.co", "discordapp.io", "dis.gd"}},
+	{"roblox", "Roblox", []string{"roblox.com", "rbxcdn.com", "rbx.com", "robloxlabs.com", "roblox.qq.com", "rbxinfra.net"}},
 	{"fortnite", "Fortnite", []string{"fortnite.com", "epicgames.com", "epicgames.dev", "unrealengine.com", "epicgamescdn.com"}},
 	{"minecraft", "Minecraft", []string{"minecraft.net", "mojang.com", "minecraftservices.com", "minecraft-services.net", "playfabapi.com"}},
-	{"twitch", "Twitch", []string{"twitch.tv", "ttvnw.net", "jtvnw.net", "twitchcdn.net", "twitchsvc.net", "ext-twitch.tv"}},
-	{"netflix", "Netflix", []string{"netflix.com", "nflxvideo.net", "nflximg.net", "nflxext.com", "nflxso.net"}},
+	{"twitch", "Twitch", []string{"twitch.tv", "ttvnw.net", "jtvnw.net", "twitchcdn.net", "twitchsvc.net", "ext-twitch.tv", "live-video.net"}},
+	{"netflix", "Netflix", []string{"netflix.com", "nflxvideo.net", "nflximg.net", "nflxext.com", "nflxso.net", "nflximg.com", "nflxsearch.net", "netflix.net"}},
 	{"reddit", "Reddit", []string{"reddit.com", "redd.it", "redditmedia.com", "redditstatic.com"}},
-	{"steam", "Steam", []string{"steampowered.com", "steamcommunity.com", "steamstatic.com", "steamcontent.com", "steamserver.net", "steamgames.com"}},
-	{"telegram", "Telegram", []string{"telegram.org", "telegram.me", "t.me", "telegra.ph", "telesco.pe"}},
-	{"x", "X (Twitter)", []string{"x.com", "twitter.com", "twimg.com", "t.co"}},
-	{"twitter", "Twitter (X)", []string{"x.com", "twitter.com", "twimg.com", "t.co"}},
+	{"steam", "Steam", []string{"steampowered.com", "steamcommunity.com", "steamstatic.com", "steamcontent.com", "steamserver.net", "steamgames.com", "steamusercontent.com", "steam-chat.com"}},
+	{"telegram", "Telegram", []string{"telegram.org", "telegram.me", "t.me", "telegra.ph", "telesco.pe", "cdn-telegram.org", "telegram-cdn.org"}},
+	{"x", "X (Twitter)", []string{"x.com", "twitter.com", "twimg.com", "t.co", "pscp.tv"}},
+	{"twitter", "Twitter (X)", []string{"x.com", "twitter.com", "twimg.com", "t.co", "pscp.tv"}},
 	{"pinterest", "Pinterest", []string{"pinterest.com", "pinimg.com", "pin.it"}},
-	{"spotify", "Spotify", []string{"spotify.com", "scdn.co", "spotifycdn.com", "spoti.fi", "audio-ak-spotify-com.akamaized.net"}},
+	{"spotify", "Spotify", []string{"spotify.com", "scdn.co", "spotifycdn.com", "spoti.fi", "audio-ak-spotify-com.akamaized.net", "spotifycdn.net", "pscdn.co"}},
 }
 
 // Catalogue is the built-in set of services.
