@@ -80,7 +80,7 @@ function weekCard(p) {
 	];
 	return E('div', { 'class': 'cbi-section curfew-week-card' }, [
 		dom.el('h4', {}, p.name),
-		weekChart(p),
+		p.minutes > 0 ? weekChart(p) : E('p', _('No screen time this week.')),
 		dom.el('dl', { 'class': 'curfew-week-facts' }, lines.reduce(function(acc, l) {
 			return acc.concat([ dom.el('dt', {}, l[0]), dom.el('dd', {}, l[1]) ]);
 		}, []))
