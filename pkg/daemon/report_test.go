@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"curfew/pkg/control"
+	"curfew/pkg/dnsfilter"
 	"curfew/pkg/notify"
 	"curfew/pkg/report"
 )
@@ -218,5 +219,44 @@ func TestTheHistoryOfTenDevicesStaysSmallOnFlash(t *testing.T) {
 	}
 	if month > 96<<10 {
 		t.Errorf("the history of 10 devices is %d bytes: over 96 kB", month)
+	}
+}
+
+// A minute's DNS activity goes into the day: a configured device keeps
+// the names it was refused and the services it looked up, a MAC the
+// config does not list only its counts (a child's random MACs must not
+// each keep names on flash).
+func TestTheDaysKeepRefusedNamesOfConfiguredDevicesOnly(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, strings.Replace(testConfig, "list lan 'br-lan'", "list lan 'br-lan'\n\toption unknown_profile 'kid'", 1))
+	os.WriteFile(filepath.Join(dir, "system"), []byte("config system\n\toption timezone 'UTC0'\n"), 0o644)
+	const stranger = "5a:00:00:00:00:01"
+	cb := &countingBackend{fakeBackend: newFakeBackend(), bytes: map[string]uint64{childMAC: 0, stranger: 0}}
+	clock := &fakeClock{now: london(t, "2026-01-05T12:00:00Z")}
+	child, _ := net.ParseMAC(childMAC)
+	other, _ := net.ParseMAC(stranger)
+	dns := dnsfilter.NewServer(dnsfilter.Options{})
+	d := New(Options{ConfigPath: filepath.Join(dir, "curfew"), SystemPath: filepath.Join(dir, "system"),
+		Backend: cb, Clock: clock, DNS: dns,
+		Seen: func([]string) []Neighbour { return []Neighbour{{MAC: child}, {MAC: other}} }})
+	ctx := context.Background()
+	d.load()
+	d.reconcile(ctx)
+	d.reconcile(ctx)
+	for _, mac := range []string{childMAC, stranger} {
+		dns.Stats().Count(mac, "tiktok.com", true, false)
+		dns.Stats().Count(mac, "www.youtube.com", false, false)
+	}
+	d.tick(ctx)
+	days, err := d.usageReport("", 1)
+	if err != nil || len(days) != 1 {
+		t.Fatalf("%v %v", days, err)
+	}
+	kid, strange := days[0].Devices[childMAC], days[0].Devices[stranger]
+	if kid.Blocked != 1 || kid.TopBlocked["tiktok.com"] != 1 || kid.Services["youtube"] != 1 {
+		t.Errorf("the configured child's minute: %+v", kid)
+	}
+	if strange.Blocked != 1 || strange.TopBlocked != nil || strange.Services != nil {
+		t.Errorf("the unlisted MAC's minute: %+v, want its count and no names", strange)
 	}
 }

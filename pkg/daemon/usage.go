@@ -42,10 +42,15 @@ func (d *Daemon) countDevice(day *usageDay, dev plan.Device, cur, threshold uint
 }
 
 // countDNS adds a device's DNS minute to its day (d.mu held): its blocks
-// and bypass tries since the last minute, and what it looked up (act).
+// and bypass tries since the last minute, and what it looked up (act) —
+// of configured devices only: a child's thousand random MACs would each
+// keep ten names a day, on flash.
 func (d *Daemon) countDNS(day *usageDay, dev plan.Device, act *dnsfilter.Activity, now time.Time) {
 	c := d.opts.DNS.Stats().Get(dev.MAC)
 	last := d.lastDNS[dev.MAC]
+	if dev.Unknown {
+		act = nil
+	}
 	if c != last || act != nil {
 		du := day.device(dev)
 		du.Blocked += c.Blocked - last.Blocked
