@@ -79,15 +79,19 @@ type Backend struct {
 	lan     []string // the LAN interfaces of the last Apply, for Heal
 	// shaped is what the shaper was given last (see shape).
 	shaped shaped
+	// carry holds, by MAC, what device chains counted before Apply
+	// rewrote them (see Counters).
+	carry map[string]uint64
 }
 
 // What the backend implements of pkg/firewall's contract, checked here
-// (no allowlist mode, no change monitor, no per-device traffic counters).
+// (no allowlist mode, no change monitor).
 var (
 	_ firewall.Backend     = (*Backend)(nil)
 	_ firewall.Resyncer    = (*Backend)(nil)
 	_ firewall.Healer      = (*Backend)(nil)
 	_ firewall.FlowCounter = (*Backend)(nil)
+	_ firewall.Counters    = (*Backend)(nil)
 )
 
 // New returns a backend; nothing touches the kernel before Apply.
@@ -126,6 +130,13 @@ func (b *Backend) tables() (map[int]*iptables.IPTables, error) {
 	}
 	return out, nil
 }
+
+// The prefixes of a profile's chain and a configured device's (the MAC in
+// hex, which fits: onlineBytes reads it back).
+const (
+	profileChain = "CURFEW_P_"
+	deviceChain  = "CURFEW_D_"
+)
 
 // chainName keeps names within iptables' 28 characters.
 func chainName(prefix, id string) string {
@@ -314,7 +325,7 @@ func (r *rendering) bypass(fam int) []netip.Prefix {
 // return; DoT, DoH and blocked prefixes are rejected) and CURFEW_N_<p>
 // (its DNS to its port).
 func (r *rendering) profile(fam int, p firewall.Profile, doh []netip.Prefix) {
-	pc := chainName("CURFEW_P_", p.ID)
+	pc := chainName(profileChain, p.ID)
 	r.ensure(fam, "filter", pc)
 	r.add(fam, "filter", pc, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
 	if !p.Open {
@@ -350,14 +361,14 @@ func (r *rendering) profile(fam int, p firewall.Profile, doh []netip.Prefix) {
 // profile) and its jumps from CURFEW_FWD and CURFEW_DNS.
 func (r *rendering) device(fam int, d firewall.Device) {
 	id := strings.ReplaceAll(d.MAC.String(), ":", "")
-	dc := chainName("CURFEW_D_", id)
+	dc := chainName(deviceChain, id)
 	r.ensure(fam, "filter", dc)
 	for _, iv := range d.Offline {
 		if iv.To.After(iv.From) {
 			r.add(fam, "filter", dc, window(iv)...)
 		}
 	}
-	r.add(fam, "filter", dc, "-j", chainName("CURFEW_P_", d.Profile))
+	r.add(fam, "filter", dc, "-j", chainName(profileChain, d.Profile))
 	// -g, not -j: a configured device's packet must not come back to
 	// CURFEW_FWD, where the unknown devices' windows follow.
 	r.add(fam, "filter", "CURFEW_FWD", "-m", "mac", "--mac-source", d.MAC.String(), "-g", dc)
@@ -377,7 +388,7 @@ func (r *rendering) unknown(fam int) {
 		}
 	}
 	if hasProfile(r.rs, u.Profile) {
-		r.add(fam, "filter", "CURFEW_FWD", "-j", chainName("CURFEW_P_", u.Profile))
+		r.add(fam, "filter", "CURFEW_FWD", "-j", chainName(profileChain, u.Profile))
 		r.add(fam, "nat", "CURFEW_DNS", "-j", chainName("CURFEW_N_", u.Profile))
 	}
 }
@@ -547,6 +558,7 @@ func (b *Backend) Apply(ctx context.Context, rs *firewall.Ruleset) error {
 				delete(b.applied, k)
 			}
 		}
+		b.carryRewritten(ctx, rules)
 		for _, k := range keys {
 			if old, ok := b.applied[k]; ok && slices.EqualFunc(old, rules[k], slices.Equal) {
 				continue
@@ -582,6 +594,23 @@ func (b *Backend) Apply(ctx context.Context, rs *firewall.Ruleset) error {
 		b.shape(rs)
 		return nil
 	})
+}
+
+// carryRewritten keeps what the device chains that rules rewrites have
+// counted (inside Run): one listing per family that has any.
+func (b *Backend) carryRewritten(ctx context.Context, rules map[chainKey][][]string) {
+	for _, fam := range []int{4, 6} {
+		chains := map[string]bool{}
+		for k, r := range rules {
+			if old, ok := b.applied[k]; ok && k.fam == fam && k.table == "filter" && strings.HasPrefix(k.chain, deviceChain) &&
+				!slices.EqualFunc(old, r, slices.Equal) {
+				chains[k.chain] = true
+			}
+		}
+		if len(chains) > 0 {
+			b.carryChains(ctx, fam, chains)
+		}
+	}
 }
 
 // shape gives the LAN interfaces the shaper's classes for the devices

@@ -192,3 +192,80 @@ func TestAWindDownSlowsDownloadsThenTheWindowCuts(t *testing.T) {
 	l, b := setup(t, "cfiw")
 	fwtest.WindDown(t, l, fwtest.Window{Grain: time.Second}, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) })
 }
+
+// Screen time on old firmware: a device's bytes are counted while it is
+// online, not what it tries inside an offline window, and what its chain
+// counted is kept when the chain is rewritten (a pause and its end), so
+// its count never falls.
+func TestScreenTimeIsCountedOnlineAndSurvivesARewrite(t *testing.T) {
+	l, b := setup(t, "cfis")
+	ctx := context.Background()
+	child, _ := net.ParseMAC(l.Child.MAC)
+	now := time.Now()
+	online := ruleset(child, firewall.Interval{From: now.Add(time.Hour), To: now.Add(2 * time.Hour)})
+	if err := b.Apply(ctx, online); err != nil {
+		t.Fatal(err)
+	}
+	talk := func() {
+		t.Helper()
+		c, err := l.Dial(l.Child.NS, "tcp", net.JoinHostPort(lab.InternetV4, lab.EchoPort), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for range 10 {
+			if err := lab.Echo(c, strings.Repeat("x", 500)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	count := func() uint64 {
+		t.Helper()
+		got, err := b.Counters(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got[child.String()]
+	}
+	talk()
+	first := count()
+	if first < 5000 {
+		t.Fatalf("counted %d bytes for 10 lines of 500 bytes", first)
+	}
+	// Paused: the chain is rewritten with a window that holds now.
+	if err := b.Apply(ctx, ruleset(child, firewall.Interval{From: now.Add(-time.Minute), To: now.Add(time.Hour)})); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if c, err := l.Dial(l.Child.NS, "tcp", net.JoinHostPort(lab.InternetV4, lab.EchoPort), time.Second); err == nil {
+			c.Close()
+			t.Fatal("the child connects inside its offline window")
+		}
+	}
+	paused := count()
+	if paused < first || paused >= first+1000 {
+		t.Errorf("after the pause's rewrite and three refused connections: %d bytes, %d before (want kept, and nothing of the refused counted)", paused, first)
+	}
+	if err := b.Apply(ctx, online); err != nil {
+		t.Fatal(err)
+	}
+	talk()
+	if after := count(); after < paused+5000 {
+		t.Errorf("after the pause ended and 10 more lines: %d bytes, %d before", after, paused)
+	}
+}
+
+func TestOnlineBytesReadsADevicesProfileJump(t *testing.T) {
+	for rule, want := range map[string]uint64{
+		"-A CURFEW_D_0200000000a1 -c 12 3456 -j CURFEW_P_kid":                                       3456,
+		"-A CURFEW_D_0200000000a1 -m time --datestart 2026-01-05T21:00:00 -c 1 60 -j CURFEW_REJECT": 0,
+		"-A CURFEW_FWD -m mac --mac-source 02:00:00:00:00:a1 -c 5 500 -g CURFEW_D_0200000000a1":     0,
+		"-A CURFEW_D_02000000 -c 1 2 -j CURFEW_P_kid":                                               0,
+		"-A CURFEW_D_0200000000a1 -j CURFEW_P_kid":                                                  0,
+	} {
+		mac, n, ok := onlineBytes(rule)
+		if want == 0 && ok || want > 0 && (!ok || n != want || mac != "02:00:00:00:00:a1") {
+			t.Errorf("onlineBytes(%q) = %s %d %v, want %d", rule, mac, n, ok, want)
+		}
+	}
+}
