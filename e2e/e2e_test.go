@@ -610,28 +610,7 @@ config device
 	option profile 'kid'
 `, l.Child.MAC)
 	d := startIn(t, l, dir, cfg, "--minute-length", "1s", "--leases", leases)
-
-	// The child streams: about 100 kB a second through the router.
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c, err := l.Dial(l.Child.NS, "udp", net.JoinHostPort(lab.InternetV4, lab.EchoPort), time.Second)
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		buf := make([]byte, 1000)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(10 * time.Millisecond):
-				c.Write(buf)
-			}
-		}
-	}()
-	defer func() { close(stop); <-done }()
+	defer stream(l)()
 
 	if !lab.WaitFor(15*time.Second, func() bool {
 		out, _ := d.cli(t, "explain", "kid")
@@ -674,6 +653,67 @@ config device
 	if !strings.Contains(out, `"name": "Guest's tablet"`) || !strings.Contains(out, `"profile": "grownup"`) {
 		t.Errorf("status after assign:\n%s", out)
 	}
+}
+
+// stream has the child send about 100 kB a second through the router,
+// until the returned function is called.
+func stream(l *lab.Lab) func() {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := l.Dial(l.Child.NS, "udp", net.JoinHostPort(lab.InternetV4, lab.EchoPort), time.Second)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 1000)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+				c.Write(buf)
+			}
+		}
+	}()
+	return func() { close(stop); <-done }
+}
+
+// TestIptablesScreenTime: on the iptables backend (old firmware) a
+// profile's daily limit is counted and enforced as on nftables: a child
+// that streams uses its two minutes (minutes shortened to a second) and
+// goes offline, and a grant lets it back.
+func TestIptablesScreenTime(t *testing.T) {
+	lab.Require(t, "iptables-legacy", "ip6tables-legacy")
+	l := newLab(t, "cfe7")
+	// a bedtime half a day away: only the budget takes the child offline
+	bed := time.Now().UTC().Add(12 * time.Hour).Truncate(time.Hour)
+	cfg := strings.Replace(l.SampleConfig(bed.Format("15:04"), bed.Add(8*time.Hour).Format("15:04"), "\toption backend 'iptables'\n"),
+		"config profile 'kid'\n\toption name 'Kid'\n", "config profile 'kid'\n\toption name 'Kid'\n\toption daily_limit '2m'\n", 1)
+	d := startIn(t, l, t.TempDir(), cfg, "--iptables-legacy", "--minute-length", "1s")
+	reach(t, l, "TCP/IPv4 before the budget is used", l.Child.NS, true, func() error { return l.TCP(l.Child.NS, lab.InternetV4) })
+	stop := stream(l)
+	// Each minute reads the counters with two iptables runs: a second
+	// each under the VM lab's emulated CPU, so the bound is generous.
+	used := lab.WaitFor(2*time.Minute, func() bool {
+		out, _ := d.cli(t, "explain", "kid")
+		return strings.Contains(out, "— daily limit 2m used up")
+	})
+	stop()
+	if !used {
+		out, _ := d.cli(t, "explain", "kid")
+		t.Fatalf("the budget never ran out on the iptables backend:\n%s", out)
+	}
+	// the rules that follow are a few iptables runs: seconds in the VM lab
+	if !lab.WaitFor(time.Minute, func() bool { return l.TCP(l.Child.NS, lab.InternetV4) != nil }) {
+		t.Error("the child still connects with its budget used up")
+	}
+	reach(t, l, "TCP/IPv4 of the parent", l.Parent.NS, true, func() error { return l.TCP(l.Parent.NS, lab.InternetV4) })
+	if out, code := d.cli(t, "grant", "kid", "30m"); code != 0 {
+		t.Fatalf("grant: %d %s", code, out)
+	}
+	reach(t, l, "TCP/IPv4 after a grant", l.Child.NS, true, func() error { return l.TCP(l.Child.NS, lab.InternetV4) })
 }
 
 // TestIptablesBackend runs the daemon with `option backend 'iptables'`

@@ -9,7 +9,8 @@
 //	CURFEW_FWD    -o LAN -j RETURN; -m mac --mac-source M -g CURFEW_D_M …;
 //	              unknown devices: their windows, then their profile
 //	CURFEW_D_M    -m time --datestart A --datestop B -j CURFEW_REJECT …;
-//	              -j CURFEW_P_profile
+//	              -j CURFEW_P_profile (its counter: screen time, see
+//	              counters.go)
 //	CURFEW_P_p    established: RETURN; DoT (853): reject; DoH addresses and
 //	              blocked prefixes (ipsets): reject
 //	mangle PREROUTING -i LAN, a flow's first packet: -j CURFEW_FLOWS (new
