@@ -288,3 +288,30 @@ func ForgedMACs(t *testing.T, l *lab.Lab, apply func(*firewall.Ruleset) error) {
 		t.Errorf("the parent's phone during the flood: %s", e)
 	}
 }
+
+// Talk has the child send ten lines of 500 bytes to the lab's echo server
+// over one TCP connection and read them back: 5,000 bytes of its own
+// that a screen-time counter must see.
+func Talk(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	c, err := l.Dial(l.Child.NS, "tcp", net.JoinHostPort(lab.InternetV4, lab.EchoPort), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for range 10 {
+		if err := lab.Echo(c, strings.Repeat("x", 500)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Count returns the child's screen-time count in the backend's counters.
+func Count(t *testing.T, c firewall.Counters, child net.HardwareAddr) uint64 {
+	t.Helper()
+	got, err := c.Counters(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got[child.String()]
+}

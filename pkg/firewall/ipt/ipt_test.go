@@ -206,27 +206,8 @@ func TestScreenTimeIsCountedOnlineAndSurvivesARewrite(t *testing.T) {
 	if err := b.Apply(ctx, online); err != nil {
 		t.Fatal(err)
 	}
-	talk := func() {
-		t.Helper()
-		c, err := l.Dial(l.Child.NS, "tcp", net.JoinHostPort(lab.InternetV4, lab.EchoPort), time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		for range 10 {
-			if err := lab.Echo(c, strings.Repeat("x", 500)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	count := func() uint64 {
-		t.Helper()
-		got, err := b.Counters(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return got[child.String()]
-	}
+	talk := func() { fwtest.Talk(t, l) }
+	count := func() uint64 { return fwtest.Count(t, b, child) }
 	talk()
 	first := count()
 	if first < 5000 {
