@@ -87,8 +87,12 @@ function weekCard(p) {
 	]);
 }
 
-// week is the report's view: a card per child, then the new devices.
+// week is the report's view: a card per child, then the new devices; or
+// why there is none (rpcd answers an error, such as the daemon not
+// running, as an object).
 function week(r) {
+	if (r.error)
+		return dom.el('p', {}, r.error);
 	var cards = (r.profiles || []).map(weekCard);
 	var seen = (r.new_devices || []).map(function(d) {
 		return [ new Date(d.time).toLocaleString(), d.mac, d.hostname || '' ];
