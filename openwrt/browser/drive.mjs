@@ -189,11 +189,20 @@ if (cfg.act) {
 		return notice();
 	});
 	await action('assign', async () => {
-		await page.evaluate(() => {
+		// choose and click in one step, as click does: a redraw between
+		// the two (the approval's, or the 10 s poll) would put back a
+		// fresh select, and Assign would send its default
+		const found = await page.evaluate(() => {
 			const tr = [...document.querySelectorAll('#view tr')].find((r) => r.innerText.includes('02:c0:00:00:00:1e'));
+			const b = tr && [...tr.querySelectorAll('button')].find((b) => b.innerText.trim() === 'Assign');
+			if (!b)
+				return false;
 			tr.querySelector('select').value = 'kid';
+			b.click();
+			return true;
 		});
-		await click('02:c0:00:00:00:1e', 'Assign');
+		if (!found)
+			throw new Error('no button "Assign" for 02:c0:00:00:00:1e');
 		await page.waitForFunction(() => /assigned|added/i.test(document.body.innerText), { timeout: 10000 });
 		return notice();
 	});
