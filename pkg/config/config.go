@@ -167,7 +167,29 @@ type Profile struct {
 	// Notify are the profile's own URLs (a child's ntfy topic): they
 	// hear that its devices wind down.
 	Notify []string
-	Line   int
+	// ServiceLimits are the profile's daily allowances for single
+	// services ("youtube 1h"), each on its days.
+	ServiceLimits []ServiceLimit
+	Line          int
+}
+
+// ServiceLimit is a daily allowance for one catalogue service on some
+// days of the week: on the other days the service is not limited.
+type ServiceLimit struct {
+	Service string
+	Limit   time.Duration
+	Days    schedule.Days
+}
+
+// ServiceLimit returns the allowance for service svc on weekday w, or 0
+// when it has none that day.
+func (p *Profile) ServiceLimit(svc string, w time.Weekday) time.Duration {
+	for _, l := range p.ServiceLimits {
+		if l.Service == svc && l.Days.Has(w) {
+			return l.Limit
+		}
+	}
+	return 0
 }
 
 // DefaultWindDownRate slows a device enough that video drops in quality
@@ -358,7 +380,7 @@ const MaxFileSize = 16 << 20
 // safe search, allowlist, a daily limit, a schedule). Profiles without one
 // (a parent's) are left out of the DNS filter and the resolver-bypass rules.
 func (c *Config) Restricted(p *Profile) bool {
-	if len(p.Block) > 0 || len(p.BlockService) > 0 || len(p.Blocklists) > 0 || p.SafeSearch || p.Allowlist || p.DailyLimit > 0 {
+	if len(p.Block) > 0 || len(p.BlockService) > 0 || len(p.Blocklists) > 0 || p.SafeSearch || p.Allowlist || p.DailyLimit > 0 || len(p.ServiceLimits) > 0 {
 		return true
 	}
 	for _, sc := range c.Schedules {
@@ -459,7 +481,7 @@ var known = map[string]map[string]bool{
 		"dns_filter": false, "dns_upstream": false, "dns_port": false, "bypass_prevention": false, "doh_address": true, "active_threshold": false,
 		"page": false, "page_port": false, "requests_per_day": false, "flow_limit": false, "notify": true, "notify_events": true,
 		"report_day": false, "report_time": false},
-	"profile": {"name": false, "daily_limit": false, "block": true, "block_service": true, "blocklist": true, "safesearch": false, "allowlist": false, "allow": true,
+	"profile": {"name": false, "daily_limit": false, "block": true, "block_service": true, "service_limit": true, "blocklist": true, "safesearch": false, "allowlist": false, "allow": true,
 		"wind_down": false, "wind_down_rate": false, "notify": true},
 	"device":   {"mac": false, "name": false, "profile": false, "hostname": false, "match_hostname": false},
 	"schedule": {"profile": true, "days": true, "start": false, "stop": false, "action": false, "block": true, "block_service": true, "wind_down": false},
@@ -740,6 +762,7 @@ func (v *validator) profile(s *uci.Section) *Profile {
 	p.Block = v.destinations(s, "block")
 	p.Allow = v.destinations(s, "allow")
 	p.BlockService = v.serviceNames(s)
+	p.ServiceLimits = v.serviceLimits(s, p.BlockService)
 	for _, o := range values(s, "blocklist") {
 		if strings.HasPrefix(o.Value, "http://") {
 			// A list decides what a child can reach: over plain http
@@ -771,6 +794,52 @@ func (v *validator) profile(s *uci.Section) *Profile {
 		v.warnf(s, nil, "allowlist is on but nothing is allowed: every destination is blocked")
 	}
 	return p
+}
+
+// serviceLimits reads a profile's "list service_limit 'youtube 1h
+// [days]'" entries. Two for one service may not share a day; a service
+// the profile blocks outright gets a warning, as its limit never applies.
+func (v *validator) serviceLimits(s *uci.Section, blocked []string) []ServiceLimit {
+	var out []ServiceLimit
+	for _, o := range values(s, "service_limit") {
+		f := strings.Fields(o.Value)
+		if len(f) < 2 {
+			v.errorf(s, o, "invalid service_limit %q (want a service and a duration, e.g. 'youtube 1h' or 'roblox 30m weekdays')", o.Value)
+			continue
+		}
+		name := strings.ToLower(f[0])
+		if v.services != nil && !v.services.Has(name) {
+			v.errorf(s, o, "unknown service %q (see curfew services)", f[0])
+			continue
+		}
+		d, err := ParseDuration(f[1])
+		if err != nil || d < time.Minute || d > 24*time.Hour {
+			v.errorf(s, o, "invalid duration %q in service_limit (want e.g. 30m, 1h30m, from 1m to 24h)", f[1])
+			continue
+		}
+		days := schedule.AllDays
+		if len(f) > 2 {
+			if days, err = schedule.ParseDays(strings.Join(f[2:], " ")); err != nil {
+				v.errorf(s, o, "service_limit %q: %v", o.Value, err)
+				continue
+			}
+		}
+		clash := false
+		for _, l := range out {
+			if l.Service == name && l.Days&days != 0 {
+				v.errorf(s, o, "service_limit %q: %s already has a limit on %s", o.Value, name, l.Days&days)
+				clash = true
+			}
+		}
+		if clash {
+			continue
+		}
+		if slices.Contains(blocked, name) {
+			v.warnf(s, o, "service %s is both blocked (block_service) and limited: it stays blocked, the limit never applies", name)
+		}
+		out = append(out, ServiceLimit{Service: name, Limit: d, Days: days})
+	}
+	return out
 }
 
 func (v *validator) serviceNames(s *uci.Section) []string {

@@ -137,6 +137,16 @@ func TestEveryErrorNamesLineAndOption(t *testing.T) {
 			`f:6: section 's' option 'action': unknown action "sleep"`},
 		{"unknown service", "config profile 'p'\n\tlist block_service 'myspace'\n",
 			`f:2: section 'p' option 'block_service': unknown service "myspace"`},
+		{"service limit without a duration", "config profile 'p'\n\tlist service_limit 'youtube'\n",
+			`f:2: section 'p' option 'service_limit': invalid service_limit "youtube" (want a service and a duration`},
+		{"service limit of an unknown service", "config profile 'p'\n\tlist service_limit 'myspace 1h'\n",
+			`f:2: section 'p' option 'service_limit': unknown service "myspace"`},
+		{"service limit of no time", "config profile 'p'\n\tlist service_limit 'youtube 0m'\n",
+			`f:2: section 'p' option 'service_limit': invalid duration "0m" in service_limit`},
+		{"service limit on bad days", "config profile 'p'\n\tlist service_limit 'youtube 1h someday'\n",
+			`f:2: section 'p' option 'service_limit': service_limit "youtube 1h someday": `},
+		{"two limits of a service on one day", "config profile 'p'\n\tlist service_limit 'roblox 1h weekdays'\n\tlist service_limit 'roblox 2h fri sat'\n",
+			`f:3: section 'p' option 'service_limit': service_limit "roblox 2h fri sat": roblox already has a limit on fri`},
 		{"schedule for unknown profile", "config schedule 's'\n\toption profile 'ghost'\n\toption start '21:00'\n\toption stop '07:00'\n",
 			`f:2: section 's' option 'profile': unknown profile "ghost"`},
 		{"unknown_profile names a missing profile", "config curfew 'main'\n\toption unknown_profile 'guest'\n",
@@ -462,5 +472,33 @@ func TestTheWeeklyReportsDayAndTime(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want %s", tc.option, err, tc.want)
 		}
+	}
+}
+
+func TestServiceLimitsAreReadWithTheirDays(t *testing.T) {
+	c, warns, err := Parse("f", []byte("config profile 'p'\n\tlist service_limit 'YouTube 1h'\n\tlist service_limit 'roblox 30 weekdays'\n\tlist service_limit 'roblox 2h weekend'\n\tlist block_service 'tiktok'\n\tlist service_limit 'tiktok 10m'\n"), services.Builtin())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.Profile("p")
+	for _, tc := range []struct {
+		svc  string
+		day  time.Weekday
+		want time.Duration
+	}{
+		{"youtube", time.Sunday, time.Hour},
+		{"roblox", time.Monday, 30 * time.Minute},
+		{"roblox", time.Saturday, 2 * time.Hour},
+		{"netflix", time.Monday, 0},
+	} {
+		if got := p.ServiceLimit(tc.svc, tc.day); got != tc.want {
+			t.Errorf("%s on %s: %v, want %v", tc.svc, tc.day, got, tc.want)
+		}
+	}
+	if !c.Restricted(&Profile{ID: "x", ServiceLimits: p.ServiceLimits}) {
+		t.Error("a profile with only service limits counts as unrestricted")
+	}
+	if len(warns) != 2 || !strings.Contains(warns[0].String(), "f:6:") || !strings.Contains(warns[0].String(), "tiktok is both blocked (block_service) and limited") {
+		t.Errorf("warnings %q, want one at f:6 that tiktok is both blocked and limited (and that nothing is managed)", warns)
 	}
 }

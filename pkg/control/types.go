@@ -93,6 +93,9 @@ type Explained struct {
 	// AlsoApplies lists further causes in force now.
 	AlsoApplies []string `json:"also_applies"`
 	BudgetLeft  string   `json:"budget_left,omitempty"`
+	// Services are the profile's service allowances today, as sentences:
+	// "YouTube: 1h used of 1h today".
+	Services []string `json:"services,omitempty"`
 	// Blocked lists what the device may not reach, at most ListedBlocked
 	// entries of BlockedCount.
 	Blocked      []string `json:"blocked"`

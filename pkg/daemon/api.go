@@ -228,6 +228,9 @@ func (d *Daemon) explain(target string) (control.Explanation, error) {
 		if dev.BudgetLeft != nil {
 			e.BudgetLeft = plan.Short(time.Duration(*dev.BudgetLeft))
 		}
+		for _, st := range dev.Services {
+			e.Services = append(e.Services, st.String())
+		}
 		e.Text = explainText(cfg, dev, p.At, loc, &e)
 		d.mu.Lock()
 		now := d.opts.Clock.Now()
@@ -283,6 +286,9 @@ func explainText(cfg *config.Config, dev plan.Device, at time.Time, loc *time.Lo
 	}
 	if e.BudgetLeft != "" && dev.State == plan.Online && !strings.Contains(main, "left today") {
 		fmt.Fprintf(&text, "; %s of screen time left today", e.BudgetLeft)
+	}
+	for _, s := range e.Services {
+		text.WriteString("; " + s)
 	}
 	return text.String()
 }

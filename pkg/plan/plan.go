@@ -58,6 +58,9 @@ type Override struct {
 	Amount time.Duration `json:"amount,omitempty"`
 	// ... and Day the local date (YYYY-MM-DD) it adds to.
 	Day string `json:"day,omitempty"`
+	// Service, for a grant, is the catalogue service whose allowance it
+	// adds to instead of the daily limit.
+	Service string `json:"service,omitempty"`
 }
 
 // Input is everything the plan depends on.
@@ -69,8 +72,11 @@ type Input struct {
 	// the unknown profile.
 	Seen      []net.HardwareAddr
 	Overrides []Override
-	// Used is the screen time each profile used on At's local day.
-	Used map[string]time.Duration
+	// Used is the screen time each profile used on At's local day, and
+	// ServiceUsed the time on each limited service (profile, then
+	// service).
+	Used        map[string]time.Duration
+	ServiceUsed map[string]map[string]time.Duration
 	// ClockTrusted is false until NTP has synchronised the clock.
 	ClockTrusted bool
 	// Horizon bounds the predicted intervals; zero means DefaultHorizon.
@@ -107,6 +113,9 @@ type ProfileRules struct {
 	ID            string
 	BlockDest     []config.Destination
 	BlockServices []string
+	// Services are the profile's service allowances today; one used up
+	// is also in BlockServices.
+	Services []ServiceTime
 	// services is the catalogue's view of BlockServices.
 	services []string
 	// listed, when positive, is how many entries the JSON lists (see
@@ -243,6 +252,8 @@ type Device struct {
 	Causes []string `json:"causes"`
 	// Allowed is true while a parent's allow keeps the device online.
 	Allowed bool `json:"allowed,omitempty"`
+	// Services are its profile's service allowances today.
+	Services []ServiceTime `json:"services,omitempty"`
 }
 
 // The kinds of cause in Device.Causes.
@@ -255,6 +266,24 @@ const (
 	// before an offline window.
 	CauseWindDown = "wind_down"
 )
+
+// ServiceTime is a service's allowance on the plan's day: its limit
+// (with the day's grants), the time used and the time left.
+type ServiceTime struct {
+	Service string   `json:"service"`
+	Title   string   `json:"title"`
+	Limit   Duration `json:"limit"`
+	Used    Duration `json:"used"`
+	Left    Duration `json:"left"`
+}
+
+// UsedUp reports whether no time is left.
+func (s ServiceTime) UsedUp() bool { return s.Left <= 0 }
+
+// String is the line explain prints: "YouTube: 1h used of 1h today".
+func (s ServiceTime) String() string {
+	return fmt.Sprintf("%s: %s used of %s today", s.Title, Short(time.Duration(s.Used)), Short(time.Duration(s.Limit)))
+}
 
 // Span is an interval in JSON form.
 type Span struct {
@@ -351,7 +380,12 @@ func Compute(in Input) *Plan {
 		default:
 			d.Managed = true
 			changes = append(changes, evaluate(d, in, prof, at, loc, horizon)...)
-			d.BlockedCount = p.rules(c, prof, at, loc, cat).Count()
+			r := p.rules(in, prof, at, loc, cat)
+			d.BlockedCount = r.Count()
+			d.Services = r.Services
+			if len(prof.ServiceLimits) > 0 {
+				changes = append(changes, nextMidnight(at, loc)) // allowances start again
+			}
 		}
 		if d.Until != nil {
 			changes = append(changes, *d.Until)
@@ -360,7 +394,9 @@ func Compute(in Input) *Plan {
 	if prof := c.Profile(c.UnknownProfile); prof != nil && c.Enabled {
 		d := Device{Profile: prof.ID, Unknown: true, Managed: true, Blocked: []string{}, Causes: []string{}}
 		changes = append(changes, evaluate(&d, in, prof, at, loc, horizon)...)
-		d.BlockedCount = p.rules(c, prof, at, loc, cat).Count()
+		r := p.rules(in, prof, at, loc, cat)
+		d.BlockedCount = r.Count()
+		d.Services = r.Services
 		p.UnknownDevices = &d
 	}
 	for _, t := range changes {
@@ -535,15 +571,14 @@ func (e *evaluation) budget() {
 	limit := e.prof.DailyLimit
 	today := e.at.Format("2006-01-02")
 	for _, o := range e.in.Overrides {
-		if o.Kind == Grant && o.Day == today && targets(o, e.d) {
+		if o.Kind == Grant && o.Service == "" && o.Day == today && targets(o, e.d) {
 			limit += o.Amount
 		}
 	}
 	left := max(limit-e.in.Used[e.prof.ID], 0)
 	bl := Duration(left)
 	e.d.BudgetLeft = &bl
-	y, m, dd := e.at.Date()
-	reset := schedule.Resolve(e.loc, y, m, dd+1, 0)
+	reset := nextMidnight(e.at, e.loc)
 	if left == 0 {
 		e.sources = append(e.sources, source{kind: CauseLimit, label: fmt.Sprintf("daily limit %s used up", Short(limit)),
 			ivs: []schedule.Interval{{From: e.at, To: reset}}})
@@ -678,10 +713,11 @@ func (e *evaluation) verdict() {
 // rules returns what profile prof blocks at instant at — its lists and
 // those of its block windows open now — computed once per plan, however
 // many devices share the profile.
-func (p *Plan) rules(c *config.Config, prof *config.Profile, at time.Time, loc *time.Location, cat services.Catalogue) *ProfileRules {
+func (p *Plan) rules(in Input, prof *config.Profile, at time.Time, loc *time.Location, cat services.Catalogue) *ProfileRules {
 	if r := p.Rules(prof.ID); r != nil {
 		return r
 	}
+	c := in.Config
 	r := ProfileRules{ID: prof.ID}
 	// the config's own slices, shared until a window adds to them
 	r.BlockDest = prof.Block[:len(prof.Block):len(prof.Block)]
@@ -698,6 +734,12 @@ func (p *Plan) rules(c *config.Config, prof *config.Profile, at time.Time, loc *
 			}
 		}
 	}
+	r.Services = allowances(in, prof, at, cat)
+	for _, st := range r.Services {
+		if st.UsedUp() && !contains(r.BlockServices, st.Service) {
+			r.BlockServices = append(r.BlockServices, st.Service)
+		}
+	}
 	for _, s := range r.BlockServices {
 		if cat.Has(s) {
 			r.services = append(r.services, s)
@@ -705,6 +747,57 @@ func (p *Plan) rules(c *config.Config, prof *config.Profile, at time.Time, loc *
 	}
 	p.Profiles = append(p.Profiles, r)
 	return &p.Profiles[len(p.Profiles)-1]
+}
+
+// allowances are profile prof's service allowances on at's local day:
+// each limit plus the day's grants for that service to the profile or
+// to one of its devices (the time is the profile's, shared by its
+// devices, as the daily limit is).
+func allowances(in Input, prof *config.Profile, at time.Time, cat services.Catalogue) []ServiceTime {
+	if len(prof.ServiceLimits) == 0 {
+		return nil
+	}
+	today := at.Format("2006-01-02")
+	var out []ServiceTime
+	for _, l := range prof.ServiceLimits {
+		if !l.Days.Has(at.Weekday()) {
+			continue
+		}
+		limit := l.Limit
+		for _, o := range in.Overrides {
+			if o.Kind == Grant && o.Service == l.Service && o.Day == today && grantsProfile(in.Config, o.Target, prof.ID) {
+				limit += o.Amount
+			}
+		}
+		used := in.ServiceUsed[prof.ID][l.Service]
+		title := l.Service
+		if s := cat.Get(l.Service); s != nil {
+			title = s.Title
+		}
+		out = append(out, ServiceTime{Service: l.Service, Title: title, Limit: Duration(limit), Used: Duration(used), Left: Duration(max(limit-used, 0))})
+	}
+	return out
+}
+
+// grantsProfile reports whether a grant's target names profile id or one
+// of its configured devices.
+func grantsProfile(c *config.Config, target, id string) bool {
+	if strings.TrimSpace(target) == id {
+		return true
+	}
+	for _, d := range c.Devices {
+		if d.Profile == id && Matches(target, &Device{MAC: d.MAC.String(), Name: d.Name, Profile: d.Profile}) {
+			return true
+		}
+	}
+	return false
+}
+
+// nextMidnight is the start of the local day after at's, when budgets
+// and allowances start again.
+func nextMidnight(at time.Time, loc *time.Location) time.Time {
+	y, m, d := at.In(loc).Date()
+	return schedule.Resolve(loc, y, m, d+1, 0)
 }
 
 func contains(list []string, s string) bool {

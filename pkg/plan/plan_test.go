@@ -542,3 +542,79 @@ func TestWindDownSituations(t *testing.T) {
 		})
 	}
 }
+
+const serviceConfig = `config curfew 'main'
+
+config profile 'kid'
+	option daily_limit '3h'
+	list service_limit 'youtube 1h'
+	list service_limit 'roblox 30m weekdays'
+	list service_limit 'roblox 2h weekend'
+
+config device
+	option mac 'aa:bb:cc:dd:ee:01'
+	option name 'Kid phone'
+	option profile 'kid'
+`
+
+func TestServiceAllowanceSituations(t *testing.T) {
+	loc := london(t)
+	c := load(t, serviceConfig)
+	// 2026-01-05 is a Monday, 2026-01-10 a Saturday.
+	mon := "2026-01-05"
+	for _, tc := range []struct {
+		name      string
+		at        string
+		used      map[string]time.Duration
+		overrides []Override
+		// want is each allowance as explain says it, blocked the services
+		// blocked now
+		want    []string
+		blocked []string
+	}{
+		{"nothing used yet", mon + " 16:00", nil, nil,
+			[]string{"YouTube: 0m used of 1h today", "Roblox: 0m used of 30m today"}, nil},
+		{"youtube used up: blocked, roblox not", mon + " 16:00", map[string]time.Duration{"youtube": time.Hour, "roblox": 10 * time.Minute}, nil,
+			[]string{"YouTube: 1h used of 1h today", "Roblox: 10m used of 30m today"}, []string{"youtube"}},
+		{"a grant for youtube opens it again", mon + " 16:00", map[string]time.Duration{"youtube": time.Hour},
+			[]Override{{Kind: Grant, Target: "Kid phone", Service: "youtube", Amount: 15 * time.Minute, Day: mon}},
+			[]string{"YouTube: 1h used of 1h15m today", "Roblox: 0m used of 30m today"}, nil},
+		{"a grant of screen time is not one for youtube", mon + " 16:00", map[string]time.Duration{"youtube": time.Hour},
+			[]Override{{Kind: Grant, Target: "kid", Amount: 15 * time.Minute, Day: mon}},
+			[]string{"YouTube: 1h used of 1h today", "Roblox: 0m used of 30m today"}, []string{"youtube"}},
+		{"yesterday's grant is gone", mon + " 16:00", map[string]time.Duration{"youtube": time.Hour},
+			[]Override{{Kind: Grant, Target: "kid", Service: "youtube", Amount: 15 * time.Minute, Day: "2026-01-04"}},
+			[]string{"YouTube: 1h used of 1h today", "Roblox: 0m used of 30m today"}, []string{"youtube"}},
+		{"the weekend has its own roblox limit", "2026-01-10 16:00", map[string]time.Duration{"roblox": time.Hour},
+			nil, []string{"YouTube: 0m used of 1h today", "Roblox: 1h used of 2h today"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := Compute(Input{Config: c, Loc: loc, At: at(t, loc, tc.at), Overrides: tc.overrides, ClockTrusted: true,
+				ServiceUsed: map[string]map[string]time.Duration{"kid": tc.used}})
+			d := device(p, alice)
+			var got []string
+			for _, s := range d.Services {
+				got = append(got, s.String())
+			}
+			if strings.Join(got, "; ") != strings.Join(tc.want, "; ") {
+				t.Errorf("allowances %q\nwant       %q", got, tc.want)
+			}
+			if d.State != Online {
+				t.Errorf("state %s (%s): a used-up service leaves the rest of the internet", d.State, d.Reason)
+			}
+			r := p.Rules("kid")
+			var blocked []string
+			for _, s := range r.Blocked() {
+				if name, ok := strings.CutPrefix(s, "service "); ok {
+					blocked = append(blocked, name)
+				}
+			}
+			if strings.Join(blocked, " ") != strings.Join(tc.blocked, " ") {
+				t.Errorf("blocked services %q, want %q", blocked, tc.blocked)
+			}
+			if p.NextChange == nil || !p.NextChange.Equal(at(t, loc, tc.at[:10]+" 00:00").AddDate(0, 0, 1)) {
+				t.Errorf("next change %v, want the next midnight, when allowances start again", p.NextChange)
+			}
+		})
+	}
+}
