@@ -84,7 +84,7 @@ func commands() []command {
 		}},
 		{"check", "[FILE]", 0, 1, "validate the config (FILE, or --config); exit 1 with every error; --kernel: does this kernel take its table", runCheck},
 		{"plan", "", 0, 0, "show what would be enforced at a given time, without the daemon", runPlan},
-		{"services", "", 0, 0, "list the services block_service can name", runServices},
+		{"services", "", 0, 0, "list the services block_service and service_limit can name", runServices},
 		{"version", "", 0, 0, "print the version", runVersion},
 	}, clientCommands()...)
 }
@@ -412,6 +412,24 @@ func PrintPlan(w io.Writer, p *plan.Plan, loc *time.Location) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", name, d.MAC, prof, d.State, until, d.Reason)
 	}
 	tw.Flush()
+	// each profile's allowances once (its devices share them)
+	var svcs []string
+	shown := map[string]bool{}
+	for _, d := range p.Devices {
+		if len(d.Services) == 0 || shown[d.Profile] {
+			continue
+		}
+		shown[d.Profile] = true
+		var parts []string
+		for _, st := range d.Services {
+			parts = append(parts, fmt.Sprintf("%s %s left of %s", st.Title, plan.Short(time.Duration(st.Left)), plan.Short(time.Duration(st.Limit))))
+		}
+		svcs = append(svcs, fmt.Sprintf("  profile %s: %s", d.Profile, strings.Join(parts, ", ")))
+	}
+	if len(svcs) > 0 {
+		fmt.Fprintln(w, "time per service today:")
+		fmt.Fprintln(w, strings.Join(svcs, "\n"))
+	}
 	var blocked []string
 	for _, r := range p.Profiles {
 		if r.Count() > 0 {

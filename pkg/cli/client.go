@@ -29,7 +29,7 @@ func clientCommands() []command {
 		{"pause", "TARGET", 1, 1, "take TARGET offline now: until resumed, or --for D / --until HH:MM", runAction(control.MethodPause)},
 		{"resume", "TARGET", 1, 1, "end TARGET's pauses (a profile's: its devices' too)", runAction(control.MethodResume)},
 		{"allow", "TARGET", 1, 1, "keep TARGET online despite schedules, pauses and budget, --for D or --until HH:MM", runAction(control.MethodAllow)},
-		{"grant", "TARGET DURATION", 2, 2, "add DURATION (e.g. 30m) to TARGET's screen time today", runAction(control.MethodGrant)},
+		{"grant", "TARGET DURATION", 2, 2, "add DURATION (e.g. 30m) to TARGET's screen time today (--service S: to its time on S)", runAction(control.MethodGrant)},
 		{"reload", "", 0, 0, "re-read the config (a bad one is refused, the old one stays)", runReload},
 		{"log", "[TARGET]", 0, 1, "recent DNS queries, of TARGET's devices if given", runLog},
 		{"usage", "[TARGET]", 0, 1, "screen time and activity per day", runUsage},
@@ -173,7 +173,7 @@ func runStatus(ctx context.Context, args []string, env *Env) int {
 		if len(st.Overrides) > 0 {
 			fmt.Fprintln(w, "parent overrides:")
 			for _, o := range st.Overrides {
-				fmt.Fprintln(w, "  "+describeOverride(o.Kind, o.Target, o.Until, o.Amount, st.Plan, loc))
+				fmt.Fprintln(w, "  "+describeOverride(o, st.Plan, loc))
 			}
 		}
 	})
@@ -181,7 +181,8 @@ func runStatus(ctx context.Context, args []string, env *Env) int {
 
 // describeOverride is one parent override for people, its end in the
 // router's zone relative to the plan's instant.
-func describeOverride(kind, target string, until time.Time, amount time.Duration, p *plan.Plan, loc *time.Location) string {
+func describeOverride(o plan.Override, p *plan.Plan, loc *time.Location) string {
+	kind, target, until, amount := o.Kind, o.Target, o.Until, o.Amount
 	if p != nil {
 		// LuCI and approvals act on a device's MAC; people know its name
 		for _, d := range p.Devices {
@@ -191,6 +192,8 @@ func describeOverride(kind, target string, until time.Time, amount time.Duration
 		}
 	}
 	switch {
+	case kind == "grant" && o.Service != "":
+		return fmt.Sprintf("grant %s +%s of %s today", target, plan.Short(amount), o.Service)
 	case kind == "grant":
 		return fmt.Sprintf("grant %s +%s today", target, plan.Short(amount))
 	case until.IsZero():
@@ -281,10 +284,13 @@ func runExplain(ctx context.Context, args []string, env *Env) int {
 func runAction(method string) func(context.Context, []string, *Env) int {
 	return func(ctx context.Context, args []string, env *Env) int {
 		c := clientFlags(method, env)
-		var forArg, untilArg *string
+		var forArg, untilArg, service *string
 		if method == control.MethodPause || method == control.MethodAllow {
 			forArg = c.fs.String("for", "", "duration, e.g. 30m or 1h30m")
 			untilArg = c.fs.String("until", "", "the router's local time HH:MM (the next one) or RFC 3339")
+		}
+		if method == control.MethodGrant {
+			service = c.fs.String("service", "", "add to this service's allowance (service_limit), e.g. youtube, not to the screen time")
 		}
 		if code, ok := parse(c.fs, args); !ok {
 			return code
@@ -294,7 +300,7 @@ func runAction(method string) func(context.Context, []string, *Env) int {
 			req.For, req.Until = *forArg, *untilArg
 		}
 		if method == control.MethodGrant {
-			req.Amount = c.fs.Arg(1)
+			req.Amount, req.Service = c.fs.Arg(1), strings.ToLower(*service)
 		}
 		// The same checks as the daemon's, before asking it: a mistyped
 		// value is a usage error whether the daemon runs or not.

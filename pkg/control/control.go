@@ -27,6 +27,7 @@ import (
 
 	"curfew/pkg/config"
 	"curfew/pkg/schedule"
+	"curfew/pkg/services"
 )
 
 // MaxOverride is how far ahead a pause or allow may end. The kernel's
@@ -80,8 +81,10 @@ type Request struct {
 	For string `json:"for,omitempty"`
 	// ... Until a local time ("18:00", the next one) or RFC 3339.
 	Until string `json:"until,omitempty"`
-	// Amount is the duration a grant adds.
-	Amount string `json:"amount,omitempty"`
+	// Amount is the duration a grant adds, to Service's allowance when
+	// set (a catalogue name), else to the daily limit.
+	Amount  string `json:"amount,omitempty"`
+	Service string `json:"service,omitempty"`
 	// Limit bounds the entries of a log (0: all kept) or the days of usage.
 	Limit int `json:"limit,omitempty"`
 	// Profile and Name are an assign's profile and device name.
@@ -164,6 +167,9 @@ func (r *Request) Validate() error {
 		}
 		if d, err := config.ParseDuration(r.Amount); err != nil || d <= 0 || d > MaxGrant {
 			return fmt.Errorf("invalid amount %q (want e.g. 15m or 1h, at most 24h)", r.Amount)
+		}
+		if r.Service != "" && !services.Builtin().Has(r.Service) {
+			return fmt.Errorf("unknown service %q (see curfew services)", r.Service)
 		}
 	case "":
 		return errors.New("missing method")

@@ -204,6 +204,22 @@ func targetDevices(p *plan.Plan, target string) []plan.Device {
 	return out
 }
 
+// limitedService checks that the target's profile has an allowance for
+// service today (a grant for a service it does not limit would do
+// nothing) and returns the service's title.
+func limitedService(cfg *config.Config, p *plan.Plan, target, service string) (string, error) {
+	if p != nil {
+		for _, dev := range targetDevices(p, target) {
+			for _, st := range dev.Services {
+				if st.Service == service {
+					return st.Title, nil
+				}
+			}
+		}
+	}
+	return "", fmt.Errorf("%s has no time limit on %s today (service_limit in its profile)", target, service)
+}
+
 func (d *Daemon) explain(target string) (control.Explanation, error) {
 	d.mu.Lock()
 	p, cfg, loc := d.last, d.cfg, d.loc
@@ -437,6 +453,17 @@ func (d *Daemon) act(ctx context.Context, req *control.Request) (any, error) {
 		if err != nil || amount <= 0 || amount > control.MaxGrant {
 			d.mu.Unlock()
 			return nil, fmt.Errorf("invalid amount %q (want e.g. 15m or 1h)", req.Amount)
+		}
+		if req.Service != "" {
+			title, err := limitedService(cfg, d.last, target, req.Service)
+			if err != nil {
+				d.mu.Unlock()
+				return nil, err
+			}
+			ovs = append(ovs, plan.Override{Kind: plan.Grant, Target: target, From: now, Amount: amount,
+				Day: now.In(loc).Format("2006-01-02"), Service: req.Service})
+			msg = fmt.Sprintf("granted %s %s more %s today", who, plan.Short(amount), title)
+			break
 		}
 		ovs = append(ovs, plan.Override{Kind: plan.Grant, Target: target, From: now, Amount: amount,
 			Day: now.In(loc).Format("2006-01-02")})

@@ -157,6 +157,9 @@ func build(ctx context.Context, f flags, version string, log *slog.Logger) (d *D
 				log.Warn("allowlist: kernel set not updated", "profile", profile, "err", err)
 			}
 		},
+		Learned: func(profile, service string, addrs []netip.Addr, ttl time.Duration) {
+			d.learnService(ctx, profile, service, addrs, ttl)
+		},
 		Log: log,
 	})
 	d = New(Options{

@@ -174,6 +174,11 @@ type Daemon struct {
 	usageSaved time.Time
 	lastBytes  map[string]uint64
 	lastDNS    map[string]dnsfilter.Counters
+	// lastService are the kernel's service counters at the last minute,
+	// learned the addresses the DNS filter learned for each profile's
+	// limited services and when each expires.
+	lastService map[firewall.ServiceKey]uint64
+	learned     map[firewall.ServiceKey]map[netip.Addr]time.Time
 	// lastDrops are the kernel's dropped-connection counts at the last
 	// minute, dropsTold when each device's were last logged.
 	lastDrops  map[string]uint64
@@ -237,7 +242,7 @@ func New(opts Options) *Daemon {
 	d := &Daemon{opts: opts, log: log, wake: make(chan struct{}, 1), reschedule: make(chan struct{}, 1), listsWanted: make(chan struct{}, 1),
 		seen: map[string]*seenDevice{}, byIP: map[netip.Addr]string{}, byMAC: map[string]*plan.Device{},
 		memo:  map[string]*policyMemo{},
-		usage: &usageBook{}, lastBytes: map[string]uint64{}, lastDNS: map[string]dnsfilter.Counters{},
+		usage: &usageBook{}, lastBytes: map[string]uint64{}, lastDNS: map[string]dnsfilter.Counters{}, lastService: map[firewall.ServiceKey]uint64{},
 		leases: map[string]devices.Lease{}, knownHosts: map[string]*config.Device{},
 		bypassTold: map[string]time.Time{}, toldOnce: map[string]bool{},
 		lastDrops: map[string]uint64{}, dropsTold: map[string]time.Time{}}
@@ -679,6 +684,7 @@ func (d *Daemon) planNow(cfg *config.Config, loc *time.Location, now time.Time, 
 		Seen:         macs,
 		Overrides:    ovs,
 		Used:         d.usedToday(now, loc),
+		ServiceUsed:  d.servicesToday(now, loc),
 		ClockTrusted: trusted,
 	}), cfg
 }
@@ -909,6 +915,7 @@ func (d *Daemon) cut(ctx context.Context, prev, p *plan.Plan, loc *time.Location
 			d.log.Info(describeCut(n, "to newly blocked destinations"), "profile", m.to)
 		}
 	}
+	d.cutUsedUp(ctx, prev, p, loc)
 	if len(cut) > 0 {
 		n, err := d.opts.Backend.Cutoff(ctx, cut, firewall.Flows{})
 		if err != nil {

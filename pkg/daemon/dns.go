@@ -70,6 +70,15 @@ func (d *Daemon) dnsBindings(cfg *config.Config, p *plan.Plan) []dnsfilter.Bindi
 			m.allow = a.Build()
 			d.memo[prof.ID] = m
 		}
+		var counted map[string]bool
+		for _, st := range dev.Services {
+			if !st.UsedUp() {
+				if counted == nil {
+					counted = map[string]bool{}
+				}
+				counted[st.Service] = true
+			}
+		}
 		out = append(out, dnsfilter.Binding{
 			Profile: prof.ID,
 			Port:    cfg.DNSPort + uint16(i),
@@ -82,6 +91,7 @@ func (d *Daemon) dnsBindings(cfg *config.Config, p *plan.Plan) []dnsfilter.Bindi
 				Allowlist:        prof.Allowlist,
 				Allow:            m.allow,
 				BypassPrevention: cfg.BypassPrevention,
+				Counted:          counted,
 			},
 		})
 	}

@@ -194,6 +194,9 @@ type usageBook struct {
 type usageDay struct {
 	// Profiles counts each profile's online minutes (its budget use).
 	Profiles map[string]int `json:"profiles"`
+	// Services counts each profile's minutes on its limited services
+	// (profile, then service).
+	Services map[string]map[string]int `json:"services,omitempty"`
 	// Devices holds each device's activity.
 	Devices map[string]*control.DeviceUsage `json:"devices"`
 	// NewDevices are the day's first sightings of unlisted MACs.
@@ -287,6 +290,10 @@ func (d *Daemon) tick(ctx context.Context) {
 		d.log.Warn("usage counters not read", "err", err)
 		return
 	}
+	d.mu.Lock()
+	last := d.last
+	d.mu.Unlock()
+	svcCounts := d.readServices(ctx, last)
 	now := d.opts.Clock.Now()
 	d.mu.Lock()
 	p, loc, cfg := d.last, d.loc, d.cfg
@@ -315,7 +322,7 @@ func (d *Daemon) tick(ctx context.Context) {
 			d.countDNS(day, dev, acts[dev.MAC], now)
 		}
 	}
-	exhausted := false
+	exhausted := d.countServices(day, svcCounts, p, threshold)
 	for prof, bytes := range perProfile {
 		if bytes <= threshold {
 			continue
@@ -477,6 +484,23 @@ func (d *Daemon) weeklyReport(now time.Time) {
 	if d.opts.StateDir != "" {
 		d.saveUsage()
 	}
+}
+
+// servicesToday is the plan's input: time each profile used on each
+// limited service today.
+func (d *Daemon) servicesToday(now time.Time, loc *time.Location) map[string]map[string]time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := map[string]map[string]time.Duration{}
+	if day := d.usage.Days[now.In(loc).Format("2006-01-02")]; day != nil {
+		for p, svcs := range day.Services {
+			out[p] = map[string]time.Duration{}
+			for s, m := range svcs {
+				out[p][s] = time.Duration(m) * time.Minute
+			}
+		}
+	}
+	return out
 }
 
 // usedToday is the plan's input: screen time each profile used today.

@@ -59,6 +59,9 @@ type Policy struct {
 	Allow     *Set
 	// BypassPrevention blocks the canaries and DoH hosts.
 	BypassPrevention bool
+	// Counted are the services whose time the profile counts today: the
+	// addresses their names resolve to go to Options.Learned.
+	Counted map[string]bool
 }
 
 // List is a loaded block list.

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
+
+	"curfew/pkg/services"
 	"golang.org/x/sys/unix"
 
 	"curfew/pkg/bind"
@@ -57,6 +59,10 @@ type Options struct {
 	// Allowed receives the addresses an allowlisted name resolved to, with
 	// their TTL, so that the kernel lets the profile reach them.
 	Allowed func(profile string, addrs []netip.Addr, ttl time.Duration)
+	// Learned receives the addresses that a name of one of the profile's
+	// counted services (Policy.Counted) resolved to, with their TTL, so
+	// that the kernel counts the profile's time on the service.
+	Learned func(profile, service string, addrs []netip.Addr, ttl time.Duration)
 	Log     *slog.Logger
 	// LogSize bounds the query log (entries); zero means 4096.
 	LogSize int
@@ -553,10 +559,8 @@ func (s *Server) handle(profile string, raw []byte, src netip.Addr, tcp bool) []
 		resp = s.forward(raw, tcp)
 		if resp == nil {
 			resp = reply(h, &q, dnsmessage.RCodeServerFailure, nil)
-		} else if pol.Allowlist && d.Matched != "" && s.opts.Allowed != nil {
-			if addrs, ttl := addresses(resp); len(addrs) > 0 {
-				s.opts.Allowed(profile, addrs, ttl)
-			}
+		} else {
+			s.learn(pol, profile, name, d, resp)
 		}
 	}
 	s.qlog.Add(entry)
@@ -565,6 +569,32 @@ func (s *Server) handle(profile string, raw []byte, src netip.Addr, tcp bool) []
 		resp = truncated(h, q)
 	}
 	return resp
+}
+
+// learn hands the addresses of an answer the filter let through to those
+// who need them: an allowlist profile's kernel rules, a counted service's
+// counter.
+func (s *Server) learn(pol *Policy, profile, name string, d Decision, resp []byte) {
+	allow := pol.Allowlist && d.Matched != "" && s.opts.Allowed != nil
+	var svc string
+	if len(pol.Counted) > 0 && s.opts.Learned != nil {
+		if svc = services.Of(name); !pol.Counted[svc] {
+			svc = ""
+		}
+	}
+	if !allow && svc == "" {
+		return
+	}
+	addrs, ttl := addresses(resp)
+	if len(addrs) == 0 {
+		return
+	}
+	if allow {
+		s.opts.Allowed(profile, addrs, ttl)
+	}
+	if svc != "" {
+		s.opts.Learned(profile, svc, addrs, ttl)
+	}
 }
 
 // QueryName lower-cases a query name (ASCII only) and drops its final dot.

@@ -75,6 +75,19 @@ type Profile struct {
 	// filter adds at run time (AllowAddresses).
 	Allowlist bool
 	Allow     []netip.Prefix
+	// Services are the services with an allowance today: what the
+	// profile's devices send to their addresses (those the DNS filter
+	// hands the backend, ServiceCounter) is counted, or rejected once the
+	// allowance is used up.
+	Services []Service
+}
+
+// Service is one of a profile's services with an allowance today.
+type Service struct {
+	Name string
+	// UsedUp rejects the service's addresses for the profile instead of
+	// counting what goes to them.
+	UsedUp bool
 }
 
 // Device maps a MAC to its profile and its offline intervals.
@@ -162,6 +175,19 @@ type FlowCounter interface {
 type Allower interface {
 	AllowAddresses(ctx context.Context, profile string, addrs []netip.Addr, ttl time.Duration) error
 }
+
+// ServiceCounter is a backend that counts, per profile and service, what
+// the profile's devices send to the service's addresses (Profile.Services):
+// the DNS filter hands it the addresses that the profile's answers gave
+// for the service's names, which it holds for ttl. A profile's traffic to
+// an address two services share counts for both.
+type ServiceCounter interface {
+	ServiceAddresses(ctx context.Context, profile, service string, addrs []netip.Addr, ttl time.Duration) error
+	ServiceCounters(ctx context.Context) (map[ServiceKey]uint64, error)
+}
+
+// ServiceKey names a profile's service.
+type ServiceKey struct{ Profile, Service string }
 
 // Cut counts what a Cutoff deleted. Flows are conntrack entries, most of
 // them finished or idle (a TCP connection stays in the table for minutes
@@ -305,6 +331,11 @@ func Render(p *plan.Plan, c *config.Config, dnsPort uint16, cache *PrefixCache) 
 			}
 		}
 		pr.Block = cache.prefixes(id, dests)
+		if r := p.Rules(id); r != nil {
+			for _, st := range r.Services {
+				pr.Services = append(pr.Services, Service{Name: st.Service, UsedUp: st.UsedUp()})
+			}
+		}
 		rs.Profiles = append(rs.Profiles, pr)
 	}
 	sort.Slice(rs.Profiles, func(i, j int) bool { return rs.Profiles[i].ID < rs.Profiles[j].ID })

@@ -58,6 +58,9 @@ type Event struct {
 	Profile string    `json:"profile"`
 	Text    string    `json:"text"`
 	Time    time.Time `json:"time"`
+	// Service is the service of a budget_used event about a service's
+	// allowance (and of a request for more time on it).
+	Service string `json:"service,omitempty"`
 	// ID, Minutes and Message are a request's.
 	ID      string `json:"id,omitempty"`
 	Minutes int    `json:"minutes,omitempty"`

@@ -6,6 +6,7 @@ package nft
 
 import (
 	"encoding/hex"
+	"fmt"
 	"net"
 	"strings"
 )
@@ -50,3 +51,15 @@ func dnsChain(id string) string     { return "dns_" + id }
 func windDownSet(mac net.HardwareAddr) string { return "wind_down_" + macID(mac) }
 func slowChain(mac net.HardwareAddr) string   { return "slow_" + macID(mac) }
 func markChain(mac net.HardwareAddr) string   { return "mark_" + macID(mac) }
+
+// serviceSet holds the IPv4 (fam 4) or IPv6 addresses that a profile's
+// DNS answers gave for a service's names, serviceCounter counts what the
+// profile's devices send to them, and countChain is the profile's chain
+// that does so on the fast path (see renderServices). The backend keeps
+// each counter's profile and service beside it, never parsing them back:
+// ids may contain '_'.
+func serviceSet(fam int, profile, svc string) string {
+	return fmt.Sprintf("svc%d_%s_%s", fam, profile, svc)
+}
+func serviceCounter(profile, svc string) string { return "svccnt_" + profile + "_" + svc }
+func countChain(profile string) string          { return "count_" + profile }

@@ -83,8 +83,9 @@ type Backend struct {
 	memo     memo
 	// shaped is what the shaper was last given (see shape).
 	shaped shaped
-	// allowed remembers allowlist additions and when they expire.
-	allowed map[string]map[netip.Addr]time.Time
+	// learned remembers the DNS filter's additions (allowlists, services)
+	// and when they expire.
+	learned map[learnedSets]map[netip.Addr]time.Time
 	// carry holds, by MAC, the bytes that elements of the online set had
 	// counted when they were deleted or the set refilled (a new element
 	// counts from zero), so that Counters only ever grows until the table

@@ -5,6 +5,7 @@
 package nft
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -96,6 +97,15 @@ func renderDevices(d *desired, rs *firewall.Ruleset, m *memo, now time.Time, sig
 	kept := make(map[string]*devicePart, n)
 	sig.Grow(n * 24)
 	marks := firewall.Marks(rs.Devices)
+	// The fast path hands established packets of a profile with service
+	// allowances to its count chain; everyone else's it accepts.
+	accept := &expr.Verdict{Kind: expr.VerdictAccept}
+	counted := map[string]*expr.Verdict{}
+	for _, p := range rs.Profiles {
+		if len(p.Services) > 0 {
+			counted[p.ID] = gotoChain(countChain(p.ID))
+		}
+	}
 	var markMap, flowMap *setSpec
 	if len(marks) > 0 {
 		markMap, flowMap = windDownMaps(d.table)
@@ -124,7 +134,7 @@ func renderDevices(d *desired, rs *firewall.Ruleset, m *memo, now time.Time, sig
 		devices.elems = append(devices.elems, p.device)
 		dnsOf.elems = append(dnsOf.elems, p.dns)
 		if until, ok := onlineUntil(dev.Offline, now); ok {
-			e := nftables.SetElement{Key: dev.MAC, Comment: p.comment}
+			e := nftables.SetElement{Key: dev.MAC, Comment: p.comment, VerdictData: cmp.Or(counted[dev.Profile], accept)}
 			if !until.IsZero() {
 				e.Comment = p.comment + ", until " + until.UTC().Format(time.RFC3339)
 			}
@@ -158,10 +168,12 @@ func deviceMaps(t *nftables.Table) (devices, dnsOf, online *setSpec) {
 	}}
 	// The fast path for established flows (see onlineRule): each
 	// configured device that is online now, until its next offline
-	// instant. An element's own counter counts its bytes for screen time.
+	// instant, with what to do with its packets (accept, or count them
+	// for its profile's services first). An element's own counter counts
+	// its bytes for screen time.
 	online = &setSpec{rebuild: true, until: []time.Time{}, set: &nftables.Set{
-		Table: t, Name: "online", HasTimeout: true, Counter: true, Size: 65536,
-		KeyType: nftables.TypeEtherAddr,
+		Table: t, Name: "online", IsMap: true, HasTimeout: true, Counter: true, Size: 65536,
+		KeyType: nftables.TypeEtherAddr, DataType: nftables.TypeVerdict,
 		Comment: "configured devices online now, each until its next offline instant",
 	}}
 	return devices, dnsOf, online
@@ -273,12 +285,74 @@ func renderProfile(d *desired, rs *firewall.Ruleset, p firewall.Profile, memo *p
 		ch.add(note+": no DNS over HTTPS", daddr(4), &expr.Lookup{SourceRegister: 1, SetName: "doh4"}, gotoChain("reject_bypass"))
 		ch.add(note+": no DNS over HTTPS", daddr(6), &expr.Lookup{SourceRegister: 1, SetName: "doh6"}, gotoChain("reject_bypass"))
 	}
+	renderServices(d, ch, p, sig)
 	renderBlocks(d, ch, p, memo, sig)
 	if p.Allowlist {
 		renderAllowlist(d, ch, p, sig)
 	}
 	d.chains = append(d.chains, ch)
 }
+
+// renderServices renders profile p's services with an allowance today:
+// for each, the addresses the DNS filter learns from the profile's answers
+// for its names (svc4_/svc6_<profile>_<service>, with the answers' TTL),
+// a named counter, and the profile's count chain, which the fast path
+// hands the profile's established packets to. There each service's
+// addresses are counted — or, once its allowance is used up, rejected,
+// which ends open connections at their next packet; ch, the profile's
+// chain of first packets, rejects new ones. One lookup per service and
+// family, for this profile's devices only: the fast path of other devices
+// stays as it was.
+func renderServices(d *desired, ch *chainSpec, p firewall.Profile, sig *strings.Builder) {
+	if len(p.Services) == 0 {
+		return
+	}
+	note := "profile " + label(p)
+	count := &chainSpec{chain: &nftables.Chain{Name: countChain(p.ID), Table: d.table}}
+	var first [][]expr.Any
+	var firstNotes []string
+	for _, svc := range p.Services {
+		fmt.Fprintf(sig, " svc=%s:%v", svc.Name, svc.UsedUp)
+		counter := serviceCounter(p.ID, svc.Name)
+		if !svc.UsedUp {
+			d.counters = append(d.counters, counter)
+			if d.services == nil {
+				d.services = map[string]firewall.ServiceKey{}
+			}
+			d.services[counter] = firewall.ServiceKey{Profile: p.ID, Service: svc.Name}
+		}
+		for _, fam := range []int{4, 6} {
+			name := serviceSet(fam, p.ID, svc.Name)
+			typ := nftables.TypeIPAddr
+			if fam == 6 {
+				typ = nftables.TypeIP6Addr
+			}
+			d.sets = append(d.sets, &setSpec{dynamic: true, set: &nftables.Set{Table: d.table, Name: name, KeyType: typ,
+				HasTimeout: true, Size: serviceSetMax,
+				Comment: fmt.Sprintf("IPv%d addresses of %s's names for %s", fam, svc.Name, label(p))}})
+			match := append(daddr(fam), &expr.Lookup{SourceRegister: 1, SetName: name})
+			if svc.UsedUp {
+				n := fmt.Sprintf("%s: %s used up today, IPv%d", note, svc.Name, fam)
+				count.add(n, match, gotoChain("reject_blocked"))
+				first = append(first, append(slices.Clone(match), gotoChain("reject_blocked")))
+				firstNotes = append(firstNotes, n)
+				continue
+			}
+			count.add(fmt.Sprintf("%s: %s, IPv%d, counted", note, svc.Name, fam), match, &expr.Objref{Type: 1, Name: counter})
+		}
+	}
+	count.add(note+": established flows of a device online now", &expr.Verdict{Kind: expr.VerdictAccept})
+	d.chains = append(d.chains, count)
+	// in front of the profile chain's first rule, which lets established
+	// flows through: one that began before the allowance ran out and
+	// takes this way ends too
+	ch.rules = append(first, ch.rules...)
+	ch.notes = append(firstNotes, ch.notes...)
+}
+
+// serviceSetMax bounds each service's learned addresses per family: a
+// busy video app resolves a few hundred in a day.
+const serviceSetMax = 16384
 
 // renderBlocks renders profile p's blocked prefixes: a plain set per
 // prefix length (blockF_<profile>_<bits>), each with its rule in ch.
@@ -521,7 +595,7 @@ func onlineRule(lan []string, index map[string]uint32) []expr.Any {
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: b})
 	}
 	r = append(r, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseLLHeader, Offset: 6, Len: 6})
-	return append(r, &expr.Lookup{SourceRegister: 1, SetName: "online"}, &expr.Verdict{Kind: expr.VerdictAccept})
+	return append(r, &expr.Lookup{SourceRegister: 1, SetName: "online", DestRegister: 0, IsDestRegSet: true})
 }
 
 // configuredMax bounds the configured set and the sets only configured

@@ -39,7 +39,8 @@ func TestRenderedTable(t *testing.T) {
 		Profiles: []firewall.Profile{
 			{ID: "grownup", Open: true},
 			{ID: "kid", Name: "Kid", DNSPort: 5453, Block: []netip.Prefix{
-				netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("203.0.113.10/32"), netip.MustParsePrefix("2001:db8:bad::/48")}},
+				netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("203.0.113.10/32"), netip.MustParsePrefix("2001:db8:bad::/48")},
+				Services: []firewall.Service{{Name: "youtube"}, {Name: "roblox", UsedUp: true}}},
 			{ID: "little", DNSPort: 5455, Allowlist: true, Allow: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/25")}},
 		},
 		Devices: []firewall.Device{

@@ -13,6 +13,8 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+
+	"curfew/pkg/firewall"
 )
 
 // desired is a rendered ruleset: the structure (chains, rules, set
@@ -24,8 +26,11 @@ type desired struct {
 	sets  []*setSpec
 	// chains and their rules in creation order (referenced chains first).
 	chains []*chainSpec
-	// counters are named counter objects, one per device.
+	// counters are named counter objects, one per device and one per
+	// profile's counted service; services gives the latter's profile and
+	// service by counter name.
 	counters []string
+	services map[string]firewall.ServiceKey
 	// parts are the configured devices' parts, in the ruleset's order.
 	parts []*devicePart
 	// windDown says that some device winds down: the hooks mark flows

@@ -72,7 +72,7 @@ func (b *Backend) replace(c *nftables.Conn, d *desired) error {
 			c.AddRule(rule)
 		}
 	}
-	b.restoreAllowed(c, d)
+	b.restoreLearned(c, d)
 	offset := clockOffset()
 	unmute := b.mute()
 	err := c.Flush()
