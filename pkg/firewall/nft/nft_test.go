@@ -506,7 +506,7 @@ func TestFastPathEndsAtTheWindowStartOnItsOwn(t *testing.T) {
 					return fmt.Errorf("open connection before the window: %v", err)
 				}
 			}
-			out, err := l.Exec(ctx, l.Router, "nft", "list", "set", "inet", TableName, "online")
+			out, err := l.Exec(ctx, l.Router, "nft", "list", "map", "inet", TableName, "online")
 			if err != nil {
 				return fmt.Errorf("%v: %s", err, out)
 			}
@@ -585,7 +585,7 @@ func TestFastPathFollowsARecreatedLAN(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	out, err := l.Exec(ctx, l.Router, "nft", "list", "set", "inet", TableName, "online")
+	out, err := l.Exec(ctx, l.Router, "nft", "list", "map", "inet", TableName, "online")
 	if err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
@@ -687,7 +687,7 @@ func TestPauseLeavesOtherDevicesOnlineElementsAlone(t *testing.T) {
 	// whether the other device has an element.
 	online := func() (uint64, bool) {
 		t.Helper()
-		out, err := l.Exec(ctx, l.Router, "nft", "list", "set", "inet", TableName, "online")
+		out, err := l.Exec(ctx, l.Router, "nft", "list", "map", "inet", TableName, "online")
 		if err != nil {
 			t.Fatalf("%v: %s", err, out)
 		}
@@ -1070,4 +1070,9 @@ func TestUpdateRefusesASetTheAppliedTableLacks(t *testing.T) {
 func TestAWindDownSlowsDownloadsThenTheWindowCuts(t *testing.T) {
 	l, b, _ := setup(t, "cfnw")
 	fwtest.WindDown(t, l, fwtest.Window{Lag: true}, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) })
+}
+
+func TestServiceTimeIsCountedAndAUsedUpServiceIsCutAlone(t *testing.T) {
+	l, b, _ := setup(t, "cfsv")
+	fwtest.ServiceTime(t, l, mac(t, l.Child.MAC), func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) }, b)
 }
