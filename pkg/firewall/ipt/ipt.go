@@ -83,6 +83,9 @@ type Backend struct {
 	// carry holds, by MAC, what device chains counted before Apply
 	// rewrote them (see Counters).
 	carry map[string]uint64
+	// services are the ipsets of services' learned addresses in the
+	// kernel, by name (see services.go).
+	services map[string]learnedSet
 }
 
 // What the backend implements of pkg/firewall's contract, checked here
@@ -93,6 +96,7 @@ var (
 	_ firewall.Healer      = (*Backend)(nil)
 	_ firewall.FlowCounter = (*Backend)(nil)
 	_ firewall.Counters    = (*Backend)(nil)
+	_ firewall.ServiceCounter = (*Backend)(nil)
 )
 
 // New returns a backend; nothing touches the kernel before Apply.
@@ -160,11 +164,13 @@ func setName(fam int, kind, id string) string {
 }
 
 // rendering is the iptables rules and ipsets being rendered from rs, per
-// family: rules by chain, sets by name.
+// family: rules by chain, sets by name, and the sets of services' learned
+// addresses by name (see services).
 type rendering struct {
-	rs    *firewall.Ruleset
-	rules map[chainKey][][]string
-	sets  map[string][]netip.Prefix
+	rs       *firewall.Ruleset
+	rules    map[chainKey][][]string
+	sets     map[string][]netip.Prefix
+	services map[string]learnedSet
 }
 
 func (r *rendering) add(fam int, table, chain string, spec ...string) {
@@ -182,8 +188,8 @@ func (r *rendering) ensure(fam int, table, chain string) {
 
 // render renders the rules of every chain, per family (the same step as
 // the nftables backend's render): each step owns its chains.
-func render(rs *firewall.Ruleset) (map[chainKey][][]string, map[string][]netip.Prefix) {
-	r := &rendering{rs: rs, rules: map[chainKey][][]string{}, sets: map[string][]netip.Prefix{}}
+func render(rs *firewall.Ruleset) *rendering {
+	r := &rendering{rs: rs, rules: map[chainKey][][]string{}, sets: map[string][]netip.Prefix{}, services: map[string]learnedSet{}}
 	for _, fam := range []int{4, 6} {
 		r.rejects(fam)
 		r.ensure(fam, "filter", "CURFEW_FWD")
@@ -211,7 +217,7 @@ func render(rs *firewall.Ruleset) (map[chainKey][][]string, map[string][]netip.P
 		}
 		r.unknown(fam)
 	}
-	return r.rules, r.sets
+	return r
 }
 
 // window matches the instants of an offline interval (xt_time, UTC) and
@@ -328,6 +334,7 @@ func (r *rendering) bypass(fam int) []netip.Prefix {
 func (r *rendering) profile(fam int, p firewall.Profile, doh []netip.Prefix) {
 	pc := chainName(profileChain, p.ID)
 	r.ensure(fam, "filter", pc)
+	r.services4or6(fam, pc, p)
 	r.add(fam, "filter", pc, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
 	if !p.Open {
 		r.add(fam, "filter", pc, "-p", "tcp", "--dport", "853", "-j", "CURFEW_REJECT")
@@ -533,7 +540,8 @@ func jumps(lan []string) [][]string {
 // reloaded them away, and deletes chains it no longer needs. The same
 // ruleset twice changes nothing.
 func (b *Backend) Apply(ctx context.Context, rs *firewall.Ruleset) error {
-	rules, sets := render(rs)
+	r := render(rs)
+	rules := r.rules
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.opts.Run(func() error {
@@ -541,7 +549,10 @@ func (b *Backend) Apply(ctx context.Context, rs *firewall.Ruleset) error {
 		if err != nil {
 			return err
 		}
-		if err := b.applySets(sets); err != nil {
+		if err := b.applySets(r.sets); err != nil {
+			return err
+		}
+		if err := b.applyServiceSets(r.services); err != nil {
 			return err
 		}
 		keys := make([]chainKey, 0, len(rules))
@@ -822,7 +833,7 @@ func (b *Backend) Remove(ctx context.Context) error {
 				}
 			}
 		}
-		b.applied, b.sets = nil, nil
+		b.applied, b.sets, b.services = nil, nil, nil
 		return errors.Join(errs...)
 	})
 }

@@ -250,3 +250,29 @@ func TestOnlineBytesReadsADevicesProfileJump(t *testing.T) {
 		}
 	}
 }
+
+func TestServiceTimeIsCountedAndAUsedUpServiceIsCutAlone(t *testing.T) {
+	l, b := setup(t, "cfiv")
+	child, _ := net.ParseMAC(l.Child.MAC)
+	fwtest.ServiceTime(t, l, child, func(rs *firewall.Ruleset) error { return b.Apply(context.Background(), rs) }, b)
+}
+
+func TestServiceBytesReadsACountingRule(t *testing.T) {
+	for _, tc := range []struct {
+		rule  string
+		name  string
+		bytes uint64
+		ok    bool
+	}{
+		{"-A CURFEW_P_kid -m set --match-set curfew_s4_kid_youtube dst -c 12 3456", "curfew_s4_kid_youtube", 3456, true},
+		{"-A CURFEW_P_kid -m set --match-set curfew_s4_kid_youtube dst -c 12 3456 -j CURFEW_REJECT", "", 0, false},
+		{"-A CURFEW_P_kid -m set --match-set curfew_b4_kid dst -c 1 2 -j CURFEW_REJECT", "", 0, false},
+		{"-A CURFEW_D_020000000001 -c 5 500 -j CURFEW_P_kid", "", 0, false},
+		{"-A CURFEW_P_kid -m set --match-set curfew_s4_kid_youtube dst", "", 0, false},
+	} {
+		name, n, ok := serviceBytes(tc.rule)
+		if name != tc.name || n != tc.bytes || ok != tc.ok {
+			t.Errorf("%q: %q %d %v, want %q %d %v", tc.rule, name, n, ok, tc.name, tc.bytes, tc.ok)
+		}
+	}
+}

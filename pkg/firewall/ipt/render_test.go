@@ -30,7 +30,8 @@ func TestRenderedRules(t *testing.T) {
 		Profiles: []firewall.Profile{
 			{ID: "grownup", Open: true},
 			{ID: "kid", Name: "Kid", DNSPort: 5453, Block: []netip.Prefix{
-				netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("2001:db8:bad::/48")}},
+				netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("2001:db8:bad::/48")},
+				Services: []firewall.Service{{Name: "youtube"}, {Name: "roblox", UsedUp: true}}},
 		},
 		Devices: []firewall.Device{
 			{MAC: child, Name: "Kid phone", Profile: "kid", Offline: []firewall.Interval{{From: at, To: at.Add(10 * time.Hour)}},
@@ -39,7 +40,8 @@ func TestRenderedRules(t *testing.T) {
 		},
 		Unknown: &firewall.Unknown{Profile: "kid", Offline: []firewall.Interval{{From: at, To: at.Add(time.Hour)}}},
 	}
-	rules, sets := render(rs)
+	r := render(rs)
+	rules, sets := r.rules, r.sets
 	var b strings.Builder
 	keys := make([]chainKey, 0, len(rules))
 	for k := range rules {
@@ -65,6 +67,14 @@ func TestRenderedRules(t *testing.T) {
 			b.WriteString(" " + p.String())
 		}
 		b.WriteString("\n")
+	}
+	names = names[:0]
+	for n := range r.services {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		fmt.Fprintf(&b, "# ipset %s: hash:ip, IPv%d, timeout (%s of %s)\n", n, r.services[n].fam, r.services[n].key.Service, r.services[n].key.Profile)
 	}
 	path := filepath.Join("testdata", "rules.txt")
 	if *update {
