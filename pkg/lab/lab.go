@@ -62,6 +62,12 @@ const (
 	CaptiveAnswer = "198.51.100.80"
 	// BlockedName resolves into BlockedNet4.
 	BlockedName = "inblocked.test"
+	// VideoV4 and VideoV6 are what the router's resolver says for
+	// youtube.com and googlevideo.com and the names under them: a
+	// server of their own, so that a test can tell a service's traffic
+	// from the rest (time per service).
+	VideoV4 = "198.51.100.40"
+	VideoV6 = "2001:db8:200::40"
 	// BigName has a TXT answer of about 800 bytes: more than a UDP answer
 	// without EDNS may carry.
 	BigName = "big.test"
@@ -152,6 +158,8 @@ func (l *Lab) wires(ctx context.Context) error {
 		{i, "addr add 198.51.100.44/32 dev lo"},
 		{i, "addr add " + CaptiveAnswer + "/32 dev lo"},
 		{i, "addr add 2001:db8:bad::10/128 dev lo"},
+		{i, "addr add " + VideoV4 + "/32 dev lo"},
+		{i, "addr add " + VideoV6 + "/128 dev lo"},
 		{i, "route add 2001:db8:1::/64 via 2001:db8:100::2"},
 		{r, "route add default via 198.51.100.1"},
 		{r, "route add 203.0.113.0/24 via 198.51.100.1"},
@@ -266,6 +274,7 @@ func (l *Lab) resolvers(ctx context.Context) error {
 		// resolve to the internet namespace: the lab has no real upstream.
 		"--address=/test/"+InternetV4, "--address=/forcesafesearch.google.com/"+SafeSearchAnswer,
 		"--address=/captive.apple.com/"+CaptiveAnswer, "--address=/"+BlockedName+"/"+BlockedV4,
+		"--address=/youtube.com/googlevideo.com/"+VideoV4, "--address=/youtube.com/googlevideo.com/"+VideoV6,
 		"--txt-record="+BigName+","+strings.Repeat("a", 250)+","+strings.Repeat("b", 250)+","+strings.Repeat("c", 250),
 		"--no-ping", "--interface=br-lan", "--dhcp-range=192.0.2.100,192.0.2.150,1h", "--dhcp-leasefile="+filepath.Join(l.dir, "leases"),
 	); err != nil {

@@ -40,6 +40,7 @@ func (l *Lab) Serve(ctx context.Context) error {
 	for _, addr := range []string{
 		net.JoinHostPort(InternetV4, EchoPort), net.JoinHostPort(InternetV6, EchoPort),
 		net.JoinHostPort(BlockedV4, EchoPort), net.JoinHostPort(BlockedV6, EchoPort),
+		net.JoinHostPort(VideoV4, EchoPort), net.JoinHostPort(VideoV6, EchoPort),
 		net.JoinHostPort(InternetV4, DoTPort), net.JoinHostPort(InternetV6, DoTPort),
 		net.JoinHostPort(FakeDoH, "443"),
 	} {
@@ -65,7 +66,7 @@ func (l *Lab) Serve(ctx context.Context) error {
 			return err
 		}
 	}
-	for _, addr := range []string{InternetV4, InternetV6} {
+	for _, addr := range []string{InternetV4, InternetV6, VideoV4, VideoV6} {
 		var ln net.Listener
 		err := l.In(l.Internet, func() error {
 			var err error
