@@ -91,11 +91,11 @@ type Backend struct {
 // What the backend implements of pkg/firewall's contract, checked here
 // (no allowlist mode, no change monitor).
 var (
-	_ firewall.Backend     = (*Backend)(nil)
-	_ firewall.Resyncer    = (*Backend)(nil)
-	_ firewall.Healer      = (*Backend)(nil)
-	_ firewall.FlowCounter = (*Backend)(nil)
-	_ firewall.Counters    = (*Backend)(nil)
+	_ firewall.Backend        = (*Backend)(nil)
+	_ firewall.Resyncer       = (*Backend)(nil)
+	_ firewall.Healer         = (*Backend)(nil)
+	_ firewall.FlowCounter    = (*Backend)(nil)
+	_ firewall.Counters       = (*Backend)(nil)
 	_ firewall.ServiceCounter = (*Backend)(nil)
 )
 
