@@ -206,10 +206,13 @@ type TimeRequest struct {
 	Minutes int       `json:"minutes"`
 	Message string    `json:"message"`
 	AskedAt time.Time `json:"asked_at"`
-	// Cause is why the device was offline (schedule, pause, limit) and
+	// Cause is why the device was offline (schedule, pause, limit), or
+	// "service" for more time on Service (ServiceTitle for people), and
 	// Reason the same for people.
-	Cause  string `json:"cause"`
-	Reason string `json:"reason"`
+	Cause        string `json:"cause"`
+	Reason       string `json:"reason"`
+	Service      string `json:"service,omitempty"`
+	ServiceTitle string `json:"service_title,omitempty"`
 	// Expires is the end of the offline time asked about: an open
 	// request ends then.
 	Expires time.Time `json:"expires"`

@@ -59,6 +59,8 @@ type pageDevice struct {
 	// slowUntil is set while the device winds down: when its window
 	// begins.
 	slowUntil time.Time
+	// usedUp are its profile's services whose time is used up today.
+	usedUp []plan.ServiceTime
 }
 
 // deviceAt finds the device behind a page request's source address and
@@ -131,6 +133,11 @@ func (d *Daemon) deviceAt(a netip.Addr) (pageDevice, bool) {
 			dev.slowUntil = s.To
 		}
 	}
+	for _, st := range pd.Services {
+		if st.UsedUp() {
+			dev.usedUp = append(dev.usedUp, st)
+		}
+	}
 	return dev, true
 }
 
@@ -144,18 +151,23 @@ func (d *Daemon) View(a netip.Addr) (page.View, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	v := page.View{Device: dev.name, Online: !dev.offline, Cause: dev.cause, Until: dev.until, SlowUntil: dev.slowUntil, Now: now, Loc: d.loc}
+	if !dev.offline {
+		for _, st := range dev.usedUp {
+			v.UsedUp = append(v.UsedUp, page.Service{Name: st.Service, Title: st.Title})
+		}
+	}
 	if dev.cause == plan.CauseSchedule && d.cfg != nil {
 		v.Schedule = scheduleLabel(d.cfg, dev.reason)
 	}
 	if r := d.latestRequest(dev.mac, now); r != nil {
-		v.Request = &page.Request{Minutes: r.Minutes, Message: r.Message, AskedAt: r.AskedAt, Status: r.Status, Granted: r.Granted}
+		v.Request = &page.Request{Service: r.ServiceTitle, Minutes: r.Minutes, Message: r.Message, AskedAt: r.AskedAt, Status: r.Status, Granted: r.Granted}
 		if r.AnsweredAt != nil {
 			v.Request.AnsweredAt = *r.AnsweredAt
 		}
 	}
 	if d.cfg != nil {
 		v.AsksLeft = max(d.cfg.RequestsPerDay-d.asksToday(dev.mac, now), 0)
-		v.CanAsk = dev.offline && v.AsksLeft > 0 && slices.Contains(askable, dev.cause)
+		v.CanAsk = v.AsksLeft > 0 && (dev.offline && slices.Contains(askable, dev.cause) || len(v.UsedUp) > 0)
 	}
 	return v, true
 }
@@ -214,17 +226,38 @@ func configured(cfg *config.Config, mac string) bool {
 // Ask implements page.Source: it records a child's request. Asking again
 // while a request is open is no new request (the page shows the open
 // one).
-func (d *Daemon) Ask(a netip.Addr, minutes int, message string) error {
+func (d *Daemon) Ask(a netip.Addr, f page.Form) error {
+	minutes, message := f.Minutes, f.Message
 	dev, ok := d.deviceAt(a)
-	if !ok || !dev.offline || dev.profile == "" {
+	now := d.opts.Clock.Now().Truncate(time.Second)
+	var svc *plan.ServiceTime
+	switch {
+	case !ok || dev.profile == "":
+		return page.NotOffline
+	case f.Service != "":
+		// more time for a service whose time is used up, of a device
+		// that is online otherwise
+		for i := range dev.usedUp {
+			if dev.usedUp[i].Service == f.Service && !dev.offline {
+				svc = &dev.usedUp[i]
+			}
+		}
+		if svc == nil {
+			return page.NoSuchService
+		}
+		d.mu.Lock()
+		loc := d.loc
+		d.mu.Unlock()
+		dev.cause, dev.reason = plan.CauseService, svc.String()
+		dev.until = plan.NextMidnight(now, loc)
+	case !dev.offline:
 		return page.NotOffline
 	}
-	now := d.opts.Clock.Now().Truncate(time.Second)
 	d.mu.Lock()
 	cfg := d.cfg
 	latest := d.latestRequest(dev.mac, now)
 	switch {
-	case cfg == nil || cfg.RequestsPerDay == 0 || !slices.Contains(askable, dev.cause):
+	case cfg == nil || cfg.RequestsPerDay == 0 || (svc == nil && !slices.Contains(askable, dev.cause)):
 		d.mu.Unlock()
 		return page.AskingOff
 	case latest != nil && latest.Status == control.RequestOpen:
@@ -267,6 +300,9 @@ func (d *Daemon) Ask(a netip.Addr, minutes int, message string) error {
 	r := control.TimeRequest{ID: strconv.Itoa(d.nextRequest), MAC: dev.mac, Device: dev.name, Profile: dev.profile,
 		Minutes: minutes, Message: message, AskedAt: now, Cause: dev.cause, Reason: dev.reason, Expires: expires,
 		Status: control.RequestOpen}
+	if svc != nil {
+		r.Service, r.ServiceTitle = svc.Service, svc.Title
+	}
 	// An ID reaches a parent only once it is saved: a request kept in
 	// memory alone would have its ID given again after a restart, and a
 	// parent answering the old notification would answer another
@@ -283,13 +319,16 @@ func (d *Daemon) Ask(a netip.Addr, minutes int, message string) error {
 	d.mu.Unlock()
 	d.log.Info(fmt.Sprintf("request %s: %s asks for %d min", r.ID, r.Device, r.Minutes), "message", r.Message)
 	d.notify(notify.Event{Event: notify.Request, Device: r.Device, MAC: r.MAC, Profile: r.Profile, Text: requestText(r),
-		Time: now, ID: r.ID, Minutes: r.Minutes, Message: r.Message})
+		Time: now, ID: r.ID, Minutes: r.Minutes, Message: r.Message, Service: r.Service})
 	return nil
 }
 
 // requestText is the request in one sentence for a parent.
 func requestText(r control.TimeRequest) string {
 	s := fmt.Sprintf("%s asks for %d more minutes (%s)", r.Device, r.Minutes, cmp.Or(r.Reason, r.Cause))
+	if r.Service != "" {
+		s = fmt.Sprintf("%s asks for %d more minutes of %s (%s)", r.Device, r.Minutes, r.ServiceTitle, r.Reason)
+	}
 	if r.Message != "" {
 		s += fmt.Sprintf(": %q", r.Message)
 	}
@@ -382,12 +421,18 @@ func (d *Daemon) answer(ctx context.Context, req *control.Request) (control.Acti
 			target, who, r.Scope = r.Profile, r.Profile, "profile"
 		}
 		amount := time.Duration(minutes) * time.Minute
-		if r.Cause == plan.CauseLimit {
+		switch {
+		case r.Service != "":
+			ovs = append(ovs, plan.Override{Kind: plan.Grant, Target: target, From: now, Amount: amount,
+				Day: now.In(d.loc).Format("2006-01-02"), Service: r.Service})
+			r.Override = plan.Grant
+			msg = fmt.Sprintf("approved request %s: granted %s %s more %s today", r.ID, who, plan.Short(amount), r.ServiceTitle)
+		case r.Cause == plan.CauseLimit:
 			ovs = append(ovs, plan.Override{Kind: plan.Grant, Target: target, From: now, Amount: amount,
 				Day: now.In(d.loc).Format("2006-01-02")})
 			r.Override = plan.Grant
 			msg = fmt.Sprintf("approved request %s: granted %s %s more screen time today", r.ID, who, plan.Short(amount))
-		} else {
+		default:
 			// A pause stays: the allow overrides it for its time, and
 			// the pause is back after it. A longer allow the parent gave
 			// stays too: an approval never shortens one.

@@ -25,7 +25,7 @@ import (
 
 func (h *harness) ask(minutes int, msg string) error {
 	h.t.Helper()
-	return h.d.Ask(childIP, minutes, msg)
+	return h.d.Ask(childIP, page.Form{Minutes: minutes, Message: msg})
 }
 
 func (h *harness) answer(method, id string, minutes int) (control.ActionResult, error) {
@@ -48,7 +48,7 @@ func TestABedtimeRequestIsAnsweredByAParent(t *testing.T) {
 	if _, ok := h.d.View(netip.MustParseAddr("192.0.2.99")); ok {
 		t.Error("an address of no device gets a page")
 	}
-	if err := h.d.Ask(netip.MustParseAddr("192.0.2.99"), 15, ""); !errors.Is(err, page.NotOffline) {
+	if err := h.d.Ask(netip.MustParseAddr("192.0.2.99"), page.Form{Minutes: 15}); !errors.Is(err, page.NotOffline) {
 		t.Errorf("a request from an address of no device: %v", err)
 	}
 	if err := h.ask(30, "homework <b>please</b>"); err != nil {
@@ -228,7 +228,7 @@ func TestBudgetRequestsAreGrantsAndEventsAreToldOnce(t *testing.T) {
 		d.noteBypass(plan.Device{MAC: childMAC, Name: "Kid phone", Profile: "kid"}, clock.Now())
 	}
 	d.mu.Unlock()
-	if err := d.Ask(childIP, 15, ""); err != nil {
+	if err := d.Ask(childIP, page.Form{Minutes: 15}); err != nil {
 		t.Fatal(err)
 	}
 	res, err := d.Handle(ctx, &control.Request{V: 1, Method: control.MethodApprove, ID: "1"})
@@ -309,10 +309,10 @@ func TestUnknownDevicesAskAsOne(t *testing.T) {
 	ctx := context.Background()
 	d.load()
 	d.reconcile(ctx)
-	if err := d.Ask(strangers[0], 15, ""); err != nil {
+	if err := d.Ask(strangers[0], page.Form{Minutes: 15}); err != nil {
 		t.Fatalf("the first unknown device's request: %v", err)
 	}
-	if err := d.Ask(strangers[1], 15, ""); !errors.Is(err, page.Busy) {
+	if err := d.Ask(strangers[1], page.Form{Minutes: 15}); !errors.Is(err, page.Busy) {
 		t.Errorf("a second unknown device while the first's is open: %v, want Busy", err)
 	}
 	// answered, the next may ask, up to one device's requests a day
@@ -320,7 +320,7 @@ func TestUnknownDevicesAskAsOne(t *testing.T) {
 		if _, err := d.Handle(ctx, &control.Request{V: 1, Method: control.MethodDeny, ID: strconv.Itoa(i)}); err != nil {
 			t.Fatalf("deny %d: %v", i, err)
 		}
-		err := d.Ask(strangers[i], 15, "")
+		err := d.Ask(strangers[i], page.Form{Minutes: 15})
 		if i < 5 && err != nil {
 			t.Fatalf("unknown device %d, %d requests of unknown devices today: %v", i, i, err)
 		}
@@ -331,7 +331,7 @@ func TestUnknownDevicesAskAsOne(t *testing.T) {
 			break
 		}
 	}
-	if err := d.Ask(childIP, 30, ""); err != nil {
+	if err := d.Ask(childIP, page.Form{Minutes: 30}); err != nil {
 		t.Errorf("the configured child after the unknown devices: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http/httptest"
@@ -16,6 +17,7 @@ import (
 	"curfew/pkg/control"
 	"curfew/pkg/firewall"
 	"curfew/pkg/notify"
+	"curfew/pkg/page"
 )
 
 // serviceBackend is a countingBackend with service counters, and records
@@ -67,7 +69,7 @@ func TestServiceMinutesRunOutAndStartAgainTheNextDay(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "system"), []byte("config system\n\toption timezone 'UTC0'\n"), 0o644)
 	sb := &serviceBackend{countingBackend: &countingBackend{fakeBackend: newFakeBackend(), bytes: map[string]uint64{childMAC: 0}},
 		services: map[firewall.ServiceKey]uint64{{Profile: "kid", Service: "youtube"}: 0}}
-	clock := &fakeClock{now: london(t, "2026-01-05T20:55:00Z")}
+	clock := &fakeClock{now: london(t, "2026-01-05T19:55:00Z")}
 	child, _ := net.ParseMAC(childMAC)
 	n := notify.New(slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -136,6 +138,30 @@ func TestServiceMinutesRunOutAndStartAgainTheNextDay(t *testing.T) {
 	rec.mu.Unlock()
 	if _, err := d.Handle(ctx, &control.Request{V: 1, Method: control.MethodGrant, Target: "kid", Amount: "15m", Service: "netflix"}); err == nil {
 		t.Error("a grant of a service the profile does not limit was taken")
+	}
+	// the child asks from the page; the parent's approval is YouTube time
+	if err := d.Ask(childIP, page.Form{Minutes: 15, Service: "netflix"}); !errors.Is(err, page.NoSuchService) {
+		t.Errorf("asking for a service without a limit: %v", err)
+	}
+	if v, _ := d.View(childIP); !v.Online || !v.CanAsk || len(v.UsedUp) != 1 || v.UsedUp[0].Title != "YouTube" {
+		t.Errorf("the page offers no request for YouTube: %+v", v)
+	}
+	if err := d.Ask(childIP, page.Form{Minutes: 15, Service: "youtube", Message: "one more video"}); err != nil {
+		t.Fatal(err)
+	}
+	reqs := d.listRequests()
+	if len(reqs) != 1 || reqs[0].Service != "youtube" || reqs[0].Reason != "YouTube: 4m used of 3m today" {
+		t.Fatalf("requests %+v", reqs)
+	}
+	res, err := d.Handle(ctx, &control.Request{V: 1, Method: control.MethodApprove, ID: reqs[0].ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg := res.(control.ActionResult).Message; msg != "approved request 1: granted Kid phone 15m more YouTube today" {
+		t.Errorf("approval: %q", msg)
+	}
+	if s := youtube(t, d); s != "YouTube: 4m used of 18m today" {
+		t.Errorf("after the approval: %q", s)
 	}
 	clock.set(london(t, "2026-01-06T07:30:00Z"))
 	d.reconcile(ctx)

@@ -44,8 +44,11 @@ type View struct {
 	// SlowUntil, for an online device, is set while it winds down: the
 	// instant its offline window begins.
 	SlowUntil time.Time
-	// CanAsk shows the form; AsksLeft says how many requests are left
-	// today.
+	// UsedUp are the services whose time is used up today, of a device
+	// that is online otherwise.
+	UsedUp []Service
+	// CanAsk shows the form (for more time for the device, or, online,
+	// for one of UsedUp); AsksLeft says how many requests are left today.
 	CanAsk   bool
 	AsksLeft int
 	// Request is the device's latest request of the day, if any.
@@ -64,8 +67,16 @@ type View struct {
 	Token string
 }
 
+// Service is a service with a daily allowance: its catalogue name and
+// the name people know.
+type Service struct {
+	Name, Title string
+}
+
 // Request is a request as the child sees it.
 type Request struct {
+	// Service is the title of the service asked about, if any.
+	Service    string
 	Minutes    int
 	Message    string
 	AskedAt    time.Time
@@ -101,14 +112,22 @@ type data struct {
 	Form                                bool
 	AskLabel, MessageLabel, Submit      string
 	Options                             []option
-	Footer                              string
-	MaxMessage                          int
+	// Services are the form's choice of service (a radio each when
+	// there are several, one hidden field for one).
+	Services   []choice
+	Footer     string
+	MaxMessage int
 }
 
 type option struct {
 	Minutes int
 	Label   string
 	Checked bool
+}
+
+type choice struct {
+	Name, Label string
+	Checked     bool
 }
 
 // Render writes the page for v in language lang ("en", "de").
@@ -137,6 +156,14 @@ func Render(v View, lang string) []byte {
 		if !v.Until.IsZero() {
 			d.When = fmt.Sprintf(t.onlineUntil, at(v.Until))
 		}
+		if len(v.UsedUp) > 0 {
+			titles := make([]string, len(v.UsedUp))
+			for i, s := range v.UsedUp {
+				titles[i] = s.Title
+			}
+			d.Status = fmt.Sprintf(t.serviceUsedUp, strings.Join(titles, ", "))
+			d.Refresh = 60
+		}
 	default:
 		d.Title = t.offlineTitle
 		d.Headline = fmt.Sprintf(t.offline, v.Device)
@@ -164,6 +191,9 @@ func Render(v View, lang string) []byte {
 	}
 	if r := v.Request; r != nil {
 		d.Asked = fmt.Sprintf(t.asked, at(r.AskedAt), r.Minutes)
+		if r.Service != "" {
+			d.Asked = fmt.Sprintf(t.askedService, at(r.AskedAt), r.Minutes, r.Service)
+		}
 		d.Message = r.Message
 		switch r.Status {
 		case "open":
@@ -177,13 +207,23 @@ func Render(v View, lang string) []byte {
 			d.Answer = t.expired
 		}
 	}
-	if !v.Online && v.CanAsk && (v.Request == nil || v.Request.Status != "open") {
+	asking := !v.Online || len(v.UsedUp) > 0
+	if asking && v.CanAsk && (v.Request == nil || v.Request.Status != "open") {
 		d.Form = true
 		for i, m := range Minutes {
 			d.Options = append(d.Options, option{Minutes: m, Label: fmt.Sprintf(t.minutes, m), Checked: i == 0})
 		}
+		if v.Online {
+			for i, s := range v.UsedUp {
+				d.Services = append(d.Services, choice{Name: s.Name, Label: s.Title, Checked: i == 0})
+			}
+			d.AskLabel = t.askServices
+			if len(v.UsedUp) == 1 {
+				d.AskLabel = fmt.Sprintf(t.askService, v.UsedUp[0].Title)
+			}
+		}
 		d.Left = fmt.Sprintf(t.left, v.AsksLeft)
-	} else if !v.Online && !v.CanAsk && v.AsksLeft == 0 && v.Request != nil && v.Request.Status != "open" {
+	} else if asking && !v.CanAsk && v.AsksLeft == 0 && v.Request != nil && v.Request.Status != "open" {
 		d.Left = t.noneLeft
 	}
 	d.Error = v.Error
@@ -233,6 +273,18 @@ func (d *data) html() []byte {
 		line(`<form class="card" method="post" action="%s/request">`, esc(d.Base))
 		line(`<input type="hidden" name="t" value="%s">`, esc(d.Token))
 		line(`<h2>%s</h2>`, esc(d.AskLabel))
+		switch {
+		case len(d.Services) == 1:
+			line(`<input type="hidden" name="service" value="%s">`, esc(d.Services[0].Name))
+		case len(d.Services) > 1:
+			for _, s := range d.Services {
+				checked := ""
+				if s.Checked {
+					checked = " checked"
+				}
+				line(`<label class="opt"><input type="radio" name="service" value="%s"%s> %s</label>`, esc(s.Name), checked, esc(s.Label))
+			}
+		}
 		for _, o := range d.Options {
 			checked := ""
 			if o.Checked {

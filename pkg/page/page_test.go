@@ -46,6 +46,13 @@ func TestPageSaysWhyUntilWhenAndOffersToAsk(t *testing.T) {
 			Request: &Request{Minutes: 15, AskedAt: evening, Status: "denied", AnsweredAt: evening.Add(time.Minute)}}},
 		{"winding-down", "en", View{Device: "Kid phone", Online: true, Until: evening.Add(8 * time.Minute), SlowUntil: evening.Add(8 * time.Minute)}},
 		{"winding-down-de", "de", View{Device: "Kid phone", Online: true, Until: evening.Add(7*time.Minute + 30*time.Second), SlowUntil: evening.Add(7*time.Minute + 30*time.Second)}},
+		{"youtube-used-up", "en", View{Device: "Kid phone", Online: true, Until: morning, CanAsk: true, AsksLeft: 5,
+			UsedUp: []Service{{Name: "youtube", Title: "YouTube"}}}},
+		{"two-services-used-up-de", "de", View{Device: "Kid phone", Online: true, CanAsk: true, AsksLeft: 3,
+			UsedUp: []Service{{Name: "youtube", Title: "YouTube"}, {Name: "roblox", Title: "Roblox"}}}},
+		{"youtube-asked", "en", View{Device: "Kid phone", Online: true, CanAsk: true, AsksLeft: 4,
+			UsedUp:  []Service{{Name: "youtube", Title: "YouTube"}},
+			Request: &Request{Service: "YouTube", Minutes: 15, AskedAt: evening, Status: "open"}}},
 		{"clock-not-set", "en", View{Device: "02:c0:00:00:00:0a", Cause: "clock"}},
 		{"unknown-language-is-english", "fr", View{Device: "Kid phone", Cause: "pause", Until: evening.Add(time.Hour)}},
 	}
@@ -148,11 +155,11 @@ func (f *fakeSource) View(a netip.Addr) (View, bool) {
 	return v, true
 }
 
-func (f *fakeSource) Ask(a netip.Addr, minutes int, message string) error {
+func (f *fakeSource) Ask(a netip.Addr, form Form) error {
 	if f.err != nil {
 		return f.err
 	}
-	f.asked = append(f.asked, message)
+	f.asked = append(f.asked, form.Message)
 	return nil
 }
 
@@ -308,10 +315,16 @@ func FuzzLanguage(f *testing.F) {
 func FuzzParseForm(f *testing.F) {
 	f.Add("minutes=30&message=hello")
 	f.Add("minutes=15&message=%3Cscript%3E%1b%5B31m")
+	f.Add("minutes=15&service=youtube")
+	f.Add("minutes=60&service=%3Cb%3E")
 	f.Fuzz(func(t *testing.T, body string) {
-		minutes, msg, err := ParseForm([]byte(body), "application/x-www-form-urlencoded")
+		form, err := ParseForm([]byte(body), "application/x-www-form-urlencoded")
 		if err != nil {
 			return
+		}
+		minutes, msg := form.Minutes, form.Message
+		if len(form.Service) > 32 || strings.Trim(form.Service, "abcdefghijklmnopqrstuvwxyz0123456789-") != "" {
+			t.Fatalf("service %q taken", form.Service)
 		}
 		if minutes != 15 && minutes != 30 && minutes != 60 {
 			t.Fatalf("minutes %d taken", minutes)

@@ -27,9 +27,10 @@ type Source interface {
 	// View returns the page for the device at remote; false when no
 	// device on the LAN has that address.
 	View(remote netip.Addr) (View, bool)
-	// Ask records a request of the device at remote; a Problem says why
-	// it was not taken.
-	Ask(remote netip.Addr, minutes int, message string) error
+	// Ask records a request of the device at remote — for more time on
+	// one service when f.Service is set; a Problem says why it was not
+	// taken.
+	Ask(remote netip.Addr, f Form) error
 }
 
 // Limits of the listener: everything that reaches it comes from a child's
@@ -247,14 +248,14 @@ func (s *Server) answer(req *request, local, remote netip.AddrPort) *response {
 	var problem string
 	switch {
 	case req.method == "POST" && req.path == "/request":
-		minutes, message, err := ParseForm(req.body, req.header["content-type"])
+		form, err := ParseForm(req.body, req.header["content-type"])
 		if err == nil && (req.header["host"] != strings.TrimPrefix(base, "http://") || !s.tokenIn(req.body)) {
 			// The form posts to the base address with the token; a
 			// page elsewhere posting to the router has neither.
 			return plain(403, "curfew: this form did not come from the bedtime page")
 		}
 		if err == nil {
-			err = s.src.Ask(addr, minutes, message)
+			err = s.src.Ask(addr, form)
 		}
 		var p Problem
 		switch {
@@ -316,20 +317,33 @@ func baseURL(local netip.AddrPort) string {
 	return "http://" + netip.AddrPortFrom(a, local.Port()).String()
 }
 
+// Form is a child's request as the page's form sends it.
+type Form struct {
+	Minutes int
+	Message string
+	// Service names a service whose time is used up (a catalogue name),
+	// or is empty: more time for the device.
+	Service string
+}
+
 // ParseForm reads the request form (a body readRequest has bounded):
-// minutes (one of Minutes) and an optional message, cleaned
-// (CleanMessage).
-func ParseForm(body []byte, contentType string) (int, string, error) {
+// minutes (one of Minutes), an optional message, cleaned (CleanMessage),
+// and the service asked about, if any (only its shape is checked here).
+func ParseForm(body []byte, contentType string) (Form, error) {
 	if ct, _, _ := strings.Cut(contentType, ";"); strings.TrimSpace(strings.ToLower(ct)) != "application/x-www-form-urlencoded" {
-		return 0, "", BadAmount
+		return Form{}, BadAmount
 	}
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
-		return 0, "", BadAmount
+		return Form{}, BadAmount
 	}
 	minutes, err := strconv.Atoi(form.Get("minutes"))
 	if err != nil || !slices.Contains(Minutes, minutes) {
-		return 0, "", BadAmount
+		return Form{}, BadAmount
 	}
-	return minutes, CleanMessage(form.Get("message")), nil
+	svc := form.Get("service")
+	if len(svc) > 32 || strings.Trim(svc, "abcdefghijklmnopqrstuvwxyz0123456789-") != "" {
+		return Form{}, NoSuchService
+	}
+	return Form{Minutes: minutes, Message: CleanMessage(form.Get("message")), Service: svc}, nil
 }

@@ -18,6 +18,8 @@ type text struct {
 	asked, waiting, approved, denied, expired       string
 	left, noneLeft                                  string
 	tooMany, busy, notOffline, askingOff, badAmount string
+	serviceUsedUp, askService, askServices          string
+	askedService, noSuchService                     string
 	footer                                          string
 	days                                            [7]string
 }
@@ -38,9 +40,12 @@ var texts = map[string]*text{
 		left: "You can ask %d more times today.", noneLeft: "That was the last request for today.",
 		tooMany: "You have asked as often as you can today.", busy: "The router has too many requests open; try later.",
 		notOffline: "This device is online: there is nothing to ask for.", askingOff: "Asking for more time is turned off.",
-		badAmount: "Choose 15, 30 or 60 minutes.",
-		footer:    "This page comes from your home router (curfew). Secure (https) pages do not load while the device is offline.",
-		days:      [7]string{"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"},
+		badAmount:     "Choose 15, 30 or 60 minutes.",
+		serviceUsedUp: "Today's time for %s is used up. Everything else works.",
+		askService:    "Ask for more time for %s", askServices: "Ask for more time for a service",
+		askedService: "Asked at %s for %d minutes of %s.", noSuchService: "That service still has time today, or no limit.",
+		footer: "This page comes from your home router (curfew). Secure (https) pages do not load while the device is offline.",
+		days:   [7]string{"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"},
 	},
 	"de": {
 		offlineTitle: "Gerade offline", onlineTitle: "Online",
@@ -57,9 +62,12 @@ var texts = map[string]*text{
 		left: "Du kannst heute noch %d-mal fragen.", noneLeft: "Das war die letzte Anfrage für heute.",
 		tooMany: "Du hast heute so oft gefragt, wie es geht.", busy: "Beim Router sind zu viele Anfragen offen; versuche es später.",
 		notOffline: "Dieses Gerät ist online: Es gibt nichts zu erbitten.", askingOff: "Um mehr Zeit bitten ist ausgeschaltet.",
-		badAmount: "Wähle 15, 30 oder 60 Minuten.",
-		footer:    "Diese Seite kommt von eurem Router (curfew). Sichere Seiten (https) laden nicht, solange das Gerät offline ist.",
-		days:      [7]string{"So", "Mo", "Di", "Mi", "Do", "Fr", "Sa"},
+		badAmount:     "Wähle 15, 30 oder 60 Minuten.",
+		serviceUsedUp: "Die Zeit für %s ist für heute aufgebraucht. Alles andere geht.",
+		askService:    "Um mehr Zeit für %s bitten", askServices: "Um mehr Zeit für einen Dienst bitten",
+		askedService: "Gefragt um %s Uhr, %d Minuten %s.", noSuchService: "Dieser Dienst hat heute noch Zeit oder kein Limit.",
+		footer: "Diese Seite kommt von eurem Router (curfew). Sichere Seiten (https) laden nicht, solange das Gerät offline ist.",
+		days:   [7]string{"So", "Mo", "Di", "Mi", "Do", "Fr", "Sa"},
 	},
 }
 
@@ -84,6 +92,7 @@ const (
 	NotOffline
 	AskingOff
 	BadAmount
+	NoSuchService
 )
 
 func (p Problem) Error() string { return p.In("en") }
@@ -105,6 +114,8 @@ func (p Problem) In(lang string) string {
 		return t.askingOff
 	case BadAmount:
 		return t.badAmount
+	case NoSuchService:
+		return t.noSuchService
 	}
 	return "?"
 }

@@ -265,6 +265,9 @@ const (
 	// CauseWindDown is the one cause of an online device: it is slowed
 	// before an offline window.
 	CauseWindDown = "wind_down"
+	// CauseService is no cause of a state: it is a request's, for more
+	// time on a service whose time is used up.
+	CauseService = "service"
 )
 
 // ServiceTime is a service's allowance on the plan's day: its limit
@@ -384,7 +387,7 @@ func Compute(in Input) *Plan {
 			d.BlockedCount = r.Count()
 			d.Services = r.Services
 			if len(prof.ServiceLimits) > 0 {
-				changes = append(changes, nextMidnight(at, loc)) // allowances start again
+				changes = append(changes, NextMidnight(at, loc)) // allowances start again
 			}
 		}
 		if d.Until != nil {
@@ -578,7 +581,7 @@ func (e *evaluation) budget() {
 	left := max(limit-e.in.Used[e.prof.ID], 0)
 	bl := Duration(left)
 	e.d.BudgetLeft = &bl
-	reset := nextMidnight(e.at, e.loc)
+	reset := NextMidnight(e.at, e.loc)
 	if left == 0 {
 		e.sources = append(e.sources, source{kind: CauseLimit, label: fmt.Sprintf("daily limit %s used up", Short(limit)),
 			ivs: []schedule.Interval{{From: e.at, To: reset}}})
@@ -793,9 +796,9 @@ func grantsProfile(c *config.Config, target, id string) bool {
 	return false
 }
 
-// nextMidnight is the start of the local day after at's, when budgets
+// NextMidnight is the start of the local day after at's, when budgets
 // and allowances start again.
-func nextMidnight(at time.Time, loc *time.Location) time.Time {
+func NextMidnight(at time.Time, loc *time.Location) time.Time {
 	y, m, d := at.In(loc).Date()
 	return schedule.Resolve(loc, y, m, d+1, 0)
 }
