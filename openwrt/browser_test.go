@@ -276,10 +276,11 @@ func TestLuCIViewsInARealBrowser(t *testing.T) {
 		}
 	}
 	// what the clicks changed, as the daemon reports it
-	if len(res.Actions) != 11 {
+	if len(res.Actions) != 12 {
 		t.Fatalf("actions = %+v", res.Actions)
 	}
-	if out := s.curfew("status"); !strings.Contains(out, "allow Kid phone until") || !strings.Contains(out, "grant Kid phone +15m today") {
+	if out := s.curfew("status"); !strings.Contains(out, "allow Kid phone until") || !strings.Contains(out, "grant Kid phone +15m today") ||
+		!strings.Contains(out, "grant Kid phone +15m of youtube today") {
 		t.Errorf("status after the clicks:\n%s", out)
 	}
 	// the week the view showed, as the CLI and the weekly notification say it

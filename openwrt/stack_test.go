@@ -125,7 +125,7 @@ config login
 	// router's zone is UTC): the tests start with the child online,
 	// whatever the hour they run at.
 	bed := time.Now().UTC().Add(12 * time.Hour).Truncate(time.Hour)
-	cfg := strings.Replace(l.SampleConfig(bed.Format("15:04"), bed.Add(8*time.Hour).Format("15:04"), ""), "config profile 'kid'\n\toption name 'Kid'\n", "config profile 'kid'\n\toption name 'Kid'\n\toption daily_limit '2h'\n"+strings.Join(kidOptions, ""), 1)
+	cfg := strings.Replace(l.SampleConfig(bed.Format("15:04"), bed.Add(8*time.Hour).Format("15:04"), ""), "config profile 'kid'\n\toption name 'Kid'\n", "config profile 'kid'\n\toption name 'Kid'\n\toption daily_limit '2h'\n\tlist service_limit 'youtube 1h'\n"+strings.Join(kidOptions, ""), 1)
 	// a device whose name is markup: the pages must show it as text
 	cfg += "\nconfig device\n\toption mac '02:c0:00:00:00:99'\n\toption name '" + hostileName + "'\n\toption profile 'kid'\n"
 	must(os.WriteFile(filepath.Join(d, "etc-up/config/curfew"), []byte(cfg), 0o600))

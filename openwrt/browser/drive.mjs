@@ -175,6 +175,14 @@ if (cfg.act) {
 		await page.waitForFunction(() => /granted/.test(document.body.innerText), { timeout: 10000 });
 		return notice();
 	});
+	await action('grant youtube', async () => {
+		// a service's allowance has buttons of its own, and its time left
+		// shows beside the screen time's
+		await click('Kid phone', '+15 min YouTube');
+		await page.waitForFunction(() => /15m more YouTube/.test(document.body.innerText) &&
+			/YouTube: 1h15m left/.test(document.body.innerText), { timeout: 10000 });
+		return notice();
+	});
 	await action('allow', async () => {
 		await click('Kid phone', 'Allow until…');
 		await page.waitForSelector('.modal input[type=time]', { timeout: 5000 });

@@ -31,6 +31,7 @@ type rpcdArgs struct {
 	For     string `json:"for"`
 	Until   string `json:"until"`
 	Amount  string `json:"amount"`
+	Service string `json:"service"`
 	Limit   int    `json:"limit"`
 	Days    int    `json:"days"`
 	// ID, Minutes and WholeProfile answer a child's request.
@@ -52,7 +53,7 @@ func forward(req control.Request) func(context.Context, string, rpcdArgs) (any, 
 		case control.MethodPause, control.MethodAllow:
 			r.Target, r.For, r.Until = in.Target, in.For, in.Until
 		case control.MethodGrant:
-			r.Target, r.Amount = in.Target, in.Amount
+			r.Target, r.Amount, r.Service = in.Target, in.Amount, in.Service
 		case control.MethodLog:
 			r.Target, r.Limit = in.Target, in.Limit
 		case control.MethodUsage:
@@ -90,7 +91,7 @@ func rpcdMethods() map[string]rpcdMethod {
 		"pause":    {map[string]string{"target": "str", "for": "str", "until": "str"}, forward(control.Request{Method: control.MethodPause}), false},
 		"resume":   {map[string]string{"target": "str"}, forward(control.Request{Method: control.MethodResume}), false},
 		"allow":    {map[string]string{"target": "str", "for": "str", "until": "str"}, forward(control.Request{Method: control.MethodAllow}), false},
-		"grant":    {map[string]string{"target": "str", "amount": "str"}, forward(control.Request{Method: control.MethodGrant}), false},
+		"grant":    {map[string]string{"target": "str", "amount": "str", "service": "str"}, forward(control.Request{Method: control.MethodGrant}), false},
 		"assign":   {map[string]string{"mac": "str", "profile": "str", "name": "str"}, forward(control.Request{Method: control.MethodAssign}), false},
 		"requests": {nil, forward(control.Request{Method: control.MethodRequests}), true},
 		"approve":  {map[string]string{"id": "str", "minutes": "int", "whole_profile": "bool"}, forward(control.Request{Method: control.MethodApprove}), false},

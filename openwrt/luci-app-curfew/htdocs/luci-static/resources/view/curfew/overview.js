@@ -15,7 +15,7 @@ var callDevices = rpc.declare({ object: 'curfew', method: 'devices', expect: { r
 var callPause = rpc.declare({ object: 'curfew', method: 'pause', params: [ 'target', 'for', 'until' ] });
 var callResume = rpc.declare({ object: 'curfew', method: 'resume', params: [ 'target' ] });
 var callAllow = rpc.declare({ object: 'curfew', method: 'allow', params: [ 'target', 'for', 'until' ] });
-var callGrant = rpc.declare({ object: 'curfew', method: 'grant', params: [ 'target', 'amount' ] });
+var callGrant = rpc.declare({ object: 'curfew', method: 'grant', params: [ 'target', 'amount', 'service' ] });
 var callAssign = rpc.declare({ object: 'curfew', method: 'assign', params: [ 'mac', 'profile', 'name' ] });
 var callRequests = rpc.declare({ object: 'curfew', method: 'requests', expect: { result: [] } });
 var callApprove = rpc.declare({ object: 'curfew', method: 'approve', params: [ 'id', 'minutes', 'whole_profile' ] });
@@ -80,9 +80,14 @@ function actions(dev) {
 	else
 		buttons.push(E('button', { 'class': 'btn cbi-button-negative', 'click': function() { return act(callPause(target, '', '')); } }, [ _('Pause') ]));
 	if (dev.budget_left !== undefined) {
-		buttons.push(E('button', { 'class': 'btn', 'click': function() { return act(callGrant(target, '15m')); } }, [ _('+15 min') ]));
-		buttons.push(E('button', { 'class': 'btn', 'click': function() { return act(callGrant(target, '30m')); } }, [ _('+30 min') ]));
+		buttons.push(E('button', { 'class': 'btn', 'click': function() { return act(callGrant(target, '15m', '')); } }, [ _('+15 min') ]));
+		buttons.push(E('button', { 'class': 'btn', 'click': function() { return act(callGrant(target, '30m', '')); } }, [ _('+30 min') ]));
 	}
+	// a service's own allowance (service_limit): more time on it alone
+	(dev.services || []).forEach(function(s) {
+		buttons.push(dom.el('button', { 'class': 'btn', 'click': function() { return act(callGrant(target, '15m', s.service)); } },
+			_('+15 min %s').format(s.title)));
+	});
 	buttons.push(E('button', { 'class': 'btn', 'click': function() { allowUntil(target, name); } }, [ _('Allow until…') ]));
 	return dom.el('div', { 'class': 'cbi-section-actions' }, buttons);
 }
@@ -106,6 +111,17 @@ function allowUntil(target, name) {
 	]);
 }
 
+// timeLeft is the screen time left today and, below it, each limited
+// service's ("YouTube: 5m left", "YouTube: used up").
+function timeLeft(dev) {
+	var out = [ dev.budget_left || '-' ];
+	(dev.services || []).forEach(function(s) {
+		out.push(E('br'), dom.el('small', {}, s.left == '0m'
+			? _('%s: used up').format(s.title) : _('%s: %s left').format(s.title, s.left)));
+	});
+	return out;
+}
+
 function deviceTable(plan) {
 	var rows = [];
 	((plan && plan.devices) || []).forEach(function(dev) {
@@ -120,7 +136,7 @@ function deviceTable(plan) {
 				slow ? _('winding down') : dev.state == 'online' ? _('online') : _('offline')),
 			dev.reason,
 			when(dev.until),
-			dev.budget_left || '-',
+			timeLeft(dev),
 			actions(dev)
 		]);
 	});
@@ -154,7 +170,7 @@ function requestList(requests) {
 		return [
 			when(r.asked_at),
 			[ r.device, E('br'), dom.el('small', {}, r.reason || r.cause) ],
-			dom.duration(r.minutes),
+			r.service_title ? _('%s of %s').format(dom.duration(r.minutes), r.service_title) : dom.duration(r.minutes),
 			r.message ? dom.el('q', {}, r.message) : '-',
 			dom.el('div', { 'class': 'cbi-section-actions' }, [
 				E('button', { 'class': 'btn cbi-button-positive', 'click': function() { return act(callApprove(r.id, 0, false)); } }, [ _('Approve') ]), ' ',

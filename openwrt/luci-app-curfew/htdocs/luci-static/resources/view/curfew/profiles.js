@@ -26,6 +26,18 @@ function validDuration(section_id, value) {
 	return true;
 }
 
+// validServiceLimit checks "SERVICE DURATION [DAYS]" against the catalogue
+// the daemon serves; the daemon checks it again (and the days) on load.
+function validServiceLimit(services, value) {
+	if (!value)
+		return true;
+	var f = value.trim().split(/\s+/);
+	var known = (services || []).some(function(s) { return s.name == (f[0] || '').toLowerCase(); });
+	if (f.length < 2 || !known || validDuration(null, f[1]) !== true)
+		return _('Expecting a service and a duration, such as "youtube 1h" or "roblox 30m weekdays"');
+	return true;
+}
+
 function validRate(section_id, value) {
 	if (!value)
 		return true;
@@ -128,6 +140,11 @@ return view.extend({
 		o.modalonly = true;
 		o = s.option(form.MultiValue, 'block_service', _('Blocked services'));
 		(services || []).forEach(function(svc) { o.value(svc.name, svc.title); });
+		o.modalonly = true;
+		o = s.option(form.DynamicList, 'service_limit', _('Time per service'),
+			_('A daily allowance for one service, for example "youtube 1h", or "roblox 30m weekdays" with days; it also counts toward the daily screen time.'));
+		o.placeholder = 'youtube 1h';
+		o.validate = function(section_id, value) { return validServiceLimit(services, value); };
 		o.modalonly = true;
 		o = s.option(form.DynamicList, 'blocklist', _('Block lists'), _('Files or https URLs (hosts, plain or adblock format).'));
 		o.modalonly = true;
