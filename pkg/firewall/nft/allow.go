@@ -59,6 +59,13 @@ func (b *Backend) learn(sets learnedSets, addrs []netip.Addr, ttl time.Duration)
 		have = map[netip.Addr]time.Time{}
 		b.learned[sets] = have
 	}
+	if len(have) >= serviceSetMax {
+		for a, exp := range have {
+			if !exp.After(now) {
+				delete(have, a) // the kernel expired it too
+			}
+		}
+	}
 	c, err := b.conn()
 	if err != nil {
 		return err
@@ -71,7 +78,7 @@ func (b *Backend) learn(sets learnedSets, addrs []netip.Addr, ttl time.Duration)
 		}
 		exp, ok := have[a]
 		if !ok && len(have) >= serviceSetMax {
-			continue // the kernel's set is as full; the daemon warned
+			continue // as many live addresses as a set may hold
 		}
 		el := nftables.SetElement{Key: a.AsSlice(), Timeout: ttl}
 		if ok && exp.After(now.Add(2*time.Second)) {
