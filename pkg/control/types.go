@@ -149,8 +149,11 @@ type UsageDay struct {
 	// Requests are the day's requests for more time and their answers:
 	// who got how much extra time, when.
 	Requests []TimeRequest `json:"requests"`
-	// Profiles maps a profile to its online minutes (its screen time).
-	Profiles map[string]int `json:"profiles"`
+	// Profiles maps a profile to its online minutes (its screen time),
+	// Services a profile to its minutes on each of its limited services
+	// (service_limit), counted as screen time is.
+	Profiles map[string]int            `json:"profiles"`
+	Services map[string]map[string]int `json:"services,omitempty"`
 	// Devices maps a MAC to its activity.
 	Devices map[string]DeviceUsage `json:"devices"`
 	// NewDevices are the day's first sightings of unlisted MACs (at most

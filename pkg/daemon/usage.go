@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -413,6 +414,14 @@ func (d *Daemon) usageReport(target string, days int) ([]control.UsageDay, error
 		for p, m := range day.Profiles {
 			if profiles == nil || profiles[p] {
 				ud.Profiles[p] = m
+			}
+		}
+		for p, svcs := range day.Services {
+			if profiles == nil || profiles[p] {
+				if ud.Services == nil {
+					ud.Services = map[string]map[string]int{}
+				}
+				ud.Services[p] = maps.Clone(svcs)
 			}
 		}
 		for mac, du := range day.Devices {

@@ -48,6 +48,9 @@ type Profile struct {
 	// the minutes in which they did (from DNS: where the time went, not
 	// screen time), most first, at most TopN.
 	Services []Count `json:"services"`
+	// Limited are the profile's services with an allowance
+	// (service_limit), by the minutes counted on them, most first.
+	Limited []Count `json:"limited,omitempty"`
 	// Blocked counts the names the filter refused, TopBlocked the most
 	// refused (at most TopN).
 	Blocked        int      `json:"blocked"`
@@ -156,7 +159,7 @@ func between(from, to string) []string {
 // hasRules tells a child's profile from a parents' one without rules.
 func hasRules(cfg *config.Config, p *config.Profile) bool {
 	if p.DailyLimit > 0 || len(p.Block) > 0 || len(p.BlockService) > 0 || len(p.Blocklists) > 0 ||
-		p.SafeSearch || p.Allowlist || p.WindDown > 0 {
+		p.SafeSearch || p.Allowlist || p.WindDown > 0 || len(p.ServiceLimits) > 0 {
 		return true
 	}
 	for _, s := range cfg.Schedules {
@@ -175,7 +178,7 @@ func profile(cfg *config.Config, p *config.Profile, dates []string, byDate map[s
 			out.Devices = append(out.Devices, cmp.Or(dev.Name, dev.MAC.String()))
 		}
 	}
-	svcs, blocked := map[string]int{}, map[string]int{}
+	svcs, blocked, limited := map[string]int{}, map[string]int{}, map[string]int{}
 	for _, date := range dates {
 		ud := byDate[date]
 		if ud == nil {
@@ -184,6 +187,9 @@ func profile(cfg *config.Config, p *config.Profile, dates []string, byDate map[s
 		}
 		mins := ud.Profiles[p.ID]
 		out.Days = append(out.Days, Day{Date: date, Minutes: mins})
+		for k, v := range ud.Services[p.ID] {
+			limited[k] += v
+		}
 		out.Minutes += mins
 		for _, du := range ud.Devices {
 			if du.Profile != p.ID {
@@ -205,13 +211,21 @@ func profile(cfg *config.Config, p *config.Profile, dates []string, byDate map[s
 			}
 		}
 	}
-	out.Services, out.TopBlocked = top(svcs), top(blocked)
-	for i, s := range out.Services {
-		if svc := services.Builtin().Get(s.Name); svc != nil {
-			out.Services[i].Title = svc.Title
-		}
+	out.Services, out.TopBlocked = titled(top(svcs)), top(blocked)
+	if len(limited) > 0 {
+		out.Limited = titled(top(limited))
 	}
 	return out
+}
+
+// titled gives services their catalogue titles.
+func titled(cs []Count) []Count {
+	for i, s := range cs {
+		if svc := services.Builtin().Get(s.Name); svc != nil {
+			cs[i].Title = svc.Title
+		}
+	}
+	return cs
 }
 
 func (r *Requests) add(rq control.TimeRequest) {
@@ -300,6 +314,13 @@ func (p Profile) text(b *strings.Builder) {
 	}
 	b.WriteString("\n  " + strings.Join(days, " · ") + "\n")
 	var parts []string
+	for _, s := range p.Limited {
+		parts = append(parts, cmp.Or(s.Title, s.Name)+" "+Minutes(s.Count))
+	}
+	if len(parts) > 0 {
+		b.WriteString("  Time on limited services: " + strings.Join(parts, ", ") + "\n")
+		parts = parts[:0]
+	}
 	for _, s := range p.Services {
 		parts = append(parts, cmp.Or(s.Title, s.Name)+" "+Minutes(s.Count))
 	}

@@ -50,6 +50,7 @@ config profile 'alice'
 	option name 'Alice'
 	option daily_limit '2h'
 	list block_service 'tiktok'
+	list service_limit 'youtube 1h'
 
 config profile 'bob'
 	option name 'Bob'
@@ -97,6 +98,7 @@ func testWeek() []control.UsageDay {
 	at := func(s string) time.Time { v, _ := time.Parse(time.RFC3339, s); return v }
 	day := func(date string, alice, bob int) control.UsageDay {
 		return control.UsageDay{Date: date, Profiles: map[string]int{"alice": alice, "bob": bob, "family": 300},
+			Services: map[string]map[string]int{"alice": {"youtube": min(alice/2, 60)}},
 			Devices: map[string]control.DeviceUsage{
 				"02:00:00:00:00:a1": {Name: "Alice phone", Profile: "alice", Minutes: alice, Blocked: 10, BypassAttempts: 1,
 					TopBlocked: map[string]int{"tiktok.com": 6, "www.tiktok.com": 3, "v16.tiktokcdn.com": 1},
