@@ -49,7 +49,11 @@ func timePerService(t *testing.T, l *lab.Lab, main string, extra ...string) {
 	}
 
 	s := startEchoStream(t, l, lab.VideoV4)
+	started := time.Now()
 	usedAt := waitExplain(t, d, "YouTube: 10m used of 10m today", 2*time.Minute)
+	// minutes are a second here, each tick also reading the counters:
+	// a little over 10 s of streaming
+	t.Logf("10 minutes of YouTube used up after %v of streaming", usedAt.Sub(started).Round(100*time.Millisecond))
 	s.checkCut(t, usedAt, "IPv4")
 	ex := explainKid(t, d)
 	screen := time.Hour - parseLeft(t, ex.BudgetLeft)
