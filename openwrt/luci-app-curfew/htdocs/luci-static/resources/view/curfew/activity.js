@@ -74,6 +74,7 @@ function weekCard(p) {
 		[ _('Devices'), (p.devices || []).join(', ') || '-' ],
 		[ _('Online this week'), dom.duration(p.minutes) + (p.limit_minutes > 0 ? ' (' + _('limit %s a day').format(dom.duration(p.limit_minutes)) + ')' : '') ],
 		[ _('Looked up most'), counts(p.services, dom.duration) || '-' ],
+		[ _('Time on limited services'), counts(p.limited, dom.duration) || '-' ],
 		[ _('Blocked'), p.blocked ? p.blocked + (p.top_blocked && p.top_blocked.length ? ' (' + counts(p.top_blocked, String) + ')' : '') : '0' ],
 		[ _('Asked for more time'), rq.asked ? _('%d: %d approved, %d denied, %d unanswered').format(rq.asked, rq.approved, rq.denied, rq.unanswered) : '0' ],
 		[ _('Bypass attempts'), String(p.bypass_attempts || 0) ]
