@@ -199,8 +199,9 @@ type Daemon struct {
 	bypassTold     map[string]time.Time
 	newDeviceHour  time.Time
 	newDeviceCount int
-	// toldOnce holds "profile date" for budget_used events sent, and
-	// "profile instant" for wind_down events.
+	// toldOnce holds "profile date" (and "profile service date") for
+	// budget_used events sent, and "profile instant" for wind_down events
+	// (see firstTime).
 	toldOnce map[string]bool
 }
 

@@ -489,18 +489,29 @@ func (d *Daemon) notify(ev notify.Event) {
 	}
 }
 
+// firstTime reports whether key (an event's "profile day" or "profile
+// instant") is told for the first time, and remembers it (d.mu held).
+// The memory is bounded: past 64 keys it starts again, at worst telling
+// an event twice.
+func (d *Daemon) firstTime(key string) bool {
+	if d.toldOnce[key] {
+		return false
+	}
+	if len(d.toldOnce) > 64 {
+		clear(d.toldOnce)
+	}
+	d.toldOnce[key] = true
+	return true
+}
+
 // noteWindDown tells a profile's own notify URLs (and the parents', if
 // they asked) that its devices wind down: once per profile and window.
 func (d *Daemon) noteWindDown(dev plan.Device, at time.Time, loc *time.Location) {
 	key := dev.Profile + " " + dev.SlowUntil.UTC().Format(time.RFC3339)
 	d.mu.Lock()
-	told := d.toldOnce[key]
+	told := !d.firstTime(key)
 	var to []string
 	if !told {
-		if len(d.toldOnce) > 64 {
-			clear(d.toldOnce)
-		}
-		d.toldOnce[key] = true
 		if d.cfg != nil {
 			if p := d.cfg.Profile(dev.Profile); p != nil {
 				to = p.Notify
@@ -578,17 +589,10 @@ func (d *Daemon) noteNewDevice(mac string, now time.Time) {
 // noteBudgetUsed tells that a profile's screen time ran out, once per
 // profile and day.
 func (d *Daemon) noteBudgetUsed(dev plan.Device, at time.Time, loc *time.Location) {
-	key := dev.Profile + " " + at.In(loc).Format("2006-01-02")
 	d.mu.Lock()
-	told := d.toldOnce[key]
-	if !told {
-		if len(d.toldOnce) > 64 {
-			clear(d.toldOnce)
-		}
-		d.toldOnce[key] = true
-	}
+	first := d.firstTime(dev.Profile + " " + at.In(loc).Format("2006-01-02"))
 	d.mu.Unlock()
-	if told {
+	if !first {
 		return
 	}
 	d.notify(notify.Event{Event: notify.BudgetUsed, Device: cmp.Or(dev.Name, dev.MAC), MAC: dev.MAC, Profile: dev.Profile, Time: at,

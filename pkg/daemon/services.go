@@ -197,17 +197,10 @@ func usedUpIn(p *plan.Plan, profile, service string) bool {
 // noteServiceUsed tells that a profile's time on a service ran out, once
 // per profile, service and day (a budget_used event).
 func (d *Daemon) noteServiceUsed(dev plan.Device, st plan.ServiceTime, at time.Time, loc *time.Location) {
-	key := dev.Profile + " " + st.Service + " " + at.In(loc).Format("2006-01-02")
 	d.mu.Lock()
-	told := d.toldOnce[key]
-	if !told {
-		if len(d.toldOnce) > 64 {
-			clear(d.toldOnce)
-		}
-		d.toldOnce[key] = true
-	}
+	first := d.firstTime(dev.Profile + " " + st.Service + " " + at.In(loc).Format("2006-01-02"))
 	d.mu.Unlock()
-	if told {
+	if !first {
 		return
 	}
 	d.notify(notify.Event{Event: notify.BudgetUsed, Device: cmp.Or(dev.Name, dev.MAC), MAC: dev.MAC, Profile: dev.Profile, Time: at, Service: st.Service,

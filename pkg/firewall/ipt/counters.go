@@ -26,21 +26,29 @@ func (b *Backend) Counters(ctx context.Context) (map[string]uint64, error) {
 	for mac, n := range b.carry {
 		out[mac] = n
 	}
-	err := b.opts.Run(func() error {
+	err := b.eachRule(ctx, func(r string) {
+		if mac, n, ok := onlineBytes(r); ok {
+			out[mac] += n
+		}
+	})
+	return out, err
+}
+
+// eachRule calls f with every rule of the filter table, both families,
+// as `iptables -S -v` prints them: one listing per family.
+func (b *Backend) eachRule(ctx context.Context, f func(rule string)) error {
+	return b.opts.Run(func() error {
 		for _, fam := range []int{4, 6} {
 			rules, err := b.listFilter(ctx, fam)
 			if err != nil {
 				return err
 			}
 			for _, r := range rules {
-				if mac, n, ok := onlineBytes(r); ok {
-					out[mac] += n
-				}
+				f(r)
 			}
 		}
 		return nil
 	})
-	return out, err
 }
 
 // listFilter returns every rule of the filter table with its counters, as

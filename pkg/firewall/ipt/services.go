@@ -112,21 +112,12 @@ func (b *Backend) ServiceCounters(ctx context.Context) (map[firewall.ServiceKey]
 	if len(b.services) == 0 {
 		return out, nil
 	}
-	err := b.opts.Run(func() error {
-		for _, fam := range []int{4, 6} {
-			rules, err := b.listFilter(ctx, fam)
-			if err != nil {
-				return err
-			}
-			for _, r := range rules {
-				if name, n, ok := serviceBytes(r); ok {
-					if ls, ok := b.services[name]; ok {
-						out[ls.key] += n
-					}
-				}
+	err := b.eachRule(ctx, func(r string) {
+		if name, n, ok := serviceBytes(r); ok {
+			if ls, ok := b.services[name]; ok {
+				out[ls.key] += n
 			}
 		}
-		return nil
 	})
 	return out, err
 }
