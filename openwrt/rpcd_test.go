@@ -79,6 +79,9 @@ func TestRpcdUbusAndACLForReal(t *testing.T) {
 	if r := ok(full, "grant", map[string]any{"target": "kid", "amount": "15m"}); r["message"] != "granted kid 15m more screen time today" {
 		t.Errorf("grant = %v", r)
 	}
+	if r := ok(full, "grant", map[string]any{"target": "kid", "amount": "15m", "service": "youtube"}); r["message"] != "granted kid 15m more YouTube today" {
+		t.Errorf("grant of a service's time = %v", r)
+	}
 	if r := ok(full, "assign", map[string]any{"mac": "02:c0:00:00:00:1e", "profile": "kid", "name": "Guest tablet"}); !strings.Contains(r["message"].(string), "Guest tablet") {
 		t.Errorf("assign = %v", r)
 	}
