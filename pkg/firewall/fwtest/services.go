@@ -21,7 +21,8 @@ import (
 // connection to the service ends at its next packet, new ones fail, UDP
 // gets nothing through, and the other server still answers. A grant
 // (counted again, after a full replace of the rules) opens it again with
-// the addresses still known.
+// the addresses still known. The guest (a MAC the config does not list)
+// has the child's profile and is counted as well.
 func ServiceTime(t *testing.T, l *lab.Lab, child net.HardwareAddr, apply func(*firewall.Ruleset) error, sc firewall.ServiceCounter) {
 	t.Helper()
 	ctx := context.Background()
@@ -30,6 +31,9 @@ func ServiceTime(t *testing.T, l *lab.Lab, child net.HardwareAddr, apply func(*f
 			LAN: []string{"br-lan"}, DNSPort: 53,
 			Profiles: []firewall.Profile{{ID: "kid", Name: "Kid", Services: []firewall.Service{{Name: "youtube", UsedUp: usedUp}}}},
 			Devices:  []firewall.Device{{MAC: child, Name: "Kid phone", Profile: "kid"}},
+			// the guest, a MAC the config does not list, gets the
+			// child's profile: counted too
+			Unknown: &firewall.Unknown{Profile: "kid"},
 		}
 	}
 	if err := apply(rs(false)); err != nil {
@@ -85,6 +89,22 @@ func ServiceTime(t *testing.T, l *lab.Lab, child net.HardwareAddr, apply func(*f
 	}
 	if after := count(); after <= before {
 		t.Fatalf("UDP to the service (QUIC's way) was not counted: %d bytes, %d before", after, before)
+	} else {
+		before = after
+	}
+	// an unknown device of the profile counts too
+	g, err := l.Dial(l.Guest.NS, "tcp", net.JoinHostPort(lab.BlockedV4, lab.EchoPort), time.Second)
+	if err != nil {
+		t.Fatalf("the guest reaches the service: %v", err)
+	}
+	for range 10 {
+		if err := lab.Echo(g, strings.Repeat("g", 500)); err != nil {
+			t.Fatalf("the guest talks to the service: %v", err)
+		}
+	}
+	g.Close()
+	if after := count(); after < before+5000 {
+		t.Fatalf("the service counted %d bytes after the guest sent it 5,000, %d before: unknown devices of the profile escape", after, before)
 	} else {
 		before = after
 	}

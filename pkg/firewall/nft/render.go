@@ -271,13 +271,19 @@ func renderProfile(d *desired, rs *firewall.Ruleset, p firewall.Profile, memo *p
 	// when a block is added the daemon deletes the flows it now forbids
 	// (Cutoff). Established traffic of an online device thus pays one
 	// conntrack-state test here, whatever the size of the lists.
-	ch.add(note+": established flows were checked at their start",
+	// (A profile that counts services counts them on this way too: its
+	// unknown devices, which the fast path does not know, come here.)
+	established, estNote := &expr.Verdict{Kind: expr.VerdictReturn}, ": established flows were checked at their start"
+	if len(p.Services) > 0 {
+		established, estNote = gotoChain(countChain(p.ID)), ": established flows were checked at their start; their services counted"
+	}
+	ch.add(note+estNote,
 		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
 			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED),
 			Xor:  binaryutil.NativeEndian.PutUint32(0)},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
-		&expr.Verdict{Kind: expr.VerdictReturn})
+		established)
 	if !p.Open {
 		ch.add(note+": no DNS over TLS", dport(853), &expr.Verdict{Kind: expr.VerdictJump, Chain: "dot"})
 	}
