@@ -70,14 +70,12 @@ func (d *Daemon) dnsBindings(cfg *config.Config, p *plan.Plan) []dnsfilter.Bindi
 			m.allow = a.Build()
 			d.memo[prof.ID] = m
 		}
-		var counted map[string]bool
+		var limited map[string]bool
 		for _, st := range dev.Services {
-			if !st.UsedUp() {
-				if counted == nil {
-					counted = map[string]bool{}
-				}
-				counted[st.Service] = true
+			if limited == nil {
+				limited = map[string]bool{}
 			}
+			limited[st.Service] = !st.UsedUp()
 		}
 		out = append(out, dnsfilter.Binding{
 			Profile: prof.ID,
@@ -91,7 +89,7 @@ func (d *Daemon) dnsBindings(cfg *config.Config, p *plan.Plan) []dnsfilter.Bindi
 				Allowlist:        prof.Allowlist,
 				Allow:            m.allow,
 				BypassPrevention: cfg.BypassPrevention,
-				Counted:          counted,
+				Limited:          limited,
 			},
 		})
 	}

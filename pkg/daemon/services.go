@@ -30,23 +30,78 @@ const maxLearned = 16384
 const serviceGrace = time.Hour
 
 // learnService is the DNS filter's Learned: it keeps the addresses (for a
-// cut when the allowance runs out) and hands them to the kernel.
+// cut when the allowance runs out) and hands them to the kernel. With
+// service "" they are the profile's other sites' addresses: kept too, and
+// taken out of its services' (a front end that serves a limited service
+// and other sites, such as YouTube's, which are Google's, is then neither
+// counted nor refused as the service's), and never added to them later
+// while they live.
 func (d *Daemon) learnService(ctx context.Context, profile, service string, addrs []netip.Addr, ttl time.Duration) {
 	ttl += serviceGrace
-	k := firewall.ServiceKey{Profile: profile, Service: service}
 	now := d.opts.Clock.Now()
 	d.mu.Lock()
 	if d.learned == nil {
 		d.learned = map[firewall.ServiceKey]map[netip.Addr]time.Time{}
 	}
-	have := d.learned[k]
+	others := d.learned[firewall.ServiceKey{Profile: profile}]
+	var forget map[string][]netip.Addr
+	if service == "" {
+		for k, have := range d.learned {
+			if k.Profile != profile || k.Service == "" {
+				continue
+			}
+			for _, a := range addrs {
+				if _, ok := have[a]; ok {
+					delete(have, a)
+					if forget == nil {
+						forget = map[string][]netip.Addr{}
+					}
+					forget[k.Service] = append(forget[k.Service], a)
+				}
+			}
+		}
+	} else {
+		own := addrs[:0:0]
+		for _, a := range addrs {
+			if exp, ok := others[a]; !ok || !exp.After(now) {
+				own = append(own, a)
+			}
+		}
+		addrs = own
+	}
+	full := keep(d.learned, firewall.ServiceKey{Profile: profile, Service: service}, addrs, now, now.Add(ttl))
+	d.mu.Unlock()
+	if full && service != "" {
+		d.log.Warn("service: too many addresses to count, the rest are not counted", "profile", profile, "service", service, "max", maxLearned)
+	}
+	sc, ok := d.backend().(firewall.ServiceCounter)
+	if !ok {
+		return
+	}
+	for svc, shared := range forget {
+		if err := sc.ForgetServiceAddresses(ctx, profile, svc, shared); err != nil {
+			d.log.Warn("service: kernel set not updated", "profile", profile, "service", svc, "err", err)
+		}
+	}
+	if service == "" || len(addrs) == 0 {
+		return
+	}
+	if err := sc.ServiceAddresses(ctx, profile, service, addrs, ttl); err != nil {
+		d.log.Warn("service: kernel set not updated", "profile", profile, "service", service, "err", err)
+	}
+}
+
+// keep adds addrs to learned[k] until exp, at most maxLearned live ones
+// (d.mu held); it reports whether some did not fit.
+func keep(learned map[firewall.ServiceKey]map[netip.Addr]time.Time, k firewall.ServiceKey, addrs []netip.Addr, now, exp time.Time) bool {
+	have := learned[k]
 	if have == nil {
 		have = map[netip.Addr]time.Time{}
-		d.learned[k] = have
+		learned[k] = have
 	}
-	if len(have) >= maxLearned {
-		for a, exp := range have {
-			if exp.Before(now) {
+	if len(have)+len(addrs) > maxLearned {
+		for a, e := range have {
+			if !e.After(now) {
 				delete(have, a)
 			}
 		}
@@ -57,19 +112,9 @@ func (d *Daemon) learnService(ctx context.Context, profile, service string, addr
 			full = true
 			continue
 		}
-		have[a] = now.Add(ttl)
+		have[a] = exp
 	}
-	d.mu.Unlock()
-	if full {
-		d.log.Warn("service: too many addresses to count, the rest are not counted", "profile", profile, "service", service, "max", maxLearned)
-	}
-	sc, ok := d.backend().(firewall.ServiceCounter)
-	if !ok {
-		return
-	}
-	if err := sc.ServiceAddresses(ctx, profile, service, addrs, ttl); err != nil {
-		d.log.Warn("service: kernel set not updated", "profile", profile, "service", service, "err", err)
-	}
+	return full
 }
 
 // learnedAddrs are the live addresses of a profile's service, as prefixes

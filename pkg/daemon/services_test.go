@@ -27,6 +27,7 @@ type serviceBackend struct {
 	smu      sync.Mutex
 	services map[firewall.ServiceKey]uint64
 	learned  []netip.Addr
+	forgot   []netip.Addr
 	cutTo    []netip.Prefix
 }
 
@@ -34,6 +35,13 @@ func (b *serviceBackend) ServiceAddresses(_ context.Context, profile, service st
 	b.smu.Lock()
 	defer b.smu.Unlock()
 	b.learned = append(b.learned, addrs...)
+	return nil
+}
+
+func (b *serviceBackend) ForgetServiceAddresses(_ context.Context, profile, service string, addrs []netip.Addr) error {
+	b.smu.Lock()
+	defer b.smu.Unlock()
+	b.forgot = append(b.forgot, addrs...)
 	return nil
 }
 
@@ -85,6 +93,16 @@ func TestServiceMinutesRunOutAndStartAgainTheNextDay(t *testing.T) {
 	d.learnService(ctx, "kid", "youtube", []netip.Addr{video}, time.Minute)
 	if len(sb.learned) != 1 {
 		t.Fatalf("the kernel was handed %v, want the learned address", sb.learned)
+	}
+	// www.google.com answers with a front end that YouTube's names gave
+	// too: it leaves YouTube's addresses, and a later YouTube answer
+	// with it does not bring it back
+	front := netip.MustParseAddr("198.51.100.41")
+	d.learnService(ctx, "kid", "youtube", []netip.Addr{front}, time.Minute)
+	d.learnService(ctx, "kid", "", []netip.Addr{front}, time.Minute)
+	d.learnService(ctx, "kid", "youtube", []netip.Addr{front}, time.Minute)
+	if len(sb.learned) != 2 || len(sb.forgot) != 1 || sb.forgot[0] != front {
+		t.Fatalf("handed %v, taken back %v: want the front end handed once and taken back", sb.learned, sb.forgot)
 	}
 	d.tick(ctx) // the baseline
 	minute := func(all, service uint64) {

@@ -270,3 +270,42 @@ func freeUDPPort(t *testing.T) uint16 {
 	defer pc.Close()
 	return uint16(pc.LocalAddr().(*net.UDPAddr).Port)
 }
+
+// A profile with service allowances hands on the addresses of its counted
+// services' names under the service, and those of its other names under
+// none (so that a front end both use is not the service's); a profile
+// without allowances hands on nothing.
+func TestAnswersOfALimitedProfileGoToTheirService(t *testing.T) {
+	s := testServer()
+	var got []string
+	s.opts.Learned = func(profile, service string, addrs []netip.Addr, _ time.Duration) {
+		got = append(got, fmt.Sprintf("%s/%s %v", profile, service, addrs))
+	}
+	answer := func(name string) []byte {
+		b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: 1, Response: true})
+		b.StartAnswers()
+		b.AResource(dnsmessage.ResourceHeader{Name: dnsmessage.MustNewName(name + "."), Class: dnsmessage.ClassINET, TTL: 300},
+			dnsmessage.AResource{A: [4]byte{198, 51, 100, 40}})
+		out, err := b.Finish()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	limited := &Policy{Limited: map[string]bool{"youtube": true, "roblox": false}}
+	for _, c := range []struct {
+		pol  *Policy
+		name string
+	}{
+		{limited, "rr3---sn-x.googlevideo.com"},
+		{limited, "www.google.com"},
+		{limited, "www.netflix.com"}, // a service without an allowance: another site
+		{&Policy{}, "www.youtube.com"},
+	} {
+		s.learn(c.pol, "kid", c.name, Decision{}, answer(c.name))
+	}
+	want := []string{"kid/youtube [198.51.100.40]", "kid/ [198.51.100.40]", "kid/ [198.51.100.40]"}
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Errorf("handed on %q\nwant      %q", got, want)
+	}
+}

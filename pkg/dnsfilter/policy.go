@@ -59,9 +59,10 @@ type Policy struct {
 	Allow     *Set
 	// BypassPrevention blocks the canaries and DoH hosts.
 	BypassPrevention bool
-	// Counted are the services whose time the profile counts today: the
-	// addresses their names resolve to go to Options.Learned.
-	Counted map[string]bool
+	// Limited are the services with an allowance today: true while their
+	// time is counted (the addresses their names resolve to go to
+	// Options.Learned), false once it is used up.
+	Limited map[string]bool
 }
 
 // List is a loaded block list.

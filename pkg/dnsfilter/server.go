@@ -60,8 +60,10 @@ type Options struct {
 	// their TTL, so that the kernel lets the profile reach them.
 	Allowed func(profile string, addrs []netip.Addr, ttl time.Duration)
 	// Learned receives the addresses that a name of one of the profile's
-	// counted services (Policy.Counted) resolved to, with their TTL, so
-	// that the kernel counts the profile's time on the service.
+	// counted services (Policy.Limited) resolved to, with their TTL, so
+	// that the kernel counts the profile's time on the service; and, with
+	// service "", those of the profile's other names, which no service's
+	// count or refusal should take in.
 	Learned func(profile, service string, addrs []netip.Addr, ttl time.Duration)
 	Log     *slog.Logger
 	// LogSize bounds the query log (entries); zero means 4096.
@@ -576,13 +578,20 @@ func (s *Server) handle(profile string, raw []byte, src netip.Addr, tcp bool) []
 // counter.
 func (s *Server) learn(pol *Policy, profile, name string, d Decision, resp []byte) {
 	allow := pol.Allowlist && d.Matched != "" && s.opts.Allowed != nil
-	var svc string
-	if len(pol.Counted) > 0 && s.opts.Learned != nil {
-		if svc = services.Of(name); !pol.Counted[svc] {
+	svc, other := "", false
+	if len(pol.Limited) > 0 && s.opts.Learned != nil {
+		svc = services.Of(name)
+		counted, limited := pol.Limited[svc]
+		// another site's addresses are handed on too, as no service's:
+		// an address it shares with a limited service (a front end that
+		// serves both) is then neither counted nor refused as the
+		// service's
+		other = !limited
+		if !counted {
 			svc = ""
 		}
 	}
-	if !allow && svc == "" {
+	if !allow && svc == "" && !other {
 		return
 	}
 	addrs, ttl := addresses(resp)
@@ -592,7 +601,7 @@ func (s *Server) learn(pol *Policy, profile, name string, d Decision, resp []byt
 	if allow {
 		s.opts.Allowed(profile, addrs, ttl)
 	}
-	if svc != "" {
+	if svc != "" || other {
 		s.opts.Learned(profile, svc, addrs, ttl)
 	}
 }

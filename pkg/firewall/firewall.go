@@ -183,6 +183,9 @@ type Allower interface {
 // an address two services share counts for both.
 type ServiceCounter interface {
 	ServiceAddresses(ctx context.Context, profile, service string, addrs []netip.Addr, ttl time.Duration) error
+	// ForgetServiceAddresses takes addresses out of the service's: the
+	// profile's other sites resolve to them too.
+	ForgetServiceAddresses(ctx context.Context, profile, service string, addrs []netip.Addr) error
 	ServiceCounters(ctx context.Context) (map[ServiceKey]uint64, error)
 }
 

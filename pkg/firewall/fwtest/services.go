@@ -22,7 +22,8 @@ import (
 // gets nothing through, and the other server still answers. A grant
 // (counted again, after a full replace of the rules) opens it again with
 // the addresses still known. The guest (a MAC the config does not list)
-// has the child's profile and is counted as well.
+// has the child's profile and is counted as well. An address that
+// another site turns out to share leaves the service's.
 func ServiceTime(t *testing.T, l *lab.Lab, child net.HardwareAddr, apply func(*firewall.Ruleset) error, sc firewall.ServiceCounter) {
 	t.Helper()
 	ctx := context.Background()
@@ -147,6 +148,22 @@ func ServiceTime(t *testing.T, l *lab.Lab, child net.HardwareAddr, apply func(*f
 	}
 	if got := count(); got == 0 {
 		t.Error("after a grant, the service's traffic is no longer counted")
+	}
+
+	// another site resolves to the service's IPv6 address (a front end
+	// both use): it leaves the service's, and stays reachable when the
+	// time is used up again
+	if err := sc.ForgetServiceAddresses(ctx, "kid", "youtube", yt[1:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := apply(rs(true)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.TCP(l.Child.NS, lab.BlockedV4); err == nil {
+		t.Error("the service's own address is reachable with its time used up")
+	}
+	if err := l.TCP(l.Child.NS, lab.BlockedV6); err != nil {
+		t.Errorf("an address another site shares was refused with the service: %v", err)
 	}
 }
 

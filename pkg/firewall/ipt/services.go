@@ -10,6 +10,7 @@ package ipt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"curfew/pkg/firewall"
@@ -94,6 +96,30 @@ func (b *Backend) ServiceAddresses(ctx context.Context, profile, service string,
 			}
 			err := netlink.IpsetAdd(name, &netlink.IPSetEntry{IP: a.AsSlice(), Timeout: &secs, Replace: true})
 			if err != nil {
+				return fmt.Errorf("ipset %s %s: %w", name, a, err)
+			}
+		}
+		return nil
+	})
+}
+
+// ForgetServiceAddresses implements firewall.ServiceCounter.
+func (b *Backend) ForgetServiceAddresses(ctx context.Context, profile, service string, addrs []netip.Addr) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.opts.Run(func() error {
+		for _, a := range addrs {
+			fam := 6
+			if a.Is4() {
+				fam = 4
+			}
+			name := setName(fam, "s", profile+"_"+service)
+			if _, ok := b.services[name]; !ok {
+				continue
+			}
+			// one that expired meanwhile is gone already: nothing to do
+			err := netlink.IpsetDel(name, &netlink.IPSetEntry{IP: a.AsSlice()})
+			if err != nil && !errors.Is(err, nl.IPSetError(nl.IPSET_ERR_EXIST)) {
 				return fmt.Errorf("ipset %s %s: %w", name, a, err)
 			}
 		}

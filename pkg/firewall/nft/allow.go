@@ -38,6 +38,45 @@ func (b *Backend) ServiceAddresses(ctx context.Context, profile, service string,
 	return b.learn(learnedSets{serviceSet(4, profile, service), serviceSet(6, profile, service)}, addrs, ttl+allowGrace)
 }
 
+// ForgetServiceAddresses implements firewall.ServiceCounter: the
+// addresses it had learned leave the service's sets.
+func (b *Backend) ForgetServiceAddresses(ctx context.Context, profile, service string, addrs []netip.Addr) (err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	defer func() { b.drop(err) }()
+	sets := learnedSets{serviceSet(4, profile, service), serviceSet(6, profile, service)}
+	have := b.learned[sets]
+	if b.applied == nil || len(have) == 0 {
+		return nil
+	}
+	c, err := b.conn()
+	if err != nil {
+		return err
+	}
+	now, n := time.Now(), 0
+	for _, a := range addrs {
+		exp, ok := have[a]
+		if !ok {
+			continue
+		}
+		delete(have, a)
+		set := b.applied.set(sets.of(a))
+		// one about to expire may be gone from the kernel already: a
+		// delete of it would fail the batch, and it ends on its own
+		if set == nil || !exp.After(now.Add(2*time.Second)) {
+			continue
+		}
+		if err := c.SetDeleteElements(set.set, []nftables.SetElement{{Key: a.AsSlice()}}); err != nil {
+			return err
+		}
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	return c.Flush()
+}
+
 var _ firewall.ServiceCounter = (*Backend)(nil)
 
 // learn adds addrs to the sets for ttl. The additions are remembered, so
