@@ -181,17 +181,6 @@ type ServiceLimit struct {
 	Days    schedule.Days
 }
 
-// ServiceLimit returns the allowance for service svc on weekday w, or 0
-// when it has none that day.
-func (p *Profile) ServiceLimit(svc string, w time.Weekday) time.Duration {
-	for _, l := range p.ServiceLimits {
-		if l.Service == svc && l.Days.Has(w) {
-			return l.Limit
-		}
-	}
-	return 0
-}
-
 // DefaultWindDownRate slows a device enough that video drops in quality
 // while messages and calls still work.
 const DefaultWindDownRate = 1_000_000

@@ -491,7 +491,13 @@ func TestServiceLimitsAreReadWithTheirDays(t *testing.T) {
 		{"roblox", time.Saturday, 2 * time.Hour},
 		{"netflix", time.Monday, 0},
 	} {
-		if got := p.ServiceLimit(tc.svc, tc.day); got != tc.want {
+		var got time.Duration
+		for _, l := range p.ServiceLimits {
+			if l.Service == tc.svc && l.Days.Has(tc.day) {
+				got = l.Limit
+			}
+		}
+		if got != tc.want {
 			t.Errorf("%s on %s: %v, want %v", tc.svc, tc.day, got, tc.want)
 		}
 	}
