@@ -2,6 +2,7 @@ package fwtest
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -85,10 +86,15 @@ func WindDown(t *testing.T, l *lab.Lab, edges Window, apply func(*firewall.Rules
 				return err
 			}
 			r := lab.Rates(300*time.Millisecond, kid4, kid6, grown)
-			var c Checks
-			c.Expect(r[0] > fast && r[1] > fast && r[2] > fast, "before the wind-down: child %.2f Mbit/s (IPv4) and %.2f (IPv6), parent %.2f, want each above %d Mbit/s",
-				r[0]/1e6, r[1]/1e6, r[2]/1e6, fast/1_000_000)
-			return c.Err()
+			if r[0] <= fast || r[1] <= fast || r[2] <= fast {
+				// Nothing is slowed yet, by anyone's rules: the lab
+				// itself carries less than the check needs to tell a
+				// slowed download (a VM lab guest whose emulated CPU its
+				// host starved: 4.3 Mbit/s, seen once).
+				return Unmeasurable{fmt.Errorf("before the wind-down: child %.2f Mbit/s (IPv4) and %.2f (IPv6), parent %.2f, want each above %d Mbit/s",
+					r[0]/1e6, r[1]/1e6, r[2]/1e6, fast/1_000_000)}
+			}
+			return nil
 		},
 		Inside: func() error {
 			// the queue fills first with what TCP had in flight

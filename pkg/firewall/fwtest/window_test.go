@@ -28,7 +28,8 @@ func (w Window) runIn(r *recorder) {
 
 // A check's result counts only when it finished inside its phase: a
 // failure in time fails, a failure after the phase ended (a slow machine)
-// runs the scenario again with more time, and the tries are bounded.
+// runs the scenario again with more time, and so does one the lab could
+// not measure; the tries are bounded.
 func TestWindowJudgesChecksByWhenTheyFinished(t *testing.T) {
 	apply := func(from, to time.Time) error { return nil }
 	wrong := errors.New("child offline before its window")
@@ -50,6 +51,13 @@ func TestWindowJudgesChecksByWhenTheyFinished(t *testing.T) {
 			}
 			return nil
 		}, false, 3},
+		{"the lab could not measure it once: two tries", time.Second, func(try int, from time.Time) error {
+			if try == 1 {
+				return Unmeasurable{wrong}
+			}
+			return nil
+		}, false, 2},
+		{"the lab never could: gives up after five", time.Second, func(int, time.Time) error { return Unmeasurable{wrong} }, true, 5},
 		{"always late: gives up after five", 20 * time.Millisecond, func(_ int, from time.Time) error {
 			time.Sleep(time.Until(from) + time.Millisecond)
 			return nil
