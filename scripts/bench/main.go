@@ -262,7 +262,7 @@ func run(out string, rounds int, sample time.Duration, quick bool) error {
 	fmt.Fprintf(&rep, "\n![forwarding rate against device count](forwarding.svg)\n\n")
 	fmt.Fprintf(&rep, "The same through the real daemon, from generated config files, is in [E2E.md](E2E.md).\n\n")
 	fmt.Fprintf(&rep, "### What each rule costs\n\nThe lab child's path through curfew's table built up rule by rule (nft text, one device with a week of offline intervals), each stage against no table in the same round; medians of %d rounds. Established packets of an online device stop at the first rule of the last three rows.\n\n%s\n", rounds, costs)
-	fmt.Fprintf(&rep, "### What counting time per service costs\n\nA limited profile's established packets go from the fast path to its count chain: one lookup per service and family (`service_limit`). 1,000 devices, no prefixes; the three tables applied in turn under the one stream; medians of %d rounds.\n\n%s\n", rounds, svcCost)
+	fmt.Fprintf(&rep, "### What counting time per service costs\n\nA limited profile's established packets go from the fast path to its count chain: one lookup per service and family (`service_limit`). 1,000 devices, no prefixes; the three tables applied in turn under the one stream; medians of %d rounds. (Alone: `go run ./scripts/bench --services`.)\n\n%s\n", rounds, svcCost)
 	fmt.Fprintf(&rep, "## 2. Applying rules\n\n| devices | prefixes | curfew full apply (netlink, one batch) | fw4-style `nft -f` | curfew one-device change |\n|---:|---:|---:|---:|---:|\n")
 	for _, c := range cells {
 		fmt.Fprintf(&rep, "| %d | %d | %v | %v | %v |\n", c.devices, c.prefixes, c.applyCurfew.Round(time.Millisecond), c.applyFw4.Round(time.Millisecond), c.changeCurfew.Round(time.Millisecond))

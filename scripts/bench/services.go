@@ -32,19 +32,31 @@ func serviceCost(ctx context.Context, l *lab.Lab, h *netlink.Handle, b *nft.Back
 		return &rs
 	}
 	elsewhere, counted := with("youtube"), with("twitch")
-	learn := map[string]netip.Addr{"youtube": netip.MustParseAddr(lab.VideoV4), "twitch": netip.MustParseAddr(lab.InternetV4)}
-	for svc, a := range learn {
-		if err := b.Apply(ctx, with(svc)); err != nil {
-			return "", err
-		}
-		if err := b.ServiceAddresses(ctx, base.Profiles[0].ID, svc, []netip.Addr{a}, time.Hour); err != nil {
-			return "", err
-		}
-	}
+	learn := map[*firewall.Ruleset]netip.Addr{elsewhere: netip.MustParseAddr(lab.VideoV4), counted: netip.MustParseAddr(lab.InternetV4)}
+	// what the counted variant counted, read before each switch away
+	// from it (a replace starts the counter again)
+	key := firewall.ServiceKey{Profile: base.Profiles[0].ID, Service: "twitch"}
+	var total uint64
+	current := base
 	apply := func(rs *firewall.Ruleset) func() error {
 		return func() error {
+			if current == counted {
+				got, err := b.ServiceCounters(ctx)
+				if err != nil {
+					return err
+				}
+				total += got[key]
+			}
 			if err := b.Apply(ctx, rs); err != nil {
 				return err
+			}
+			current = rs
+			// a replace keeps the learned addresses of the sets the new
+			// table has; the variants' sets differ
+			if a, ok := learn[rs]; ok {
+				if err := b.ServiceAddresses(ctx, base.Profiles[0].ID, rs.Profiles[0].Services[0].Name, []netip.Addr{a}, time.Hour); err != nil {
+					return err
+				}
 			}
 			time.Sleep(100 * time.Millisecond) // the replace's own work done
 			return nil
@@ -54,12 +66,8 @@ func serviceCost(ctx context.Context, l *lab.Lab, h *netlink.Handle, b *nft.Back
 	if err != nil {
 		return "", err
 	}
-	got, err := b.ServiceCounters(ctx)
-	if err != nil {
-		return "", err
-	}
-	if got[firewall.ServiceKey{Profile: base.Profiles[0].ID, Service: "twitch"}] == 0 {
-		return "", fmt.Errorf("the counted variant counted nothing: %v", got)
+	if total == 0 {
+		return "", fmt.Errorf("the counted variant counted nothing")
 	}
 	b.Remove(ctx)
 	var out strings.Builder

@@ -319,20 +319,27 @@ func renderServices(d *desired, ch *chainSpec, p firewall.Profile, sig *strings.
 	var firstNotes []string
 	for _, svc := range p.Services {
 		fmt.Fprintf(sig, " svc=%s:%v", svc.Name, svc.UsedUp)
-		counter := serviceCounter(p.ID, svc.Name)
 		if !svc.UsedUp {
+			counter := serviceCounter(p.ID, svc.Name)
 			d.counters = append(d.counters, counter)
 			if d.services == nil {
 				d.services = map[string]firewall.ServiceKey{}
 			}
 			d.services[counter] = firewall.ServiceKey{Profile: p.ID, Service: svc.Name}
 		}
-		for _, fam := range []int{4, 6} {
+	}
+	// The rules of one family together, each family's packets leaving
+	// after its own (measured: every rule a packet passes costs about a
+	// percent of the forwarding rate); the last service's counting rule
+	// accepts what it counts, an earlier one lets the packet on to the
+	// next service's (an address two services share counts for both).
+	for _, fam := range []int{4, 6} {
+		typ := nftables.TypeIPAddr
+		if fam == 6 {
+			typ = nftables.TypeIP6Addr
+		}
+		for i, svc := range p.Services {
 			name := serviceSet(fam, p.ID, svc.Name)
-			typ := nftables.TypeIPAddr
-			if fam == 6 {
-				typ = nftables.TypeIP6Addr
-			}
 			d.sets = append(d.sets, &setSpec{dynamic: true, set: &nftables.Set{Table: d.table, Name: name, KeyType: typ,
 				HasTimeout: true, Size: serviceSetMax,
 				Comment: fmt.Sprintf("IPv%d addresses of %s's names for %s", fam, svc.Name, label(p))}})
@@ -344,7 +351,17 @@ func renderServices(d *desired, ch *chainSpec, p firewall.Profile, sig *strings.
 				firstNotes = append(firstNotes, n)
 				continue
 			}
-			count.add(fmt.Sprintf("%s: %s, IPv%d, counted", note, svc.Name, fam), match, &expr.Objref{Type: 1, Name: counter})
+			rule := []expr.Any{&expr.Objref{Type: 1, Name: serviceCounter(p.ID, svc.Name)}}
+			if i == len(p.Services)-1 {
+				rule = append(rule, &expr.Verdict{Kind: expr.VerdictAccept})
+			}
+			count.add(fmt.Sprintf("%s: %s, IPv%d, counted", note, svc.Name, fam), match, rule)
+		}
+		if fam == 4 {
+			count.add(note+": other IPv4 of a device online now",
+				&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
+				&expr.Verdict{Kind: expr.VerdictAccept})
 		}
 	}
 	count.add(note+": established flows of a device online now", &expr.Verdict{Kind: expr.VerdictAccept})
