@@ -207,7 +207,7 @@ func targetDevices(p *plan.Plan, target string) []plan.Device {
 // limitedService checks that the target's profile has an allowance for
 // service today (a grant for a service it does not limit would do
 // nothing) and returns the service's title.
-func limitedService(cfg *config.Config, p *plan.Plan, target, service string) (string, error) {
+func limitedService(p *plan.Plan, target, service string) (string, error) {
 	if p != nil {
 		for _, dev := range targetDevices(p, target) {
 			for _, st := range dev.Services {
@@ -455,7 +455,7 @@ func (d *Daemon) act(ctx context.Context, req *control.Request) (any, error) {
 			return nil, fmt.Errorf("invalid amount %q (want e.g. 15m or 1h)", req.Amount)
 		}
 		if req.Service != "" {
-			title, err := limitedService(cfg, d.last, target, req.Service)
+			title, err := limitedService(d.last, target, req.Service)
 			if err != nil {
 				d.mu.Unlock()
 				return nil, err
