@@ -41,7 +41,7 @@ CROSS := mips:linux/mips/GOMIPS=softfloat \
 
 # package:FuzzTarget, run briefly by `make test` and for longer by `make fuzz FUZZTIME=10m`.
 FUZZ := ./pkg/uci:FuzzParse ./pkg/uci:FuzzMatchesLibuci ./pkg/control:FuzzDecodeRequest ./pkg/dnsfilter:FuzzParseList ./pkg/dnsfilter:FuzzHandle ./pkg/devices:FuzzParseDnsmasq ./pkg/devices:FuzzParseOdhcpd \
-        ./pkg/page:FuzzParseForm ./pkg/page:FuzzLanguage ./pkg/page:FuzzReadRequest ./pkg/config:FuzzParseRate
+        ./pkg/page:FuzzParseForm ./pkg/page:FuzzLanguage ./pkg/page:FuzzReadRequest ./pkg/config:FuzzParseRate ./pkg/wifi:FuzzParseEvent
 
 .PHONY: all build test unit lint fuzz cross size ipk apk openwrt-tools vmtest stress screenshots demo bench clean
 

@@ -141,9 +141,13 @@ type Config struct {
 	// the router's zone.
 	ReportDay  time.Weekday
 	ReportTime schedule.Clock
-	Profiles   []*Profile
-	Devices    []*Device
-	Schedules  []*Schedule
+	// WifiKeyFile is the key file the daemon writes for hostapd, and
+	// HostapdDir where hostapd's control sockets are (wifi.go).
+	WifiKeyFile string
+	HostapdDir  string
+	Profiles    []*Profile
+	Devices     []*Device
+	Schedules   []*Schedule
 }
 
 // Profile is a named set of rules shared by a child's devices.
@@ -170,7 +174,10 @@ type Profile struct {
 	// ServiceLimits are the profile's daily allowances for single
 	// services ("youtube 1h"), each on its days.
 	ServiceLimits []ServiceLimit
-	Line          int
+	// WifiKeys are the profile's Wi-Fi passwords (wifi.go): the key a
+	// device joined with outranks its MAC.
+	WifiKeys []WifiKey
+	Line     int
 }
 
 // ServiceLimit is a daily allowance for one catalogue service on some
@@ -469,9 +476,9 @@ var known = map[string]map[string]bool{
 	"curfew": {"enabled": false, "lan": true, "unknown_profile": false, "clock_unsynced": false, "backend": false,
 		"dns_filter": false, "dns_upstream": false, "dns_port": false, "bypass_prevention": false, "doh_address": true, "active_threshold": false,
 		"page": false, "page_port": false, "requests_per_day": false, "flow_limit": false, "notify": true, "notify_events": true,
-		"report_day": false, "report_time": false},
+		"report_day": false, "report_time": false, "wifi_key_file": false, "hostapd_dir": false},
 	"profile": {"name": false, "daily_limit": false, "block": true, "block_service": true, "service_limit": true, "blocklist": true, "safesearch": false, "allowlist": false, "allow": true,
-		"wind_down": false, "wind_down_rate": false, "notify": true},
+		"wind_down": false, "wind_down_rate": false, "notify": true, "wifi_key": true},
 	"device":   {"mac": false, "name": false, "profile": false, "hostname": false, "match_hostname": false},
 	"schedule": {"profile": true, "days": true, "start": false, "stop": false, "action": false, "block": true, "block_service": true, "wind_down": false},
 }
@@ -522,7 +529,8 @@ func (v *validator) build(f *uci.File) *Config {
 	c := &Config{File: v.file, Enabled: true, ClockUnsyncedOffline: true, Backend: "auto",
 		DNSFilter: true, DNSUpstream: "127.0.0.1:53", DNSPort: 5353 + 100, BypassPrevention: true,
 		ActiveThreshold: DefaultActiveThreshold, Page: true, PagePort: DefaultPagePort, RequestsPerDay: 5, FlowLimit: DefaultFlowLimit,
-		NotifyEvents: DefaultNotifyEvents, ReportDay: DefaultReportDay, ReportTime: DefaultReportTime}
+		NotifyEvents: DefaultNotifyEvents, ReportDay: DefaultReportDay, ReportTime: DefaultReportTime,
+		WifiKeyFile: DefaultWifiKeyFile, HostapdDir: DefaultHostapdDir}
 	var mains int
 	for _, s := range f.Sections {
 		opts, ok := known[s.Type]
@@ -577,6 +585,7 @@ func (v *validator) main(c *Config, s *uci.Section) {
 	v.mainPage(c, s)
 	v.mainNotify(c, s)
 	v.mainKernel(c, s)
+	v.mainWifi(c, s)
 }
 
 // mainDevices reads who is managed: enabled, the LAN interfaces, the
@@ -779,6 +788,7 @@ func (v *validator) profile(s *uci.Section) *Profile {
 	p.Notify = v.notifyURLs(s)
 	p.SafeSearch = v.bool(s, "safesearch", false)
 	p.Allowlist = v.bool(s, "allowlist", false)
+	v.wifiKeys(s, p)
 	if p.Allowlist && len(p.Allow) == 0 {
 		v.warnf(s, nil, "allowlist is on but nothing is allowed: every destination is blocked")
 	}
@@ -1005,6 +1015,7 @@ func (v *validator) crossCheck(c *Config, f *uci.File) {
 		}
 	}
 	v.windDowns(c, byLine)
+	v.crossCheckWifi(c, byLine)
 	if c.UnknownProfile != "" && c.Profile(c.UnknownProfile) == nil {
 		for _, s := range f.Sections {
 			if s.Type == "curfew" {

@@ -1,0 +1,291 @@
+package wifi
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Binding is what hostapd said of one station: the key id (a profile) of
+// the key it joined with, on which interface, since when.
+type Binding struct {
+	MAC     string
+	Profile string
+	Iface   string
+	Since   time.Time
+}
+
+// How often the folder of control sockets is read (a new interface, a
+// restarted hostapd), and how often a quiet socket is asked whether
+// hostapd still listens.
+const (
+	scanEvery = 2 * time.Second
+	pingEvery = 5 * time.Second
+)
+
+// maxIfaces bounds the sockets followed: a router has a few networks per
+// radio.
+const maxIfaces = 32
+
+// Watcher follows every hostapd control socket in a folder and keeps the
+// binding of each station that joined with a curfew key. A station that
+// leaves, or joins again with the network's own password, loses it; so do
+// the stations of an interface whose hostapd went away (they are sent
+// away with it, and are listed again when it is back).
+type Watcher struct {
+	log *slog.Logger
+	// changed is called, without locks held, when a binding comes or
+	// goes: at is when hostapd's event was read.
+	changed func(at time.Time)
+
+	mu      sync.Mutex
+	dir     string
+	on      bool
+	follow  map[string]context.CancelFunc // socket path -> its follower
+	bound   map[string]Binding
+	reloads chan struct{}
+}
+
+// NewWatcher returns a watcher that does nothing until Configure turns it
+// on.
+func NewWatcher(log *slog.Logger, changed func(at time.Time)) *Watcher {
+	return &Watcher{log: log, changed: changed, follow: map[string]context.CancelFunc{}, bound: map[string]Binding{}, reloads: make(chan struct{}, 1)}
+}
+
+// Configure says where hostapd's sockets are and whether any profile has
+// a key (off: no socket is followed, no station bound).
+func (w *Watcher) Configure(dir string, on bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if dir != w.dir || !on {
+		for path, cancel := range w.follow {
+			cancel()
+			delete(w.follow, path)
+		}
+	}
+	w.dir, w.on = dir, on
+}
+
+// Bindings returns each bound station by MAC.
+func (w *Watcher) Bindings() map[string]Binding {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return maps.Clone(w.bound)
+}
+
+// Reload makes every followed hostapd read the key file again
+// (RELOAD_WPA_PSK) and sends away the stations whose key is no longer
+// in it: a revoked key must not keep a device online, nor in a profile.
+func (w *Watcher) Reload() {
+	select {
+	case w.reloads <- struct{}{}:
+	default:
+	}
+}
+
+// Run follows the sockets until ctx ends.
+func (w *Watcher) Run(ctx context.Context) {
+	tick := time.NewTicker(scanEvery)
+	defer tick.Stop()
+	for {
+		w.scan(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-w.reloads:
+			w.reload()
+		}
+	}
+}
+
+// scan starts a follower for each socket in the folder not yet followed.
+func (w *Watcher) scan(ctx context.Context) {
+	w.mu.Lock()
+	dir, on := w.dir, w.on
+	w.mu.Unlock()
+	if !on {
+		return
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return // no hostapd (yet)
+	}
+	for _, e := range entries {
+		if e.Type()&fs.ModeSocket == 0 || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		w.mu.Lock()
+		_, running := w.follow[path]
+		if running || len(w.follow) >= maxIfaces || w.dir != dir || !w.on {
+			w.mu.Unlock()
+			continue
+		}
+		fctx, cancel := context.WithCancel(ctx)
+		w.follow[path] = cancel
+		w.mu.Unlock()
+		go w.run(fctx, path, cancel)
+	}
+}
+
+func (w *Watcher) run(ctx context.Context, path string, cancel context.CancelFunc) {
+	err := w.followSocket(ctx, path)
+	cancel()
+	w.mu.Lock()
+	delete(w.follow, path)
+	w.mu.Unlock()
+	iface := filepath.Base(path)
+	if w.unbindIface(iface) {
+		w.changed(time.Now())
+	}
+	if err != nil && ctx.Err() == nil {
+		w.log.Info("wifi: hostapd's socket closed; following it again when it is back", "iface", iface, "err", err)
+	}
+}
+
+// followSocket attaches to one socket, lists its stations, and reads its
+// events until hostapd goes away or ctx ends.
+func (w *Watcher) followSocket(ctx context.Context, path string) error {
+	c, err := dial(path)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.c.SetReadDeadline(time.Now()) })
+	defer stop()
+	if ans, err := c.request("ATTACH"); err != nil {
+		return err
+	} else if strings.TrimSpace(ans) != "OK" {
+		return errFailed
+	}
+	iface := filepath.Base(path)
+	list, err := stations(path)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	w.mu.Lock()
+	for mac, id := range list {
+		if id != "" {
+			w.bound[mac] = Binding{MAC: mac, Profile: id, Iface: iface, Since: now}
+		}
+	}
+	w.mu.Unlock()
+	w.log.Info("wifi: following hostapd", "iface", iface, "stations", len(list))
+	w.changed(now)
+	buf := make([]byte, maxMessage)
+	lastPing, pinged := time.Now(), false
+	for ctx.Err() == nil {
+		c.c.SetReadDeadline(lastPing.Add(pingEvery))
+		n, err := c.c.Read(buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if !isTimeout(err) {
+				return err
+			}
+			if pinged {
+				return errNoAnswer // a PING went unanswered for pingEvery
+			}
+			if _, err := c.c.Write([]byte("PING")); err != nil {
+				return err
+			}
+			lastPing, pinged = time.Now(), true
+			continue
+		}
+		if strings.HasPrefix(string(buf[:n]), "PONG") {
+			lastPing, pinged = time.Now(), false
+			continue
+		}
+		if ev, ok := ParseEvent(buf[:n]); ok && w.apply(iface, ev, time.Now()) {
+			w.changed(time.Now())
+		}
+	}
+	return nil
+}
+
+// apply changes the bindings for one event; it reports whether they
+// changed.
+func (w *Watcher) apply(iface string, ev Event, at time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	old, had := w.bound[ev.MAC]
+	switch {
+	case ev.Kind == Connected && ev.KeyID != "":
+		if had && old.Profile == ev.KeyID && old.Iface == iface {
+			return false
+		}
+		if !had && len(w.bound) >= maxIfaces*maxStations {
+			return false
+		}
+		w.bound[ev.MAC] = Binding{MAC: ev.MAC, Profile: ev.KeyID, Iface: iface, Since: at}
+		return true
+	case had && (ev.Kind == Connected || old.Iface == iface):
+		// Joined with the network's own password, or left the interface
+		// it was bound on (a station roaming to another radio connects
+		// there before it leaves here).
+		delete(w.bound, ev.MAC)
+		return true
+	}
+	return false
+}
+
+func (w *Watcher) unbindIface(iface string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := len(w.bound)
+	maps.DeleteFunc(w.bound, func(_ string, b Binding) bool { return b.Iface == iface })
+	return len(w.bound) != n
+}
+
+// reload asks each hostapd to read the key file again, then sends away
+// each bound station whose key is no longer there (its key id is gone
+// from hostapd's answer).
+func (w *Watcher) reload() {
+	w.mu.Lock()
+	paths := make([]string, 0, len(w.follow))
+	for p := range w.follow {
+		paths = append(paths, p)
+	}
+	w.mu.Unlock()
+	for _, path := range paths {
+		iface := filepath.Base(path)
+		if err := command(path, "RELOAD_WPA_PSK"); err != nil {
+			w.log.Warn("wifi: hostapd did not read the key file again", "iface", iface, "err", err)
+			continue
+		}
+		list, err := stations(path)
+		if err != nil {
+			continue
+		}
+		var gone []string
+		w.mu.Lock()
+		for mac, b := range w.bound {
+			if b.Iface == iface && list[mac] != b.Profile {
+				gone = append(gone, mac)
+				delete(w.bound, mac)
+			}
+		}
+		w.mu.Unlock()
+		for _, mac := range gone {
+			err := command(path, "DEAUTHENTICATE "+mac)
+			w.log.Info("wifi: station sent away, its key was removed or changed", "iface", iface, "mac", mac, "err", err)
+		}
+		if len(gone) > 0 {
+			w.changed(time.Now())
+		}
+	}
+}
+
+var errNoAnswer = errors.New("hostapd did not answer PING")
+
+func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
