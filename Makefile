@@ -79,7 +79,9 @@ fuzz:
 		echo "fuzz $$pkg $$target for $$budget"; \
 		if ! out=$$($(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $$budget -fuzzminimizetime 200x $$pkg 2>&1); then \
 			echo "$$out"; exit 1; \
-		fi; echo "$$out" | tail -2; \
+		fi; \
+		if echo "$$out" | grep -q 'no fuzz tests to fuzz'; then echo "$$pkg has no $$target"; exit 1; fi; \
+		echo "$$out" | tail -2; \
 	done
 
 cross:
