@@ -28,6 +28,7 @@ import (
 	"curfew/pkg/plan"
 	"curfew/pkg/services"
 	"curfew/pkg/tz"
+	"curfew/pkg/wifi"
 )
 
 // Version is stamped at build time with -ldflags "-X curfew/pkg/cli.Version=...".
@@ -258,6 +259,7 @@ func runCheck(_ context.Context, args []string, env *Env) int {
 	path := fs.String("config", DefaultConfig, "config file")
 	system := fs.String("system", DefaultSystem, "the router's system config: says which time zone schedules follow")
 	asJSON := fs.Bool("json", false, "print JSON")
+	wireless := fs.String("wireless", "", "OpenWrt's wireless config, checked where profiles have Wi-Fi keys (default: the file 'wireless' beside the config)")
 	kernel := fs.Bool("kernel", false, "also load the config's nftables table into a scratch network namespace: does this kernel take it? (root)")
 	if code, ok := parse(fs, args); !ok {
 		return code
@@ -269,6 +271,11 @@ func runCheck(_ context.Context, args []string, env *Env) int {
 		*path = fs.Arg(0)
 	}
 	c, errs, warns := LoadConfig(*path)
+	if c != nil {
+		for _, w := range checkWireless(c, *path, *wireless) {
+			warns = append(warns, "warning: "+w.String())
+		}
+	}
 	zone := "UTC"
 	if fs.Changed("system") {
 		if _, err := os.Stat(*system); err != nil {
@@ -315,6 +322,20 @@ func runCheck(_ context.Context, args []string, env *Env) int {
 		return ExitFailure
 	}
 	return ExitOK
+}
+
+// checkWireless warns where the profiles' Wi-Fi keys cannot say whose a
+// device is (wifi.CheckWireless), reading OpenWrt's wireless config:
+// path, or the file beside the config (/etc/config/wireless).
+func checkWireless(c *config.Config, configPath, path string) []config.Diag {
+	if path == "" {
+		path = wifi.WirelessBeside(configPath)
+	}
+	src, err := os.ReadFile(path)
+	if err != nil {
+		src = nil
+	}
+	return wifi.CheckWireless(c, path, src)
 }
 
 // tryKernel loads the table the daemon would load now into a scratch

@@ -217,7 +217,7 @@ func runDevices(ctx context.Context, args []string, env *Env) int {
 	}
 	return call(ctx, env, *c.socket, *c.asJSON, control.Request{Method: control.MethodDevices}, func(w io.Writer, devs []control.Device) {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "MAC\tNAME\tDHCP NAME\tPROFILE\tSTATE\tADDRESSES\tLAST SEEN")
+		fmt.Fprintln(tw, "MAC\tNAME\tDHCP NAME\tPROFILE\tWI-FI KEY\tSTATE\tADDRESSES\tLAST SEEN")
 		for _, d := range devs {
 			name := d.Name
 			if !d.Configured {
@@ -239,7 +239,13 @@ func runDevices(ctx context.Context, args []string, env *Env) int {
 			if host == "" {
 				host = "-"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.MAC, name, host, prof, d.State, addrs, seen)
+			// The key column names the profile whose key the device
+			// joined Wi-Fi with, never the key.
+			key := d.WifiKey
+			if key == "" {
+				key = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.MAC, name, host, prof, key, d.State, addrs, seen)
 		}
 		tw.Flush()
 		for _, d := range devs {

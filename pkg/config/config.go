@@ -223,7 +223,10 @@ type Device struct {
 	// are chosen by the device, so this is spoofable — a convenience, not
 	// a lock.
 	MatchHostname bool
-	Line          int
+	// WifiKey is set by the daemon, never read from the file: the
+	// profile whose Wi-Fi key the device joined with.
+	WifiKey string
+	Line    int
 }
 
 // Action is what a schedule window does.

@@ -64,6 +64,9 @@ type Device struct {
 	Addresses  []string `json:"addresses"`
 	Hostname   string   `json:"hostname"`
 	ClientID   string   `json:"client_id"`
+	// WifiKey is the profile whose Wi-Fi key the device joined with
+	// (the profile's id, never the key).
+	WifiKey string `json:"wifi_key,omitempty"`
 	// Note says when an unknown MAC looks like a configured device.
 	Note      string     `json:"note,omitempty"`
 	FirstSeen *time.Time `json:"first_seen"`

@@ -158,7 +158,7 @@ func (d *Daemon) devices() []control.Device {
 	if d.last != nil {
 		for _, pd := range d.last.Devices {
 			byMAC[pd.MAC] = len(out)
-			out = append(out, control.Device{MAC: pd.MAC, Name: pd.Name, Profile: pd.Profile, Configured: !pd.Unknown,
+			out = append(out, control.Device{MAC: pd.MAC, Name: pd.Name, Profile: pd.Profile, Configured: !pd.Unknown, WifiKey: pd.WifiKey,
 				State: pd.State, Addresses: []string{}})
 		}
 	}

@@ -34,6 +34,7 @@ import (
 	"curfew/pkg/plan"
 	"curfew/pkg/services"
 	"curfew/pkg/tz"
+	"curfew/pkg/wifi"
 )
 
 // Clock is the daemon's view of time; tests replace it.
@@ -199,6 +200,11 @@ type Daemon struct {
 	bypassTold     map[string]time.Time
 	newDeviceHour  time.Time
 	newDeviceCount int
+	// wifi follows hostapd for the key each station joined with;
+	// wifiPending is when news of a station came that no apply has
+	// taken yet.
+	wifi        *wifi.Watcher
+	wifiPending time.Time
 	// toldOnce holds "profile date" (and "profile service date") for
 	// budget_used events sent, and "profile instant" for wind_down events
 	// (see firstTime).
@@ -250,6 +256,7 @@ func New(opts Options) *Daemon {
 	if opts.Page {
 		d.page = page.NewServer(d)
 	}
+	d.wifi = wifi.NewWatcher(log, d.wifiChanged)
 	return d
 }
 
@@ -321,6 +328,7 @@ func (d *Daemon) load() {
 	case d.listsWanted <- struct{}{}:
 	default:
 	}
+	d.configureWifi(c)
 	d.log.Info("config loaded", "file", d.opts.ConfigPath, "profiles", len(c.Profiles), "devices", len(c.Devices), "schedules", len(c.Schedules), "zone", zone.Source)
 }
 
@@ -333,6 +341,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	lctx, stopLists := context.WithCancel(ctx)
 	defer stopLists()
 	go d.refreshLists(lctx, d.listsWanted)
+	go d.wifi.Run(lctx)
 	// The first apply settles the backend ('auto' may fall back): what
 	// watches and reads the kernel starts after it.
 	d.reconcile(ctx)
@@ -616,6 +625,7 @@ func (d *Daemon) reconcile(ctx context.Context) {
 		return
 	}
 	d.enforced()
+	d.wifiApplied(now)
 	byMAC := make(map[string]*plan.Device, len(p.Devices))
 	for i := range p.Devices {
 		byMAC[p.Devices[i].MAC] = &p.Devices[i]
@@ -678,6 +688,7 @@ func (d *Daemon) planNow(cfg *config.Config, loc *time.Location, now time.Time, 
 	d.noteSeen(neighbours, now)
 	d.readLeases(cfg)
 	cfg = d.withHostnameMatches(cfg, macs)
+	cfg = d.withWifiKeys(cfg)
 	return plan.Compute(plan.Input{
 		Config:       cfg,
 		Loc:          loc,

@@ -232,6 +232,9 @@ type Device struct {
 	BlockedCount int      `json:"blocked_count"`
 	// Unknown is true for a MAC that the config does not list.
 	Unknown bool `json:"unknown,omitempty"`
+	// WifiKey is the profile whose Wi-Fi key the device joined with
+	// (never the key): it outranks the profile of the device's MAC.
+	WifiKey string `json:"wifi_key,omitempty"`
 	// Managed is false for devices curfew leaves alone.
 	Managed bool `json:"managed"`
 	// BudgetLeft is the screen time left today, for profiles with a limit.
@@ -343,12 +346,13 @@ func Compute(in Input) *Plan {
 		mac     net.HardwareAddr
 		name    string
 		profile string
+		wifiKey string
 		unknown bool
 	}
 	entries := make([]entry, 0, len(c.Devices)+len(in.Seen))
 	configured := make(map[string]bool, len(c.Devices)+len(in.Seen))
 	for _, d := range c.Devices {
-		entries = append(entries, entry{mac: d.MAC, name: d.Name, profile: d.Profile})
+		entries = append(entries, entry{mac: d.MAC, name: d.Name, profile: d.Profile, wifiKey: d.WifiKey})
 		configured[d.MAC.String()] = true
 	}
 	var unknown []string
@@ -372,7 +376,7 @@ func Compute(in Input) *Plan {
 	for _, e := range entries {
 		// evaluated in place: a Device of its own would escape to the
 		// heap (evaluate keeps a pointer), one allocation per device
-		p.Devices = append(p.Devices, Device{MAC: e.mac.String(), Name: e.name, Profile: e.profile, Unknown: e.unknown, Blocked: []string{}, Causes: []string{}})
+		p.Devices = append(p.Devices, Device{MAC: e.mac.String(), Name: e.name, Profile: e.profile, WifiKey: e.wifiKey, Unknown: e.unknown, Blocked: []string{}, Causes: []string{}})
 		d := &p.Devices[len(p.Devices)-1]
 		prof := c.Profile(e.profile)
 		switch {

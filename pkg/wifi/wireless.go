@@ -2,6 +2,7 @@ package wifi
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"curfew/pkg/config"
@@ -75,6 +76,12 @@ func CheckWireless(cfg *config.Config, path string, src []byte) []config.Diag {
 		out = append(out, config.Diag{File: path, Line: 1, Msg: "no Wi-Fi network takes curfew's keys; " + hint})
 	}
 	return out
+}
+
+// WirelessBeside is OpenWrt's wireless config for a curfew config: the
+// file "wireless" in the same folder (/etc/config/wireless).
+func WirelessBeside(configPath string) string {
+	return filepath.Join(filepath.Dir(configPath), "wireless")
 }
 
 func value(s *uci.Section, name string) string {
