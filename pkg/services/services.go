@@ -30,27 +30,39 @@ type Service struct {
 	Domains []string `json:"domains"`
 }
 
-var catalogue = []Service{
-	{"youtube", "YouTube", []string{"youtube.com", "youtu.be", "ytimg.com", "googlevideo.com", "youtube-nocookie.com", "youtubei.googleapis.com", "yt.be"}},
-	{"tiktok", "TikTok", []string{"tiktok.com", "tiktokv.com", "tiktokcdn.com", "tiktokcdn-us.com", "byteoversea.com", "ibytedtos.com", "musical.ly", "tiktokw.us", "tiktokcdn-eu.com", "tiktokeu-cdn.com", "tiktokrow-cdn.com", "tiktokv.us", "tiktokv.eu", "tiktokw.eu", "tiktokd.net", "tiktokd.org", "tiktok-row.net", "ttwstatic.com", "ttlivecdn.com", "muscdn.com"}},
-	{"instagram", "Instagram", []string{"instagram.com", "cdninstagram.com", "ig.me", "instagr.am", "igcdn.com", "igtv.com"}},
-	{"snapchat", "Snapchat", []string{"snapchat.com", "snap.com", "snapads.com", "sc-cdn.net", "snapkit.com", "feelinsonice-hrd.appspot.com", "sc-static.net", "sc-gw.com", "snapkit.co"}},
-	{"facebook", "Facebook", []string{"facebook.com", "fb.com", "fbcdn.net", "facebook.net", "fb.me", "messenger.com", "fbcdn.com", "fbsbx.com"}},
-	{"whatsapp", "WhatsApp", []string{"whatsapp.com", "whatsapp.net", "wa.me"}},
-	{"discord", "Discord", []string{"discord.com", "discord.gg", "discordapp.com", "discordapp.net", "discord.media", "discordcdn.com", "discord.co", "discordapp.io", "dis.gd"}},
-	{"roblox", "Roblox", []string{"roblox.com", "rbxcdn.com", "rbx.com", "robloxlabs.com", "roblox.qq.com", "rbxinfra.net"}},
-	{"fortnite", "Fortnite", []string{"fortnite.com", "epicgames.com", "epicgames.dev", "unrealengine.com", "epicgamescdn.com"}},
-	{"minecraft", "Minecraft", []string{"minecraft.net", "mojang.com", "minecraftservices.com", "minecraft-services.net", "playfabapi.com"}},
-	{"twitch", "Twitch", []string{"twitch.tv", "ttvnw.net", "jtvnw.net", "twitchcdn.net", "twitchsvc.net", "ext-twitch.tv", "live-video.net"}},
-	{"netflix", "Netflix", []string{"netflix.com", "nflxvideo.net", "nflximg.net", "nflxext.com", "nflxso.net", "nflximg.com", "nflxsearch.net", "netflix.net"}},
-	{"reddit", "Reddit", []string{"reddit.com", "redd.it", "redditmedia.com", "redditstatic.com"}},
-	{"steam", "Steam", []string{"steampowered.com", "steamcommunity.com", "steamstatic.com", "steamcontent.com", "steamserver.net", "steamgames.com", "steamusercontent.com", "steam-chat.com"}},
-	{"telegram", "Telegram", []string{"telegram.org", "telegram.me", "t.me", "telegra.ph", "telesco.pe", "cdn-telegram.org", "telegram-cdn.org"}},
-	{"x", "X (Twitter)", []string{"x.com", "twitter.com", "twimg.com", "t.co", "pscp.tv"}},
-	{"twitter", "Twitter (X)", []string{"x.com", "twitter.com", "twimg.com", "t.co", "pscp.tv"}},
-	{"pinterest", "Pinterest", []string{"pinterest.com", "pinimg.com", "pin.it"}},
-	{"spotify", "Spotify", []string{"spotify.com", "scdn.co", "spotifycdn.com", "spoti.fi", "audio-ak-spotify-com.akamaized.net", "spotifycdn.net", "pscdn.co"}},
-}
+// catalogueText is the catalogue, a line per service: "name;Title;domain
+// domain …". Text, not a composite literal: a literal's string headers
+// (some 150) are initialised data, 2.4 kB of the router binary's file
+// (mipsle), where this is one read-only string.
+const catalogueText = `youtube;YouTube;youtube.com youtu.be ytimg.com googlevideo.com youtube-nocookie.com youtubei.googleapis.com yt.be
+tiktok;TikTok;tiktok.com tiktokv.com tiktokcdn.com tiktokcdn-us.com byteoversea.com ibytedtos.com musical.ly tiktokw.us tiktokcdn-eu.com tiktokeu-cdn.com tiktokrow-cdn.com tiktokv.us tiktokv.eu tiktokw.eu tiktokd.net tiktokd.org tiktok-row.net ttwstatic.com ttlivecdn.com muscdn.com
+instagram;Instagram;instagram.com cdninstagram.com ig.me instagr.am igcdn.com igtv.com
+snapchat;Snapchat;snapchat.com snap.com snapads.com sc-cdn.net snapkit.com feelinsonice-hrd.appspot.com sc-static.net sc-gw.com snapkit.co
+facebook;Facebook;facebook.com fb.com fbcdn.net facebook.net fb.me messenger.com fbcdn.com fbsbx.com
+whatsapp;WhatsApp;whatsapp.com whatsapp.net wa.me
+discord;Discord;discord.com discord.gg discordapp.com discordapp.net discord.media discordcdn.com discord.co discordapp.io dis.gd
+roblox;Roblox;roblox.com rbxcdn.com rbx.com robloxlabs.com roblox.qq.com rbxinfra.net
+fortnite;Fortnite;fortnite.com epicgames.com epicgames.dev unrealengine.com epicgamescdn.com
+minecraft;Minecraft;minecraft.net mojang.com minecraftservices.com minecraft-services.net playfabapi.com
+twitch;Twitch;twitch.tv ttvnw.net jtvnw.net twitchcdn.net twitchsvc.net ext-twitch.tv live-video.net
+netflix;Netflix;netflix.com nflxvideo.net nflximg.net nflxext.com nflxso.net nflximg.com nflxsearch.net netflix.net
+reddit;Reddit;reddit.com redd.it redditmedia.com redditstatic.com
+steam;Steam;steampowered.com steamcommunity.com steamstatic.com steamcontent.com steamserver.net steamgames.com steamusercontent.com steam-chat.com
+telegram;Telegram;telegram.org telegram.me t.me telegra.ph telesco.pe cdn-telegram.org telegram-cdn.org
+x;X (Twitter);x.com twitter.com twimg.com t.co pscp.tv
+twitter;Twitter (X);x.com twitter.com twimg.com t.co pscp.tv
+pinterest;Pinterest;pinterest.com pinimg.com pin.it
+spotify;Spotify;spotify.com scdn.co spotifycdn.com spoti.fi audio-ak-spotify-com.akamaized.net spotifycdn.net pscdn.co`
+
+var catalogue = func() []Service {
+	lines := strings.Split(catalogueText, "\n")
+	out := make([]Service, len(lines))
+	for i, l := range lines {
+		f := strings.SplitN(l, ";", 3)
+		out[i] = Service{Name: f[0], Title: f[1], Domains: strings.Fields(f[2])}
+	}
+	return out
+}()
 
 // Catalogue is the built-in set of services.
 type Catalogue struct{ byName map[string]*Service }

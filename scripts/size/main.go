@@ -54,11 +54,23 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
+	// Every segment is padded to its alignment (64 kB on mips) and the
+	// section names come after the last pad: the file grows by a step when
+	// any segment crosses one, the read-only data (strings, tables, the
+	// line tables of the code) as much as the code.
 	for _, p := range f.Progs {
-		if p.Type == elf.PT_LOAD && p.Flags&elf.PF_X != 0 {
-			room := (p.Filesz+p.Align-1)/p.Align*p.Align - p.Filesz
-			fmt.Printf("code segment: %d bytes; %d more before the file grows by a %d kB step\n", p.Filesz, room, p.Align>>10)
+		if p.Type != elf.PT_LOAD {
+			continue
 		}
+		what := "read-only data segment"
+		switch {
+		case p.Flags&elf.PF_X != 0:
+			what = "code segment"
+		case p.Flags&elf.PF_W != 0:
+			what = "data segment"
+		}
+		room := (p.Filesz+p.Align-1)/p.Align*p.Align - p.Filesz
+		fmt.Printf("%s: %d bytes; %d more before the file grows by a %d kB step\n", what, p.Filesz, room, p.Align>>10)
 	}
 	f.Close()
 
