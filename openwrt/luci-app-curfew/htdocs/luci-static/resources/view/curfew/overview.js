@@ -131,7 +131,8 @@ function deviceTable(plan) {
 		var slow = dev.state == 'online' && (dev.causes || []).indexOf('wind_down') >= 0;
 		rows.push([
 			[ dev.name || dev.mac, E('br'), dom.el('small', {}, dev.mac) ],
-			dev.profile,
+			// the profile whose Wi-Fi key the device joined with (never the key)
+			dev.wifi_key ? [ dev.profile, E('br'), dom.el('small', {}, _('joined with the Wi-Fi key of %s').format(dev.wifi_key)) ] : dev.profile,
 			dom.el('span', { 'class': 'label ' + (slow ? 'notice' : dev.state == 'online' ? 'success' : 'warning') },
 				slow ? _('winding down') : dev.state == 'online' ? _('online') : _('offline')),
 			dev.reason,

@@ -146,6 +146,20 @@ return view.extend({
 		o.placeholder = 'youtube 1h';
 		o.validate = function(section_id, value) { return validServiceLimit(services, value); };
 		o.modalonly = true;
+		// The keys are secrets: only this edit dialog shows them, never
+		// the grid.
+		o = s.option(form.DynamicList, 'wifi_key', _('Wi-Fi keys'),
+			_('Passwords of the Wi-Fi network for this profile\'s devices only: a device that joins with one belongs to this profile, whatever its MAC. The network must use WPA2 (psk2) and take curfew\'s key file (see the README).'));
+		o.validate = function(section_id, value) {
+			if (!value)
+				return true;
+			if (/^[0-9a-fA-F]{64}$/.test(value))
+				return true;
+			if (value.length < 8 || value.length > 63)
+				return _('A Wi-Fi key has 8 to 63 characters');
+			return /^[\x20-\x7e]+$/.test(value) ? true : _('Letters, digits, spaces and ASCII signs only');
+		};
+		o.modalonly = true;
 		o = s.option(form.DynamicList, 'blocklist', _('Block lists'), _('Files or https URLs (hosts, plain or adblock format).'));
 		o.modalonly = true;
 		o = s.option(form.Flag, 'safesearch', _('Safe search'), _('Google, Bing and DuckDuckGo safe search; YouTube restricted mode.'));
