@@ -335,7 +335,11 @@ func checkWireless(c *config.Config, configPath, path string) []config.Diag {
 	if err != nil {
 		src = nil
 	}
-	return wifi.CheckWireless(c, path, src)
+	diags := wifi.CheckWireless(c, path, src)
+	if fi, err := os.Stat(configPath); err == nil {
+		diags = append(diags, wifi.CheckConfigMode(c, configPath, fi.Mode())...)
+	}
+	return diags
 }
 
 // tryKernel loads the table the daemon would load now into a scratch

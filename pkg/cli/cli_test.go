@@ -98,3 +98,26 @@ func TestPlanTableAndErrors(t *testing.T) {
 		t.Errorf("services: %d %q", code, out)
 	}
 }
+
+func TestCheckWarnsWhereWifiKeysCannotIdentify(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "curfew")
+	os.WriteFile(path, []byte("config profile 'kid'\n\tlist wifi_key 'kid-secret-01'\n\tlist wifi_key 'short'\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "wireless"), []byte("config wifi-iface 'home'\n\toption mode 'ap'\n\toption encryption 'sae-mixed'\n\toption wpa_psk_file '/etc/curfew/wifi.psk'\n"), 0o644)
+	code, out, stderr := run(t, "check", "--config", path)
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s %s", code, out, stderr)
+	}
+	for _, want := range []string{
+		"warning: " + path + ":3: section 'kid' option 'wifi_key': a Wi-Fi key of 5 characters",
+		"warning: " + filepath.Join(dir, "wireless") + ":3: section 'home' option 'encryption': encryption \"sae-mixed\" uses SAE",
+		"warning: " + path + ":1: it holds Wi-Fi keys and others can read it (mode 0644)",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("check lacks %q:\n%s", want, stderr)
+		}
+	}
+	if strings.Contains(out+stderr, "kid-secret-01") || strings.Contains(out+stderr, "short") && !strings.Contains(stderr, "5 characters") {
+		t.Errorf("check shows a key:\n%s%s", out, stderr)
+	}
+}

@@ -575,8 +575,8 @@ func (v *validator) build(f *uci.File) *Config {
 		v.warns = append(v.warns, Diag{File: v.file, Line: line, Msg: "a NUL byte: the rest of this line is ignored, as libuci ignores it (is the file damaged?)"})
 	}
 	v.crossCheck(c, f)
-	if len(c.Devices) == 0 && c.UnknownProfile == "" {
-		v.warns = append(v.warns, Diag{File: v.file, Line: 1, Msg: "nothing is managed: no device sections and no unknown_profile (see examples/curfew.conf)"})
+	if len(c.Devices) == 0 && c.UnknownProfile == "" && !c.HasWifiKeys() {
+		v.warns = append(v.warns, Diag{File: v.file, Line: 1, Msg: "nothing is managed: no device sections, no unknown_profile and no Wi-Fi keys (see examples/curfew.conf)"})
 	}
 	return c
 }

@@ -24,7 +24,11 @@ func (d *Daemon) configureWifi(c *config.Config) {
 	if err != nil {
 		src = nil
 	}
-	for _, w := range wifi.CheckWireless(c, wireless, src) {
+	diags := wifi.CheckWireless(c, wireless, src)
+	if fi, err := os.Stat(d.opts.ConfigPath); err == nil {
+		diags = append(diags, wifi.CheckConfigMode(c, d.opts.ConfigPath, fi.Mode())...)
+	}
+	for _, w := range diags {
 		d.log.Warn("wifi: " + w.String())
 	}
 	path := c.WifiKeyFile

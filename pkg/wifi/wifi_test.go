@@ -163,3 +163,21 @@ func TestWirelessConfigIsCheckedForKeysThatCannotIdentify(t *testing.T) {
 		})
 	}
 }
+
+func TestAConfigWithKeysOthersCanReadIsWarnedAbout(t *testing.T) {
+	cfg, _, err := config.Parse("curfew", []byte("config profile 'alice'\n\tlist wifi_key 'alice-secret-1'\n"), services.Builtin())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := CheckConfigMode(cfg, "/etc/config/curfew", 0o600); d != nil {
+		t.Errorf("0600: %v", d)
+	}
+	d := CheckConfigMode(cfg, "/etc/config/curfew", 0o644)
+	if len(d) != 1 || !strings.Contains(d[0].String(), "others can read it (mode 0644): chmod 600 /etc/config/curfew") {
+		t.Errorf("0644: %v", d)
+	}
+	none, _, _ := config.Parse("curfew", []byte("config profile 'alice'\n"), services.Builtin())
+	if d := CheckConfigMode(none, "/etc/config/curfew", 0o644); d != nil {
+		t.Errorf("no keys, 0644: %v", d)
+	}
+}

@@ -2,6 +2,7 @@ package wifi
 
 import (
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"strings"
 
@@ -76,6 +77,17 @@ func CheckWireless(cfg *config.Config, path string, src []byte) []config.Diag {
 		out = append(out, config.Diag{File: path, Line: 1, Msg: "no Wi-Fi network takes curfew's keys; " + hint})
 	}
 	return out
+}
+
+// CheckConfigMode warns when the config holds Wi-Fi keys and others than
+// root may read it (mode is the file's): a key there is a child's way out
+// for anyone who reads it. OpenWrt's package installs it 0600, and libuci
+// keeps a file's mode when it writes it.
+func CheckConfigMode(cfg *config.Config, path string, mode fs.FileMode) []config.Diag {
+	if !cfg.HasWifiKeys() || mode.Perm()&0o077 == 0 {
+		return nil
+	}
+	return []config.Diag{{File: path, Line: 1, Msg: fmt.Sprintf("it holds Wi-Fi keys and others can read it (mode %04o): chmod 600 %s", mode.Perm(), path)}}
 }
 
 // WirelessBeside is OpenWrt's wireless config for a curfew config: the

@@ -38,7 +38,7 @@ log() { printf '%s vmlab: %s\n' "$(date +%T)" "$*" >&2; }
 # architecture, resolved by apt against an empty package database (so it
 # brings every library they need) and unpacked without running anything.
 # Private apt state: the machine's own sources are never touched.
-USERLAND_PKGS="iproute2 nftables iptables conntrack dnsmasq-base bind9-dnsutils util-linux"
+USERLAND_PKGS="iproute2 nftables iptables conntrack dnsmasq-base bind9-dnsutils util-linux hostapd wpasupplicant iw"
 userland() { # userland ARCH -> prints the unpacked root
 	local arch=$1 dir=$CACHE/userland-$arch
 	local stamp="bookworm $USERLAND_PKGS"
@@ -165,16 +165,18 @@ EOF
 # goldens of what the backends render, whose files stay on the host), and the
 # wind-down's shaper (HTB, and the kernel's fq_codel where the host has
 # none), and the daemon end to end: a bedtime (the cut of an open connection, the daemon
-# killed, the window's end), a parent's pause, the iptables backend, and a
+# killed, the window's end), a parent's pause, the iptables backend, a
 # child's ARP rebinding (DNS of offline devices decided by MAC and time, in
-# a concatenated set older kernels must take too).
+# a concatenated set older kernels must take too), and a Wi-Fi key for each
+# child (mac80211_hwsim's simulated radios, which only these kernels have
+# here, with Debian's hostapd, wpa_supplicant and iw in the userland).
 suites() {
 	local e2e="CURFEW_BINARY=/t/curfew ./e2e.test -test.v -test.count=1 -test.timeout 20m"
 	cat <<EOF
 nft nft ./nft.test -test.v -test.count=1 -test.timeout 20m -test.skip '^(TestPackageDependsOnTheKmods|TestRenderedTable)'
 ipt ipt ./ipt.test -test.v -test.count=1 -test.timeout 20m -test.skip '^TestRenderedRules'
 shape shape ./shape.test -test.v -test.count=1 -test.timeout 5m
-e2e e2e $e2e -test.run '^(TestBedtime|TestParentCommands|TestIptablesBackend|TestARPRebindingAndANewAddress)\$'
+e2e e2e $e2e -test.run '^(TestBedtime|TestParentCommands|TestIptablesBackend|TestARPRebindingAndANewAddress|TestWifiKeys)\$'
 EOF
 }
 
