@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 const (
 	kidKey    = "kid-secret-0001"
 	sibKey    = "sib-secret-0002"
+	sibKey2   = "sib-secret-NEW9" // the sibling's, after the parents changed it
 	parentKey = "parent-secret-03"
 	guestKey  = "guest-password-04"
 )
@@ -98,10 +101,14 @@ func (s *station) join(t *testing.T, mac, key string, timeout time.Duration) boo
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	return lab.WaitFor(timeout, func() bool {
-		out, _ := s.l.Exec(ctx, s.radio.ns, "wpa_cli", "-p", filepath.Join(s.dir, "ctrl"), "-i", s.radio.iface, "status")
-		return strings.Contains(out, "wpa_state=COMPLETED")
-	})
+	return lab.WaitFor(timeout, s.completed)
+}
+
+// completed reports whether wpa_supplicant says the station is
+// associated and its handshake done.
+func (s *station) completed() bool {
+	out, _ := s.l.Exec(context.Background(), s.radio.ns, "wpa_cli", "-p", filepath.Join(s.dir, "ctrl"), "-i", s.radio.iface, "status")
+	return strings.Contains(out, "wpa_state=COMPLETED")
 }
 
 func (s *station) leave(t *testing.T) {
@@ -186,12 +193,21 @@ config schedule 'bedtime'
 	apConf := filepath.Join(dir, "hostapd.conf")
 	os.WriteFile(apConf, []byte(fmt.Sprintf("interface=%s\nbridge=br-lan\ndriver=nl80211\nctrl_interface=%s\nssid=curfew-lab\nhw_mode=g\nchannel=1\n"+
 		"wpa=2\nwpa_key_mgmt=WPA-PSK\nrsn_pairwise=CCMP\nwpa_passphrase=%s\nwpa_psk_file=%s\n", ap.iface, ctrl, guestKey, keyFile)), 0o600)
-	hostapd := exec.Command("ip", "netns", "exec", ap.ns, "hostapd", apConf)
-	var apLog strings.Builder
-	hostapd.Stdout, hostapd.Stderr = &apLog, &apLog
-	if err := hostapd.Start(); err != nil {
-		t.Fatal(err)
+	var hostapd *exec.Cmd
+	var apLog bytes.Buffer
+	startAP := func() {
+		hostapd = exec.Command("ip", "netns", "exec", ap.ns, "hostapd", apConf)
+		apLog.Reset()
+		hostapd.Stdout, hostapd.Stderr = &apLog, &apLog
+		if err := hostapd.Start(); err != nil {
+			t.Fatal(err)
+		}
 	}
+	stopAP := func() {
+		hostapd.Process.Signal(syscall.SIGTERM)
+		hostapd.Wait()
+	}
+	startAP()
 	t.Cleanup(func() {
 		hostapd.Process.Kill()
 		hostapd.Wait()
@@ -233,7 +249,7 @@ config schedule 'bedtime'
 	bound := func(what, mac, profile string) {
 		t.Helper()
 		var p, k string
-		if !lab.WaitFor(10*time.Second, func() bool { p, k = keyOf(mac); return p == profile && k == profile }) {
+		if !lab.WaitFor(30*time.Second, func() bool { p, k = keyOf(mac); return p == profile && k == profile }) {
 			t.Fatalf("%s (%s): profile %q, key %q; want %q for both", what, mac, p, k, profile)
 		}
 	}
@@ -272,6 +288,29 @@ config schedule 'bedtime'
 	}
 	bound("the parent's MAC with the child's key", parentPhone, "kid")
 	reach(t, l, "TCP/IPv4 with the parent's MAC and the child's key", kid.radio.ns, false, tcp(kid))
+
+	t.Log("hostapd restarts (a Wi-Fi reload): the stations join again, and are bound again")
+	stopAP()
+	startAP()
+	if !lab.WaitFor(30*time.Second, func() bool { return strings.Count(d.Logs(), "wifi: following hostapd") >= 2 }) {
+		t.Fatalf("the daemon did not follow the new hostapd:\n%s", d.Logs())
+	}
+	bound("the parent's MAC with the child's key, after the restart", parentPhone, "kid")
+	bound("the parent's station, after the restart", "3a:00:00:00:00:03", "grownup")
+	reach(t, l, "TCP/IPv4 of the child's station after the restart", kid.radio.ns, false, tcp(kid))
+	reach(t, l, "TCP/IPv4 of the parent's station after the restart", parent.radio.ns, true, tcp(parent))
+
+	t.Log("the parents change the sibling's key: his station is sent away and no longer bound")
+	bound("the sibling's station, after the restart", "2a:00:00:00:00:02", "sib")
+	d.rewrite(t, strings.Replace(cfg, sibKey, sibKey2, 1))
+	if !lab.WaitFor(30*time.Second, func() bool { _, k := keyOf("2a:00:00:00:00:02"); return k == "" }) {
+		t.Errorf("the sibling's station is still bound after his key changed:\n%s", d.Logs())
+	}
+	// hostapd sends it away ("PSK/passphrase no longer valid"); its
+	// wpa_supplicant tries the old key again, and never gets through.
+	if lab.WaitFor(5*time.Second, sib.completed) {
+		t.Error("the sibling's station is associated with his old key")
+	}
 
 	t.Log("a wrong key never associates; the network's own password gets the guests' profile")
 	if sib.join(t, "2a:00:00:00:00:02", "not-a-key-of-ours", 8*time.Second) {
@@ -312,7 +351,7 @@ config schedule 'bedtime'
 	}
 	out, _ := exec.Command(binary, "check", "--config", filepath.Join(dir, "curfew"), "--json").CombinedOutput()
 	said = append(said, string(out), d.Logs())
-	for _, key := range []string{kidKey, sibKey, parentKey} {
+	for _, key := range []string{kidKey, sibKey, sibKey2, parentKey} {
 		for _, s := range said {
 			if strings.Contains(s, key) {
 				t.Errorf("a key is in curfew's output:\n%s", s)

@@ -81,8 +81,8 @@ func (w *Watcher) Bindings() map[string]Binding {
 }
 
 // Reload makes every followed hostapd read the key file again
-// (RELOAD_WPA_PSK) and sends away the stations whose key is no longer
-// in it: a revoked key must not keep a device online, nor in a profile.
+// (RELOAD_WPA_PSK): a revoked key must not keep a device online, nor in
+// a profile.
 func (w *Watcher) Reload() {
 	select {
 	case w.reloads <- struct{}{}:
@@ -247,9 +247,10 @@ func (w *Watcher) unbindIface(iface string) bool {
 	return len(w.bound) != n
 }
 
-// reload asks each hostapd to read the key file again, then sends away
-// each bound station whose key is no longer there (its key id is gone
-// from hostapd's answer).
+// reload asks each hostapd to read the key file again, then binds its
+// stations anew from its list: hostapd itself sends away a station whose
+// key is gone (since 2.10, "PSK/passphrase no longer valid"), and a key
+// that moved to another profile takes its stations with it.
 func (w *Watcher) reload() {
 	w.mu.Lock()
 	paths := make([]string, 0, len(w.follow))
@@ -267,21 +268,21 @@ func (w *Watcher) reload() {
 		if err != nil {
 			continue
 		}
-		var gone []string
+		now, changed := time.Now(), false
 		w.mu.Lock()
 		for mac, b := range w.bound {
 			if b.Iface == iface && list[mac] != b.Profile {
-				gone = append(gone, mac)
-				delete(w.bound, mac)
+				changed = true
+				if list[mac] == "" {
+					delete(w.bound, mac)
+				} else {
+					w.bound[mac] = Binding{MAC: mac, Profile: list[mac], Iface: iface, Since: now}
+				}
 			}
 		}
 		w.mu.Unlock()
-		for _, mac := range gone {
-			err := command(path, "DEAUTHENTICATE "+mac)
-			w.log.Info("wifi: station sent away, its key was removed or changed", "iface", iface, "mac", mac, "err", err)
-		}
-		if len(gone) > 0 {
-			w.changed(time.Now())
+		if changed {
+			w.changed(now)
 		}
 	}
 }
