@@ -36,13 +36,13 @@ config schedule 'bed'
 	}
 	bound := map[string]wifi.Binding{
 		// alice copied dad's MAC but joined with her own key
-		"02:00:00:00:0d:01": {MAC: "02:00:00:00:0d:01", Profile: "alice", Iface: "wlan0"},
+		"02:00:00:00:0d:01": {MAC: "02:00:00:00:0d:01", Profile: "alice", Socket: "/var/run/hostapd/wlan0"},
 		// alice's phone with a new random MAC
-		"12:34:56:78:9a:bc": {MAC: "12:34:56:78:9a:bc", Profile: "alice", Iface: "wlan0"},
+		"12:34:56:78:9a:bc": {MAC: "12:34:56:78:9a:bc", Profile: "alice", Socket: "/var/run/hostapd/wlan0"},
 		// a key id of a profile without keys (bob's were removed)
-		"02:00:00:00:0b:01": {MAC: "02:00:00:00:0b:01", Profile: "bob", Iface: "wlan0"},
+		"02:00:00:00:0b:01": {MAC: "02:00:00:00:0b:01", Profile: "bob", Socket: "/var/run/hostapd/wlan0"},
 		// dad's tablet, with dad's key
-		"22:00:00:00:0d:02": {MAC: "22:00:00:00:0d:02", Profile: "dad", Iface: "wlan1"},
+		"22:00:00:00:0d:02": {MAC: "22:00:00:00:0d:02", Profile: "dad", Socket: "/var/run/hostapd/wlan1"},
 	}
 	keyed := keyedDevices(cfg, bound)
 	at := time.Date(2026, 12, 7, 22, 0, 0, 0, time.UTC)

@@ -14,11 +14,12 @@ import (
 )
 
 // Binding is what hostapd said of one station: the key id (a profile) of
-// the key it joined with, on which interface, since when.
+// the key it joined with, on which interface (the path of its control
+// socket), since when.
 type Binding struct {
 	MAC     string
 	Profile string
-	Iface   string
+	Socket  string
 	Since   time.Time
 }
 
@@ -48,7 +49,7 @@ type Watcher struct {
 	mu      sync.Mutex
 	dir     string
 	on      bool
-	follow  map[string]context.CancelFunc // socket path -> its follower
+	follow  map[string]*follower // socket path -> its follower
 	bound   map[string]Binding
 	reloads chan struct{}
 }
@@ -56,8 +57,12 @@ type Watcher struct {
 // NewWatcher returns a watcher that does nothing until Configure turns it
 // on.
 func NewWatcher(log *slog.Logger, changed func(at time.Time)) *Watcher {
-	return &Watcher{log: log, changed: changed, follow: map[string]context.CancelFunc{}, bound: map[string]Binding{}, reloads: make(chan struct{}, 1)}
+	return &Watcher{log: log, changed: changed, follow: map[string]*follower{}, bound: map[string]Binding{}, reloads: make(chan struct{}, 1)}
 }
+
+// follower is the goroutine that follows one socket; a new one may take
+// its place (Configure) before it has ended.
+type follower struct{ cancel context.CancelFunc }
 
 // Configure says where hostapd's sockets are and whether any profile has
 // a key (off: no socket is followed, no station bound).
@@ -65,8 +70,8 @@ func (w *Watcher) Configure(dir string, on bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if dir != w.dir || !on {
-		for path, cancel := range w.follow {
-			cancel()
+		for path, f := range w.follow {
+			f.cancel()
 			delete(w.follow, path)
 		}
 	}
@@ -130,20 +135,28 @@ func (w *Watcher) scan(ctx context.Context) {
 			continue
 		}
 		fctx, cancel := context.WithCancel(ctx)
-		w.follow[path] = cancel
+		f := &follower{cancel: cancel}
+		w.follow[path] = f
 		w.mu.Unlock()
-		go w.run(fctx, path, cancel)
+		go w.run(fctx, path, f)
 	}
 }
 
-func (w *Watcher) run(ctx context.Context, path string, cancel context.CancelFunc) {
+func (w *Watcher) run(ctx context.Context, path string, f *follower) {
 	err := w.followSocket(ctx, path)
-	cancel()
+	f.cancel()
 	w.mu.Lock()
-	delete(w.follow, path)
+	if w.follow[path] == f {
+		delete(w.follow, path)
+	}
 	w.mu.Unlock()
 	iface := filepath.Base(path)
-	if w.unbindIface(iface) {
+	// Its stations are unbound, unless a newer follower (Configure)
+	// has the socket now, and its stations with it.
+	w.mu.Lock()
+	owner := w.follow[path] == nil
+	w.mu.Unlock()
+	if owner && w.unbindSocket(path) {
 		w.changed(time.Now())
 	}
 	if err != nil && ctx.Err() == nil {
@@ -175,7 +188,7 @@ func (w *Watcher) followSocket(ctx context.Context, path string) error {
 	w.mu.Lock()
 	for mac, id := range list {
 		if id != "" {
-			w.bound[mac] = Binding{MAC: mac, Profile: id, Iface: iface, Since: now}
+			w.bound[mac] = Binding{MAC: mac, Profile: id, Socket: path, Since: now}
 		}
 	}
 	w.mu.Unlock()
@@ -206,7 +219,7 @@ func (w *Watcher) followSocket(ctx context.Context, path string) error {
 			lastPing, pinged = time.Now(), false
 			continue
 		}
-		if ev, ok := ParseEvent(buf[:n]); ok && w.apply(iface, ev, time.Now()) {
+		if ev, ok := ParseEvent(buf[:n]); ok && w.apply(path, ev, time.Now()) {
 			w.changed(time.Now())
 		}
 	}
@@ -215,21 +228,21 @@ func (w *Watcher) followSocket(ctx context.Context, path string) error {
 
 // apply changes the bindings for one event; it reports whether they
 // changed.
-func (w *Watcher) apply(iface string, ev Event, at time.Time) bool {
+func (w *Watcher) apply(sock string, ev Event, at time.Time) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	old, had := w.bound[ev.MAC]
 	switch {
 	case ev.Kind == Connected && ev.KeyID != "":
-		if had && old.Profile == ev.KeyID && old.Iface == iface {
+		if had && old.Profile == ev.KeyID && old.Socket == sock {
 			return false
 		}
 		if !had && len(w.bound) >= maxIfaces*maxStations {
 			return false
 		}
-		w.bound[ev.MAC] = Binding{MAC: ev.MAC, Profile: ev.KeyID, Iface: iface, Since: at}
+		w.bound[ev.MAC] = Binding{MAC: ev.MAC, Profile: ev.KeyID, Socket: sock, Since: at}
 		return true
-	case had && (ev.Kind == Connected || old.Iface == iface):
+	case had && (ev.Kind == Connected || old.Socket == sock):
 		// Joined with the network's own password, or left the interface
 		// it was bound on (a station roaming to another radio connects
 		// there before it leaves here).
@@ -239,11 +252,11 @@ func (w *Watcher) apply(iface string, ev Event, at time.Time) bool {
 	return false
 }
 
-func (w *Watcher) unbindIface(iface string) bool {
+func (w *Watcher) unbindSocket(sock string) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	n := len(w.bound)
-	maps.DeleteFunc(w.bound, func(_ string, b Binding) bool { return b.Iface == iface })
+	maps.DeleteFunc(w.bound, func(_ string, b Binding) bool { return b.Socket == sock })
 	return len(w.bound) != n
 }
 
@@ -271,12 +284,12 @@ func (w *Watcher) reload() {
 		now, changed := time.Now(), false
 		w.mu.Lock()
 		for mac, b := range w.bound {
-			if b.Iface == iface && list[mac] != b.Profile {
+			if b.Socket == path && list[mac] != b.Profile {
 				changed = true
 				if list[mac] == "" {
 					delete(w.bound, mac)
 				} else {
-					w.bound[mac] = Binding{MAC: mac, Profile: list[mac], Iface: iface, Since: now}
+					w.bound[mac] = Binding{MAC: mac, Profile: list[mac], Socket: path, Since: now}
 				}
 			}
 		}

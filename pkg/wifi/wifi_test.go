@@ -100,7 +100,7 @@ func TestBindingsFollowTheStations(t *testing.T) {
 	}
 	w.apply("wlan0", Event{Connected, "02:00:00:00:02:00", "bob"}, at)
 	w.apply("wlan1", Event{Connected, "02:00:00:00:03:00", "bob"}, at)
-	if !w.unbindIface("wlan0") || len(w.Bindings()) != 1 {
+	if !w.unbindSocket("wlan0") || len(w.Bindings()) != 1 {
 		t.Fatalf("a hostapd gone kept its stations: %v", w.Bindings())
 	}
 }
