@@ -3,6 +3,8 @@ package openwrt
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -16,7 +18,25 @@ import (
 // rpcd's login — with a full and a read-only login, through the real rpcd
 // running curfew's plugin against a running daemon.
 func TestRpcdUbusAndACLForReal(t *testing.T) {
-	s := startStack(t, "cfrp")
+	// The child has a Wi-Fi key: no answer may carry it.
+	const key = "kid-rpcd-secret-7"
+	s := startStack(t, "cfrp", "\tlist wifi_key '"+key+"'\n")
+	// The daemon wrote the key file where OpenWrt's wireless config
+	// points hostapd (/etc/curfew/wifi.psk), for root alone.
+	psk := filepath.Join(s.dir, "etc-up/curfew/wifi.psk")
+	if fi, err := os.Stat(psk); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("key file %s: %v %v, want mode 0600", psk, fi, err)
+	} else if b, _ := os.ReadFile(psk); !strings.Contains(string(b), "\nkeyid=kid 00:00:00:00:00:00 "+key+"\n") {
+		t.Errorf("key file:\n%s", b)
+	}
+	var said []string
+	defer func() {
+		for _, answer := range said {
+			if strings.Contains(answer, key) {
+				t.Errorf("an rpcd answer carries the child's Wi-Fi key: %s", answer)
+			}
+		}
+	}()
 	full, err := s.login(fullUser)
 	if err != nil {
 		t.Fatal(err)
@@ -34,6 +54,8 @@ func TestRpcdUbusAndACLForReal(t *testing.T) {
 		if e, bad := res["error"]; bad {
 			t.Fatalf("%s: error %v", method, e)
 		}
+		js, _ := json.Marshal(res)
+		said = append(said, string(js))
 		return res
 	}
 	list := func(res map[string]any) []any {
