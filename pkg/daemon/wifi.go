@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"curfew/pkg/config"
@@ -99,10 +101,12 @@ func keyedDevices(cfg *config.Config, bound map[string]wifi.Binding) *config.Con
 		}
 		c.Devices = append(c.Devices, dev)
 	}
-	for mac, id := range keyed {
-		hw := bound[mac].MAC
-		dev := &config.Device{Name: fmt.Sprintf("%s (%s's Wi-Fi key)", hw, id), Profile: id, WifiKey: id}
-		dev.MAC, _ = config.ParseMAC(hw)
+	// In MAC order, the same at every plan: the kernel's table follows
+	// the devices' order, and another order would rewrite it whole.
+	for _, mac := range slices.Sorted(maps.Keys(keyed)) {
+		id := keyed[mac]
+		dev := &config.Device{Name: fmt.Sprintf("%s (%s's Wi-Fi key)", mac, id), Profile: id, WifiKey: id}
+		dev.MAC, _ = config.ParseMAC(mac)
 		c.Devices = append(c.Devices, dev)
 	}
 	return &c

@@ -69,6 +69,14 @@ config schedule 'bed'
 	if len(want) > 0 {
 		t.Errorf("not in the plan: %v", want)
 	}
+	for i := 0; i < 20; i++ {
+		again := keyedDevices(cfg, bound)
+		for j := range keyed.Devices {
+			if again.Devices[j].MAC.String() != keyed.Devices[j].MAC.String() {
+				t.Fatalf("the devices came in another order at plan %d: the kernel's table would be rewritten whole", i)
+			}
+		}
+	}
 	if cfg.Devices[0].Profile != "dad" {
 		t.Error("the loaded config was changed: a station leaving must give the MAC back to its own profile")
 	}
