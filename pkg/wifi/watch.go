@@ -145,17 +145,16 @@ func (w *Watcher) scan(ctx context.Context) {
 func (w *Watcher) run(ctx context.Context, path string, f *follower) {
 	err := w.followSocket(ctx, path)
 	f.cancel()
-	w.mu.Lock()
-	if w.follow[path] == f {
-		delete(w.follow, path)
-	}
-	w.mu.Unlock()
-	iface := filepath.Base(path)
 	// Its stations are unbound, unless a newer follower (Configure)
 	// has the socket now, and its stations with it.
 	w.mu.Lock()
-	owner := w.follow[path] == nil
+	now := w.follow[path]
+	if now == f {
+		delete(w.follow, path)
+	}
+	owner := now == f || now == nil
 	w.mu.Unlock()
+	iface := filepath.Base(path)
 	if owner && w.unbindSocket(path) {
 		w.changed(time.Now())
 	}
