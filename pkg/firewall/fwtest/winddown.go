@@ -119,12 +119,26 @@ func WindDown(t *testing.T, l *lab.Lab, edges Window, apply func(*firewall.Rules
 		},
 	}.Run(t)
 	time.Sleep(time.Until(end) + settle + 500*time.Millisecond) // what was in flight
-	r := lab.Rates(time.Second, kid4, kid6, grown)
-	if r[0] > 0 || r[1] > 0 {
-		t.Errorf("inside the offline window that follows, the child's downloads still carry %.3f and %.3f Mbit/s", r[0]/1e6, r[1]/1e6)
+	// The parent's download is measured up to three times: a guest whose
+	// emulated CPU its host stalled for a second (the VM lab, 5.10: 0.00
+	// Mbit/s once, fast before and inside the wind-down) moves nothing in
+	// that second, nor does a TCP stream waiting out a retransmission
+	// timeout. The child's must carry nothing in every measurement.
+	var grownRates []float64
+	for len(grownRates) < 3 {
+		r := lab.Rates(time.Second, kid4, kid6, grown)
+		if r[0] > 0 || r[1] > 0 {
+			t.Errorf("inside the offline window that follows, the child's downloads still carry %.3f and %.3f Mbit/s", r[0]/1e6, r[1]/1e6)
+		}
+		grownRates = append(grownRates, r[2]/1e6)
+		if r[2] >= fast {
+			break
+		}
 	}
-	if r[2] < fast {
-		t.Errorf("inside the child's offline window the parent's download got %.2f Mbit/s", r[2]/1e6)
+	if last := grownRates[len(grownRates)-1]; last < fast/1e6 {
+		t.Errorf("inside the child's offline window the parent's download got %.2f Mbit/s each second measured", grownRates)
+	} else if len(grownRates) > 1 {
+		t.Logf("inside the child's offline window the parent's download got %.2f Mbit/s, second by second", grownRates)
 	}
 	if err := l.TCP(l.Child.NS, lab.InternetV4); err == nil {
 		t.Error("the child opens a new connection inside its offline window")
