@@ -69,8 +69,21 @@ func TestWindDown(t *testing.T) {
 			}
 
 			time.Sleep(time.Until(bed) + 2*time.Second)
-			if r := lab.Rates(time.Second, streams...); r[0] > 0 || r[1] > 0 || r[2] < fast {
-				t.Errorf("at bedtime: the child's downloads %.3f and %.3f Mbit/s (want none), the parent's %.2f", r[0]/1e6, r[1]/1e6, r[2]/1e6)
+			// The parent's download is measured up to three times, as in
+			// fwtest.WindDown: a second in which a loaded machine ran
+			// nothing of the lab moves no bytes for anyone.
+			for try := 1; ; try++ {
+				r := lab.Rates(time.Second, streams...)
+				if r[0] > 0 || r[1] > 0 {
+					t.Errorf("at bedtime: the child's downloads %.3f and %.3f Mbit/s, want none", r[0]/1e6, r[1]/1e6)
+				}
+				if r[2] >= fast {
+					break
+				}
+				if try == 3 {
+					t.Errorf("at bedtime: the parent's download %.2f Mbit/s in the third second measured, want above 20", r[2]/1e6)
+					break
+				}
 			}
 		})
 	}
